@@ -1,0 +1,115 @@
+// Package subnetfile reads and writes the node's subnet file: the small
+// KEY=VALUE file that tells the CNI plugin (and doctor) the cluster network,
+// this node's subnet and the pod MTU.
+//
+// Two formats are understood: twill's own (TWILL_* keys, default path
+// /run/twill/subnet.env) and Flannel's (/run/flannel/subnet.env, FLANNEL_*
+// keys), so a node moving from Flannel keeps working.
+package subnetfile
+
+import (
+	"bufio"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Default paths of the subnet files.
+const (
+	TwillPath   = "/run/twill/subnet.env"
+	FlannelPath = "/run/flannel/subnet.env"
+)
+
+// Info is the content of a subnet file.
+type Info struct {
+	// Network is the whole cluster pod network, e.g. 10.244.0.0/16.
+	Network netip.Prefix
+	// Subnet is this node's pod subnet with the gateway address, e.g. 10.244.1.1/24.
+	Subnet netip.Prefix
+	// MTU is the MTU pods must use.
+	MTU int
+	// IPMasq tells whether the node masquerades pod traffic leaving the network.
+	IPMasq bool
+	// Backend is "vxlan" or "host-gw" (twill format only).
+	Backend string
+}
+
+// Parse reads a subnet file's content. src names it in errors. Both TWILL_ and
+// FLANNEL_ prefixes are accepted; unknown keys are ignored; a missing
+// NETWORK or SUBNET, or a malformed value, is an error with its line.
+func Parse(src, content string) (Info, error) {
+	var info Info
+	sc := bufio.NewScanner(strings.NewReader(content))
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, val, ok := strings.Cut(line, "=")
+		if !ok {
+			return Info{}, fmt.Errorf("%s: line %d: %q is not KEY=VALUE", src, n, line)
+		}
+		key = strings.TrimPrefix(strings.TrimPrefix(key, "TWILL_"), "FLANNEL_")
+		val = strings.Trim(val, `"`)
+		var err error
+		switch key {
+		case "NETWORK":
+			info.Network, err = netip.ParsePrefix(val)
+		case "SUBNET":
+			info.Subnet, err = netip.ParsePrefix(val)
+		case "MTU":
+			info.MTU, err = strconv.Atoi(val)
+			if err == nil && (info.MTU < 576 || info.MTU > 65535) {
+				err = fmt.Errorf("MTU %d out of range 576-65535", info.MTU)
+			}
+		case "IPMASQ":
+			info.IPMasq, err = strconv.ParseBool(val)
+		case "BACKEND":
+			info.Backend = val
+		}
+		if err != nil {
+			return Info{}, fmt.Errorf("%s: line %d: %s: %w", src, n, key, err)
+		}
+	}
+	if !info.Network.IsValid() {
+		return Info{}, fmt.Errorf("%s: no NETWORK line", src)
+	}
+	if !info.Subnet.IsValid() {
+		return Info{}, fmt.Errorf("%s: no SUBNET line", src)
+	}
+	return info, nil
+}
+
+// Render returns the file content in twill's format.
+func (i Info) Render() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "TWILL_NETWORK=%s\n", i.Network)
+	fmt.Fprintf(&b, "TWILL_SUBNET=%s\n", i.Subnet)
+	fmt.Fprintf(&b, "TWILL_MTU=%d\n", i.MTU)
+	fmt.Fprintf(&b, "TWILL_IPMASQ=%t\n", i.IPMasq)
+	if i.Backend != "" {
+		fmt.Fprintf(&b, "TWILL_BACKEND=%s\n", i.Backend)
+	}
+	return b.String()
+}
+
+// Write writes the file atomically (temporary file and rename), creating its
+// directory.
+func Write(path string, i Info) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("subnet file %s: %w", path, err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(i.Render()), 0o644); err != nil {
+		return fmt.Errorf("subnet file %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("subnet file %s: %w", path, err)
+	}
+	return nil
+}
