@@ -1,0 +1,48 @@
+// Package etcd keeps subnet leases in etcd v3 under the layout of package
+// lease. This is the thin adapter: encoding lives in package lease.
+package etcd
+
+import (
+	"context"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/twillnet/twill/lease"
+)
+
+// Put writes (or overwrites) one lease. ttlSeconds > 0 attaches an etcd lease
+// so the key disappears when it is not renewed.
+func Put(ctx context.Context, c *clientv3.Client, prefix string, l lease.Lease, ttlSeconds int64) error {
+	key := lease.SubnetKey(prefix, l.Subnet)
+	var opts []clientv3.OpOption
+	if ttlSeconds > 0 {
+		g, err := c.Grant(ctx, ttlSeconds)
+		if err != nil {
+			return fmt.Errorf("lease %s: grant ttl: %w", key, err)
+		}
+		opts = append(opts, clientv3.WithLease(g.ID))
+	}
+	if _, err := c.Put(ctx, key, string(l.Encode()), opts...); err != nil {
+		return fmt.Errorf("lease %s: put: %w", key, err)
+	}
+	return nil
+}
+
+// List returns every lease under prefix. A key that does not decode is an
+// error naming the key: a corrupt store must be seen, not skipped.
+func List(ctx context.Context, c *clientv3.Client, prefix string) ([]lease.Lease, error) {
+	resp, err := c.Get(ctx, lease.SubnetsPrefix(prefix), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("list leases under %s: %w", prefix, err)
+	}
+	out := make([]lease.Lease, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		l, err := lease.Decode(string(kv.Key), kv.Value)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
