@@ -13,7 +13,9 @@ import (
 func main() {
 	root := newRootCmd()
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "twill:", err)
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(os.Stderr, "twill:", msg)
+		}
 		os.Exit(exitCode(err))
 	}
 }
@@ -24,7 +26,13 @@ type exitError struct {
 	err  error
 }
 
-func (e *exitError) Error() string { return e.err.Error() }
+// Error returns the message, "" for a silent exit (the output already said it all).
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
 func (e *exitError) Unwrap() error { return e.err }
 
 func exitCode(err error) int {

@@ -1,0 +1,47 @@
+# twill: make demo runs the lab tour; make test runs every test. Both install
+# what they need first (scripts/setup.sh: Debian packages and bin/etcd).
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin
+export TWILL_ETCD_BIN := $(CURDIR)/bin/etcd
+GO ?= go
+
+.PHONY: all tools build demo test unit bench fuzz vet clean
+
+all: build
+
+tools:
+	./scripts/setup.sh
+
+build:
+	$(GO) build -o bin/twill ./cmd/twill
+
+## demo: lab up, pods talk, F1 broken, doctor finds it, --fix, works again, lab down.
+demo: tools build
+	bin/twill lab demo
+
+## test: every test, root ones included (run as root; they fail loudly otherwise).
+test: tools build vet
+	$(GO) test -p 2 -count=1 -timeout 30m ./...
+
+## unit: only the tests that need no root and no lab (quick feedback).
+unit:
+	$(GO) test -count=1 -short ./...
+
+vet:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	$(GO) vet ./...
+
+## bench: benchmarks with a table of results (also written to docs/benchmarks.md).
+bench: tools build
+	./scripts/bench.sh
+
+## fuzz: run each fuzzer for FUZZTIME (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./netfilter -run '^$$' -fuzz FuzzParseIptablesSave -fuzztime $(FUZZTIME)
+	$(GO) test ./netfilter -run '^$$' -fuzz FuzzParseNftJSON -fuzztime $(FUZZTIME)
+	$(GO) test ./nodestate -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+
+clean:
+	-bin/twill lab down 2>/dev/null
+	rm -rf bin/twill

@@ -1,0 +1,138 @@
+package doctor
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/twillnet/twill/netfilter"
+)
+
+// ruleCount counts the rules of a dump and names the tables holding them.
+func ruleCount(rs *netfilter.Ruleset) (n int, where []string) {
+	for _, t := range rs.Tables {
+		k := 0
+		for _, c := range t.Chains {
+			k += len(c.Rules)
+		}
+		if k > 0 {
+			where = append(where, fmt.Sprintf("%s: %d", t.Name, k))
+		}
+		n += k
+	}
+	return n, where
+}
+
+func checkBackendSplit(e *env) ([]Finding, string) {
+	if why := e.iptParseProblem(); why != "" {
+		return nil, why
+	}
+	if e.legacy == nil || e.nftIpt == nil {
+		if len(e.iptBackends()) == 0 {
+			return nil, e.iptUnavailable()
+		}
+		return nil, "" // only one backend exists on this node: nothing can be split
+	}
+	if e.legacy.Empty() || e.nftIpt.Empty() {
+		return nil, ""
+	}
+	nl, wl := ruleCount(e.legacy)
+	nn, wn := ruleCount(e.nftIpt)
+	hint := "nft"
+	if m := e.legacy.Table("mangle"); m != nil && (m.Chain("KUBE-IPTABLES-HINT") != nil || m.Chain("KUBE-KUBELET-CANARY") != nil) {
+		hint = "legacy"
+	}
+	if m := e.nftIpt.Table("mangle"); m != nil && (m.Chain("KUBE-IPTABLES-HINT") != nil || m.Chain("KUBE-KUBELET-CANARY") != nil) {
+		hint = "nft"
+	}
+	other := map[string]string{"nft": "legacy", "legacy": "nft"}[hint]
+	return []Finding{{
+		Severity: Error,
+		Failure:  "F4",
+		Title:    "iptables rules are split across the legacy and nf_tables backends",
+		Evidence: []string{
+			fmt.Sprintf("iptables-legacy-save: %d rules (%s)", nl, strings.Join(wl, ", ")),
+			fmt.Sprintf("iptables-nft-save: %d rules (%s)", nn, strings.Join(wn, ", ")),
+			fmt.Sprintf("kubelet's hint chains say the node's backend is %s", hint),
+		},
+		Explanation: "Both rule sets run, in an order nobody chose: an ACCEPT in one does not stop a DROP in the other, and tools that read only one backend show half the truth. " +
+			"This happens when a container ships an iptables binary of the other backend than the host.",
+		Fix: fmt.Sprintf("use one backend: find the component writing to iptables-%[1]s (iptables-%[1]s-save shows its chains), configure or upgrade it to use %[2]s (iptables-wrappers picks the host's backend), then flush the %[1]s tables", other, hint),
+	}}, ""
+}
+
+// guardChains are kube-proxy chains whose rules must never be unconditional
+// ACCEPT/DROP/RETURN: when one is, the match was lost (FAILURES.md F4).
+var guardChains = map[string]bool{
+	"KUBE-FIREWALL": true, "KUBE-FORWARD": true, "KUBE-POSTROUTING": true,
+	"KUBE-MARK-DROP": true, "KUBE-PROXY-FIREWALL": true, "KUBE-EXTERNAL-SERVICES": true,
+}
+
+// unconditional reports whether the rule matches every packet (only
+// comments besides the target).
+func unconditional(r *netfilter.Rule) bool {
+	if r.Source.Set() || r.Destination.Set() || r.InIface.Set() || r.OutIface.Set() || r.Protocol.Set() || r.Fragment.Set() {
+		return false
+	}
+	for _, m := range r.Matches {
+		if m.Module != "comment" {
+			return false
+		}
+	}
+	return true
+}
+
+func checkLostMatch(e *env) ([]Finding, string) {
+	if why := e.iptParseProblem(); why != "" {
+		return nil, why
+	}
+	bks := e.iptBackends()
+	if len(bks) == 0 {
+		return nil, e.iptUnavailable()
+	}
+	var out []Finding
+	for _, b := range bks {
+		for _, t := range b.rs.Tables {
+			for _, c := range t.Chains {
+				for _, r := range c.Rules {
+					var what string
+					switch {
+					case guardChains[c.Name] && unconditional(r) && (r.Target == "DROP" || r.Target == "REJECT"):
+						what = "drops every packet"
+					case guardChains[c.Name] && unconditional(r) && r.Target == "ACCEPT":
+						what = "accepts every packet"
+					case guardChains[c.Name] && unconditional(r) && r.Target == "RETURN" && c.Name == "KUBE-POSTROUTING":
+						what = "returns every packet (nothing is masqueraded)"
+					case t.Name == "nat" && c.Name == "KUBE-SERVICES" && strings.HasPrefix(r.Target, "KUBE-SVC-") && r.Protocol.Set() && !hasDport(r):
+						what = "matches every port of the Service IP"
+					default:
+						continue
+					}
+					out = append(out, Finding{
+						Severity: Error,
+						Failure:  "F4",
+						Title:    fmt.Sprintf("iptables-%s %s/%s rule %d %s: its match was lost", b.name, t.Name, c.Name, r.Num, what),
+						Evidence: []string{fmt.Sprintf("iptables-%s-save line %d: %s", b.name, r.Line, r.Text)},
+						Explanation: "kube-proxy writes this rule with a mark or port match. An older iptables binary (for example 1.8.7 in a container on a 1.8.8+ host) " +
+							"that did iptables-save | iptables-restore could not read the newer encoding and silently dropped the match. " +
+							"A drop-all in KUBE-FIREWALL cuts the node off (even ping localhost fails); an accept-all in KUBE-FORWARD opens forwarding to everything.",
+						Fix: "find the component with the older iptables binary (iptables -V in each hostNetwork container) and upgrade it to the host's version; " +
+							"then restart kube-proxy so it rewrites its chains (or delete the rule: iptables -t " + t.Name + " -D " + c.Name + " " + fmt.Sprint(r.Num) + ")",
+					})
+				}
+			}
+		}
+	}
+	return out, ""
+}
+
+func hasDport(r *netfilter.Rule) bool {
+	for _, m := range r.Matches {
+		for _, o := range m.Options {
+			switch o.Name {
+			case "--dport", "--destination-port", "--dports", "--destination-ports", "--ports":
+				return true
+			}
+		}
+	}
+	return false
+}

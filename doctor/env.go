@@ -1,0 +1,205 @@
+package doctor
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/twillnet/twill/netfilter"
+	"github.com/twillnet/twill/nodestate"
+	"github.com/twillnet/twill/subnetfile"
+)
+
+// Config holds what doctor cannot learn from the node itself.
+type Config struct {
+	// ClusterCIDR overrides the pod network read from the subnet file.
+	ClusterCIDR netip.Prefix
+	// ServiceCIDR is the cluster's Service range (default 10.96.0.0/12).
+	ServiceCIDR netip.Prefix
+	// KubernetesServiceIP is the ClusterIP of default/kubernetes
+	// (default: the first address of ServiceCIDR).
+	KubernetesServiceIP netip.Addr
+	// Ignore lists check IDs to suppress.
+	Ignore []string
+}
+
+// DefaultServiceCIDR is kubeadm's default Service range.
+var DefaultServiceCIDR = netip.MustParsePrefix("10.96.0.0/12")
+
+// env is the snapshot plus the facts derived from it once, shared by checks.
+type env struct {
+	snap *nodestate.Snapshot
+	cfg  Config
+
+	// cluster is the pod network; invalid when unknown.
+	cluster netip.Prefix
+	// subnet is this node's pod subnet (network address form); invalid when unknown.
+	subnet netip.Prefix
+	// subnetInfo is the parsed subnet file, when one exists.
+	subnetInfo *subnetfile.Info
+	subnetPath string
+
+	// legacy and nftIpt are the parsed iptables dumps (IPv4); nil when the
+	// backend was not captured; their errors are in parseErr.
+	legacy, nftIpt *netfilter.Ruleset
+	// nft is the parsed nftables rule set; nil when not captured.
+	nft      *netfilter.NftRuleset
+	parseErr map[string]error
+
+	links map[string]*nodestate.Link
+}
+
+func newEnv(s *nodestate.Snapshot, cfg Config) *env {
+	if !cfg.ServiceCIDR.IsValid() {
+		cfg.ServiceCIDR = DefaultServiceCIDR
+	}
+	if !cfg.KubernetesServiceIP.IsValid() {
+		cfg.KubernetesServiceIP = cfg.ServiceCIDR.Masked().Addr().Next()
+	}
+	e := &env{snap: s, cfg: cfg, parseErr: map[string]error{}, links: map[string]*nodestate.Link{}}
+	for i := range s.Links {
+		e.links[s.Links[i].Name] = &s.Links[i]
+	}
+	for _, f := range s.Files.SubnetFiles {
+		if !f.Exists {
+			continue
+		}
+		info, err := subnetfile.Parse(f.Path, f.Content)
+		if err != nil {
+			e.parseErr["subnet file"] = err
+			continue
+		}
+		e.subnetInfo, e.subnetPath = &info, f.Path
+		break
+	}
+	switch {
+	case cfg.ClusterCIDR.IsValid():
+		e.cluster = cfg.ClusterCIDR.Masked()
+	case e.subnetInfo != nil:
+		e.cluster = e.subnetInfo.Network.Masked()
+	}
+	if e.subnetInfo != nil {
+		e.subnet = e.subnetInfo.Subnet.Masked()
+	}
+	if s.Iptables.Legacy.Available && s.Iptables.Legacy.Err == "" {
+		e.legacy, e.parseErr["iptables-legacy"] = parseIpt("iptables-legacy-save", s.Iptables.Legacy.Save)
+	}
+	if s.Iptables.NFT.Available && s.Iptables.NFT.Err == "" {
+		e.nftIpt, e.parseErr["iptables-nft"] = parseIpt("iptables-nft-save", s.Iptables.NFT.Save)
+	}
+	if s.Nftables.Available && s.Nftables.Err == "" && strings.TrimSpace(s.Nftables.JSON) != "" {
+		r, err := netfilter.ParseNftJSON("nft -j list ruleset", []byte(s.Nftables.JSON))
+		e.nft, e.parseErr["nft"] = r, err
+		if err != nil {
+			e.nft = nil
+		}
+	}
+	for k, v := range e.parseErr {
+		if v == nil {
+			delete(e.parseErr, k)
+		}
+	}
+	return e
+}
+
+func parseIpt(src, text string) (*netfilter.Ruleset, error) {
+	r, err := netfilter.ParseIptablesSave(src, text)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// backend is one parsed iptables backend with its name.
+type backend struct {
+	name string // "legacy" or "nft"
+	rs   *netfilter.Ruleset
+}
+
+// iptParseProblem returns why some captured iptables dump could not be
+// parsed ("" when all parsed): checks over iptables rules do not run on half
+// of the rules.
+func (e *env) iptParseProblem() string {
+	var why []string
+	for _, name := range []string{"iptables-legacy", "iptables-nft"} {
+		if err, ok := e.parseErr[name]; ok {
+			why = append(why, err.Error())
+		}
+	}
+	if len(why) == 0 {
+		return ""
+	}
+	return "iptables rules could not be parsed: " + strings.Join(why, "; ")
+}
+
+// iptBackends returns the parsed iptables backends, legacy first.
+func (e *env) iptBackends() []backend {
+	var out []backend
+	if e.legacy != nil {
+		out = append(out, backend{"legacy", e.legacy})
+	}
+	if e.nftIpt != nil {
+		out = append(out, backend{"nft", e.nftIpt})
+	}
+	return out
+}
+
+// sysctl returns a sysctl's value and whether it was present.
+func (e *env) sysctl(name string) (string, bool) {
+	v, ok := e.snap.Sysctls[name]
+	return v, ok
+}
+
+// isPodNode reports whether this node carries pods: a pod bridge, a subnet
+// file or CNI configuration exists. Checks of pod-network prerequisites
+// only apply to such nodes.
+func (e *env) isPodNode() bool {
+	return e.subnetInfo != nil || e.links["cni0"] != nil || len(e.snap.Files.CNIConfigs) > 0
+}
+
+// vxlanLinks returns the node's vxlan devices.
+func (e *env) vxlanLinks() []*nodestate.Link {
+	var out []*nodestate.Link
+	for i := range e.snap.Links {
+		if e.snap.Links[i].Kind == "vxlan" && e.snap.Links[i].Vxlan != nil {
+			out = append(out, &e.snap.Links[i])
+		}
+	}
+	return out
+}
+
+// addrsOf returns the IPv4/IPv6 prefixes assigned to a link.
+func (e *env) addrsOf(link string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range e.snap.Addrs {
+		if a.Link == link {
+			out = append(out, a.Prefix)
+		}
+	}
+	return out
+}
+
+// podBridge returns the name of the bridge that holds the node's pod
+// gateway address, "" when none.
+func (e *env) podBridge() string {
+	if l := e.links["cni0"]; l != nil {
+		return "cni0"
+	}
+	for _, a := range e.snap.Addrs {
+		if l := e.links[a.Link]; l != nil && l.Kind == "bridge" && e.cluster.IsValid() && e.cluster.Contains(a.Prefix.Addr()) {
+			return l.Name
+		}
+	}
+	return ""
+}
+
+func joinArgs(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\"'") {
+			a = fmt.Sprintf("%q", a)
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
+}

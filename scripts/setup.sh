@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what twill's lab, demo and tests need on a Debian machine where you
+# are root: the Debian packages below, and a real etcd built from the Go module
+# proxy into bin/ (cached: rebuilt only when tools/go.mod changes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(iptables nftables iproute2 conntrack iperf3 tcpdump ethtool ipset procps)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "setup: installing Debian packages: ${missing[*]}"
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "setup: need root to install packages (run as root, or: sudo $0)" >&2
+		exit 1
+	fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+	if [ -x /usr/local/go/bin/go ]; then
+		export PATH=$PATH:/usr/local/go/bin
+	else
+		echo "setup: Go is not installed: install Go 1.26 from https://go.dev/dl/ into /usr/local/go" >&2
+		exit 1
+	fi
+fi
+
+mkdir -p bin
+stamp=bin/.etcd.stamp
+want=$(sha256sum tools/go.mod tools/go.sum tools/etcd/main.go | sha256sum | cut -d' ' -f1)
+if [ ! -x bin/etcd ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+	echo "setup: building etcd from the Go module proxy into bin/etcd (first time: a minute or two)"
+	(cd tools && go build -o ../bin/etcd ./etcd)
+	echo "$want" > "$stamp"
+fi
+echo "setup: ok ($(bin/etcd --version 2>/dev/null | head -1))"
