@@ -41,6 +41,11 @@ func (r *Ruleset) Empty() bool {
 type Table struct {
 	Name   string   `json:"name"`
 	Chains []*Chain `json:"chains"`
+
+	// index maps a chain name to its position in Chains. The parser fills it
+	// so that lookups in tables with tens of thousands of chains stay O(1);
+	// Chain verifies every hit, so a stale index only costs a linear scan.
+	index map[string]int
 }
 
 // Chain returns the chain with the given name, or nil.
@@ -48,12 +53,27 @@ func (t *Table) Chain(name string) *Chain {
 	if t == nil {
 		return nil
 	}
+	if i, ok := t.index[name]; ok && i < len(t.Chains) && t.Chains[i].Name == name {
+		return t.Chains[i]
+	}
 	for _, c := range t.Chains {
 		if c.Name == name {
 			return c
 		}
 	}
 	return nil
+}
+
+// Reindex rebuilds the name index that makes Chain O(1). The parser calls
+// it; call it again after building or changing Chains by hand, or after
+// decoding a Table from JSON, when the table is large.
+func (t *Table) Reindex() {
+	t.index = make(map[string]int, len(t.Chains))
+	for i, c := range t.Chains {
+		if _, dup := t.index[c.Name]; !dup {
+			t.index[c.Name] = i
+		}
+	}
 }
 
 // Chain is one chain. Built-in chains have a Policy ("ACCEPT" or "DROP");
@@ -106,8 +126,13 @@ type Rule struct {
 	// TargetOptions are the target's options (--to-destination, --set-xmark, ...).
 	TargetOptions []Option `json:"targetOptions,omitempty"`
 
-	// Unknown is true when a match module or target option is not known to
-	// this parser; the rule is kept with its text and the unknown parts.
+	// Extra are options that no match and no target of the rule claims
+	// (e.g. a --option before any -m); they are kept verbatim and make the
+	// rule Unknown.
+	Extra []Option `json:"extra,omitempty"`
+
+	// Unknown is true when a match module, a target or an option is not known
+	// to this parser; the rule is kept with its text and the unknown parts.
 	Unknown bool `json:"unknown,omitempty"`
 }
 
@@ -148,6 +173,9 @@ type Match struct {
 	// Known is false for modules this parser does not model; their options
 	// are still kept verbatim.
 	Known bool `json:"known"`
+	// Implicit is true for a protocol match (tcp, udp, icmp) that the rule
+	// uses through `-p tcp --dport 80` without writing `-m tcp`.
+	Implicit bool `json:"implicit,omitempty"`
 }
 
 // Option returns the first option with the given name (e.g. "--mark"), or nil.
@@ -161,10 +189,17 @@ func (m *Match) Option(name string) *Option {
 }
 
 // Option is one --option with its values, possibly negated (`! --mark 0x1`).
+//
+// Values are the words that follow the option, unsplit: `--ctstate
+// RELATED,ESTABLISHED` has the one value "RELATED,ESTABLISHED" and
+// `--match-set KUBE-X dst,dst` the two values "KUBE-X" and "dst,dst".
 type Option struct {
 	Name    string   `json:"name"`
 	Values  []string `json:"values,omitempty"`
 	Negated bool     `json:"negated,omitempty"`
+	// Unknown is true when the option's module or target is known but the
+	// option is not (a newer iptables, a typo); its values are kept.
+	Unknown bool `json:"unknown,omitempty"`
 }
 
 // ParseError is a malformed-input error with its position.
