@@ -70,7 +70,8 @@ func isBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\
 
 // quoteWord renders s the way iptables-save prints strings (comments, log
 // prefixes): bare when it is made only of letters, digits, '_' and '-',
-// otherwise in double quotes with '"', '\\' and '\” escaped by a backslash.
+// otherwise in double quotes, with each double quote, backslash and single
+// quote escaped by a backslash.
 func quoteWord(s string) string {
 	bare := s != ""
 	for i := 0; i < len(s) && bare; i++ {
