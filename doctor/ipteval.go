@@ -59,6 +59,15 @@ func (v verdict) describe(table string) string {
 	return fmt.Sprintf("%s/%s rule %d: %s", table, v.chain, v.rule.Num, v.rule.Text)
 }
 
+// standardTarget lists the built-in iptables targets: never chain names,
+// so no chain lookup is needed for them.
+var standardTarget = map[string]bool{
+	"": true, "ACCEPT": true, "DROP": true, "REJECT": true, "RETURN": true, "DNAT": true, "SNAT": true,
+	"MASQUERADE": true, "REDIRECT": true, "MARK": true, "CONNMARK": true, "LOG": true, "NFLOG": true,
+	"CT": true, "NOTRACK": true, "TRACE": true, "AUDIT": true, "CLASSIFY": true, "DSCP": true,
+	"TCPMSS": true, "CHECKSUM": true, "ULOG": true, "SET": true, "NFQUEUE": true, "TPROXY": true,
+}
+
 // maxJumpDepth bounds chain recursion (the kernel limits it too; a loop in a
 // dump must not hang doctor).
 const maxJumpDepth = 64

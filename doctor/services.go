@@ -22,7 +22,7 @@ func dnatReachable(t *netfilter.Table, start string, depth int) bool {
 		if r.Target == "DNAT" {
 			return true
 		}
-		if t.Chain(r.Target) != nil && dnatReachable(t, r.Target, depth+1) {
+		if !standardTarget[r.Target] && t.Chain(r.Target) != nil && dnatReachable(t, r.Target, depth+1) {
 			return true
 		}
 	}
