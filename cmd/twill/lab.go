@@ -1,12 +1,285 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/twillnet/twill/lab"
 )
 
-// placeholder until the lab command lands.
 func newLabCmd() *cobra.Command {
-	return &cobra.Command{Use: "lab", Hidden: true, RunE: func(*cobra.Command, []string) error { return errors.New("not built yet") }}
+	var name string
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "Build a whole twill cluster in network namespaces, break it, watch doctor fix it",
+		Long: `lab builds a virtual cluster on this machine out of network namespaces, so you can
+see a pod network work, break it the way real clusters break (FAILURES.md), and
+watch 'twill doctor' find and fix it. It needs root and touches nothing outside
+the namespaces it creates (nothing in the host's own network namespace).
+
+A lab named "twill" (change with --name) looks like this:
+
+  twill-underlay    the switch between nodes: bridge br0 192.168.77.1/24, and etcd
+                    on http://192.168.77.1:2379 holding each node's subnet lease
+  twill-node1..N    nodes: eth0 192.168.77.(10+i), pod bridge cni0 10.244.i.1/24,
+                    vxlan device twill.1 (or host-gw routes), kube-proxy iptables
+  twill-node1-a..   pods: eth0 10.244.i.(10+k), each running a tiny server on :8080
+                    that answers every connection with "<pod> <client ip:port>"
+
+Services (kube-proxy iptables rules on every node):
+  10.96.0.10:80     lab/web: every pod
+  10.96.1.<i>:80    lab/local-node<i>: pod b of node i (same-bridge Service, F1)
+  10.96.0.1:443     default/kubernetes (rules only; F5a deletes its DNAT)
+
+State lives in /run/twill-lab/<name>/ (state.json, etcd data, logs, and each
+node's file root, where its subnet file is run/twill/subnet.env).
+
+Start with 'twill lab demo', or build one and explore it yourself.`,
+		Example: `  twill lab demo                        # the guided tour (builds and removes a lab)
+  twill lab up --nodes 3 --pods 2       # build a lab and keep it
+  twill lab call node1-a 10.244.2.10:8080
+  twill lab call node1-a 10.96.1.1:80   # Service with an endpoint on the same bridge
+  twill lab break F1 node1              # bridge-nf-call-iptables=0 on node1
+  twill lab call node1-a 10.96.1.1:80   # now it times out
+  twill doctor --netns twill-node1 --root /run/twill-lab/twill/nodes/node1/root
+  twill lab fix F1 node1
+  twill lab exec node1 -- iptables-nft-save -t nat
+  twill lab down`,
+	}
+	cmd.PersistentFlags().StringVar(&name, "name", lab.DefaultName, "lab name; every namespace it creates starts with <name>-")
+	cmd.AddCommand(
+		newLabUpCmd(&name), newLabDownCmd(&name), newLabStatusCmd(&name),
+		newLabExecCmd(&name), newLabCallCmd(&name),
+		newLabBreakCmd(&name), newLabFixCmd(&name), newLabScenariosCmd(),
+		newLabDemoCmd(&name), newLabServeCmd(),
+	)
+	return cmd
+}
+
+// interruptible returns a context cancelled on Ctrl-C or SIGTERM.
+func interruptible(parent context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+}
+
+func newLabUpCmd(name *string) *cobra.Command {
+	var c lab.Config
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Build a lab: underlay, etcd, nodes, pod network, pods, Services",
+		Long: `up builds a lab and leaves it running. It refuses if a lab of that name exists
+(remove it with 'twill lab down'). If any step fails, or you press Ctrl-C, it
+removes everything it made.
+
+etcd is found via --etcd-bin, $TWILL_ETCD_BIN, an "etcd" next to the twill
+binary, ./bin/etcd, then $PATH ('make tools' builds bin/etcd).`,
+		Example: `  twill lab up
+  twill lab up --nodes 2 --pods 3 --backend host-gw --name gw`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := interruptible(cmd.Context())
+			defer stop()
+			c.Name = *name
+			c.Out = cmd.OutOrStdout()
+			st, err := lab.Up(ctx, c)
+			if err != nil {
+				return err
+			}
+			lab.PrintSummary(cmd.OutOrStdout(), st)
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	fs.IntVar(&c.Nodes, "nodes", 3, fmt.Sprintf("number of nodes (1-%d)", lab.MaxNodes))
+	fs.IntVar(&c.Pods, "pods", 2, fmt.Sprintf("pods per node (1-%d)", lab.MaxPods))
+	fs.StringVar(&c.Backend, "backend", lab.BackendVXLAN, "pod network backend: vxlan or host-gw")
+	fs.StringVar(&c.EtcdBin, "etcd-bin", "", "etcd binary (default: search, see above)")
+	return cmd
+}
+
+func newLabDownCmd(name *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "down",
+		Short: "Remove a lab: its processes, namespaces and state (safe to repeat)",
+		Long: `down stops the lab's processes (etcd, pod servers, anything else running in its
+namespaces), deletes every namespace named <name>-underlay, <name>-nodeN or
+<name>-nodeN-x, and removes /run/twill-lab/<name>. It works even when the state
+file is missing or corrupt, and does nothing when the lab does not exist.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return lab.Down(context.Background(), *name, cmd.OutOrStdout())
+		},
+	}
+}
+
+func newLabStatusCmd(name *string) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show a lab's nodes, pods, addresses, etcd health, processes and broken scenarios",
+		Long: `status shows what the lab is made of and what is true right now: whether etcd
+answers, whether every namespace and pod server is alive, and which scenarios
+are applied ('twill lab break'). Exit status 1 when something is not healthy.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := lab.Status(cmd.Context(), *name)
+			if err != nil {
+				return err
+			}
+			switch output {
+			case "json":
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+			case "text":
+				r.Print(cmd.OutOrStdout())
+			default:
+				return fmt.Errorf("-o %q: want text or json", output)
+			}
+			if !r.Healthy {
+				return &exitError{code: 1, err: fmt.Errorf("lab %s is not healthy", r.Name)}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func newLabExecCmd(name *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "exec NODE_OR_POD -- CMD [ARGS...]",
+		Short: "Run a command inside a node or pod namespace",
+		Long: `exec runs CMD inside the network namespace of a node ("node1"), a pod ("node1-a")
+or the underlay ("underlay"), with your terminal attached and its exit status
+passed through. It sets TWILL_ROOT to the node's file root (a pod gets its node's)
+and TWILL_ETCD_ENDPOINTS to the lab's etcd, so twill commands find the node's
+subnet file and the leases.`,
+		Example: `  twill lab exec node1 -- ip -d link show twill.1
+  twill lab exec node1 -- bridge fdb show dev twill.1
+  twill lab exec node1 -- iptables-nft-save -t nat
+  twill lab exec node2-a -- ip route
+  twill lab exec node1 -- bash`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() != 1 {
+				return errors.New("usage: twill lab exec NODE_OR_POD -- CMD [ARGS...] (put -- before the command)")
+			}
+			code, err := lab.Exec(*name, args[0], args[1:])
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return &exitError{code: code, err: fmt.Errorf("%s exited with status %d", args[1], code)}
+			}
+			return nil
+		},
+	}
+}
+
+func newLabCallCmd(name *string) *cobra.Command {
+	var timeout time.Duration
+	var udp bool
+	cmd := &cobra.Command{
+		Use:   "call POD HOST:PORT",
+		Short: "Connect from inside a pod and print what the server answered",
+		Long: `call opens one connection from inside POD to HOST:PORT (TCP, or one UDP datagram
+with --udp) and prints the server's line: "<pod that answered> <client address
+as the server saw it>", so you see both which endpoint a Service chose and
+whether the client was NATed. On failure it says why: timed out, connection
+refused, reset by peer. Exit status 0 on success, 1 on failure.`,
+		Example: `  twill lab call node1-a 10.244.2.10:8080   # pod to pod, across nodes
+  twill lab call node1-a 10.96.0.10:80      # Service lab/web (random endpoint)
+  twill lab call node1-a 10.96.1.1:80       # Service whose endpoint shares node1's bridge`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := lab.Load(*name)
+			if err != nil {
+				return err
+			}
+			t, err := st.Find(args[0])
+			if err != nil {
+				return err
+			}
+			ctx, stop := interruptible(cmd.Context())
+			defer stop()
+			line, err := lab.Call(ctx, t.Namespace, args[1], timeout, udp)
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), line)
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "give up after this long")
+	cmd.Flags().BoolVar(&udp, "udp", false, "send one UDP datagram instead of a TCP connection")
+	return cmd
+}
+
+func newLabBreakCmd(name *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "break SCENARIO NODE",
+		Short: "Break a node the way FAILURES.md describes (see 'twill lab scenarios')",
+		Long: `break applies one failure scenario from FAILURES.md to one node and records it,
+so 'twill lab status' shows it and 'twill lab fix' undoes it. Each scenario
+names the doctor check that should find it. List them with 'twill lab scenarios'.`,
+		Example: `  twill lab break F1 node1          # bridge-nf-call-iptables=0
+  twill lab break forward-drop node2
+  twill lab break F6-fdb node1      # node1 forgets where node2's VTEP is`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, err := lab.Break(cmd.Context(), *name, args[0], args[1], cmd.OutOrStdout())
+			return err
+		},
+	}
+}
+
+func newLabFixCmd(name *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "fix SCENARIO NODE",
+		Short: "Undo a scenario: restore exactly the healthy state (safe to repeat)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return lab.Fix(cmd.Context(), *name, args[0], args[1], cmd.OutOrStdout())
+		},
+	}
+}
+
+func newLabScenariosCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "scenarios",
+		Short: "List the failure scenarios, their FAILURES.md section and doctor check",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			lab.ScenarioTable(cmd.OutOrStdout())
+		},
+	}
+}
+
+func newLabServeCmd() *cobra.Command {
+	var port int
+	var podName string
+	cmd := &cobra.Command{
+		Use:    "serve",
+		Short:  "The pod server the lab runs in every pod (internal)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := interruptible(cmd.Context())
+			defer stop()
+			return lab.Serve(ctx, podName, port)
+		},
+	}
+	cmd.Flags().IntVar(&port, "port", lab.ServerPort, "TCP and UDP port")
+	cmd.Flags().StringVar(&podName, "name", "", "the pod name to answer with")
+	return cmd
 }

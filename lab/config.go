@@ -1,0 +1,162 @@
+package lab
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"regexp"
+)
+
+// DefaultName is the lab name used when none is given.
+const DefaultName = "twill"
+
+// Backends a lab can program.
+const (
+	BackendVXLAN  = "vxlan"
+	BackendHostGW = "host-gw"
+)
+
+// Limits keep a lab small enough for one machine and keep addresses and
+// interface names inside their ranges.
+const (
+	MaxNodes = 20
+	MaxPods  = 10
+)
+
+// ServerPort is the TCP (and UDP) port every pod's server listens on.
+const ServerPort = 8080
+
+// Config says what lab to build.
+type Config struct {
+	// Name of the lab; every namespace starts with Name+"-". Default "twill".
+	Name string
+	// Nodes is the number of nodes (1..MaxNodes). Default 3.
+	Nodes int
+	// Pods is the number of pods per node (1..MaxPods). Default 2.
+	Pods int
+	// Backend is BackendVXLAN (default) or BackendHostGW.
+	Backend string
+	// EtcdBin is the etcd binary; empty searches for it (see FindEtcd).
+	EtcdBin string
+	// Self is the twill binary started in each pod as `Self lab serve ...`;
+	// empty means os.Executable().
+	Self string
+	// Out receives progress lines; nil discards them.
+	Out io.Writer
+}
+
+// nameRE is what a lab name may look like: it becomes part of namespace names
+// and of the state directory.
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,30}$`)
+
+// ValidateName checks a lab name.
+func ValidateName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("lab name %q: use 1-31 characters a-z, 0-9 and '-', starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// withDefaults returns c with empty fields defaulted.
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if c.Nodes == 0 {
+		c.Nodes = 3
+	}
+	if c.Pods == 0 {
+		c.Pods = 2
+	}
+	if c.Backend == "" {
+		c.Backend = BackendVXLAN
+	}
+	if c.Out == nil {
+		c.Out = io.Discard
+	}
+	return c
+}
+
+// Validate checks a defaulted config.
+func (c Config) Validate() error {
+	if err := ValidateName(c.Name); err != nil {
+		return err
+	}
+	if c.Nodes < 1 || c.Nodes > MaxNodes {
+		return fmt.Errorf("--nodes %d: want 1..%d", c.Nodes, MaxNodes)
+	}
+	if c.Pods < 1 || c.Pods > MaxPods {
+		return fmt.Errorf("--pods %d: want 1..%d", c.Pods, MaxPods)
+	}
+	if c.Backend != BackendVXLAN && c.Backend != BackendHostGW {
+		return fmt.Errorf("--backend %q: want %q or %q", c.Backend, BackendVXLAN, BackendHostGW)
+	}
+	return nil
+}
+
+// Fixed addresses of every lab (they live inside the lab's namespaces only).
+var (
+	// UnderlayGateway is br0's address in the underlay namespace; etcd listens on it.
+	UnderlayGateway = netip.MustParseAddr("192.168.77.1")
+	// ClusterCIDR is the pod network.
+	ClusterCIDR = netip.MustParsePrefix("10.244.0.0/16")
+)
+
+// EtcdEndpoint is the etcd client URL, reachable from the lab's namespaces.
+const EtcdEndpoint = "http://192.168.77.1:2379"
+
+// Names and addresses derived from indexes (node i from 1, pod k from 0).
+
+// UnderlayNS is the underlay namespace of lab name.
+func UnderlayNS(name string) string { return name + "-underlay" }
+
+// NodeName is the short name of node i ("node1").
+func NodeName(i int) string { return fmt.Sprintf("node%d", i) }
+
+// PodName is the short name of pod k on node i ("node1-a").
+func PodName(i, k int) string { return fmt.Sprintf("node%d-%c", i, 'a'+k) }
+
+// NodeIP is node i's underlay address.
+func NodeIP(i int) netip.Addr { return netip.AddrFrom4([4]byte{192, 168, 77, byte(10 + i)}) }
+
+// NodeSubnet is node i's pod subnet.
+func NodeSubnet(i int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i), 0}), 24)
+}
+
+// NodeGateway is cni0's address on node i (the pods' default gateway).
+func NodeGateway(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 244, byte(i), 1}) }
+
+// PodIP is the address of pod k on node i.
+func PodIP(i, k int) netip.Addr { return netip.AddrFrom4([4]byte{10, 244, byte(i), byte(10 + k)}) }
+
+// VtepMAC is node i's stable vxlan MAC, so break/fix is deterministic.
+func VtepMAC(i int) string { return fmt.Sprintf("02:77:00:00:00:%02x", i) }
+
+// StaleMAC is the wrong MAC the F6-neigh scenario installs for node i.
+func StaleMAC(i int) string { return fmt.Sprintf("02:77:de:ad:00:%02x", i) }
+
+// Interface names (≤15 characters, derived from indexes, never from the lab name).
+const (
+	underlayBridge = "br0"
+	nodeUplink     = "eth0"
+	podBridge      = "cni0"
+	vxlanDev       = "twill.1"
+	podIface       = "eth0"
+	vxlanVNI       = 1
+	vxlanPort      = 8472
+)
+
+// underlayPort is node i's veth end on the underlay bridge.
+func underlayPort(i int) string { return fmt.Sprintf("veth-n%d", i) }
+
+// hostVeth is the node end of pod k's veth on node i.
+func hostVeth(i, k int) string { return fmt.Sprintf("veth%d%c", i, 'a'+k) }
+
+// PodMTU is the pod MTU of a backend (vxlan costs 50 bytes).
+func PodMTU(backend string) int {
+	if backend == BackendVXLAN {
+		return 1450
+	}
+	return 1500
+}

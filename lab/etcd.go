@@ -1,0 +1,152 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/twillnet/twill/nsrun"
+)
+
+// etcdHealthTimeout bounds how long Up waits for etcd to answer.
+const etcdHealthTimeout = 20 * time.Second
+
+// FindEtcd resolves the etcd binary: explicit (flag), then $TWILL_ETCD_BIN,
+// then "etcd" next to the running twill binary, then ./bin/etcd, then $PATH.
+func FindEtcd(explicit string) (string, error) {
+	check := func(p, from string) (string, error) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return "", fmt.Errorf("etcd binary %s (from %s): %w", p, from, err)
+		}
+		if fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return "", fmt.Errorf("etcd binary %s (from %s) is not an executable file", p, from)
+		}
+		return filepath.Abs(p)
+	}
+	if explicit != "" {
+		return check(explicit, "--etcd-bin")
+	}
+	if env := os.Getenv("TWILL_ETCD_BIN"); env != "" {
+		return check(env, "TWILL_ETCD_BIN")
+	}
+	if exe, err := os.Executable(); err == nil {
+		if p, err := check(filepath.Join(filepath.Dir(exe), "etcd"), "twill's directory"); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := check(filepath.Join("bin", "etcd"), "./bin"); err == nil {
+		return p, nil
+	}
+	if p, err := exec.LookPath("etcd"); err == nil {
+		return filepath.Abs(p)
+	}
+	return "", errors.New("etcd not found: run `make tools` (builds bin/etcd from the Go module proxy) or pass --etcd-bin")
+}
+
+// etcdArgv is the command line of the lab's etcd: clients on the underlay
+// bridge address, peers on loopback, all inside the underlay namespace.
+func etcdArgv(bin, dataDir string) []string {
+	return []string{bin,
+		"--name", "lab",
+		"--data-dir", dataDir,
+		"--listen-client-urls", EtcdEndpoint,
+		"--advertise-client-urls", EtcdEndpoint,
+		"--listen-peer-urls", "http://127.0.0.1:2380",
+		"--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+		"--initial-cluster", "lab=http://127.0.0.1:2380",
+		"--initial-cluster-state", "new",
+		"--log-level", "warn",
+	}
+}
+
+// startEtcd starts etcd in the underlay namespace and waits until it answers.
+func startEtcd(ctx context.Context, st *State) error {
+	if err := os.MkdirAll(st.EtcdDataDir, 0o700); err != nil {
+		return fmt.Errorf("etcd data dir: %w", err)
+	}
+	p, err := startDaemon(st.Underlay, etcdArgv(st.EtcdBin, st.EtcdDataDir), filepath.Join(StateDir(st.Name), "etcd.log"), nil)
+	if err != nil {
+		return err
+	}
+	st.Etcd = p
+	ctx, cancel := context.WithTimeout(ctx, etcdHealthTimeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		if !p.Alive() {
+			return fmt.Errorf("etcd (pid %d) exited: last log lines:\n%s", p.PID, tail(p.Log, 8))
+		}
+		if err := etcdHealthy(ctx, st, time.Second); err == nil {
+			return nil
+		} else if ctx.Err() != nil {
+			return fmt.Errorf("etcd did not become healthy within %s (last error: %v); see %s", etcdHealthTimeout, err, p.Log)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// etcdClient returns a client for the lab's etcd. Its connections are dialled
+// from inside the underlay namespace (etcd is not reachable from the root
+// namespace).
+func etcdClient(st *State) (*clientv3.Client, error) {
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := nsrun.Do(st.Underlay, func() error {
+			var err error
+			c, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			return err
+		})
+		return c, err
+	}
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{st.EtcdEndpoint},
+		DialTimeout: 2 * time.Second,
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(dial)},
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd client %s: %w", st.EtcdEndpoint, err)
+	}
+	return c, nil
+}
+
+// etcdHealthy asks etcd for its status within timeout.
+func etcdHealthy(ctx context.Context, st *State, timeout time.Duration) error {
+	c, err := etcdClient(st)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := c.Status(ctx, st.EtcdEndpoint); err != nil {
+		return fmt.Errorf("etcd %s: %w", st.EtcdEndpoint, err)
+	}
+	return nil
+}
+
+// tail returns the last n lines of a file, for error messages.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}

@@ -1,0 +1,114 @@
+package lab
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+)
+
+// TestMain lets the test binary act as the pod server: Up starts
+// `<Self> lab serve --port P --name POD`, and in tests Self is this binary.
+func TestMain(m *testing.M) {
+	if len(os.Args) >= 3 && os.Args[1] == "lab" && os.Args[2] == "serve" {
+		fs := flag.NewFlagSet("serve", flag.ExitOnError)
+		port := fs.Int("port", ServerPort, "")
+		name := fs.String("name", "", "")
+		_ = fs.Parse(os.Args[3:])
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		defer stop()
+		if err := Serve(ctx, *name, *port); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// needRoot fails (never skips) when the test cannot run.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root: it builds a lab in network namespaces (run `sudo go test ./lab/`)")
+	}
+}
+
+// testConfig returns a config for a lab with a unique name, using this test
+// binary as the pod server and the repo's bin/etcd.
+func testConfig(t *testing.T, backend string, nodes, pods int) Config {
+	t.Helper()
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	etcd, err := filepath.Abs("../bin/etcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(etcd); err != nil {
+		t.Fatalf("%s missing: run `make tools` first (%v)", etcd, err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Config{Name: "twill-t-lab-" + hex.EncodeToString(b), Nodes: nodes, Pods: pods, Backend: backend,
+		EtcdBin: etcd, Self: self, Out: testWriter{t}}
+}
+
+// testWriter sends progress to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// upLab builds a lab and registers its removal.
+func upLab(t *testing.T, c Config) *State {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := Down(context.Background(), c.Name, nil); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	st, err := Up(context.Background(), c)
+	if err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	return st
+}
+
+// rootNetState lists the root namespace's links and routes, to prove the lab
+// does not touch them.
+func rootNetState(t *testing.T) string {
+	t.Helper()
+	links, err := netlink.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range links {
+		a := l.Attrs()
+		out = append(out, fmt.Sprintf("link %d %s %s mtu %d master %d", a.Index, a.Name, l.Type(), a.MTU, a.MasterIndex))
+	}
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: 0}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		out = append(out, "route "+r.String())
+	}
+	sort.Strings(out)
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,178 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/twillnet/twill/lease"
+	leaseetcd "github.com/twillnet/twill/lease/etcd"
+	"github.com/twillnet/twill/subnetfile"
+)
+
+// setupNodePodNetwork programs node n the way a pod network agent would:
+// sysctls, the cni0 bridge, and (vxlan) the twill.1 VTEP.
+func setupNodePodNetwork(st *State, n *Node) error {
+	if err := setSysctl(n.Namespace, SysctlIPForward, "1"); err != nil {
+		return err
+	}
+	if err := setSysctl(n.Namespace, SysctlBridgeNF, "1"); err != nil {
+		return err
+	}
+	mtu := PodMTU(st.Backend)
+	return withHandle(n.Namespace, func(h *netlink.Handle) error {
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: podBridge, MTU: mtu}}
+		if err := h.LinkAdd(br); err != nil {
+			return fmt.Errorf("node %s: add bridge %s: %w", n.Name, podBridge, err)
+		}
+		if err := h.AddrAdd(br, &netlink.Addr{IPNet: ipNet(netip.MustParseAddr(n.Gateway), 24)}); err != nil {
+			return fmt.Errorf("node %s: address %s/24 on %s: %w", n.Name, n.Gateway, podBridge, err)
+		}
+		if err := h.LinkSetUp(br); err != nil {
+			return fmt.Errorf("node %s: %s up: %w", n.Name, podBridge, err)
+		}
+		if st.Backend != BackendVXLAN {
+			return nil
+		}
+		eth, err := h.LinkByName(nodeUplink)
+		if err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		mac, _ := net.ParseMAC(n.VtepMAC)
+		vx := &netlink.Vxlan{
+			LinkAttrs:    netlink.LinkAttrs{Name: vxlanDev, MTU: mtu, HardwareAddr: mac},
+			VxlanId:      vxlanVNI,
+			VtepDevIndex: eth.Attrs().Index,
+			SrcAddr:      net.IP(netip.MustParseAddr(n.IP).AsSlice()),
+			Port:         vxlanPort,
+			Learning:     false,
+		}
+		if err := h.LinkAdd(vx); err != nil {
+			return fmt.Errorf("node %s: add vxlan %s: %w", n.Name, vxlanDev, err)
+		}
+		link, err := h.LinkByName(vxlanDev)
+		if err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		// Flannel gives the VTEP the subnet's network address as a /32.
+		vtepIP := netip.MustParsePrefix(n.Subnet).Addr()
+		if err := h.AddrAdd(link, &netlink.Addr{IPNet: ipNet(vtepIP, 32)}); err != nil {
+			return fmt.Errorf("node %s: address %s/32 on %s: %w", n.Name, vtepIP, vxlanDev, err)
+		}
+		if err := h.LinkSetUp(link); err != nil {
+			return fmt.Errorf("node %s: %s up: %w", n.Name, vxlanDev, err)
+		}
+		return nil
+	})
+}
+
+// peerObjects are the kernel objects node n needs to reach peer p.
+type peerObjects struct {
+	route *netlink.Route
+	neigh *netlink.Neigh // vxlan only
+	fdb   *netlink.Neigh // vxlan only
+}
+
+// peerState computes, from the node's netlink handle, what n needs for peer p.
+func peerState(h *netlink.Handle, st *State, n, p *Node) (peerObjects, error) {
+	subnet := netip.MustParsePrefix(p.Subnet)
+	if st.Backend == BackendHostGW {
+		eth, err := h.LinkByName(nodeUplink)
+		if err != nil {
+			return peerObjects{}, fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		return peerObjects{route: &netlink.Route{
+			LinkIndex: eth.Attrs().Index,
+			Dst:       prefixNet(subnet),
+			Gw:        net.IP(netip.MustParseAddr(p.IP).AsSlice()),
+		}}, nil
+	}
+	vx, err := h.LinkByName(vxlanDev)
+	if err != nil {
+		return peerObjects{}, fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	idx := vx.Attrs().Index
+	mac, _ := net.ParseMAC(p.VtepMAC)
+	vtep := net.IP(subnet.Masked().Addr().AsSlice())
+	return peerObjects{
+		route: &netlink.Route{LinkIndex: idx, Dst: prefixNet(subnet), Gw: vtep, Flags: int(netlink.FLAG_ONLINK)},
+		neigh: &netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_PERMANENT, IP: vtep, HardwareAddr: mac},
+		fdb: &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT, Flags: netlink.NTF_SELF,
+			IP: net.IP(netip.MustParseAddr(p.IP).AsSlice()), HardwareAddr: mac},
+	}, nil
+}
+
+// programPeer makes node n's route, neighbour and FDB entry for peer p what
+// they should be (replacing whatever is there), so it serves both Up and Fix.
+func programPeer(st *State, n, p *Node) error {
+	return withHandle(n.Namespace, func(h *netlink.Handle) error {
+		o, err := peerState(h, st, n, p)
+		if err != nil {
+			return err
+		}
+		if o.neigh != nil {
+			if err := h.NeighSet(o.neigh); err != nil {
+				return fmt.Errorf("node %s: neighbour %s lladdr %s: %w", n.Name, o.neigh.IP, o.neigh.HardwareAddr, err)
+			}
+		}
+		if o.fdb != nil {
+			if err := h.NeighSet(o.fdb); err != nil {
+				return fmt.Errorf("node %s: fdb %s dst %s: %w", n.Name, o.fdb.HardwareAddr, o.fdb.IP, err)
+			}
+		}
+		if err := h.RouteReplace(o.route); err != nil {
+			return fmt.Errorf("node %s: route %s via %s: %w", n.Name, o.route.Dst, o.route.Gw, err)
+		}
+		return nil
+	})
+}
+
+// ignoreMissing treats "no such entry" as success, for idempotent deletes.
+func ignoreMissing(err error) error {
+	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ESRCH) {
+		return nil
+	}
+	return err
+}
+
+// writeNodeFiles writes node n's subnet file under its root.
+func writeNodeFiles(st *State, n *Node) error {
+	return subnetfile.Write(n.Root+subnetfile.TwillPath, subnetfile.Info{
+		Network: ClusterCIDR,
+		Subnet:  netip.MustParsePrefix(n.Gateway + "/24"),
+		MTU:     PodMTU(st.Backend),
+		IPMasq:  true,
+		Backend: st.Backend,
+	})
+}
+
+// writeLeases publishes every node's lease to etcd, as the agents would.
+func writeLeases(ctx context.Context, st *State) error {
+	c, err := etcdClient(st)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for i := range st.Nodes {
+		n := &st.Nodes[i]
+		l := lease.Lease{Subnet: netip.MustParsePrefix(n.Subnet), Attrs: lease.Attrs{
+			PublicIP: n.IP, BackendType: st.Backend, Node: n.Name,
+		}}
+		if n.VtepMAC != "" {
+			l.Attrs.BackendData = &lease.BackendData{VtepMAC: n.VtepMAC}
+		}
+		if err := leaseetcd.Put(ctx, c, lease.DefaultPrefix, l, 0); err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+	}
+	return nil
+}

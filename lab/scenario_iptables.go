@@ -1,0 +1,126 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Scenario implementations that change iptables rules.
+
+// dockerForward is what Docker adds to the filter table (iptables-nft here):
+// its chains, FORWARD jumping to them first, and (separately) policy DROP.
+const dockerForward = `*filter
+:DOCKER - [0:0]
+:DOCKER-ISOLATION-STAGE-1 - [0:0]
+:DOCKER-ISOLATION-STAGE-2 - [0:0]
+:DOCKER-USER - [0:0]
+-I FORWARD 1 -j DOCKER-USER
+-I FORWARD 2 -j DOCKER-ISOLATION-STAGE-1
+-A DOCKER-ISOLATION-STAGE-1 -j RETURN
+-A DOCKER-ISOLATION-STAGE-2 -j RETURN
+-A DOCKER-USER -j RETURN
+COMMIT
+`
+
+func breakForwardDrop(ctx context.Context, _ *State, n, _ *Node) error {
+	if _, err := runIn(ctx, n.Namespace, dockerForward, "iptables-nft-restore", "--noflush"); err != nil {
+		return err
+	}
+	_, err := runIn(ctx, n.Namespace, "", "iptables-nft", "-t", "filter", "-P", "FORWARD", "DROP")
+	return err
+}
+
+func fixFirewall(ctx context.Context, st *State, n, _ *Node) error { return applyFirewall(ctx, st, n) }
+
+// legacyForward is a legacy-backend copy of kube-proxy's KUBE-FORWARD, as a
+// component using the other iptables binary would write it.
+const legacyForward = `*filter
+:KUBE-FORWARD - [0:0]
+-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
+-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT
+-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+COMMIT
+`
+
+func breakSplit(ctx context.Context, _ *State, n, _ *Node) error {
+	_, err := runIn(ctx, n.Namespace, legacyForward, "iptables-legacy-restore")
+	return err
+}
+
+// fixSplit empties the legacy filter table. (The legacy tables stay
+// registered in the namespace, with no rules and ACCEPT policies.)
+func fixSplit(ctx context.Context, _ *State, n, _ *Node) error {
+	_, err := runIn(ctx, n.Namespace, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n", "iptables-legacy-restore")
+	return err
+}
+
+// markMatch is the match an old iptables binary silently loses (FAILURES.md F4).
+var markMatch = regexp.MustCompile(` -m mark --mark 0x[0-9a-fA-F]+(/0x[0-9a-fA-F]+)?`)
+
+// corruptRules rewrites an iptables-save dump the way iptables 1.8.7 restores
+// 1.8.8's output: the mark match disappears from KUBE-FIREWALL's DROP and
+// KUBE-FORWARD's ACCEPT. It returns the new dump and how many rules changed.
+func corruptRules(dump string) (string, int) {
+	lines := strings.Split(dump, "\n")
+	changed := 0
+	for i, l := range lines {
+		drop := strings.HasPrefix(l, "-A KUBE-FIREWALL ") && strings.HasSuffix(l, "-j DROP")
+		accept := strings.HasPrefix(l, "-A KUBE-FORWARD ") && strings.HasSuffix(l, "-j ACCEPT")
+		if (drop || accept) && markMatch.MatchString(l) && !strings.Contains(l, "! --mark") {
+			lines[i] = markMatch.ReplaceAllString(l, "")
+			changed++
+		}
+	}
+	return strings.Join(lines, "\n"), changed
+}
+
+func breakCorrupt(ctx context.Context, _ *State, n, _ *Node) error {
+	return editNFT(ctx, n, func(dump string) (string, error) {
+		out, changed := corruptRules(dump)
+		if changed == 0 {
+			return "", fmt.Errorf("no KUBE-FIREWALL/KUBE-FORWARD rule with a mark match to corrupt (were the kube-proxy rules loaded?)")
+		}
+		return out, nil
+	})
+}
+
+// dropServiceRule removes the KUBE-SERVICES rules that send vip to its
+// Service chain. It returns the new dump and how many rules it removed.
+func dropServiceRule(dump, vip string) (string, int) {
+	var kept []string
+	removed := 0
+	for _, l := range strings.Split(dump, "\n") {
+		if strings.HasPrefix(l, "-A KUBE-SERVICES ") && strings.Contains(l, " -d "+vip+"/32 ") {
+			removed++
+			continue
+		}
+		kept = append(kept, l)
+	}
+	return strings.Join(kept, "\n"), removed
+}
+
+func breakNoDNAT(ctx context.Context, _ *State, n, _ *Node) error {
+	return editNFT(ctx, n, func(dump string) (string, error) {
+		out, removed := dropServiceRule(dump, KubernetesVIP.Addr().String())
+		if removed == 0 {
+			return "", fmt.Errorf("no KUBE-SERVICES rule for %s found (were the kube-proxy rules loaded?)", KubernetesVIP.Addr())
+		}
+		return out, nil
+	})
+}
+
+// editNFT does what old tools do: iptables-nft-save | edit | iptables-nft-restore.
+func editNFT(ctx context.Context, n *Node, edit func(string) (string, error)) error {
+	dump, err := runIn(ctx, n.Namespace, "", "iptables-nft-save")
+	if err != nil {
+		return err
+	}
+	out, err := edit(dump)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	_, err = runIn(ctx, n.Namespace, out, "iptables-nft-restore")
+	return err
+}

@@ -1,0 +1,229 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Scenario is one way to break a node, taken from FAILURES.md, with the
+// doctor check that should find it.
+type Scenario struct {
+	// ID is the canonical name ("F1", "F4-split", "F6-fdb").
+	ID string
+	// Alias is a second, descriptive name ("bridge-nf"), may be empty.
+	Alias string
+	// Section is the FAILURES.md section ("F1").
+	Section string
+	// Check is the doctor check ID it should produce ("TW002").
+	Check string
+	// Summary says in one line what break does.
+	Summary string
+	// Effect says what a user sees afterwards.
+	Effect string
+	// layer groups scenarios that one fix resets together ("nft": the
+	// iptables-nft rules are re-rendered as a whole).
+	layer     string
+	needsPeer bool
+	vxlanOnly bool
+	apply     func(ctx context.Context, st *State, n, peer *Node) error
+	undo      func(ctx context.Context, st *State, n, peer *Node) error
+}
+
+// Scenarios lists every scenario in FAILURES.md order.
+func Scenarios() []Scenario { return scenarios }
+
+var scenarios = []Scenario{
+	{ID: "F1", Alias: "bridge-nf", Section: "F1", Check: "TW002", layer: "sysctl",
+		Summary: "net.bridge.bridge-nf-call-iptables=0 in the node",
+		Effect:  "a pod calling a Service whose endpoint is on the same bridge times out (try 10.96.1.<i>:80 from node<i>-a)",
+		apply:   sysctlScenario(SysctlBridgeNF, "0"), undo: sysctlScenario(SysctlBridgeNF, "1")},
+	{ID: "F2", Alias: "ip-forward", Section: "F2", Check: "TW001", layer: "sysctl",
+		Summary: "net.ipv4.ip_forward=0 in the node",
+		Effect:  "nothing crosses the node: its pods cannot reach other nodes' pods",
+		apply:   sysctlScenario(SysctlIPForward, "0"), undo: sysctlScenario(SysctlIPForward, "1")},
+	{ID: "F3", Alias: "forward-drop", Section: "F3", Check: "TW010", layer: "nft",
+		Summary: "Docker-style filter FORWARD policy DROP with DOCKER-USER/DOCKER/DOCKER-ISOLATION chains (iptables-nft)",
+		Effect:  "new connections forwarded by the node are dropped: other nodes' pods cannot reach its pods",
+		apply:   breakForwardDrop, undo: fixFirewall},
+	{ID: "F4-split", Section: "F4", Check: "TW020", layer: "legacy",
+		Summary: "a copy of KUBE-FORWARD written through iptables-legacy, so both backends hold rules",
+		Effect:  "two rule sets run in an undefined order; nothing visibly breaks yet",
+		apply:   breakSplit, undo: fixSplit},
+	{ID: "F4-corrupt", Section: "F4", Check: "TW021", layer: "nft",
+		Summary: "iptables-save | edit | iptables-restore drops the mark matches: KUBE-FIREWALL drops all, KUBE-FORWARD accepts all",
+		Effect:  "the node drops its own traffic (KUBE-FIREWALL is drop-all)",
+		apply:   breakCorrupt, undo: fixFirewall},
+	{ID: "F5a", Alias: "no-dnat", Section: "F5", Check: "TW030", layer: "nft",
+		Summary: "the KUBE-SERVICES rule of default/kubernetes (10.96.0.1:443) is deleted: no DNAT",
+		Effect:  "10.96.0.1:443 is not translated; calls to it time out",
+		apply:   breakNoDNAT, undo: fixFirewall},
+	{ID: "F6-fdb", Section: "F6", Check: "TW042", layer: "overlay", needsPeer: true, vxlanOnly: true,
+		Summary: "the FDB entry of one peer's VTEP MAC on twill.1 is deleted",
+		Effect:  "pods of this node cannot reach the peer's pods (and back)",
+		apply:   breakFDB, undo: fixPeer},
+	{ID: "F6-neigh", Section: "F6", Check: "TW041", layer: "overlay", needsPeer: true, vxlanOnly: true,
+		Summary: "one peer's neighbour entry on twill.1 gets a stale MAC (as after the peer rebooted)",
+		Effect:  "pods of this node cannot reach the peer's pods",
+		apply:   breakNeigh, undo: fixPeer},
+	{ID: "F6-route", Section: "F6", Check: "TW040", layer: "overlay", needsPeer: true,
+		Summary: "the route to one peer's pod subnet is deleted",
+		Effect:  "pods of this node cannot reach the peer's pods",
+		apply:   breakRoute, undo: fixPeer},
+	{ID: "F6-mtu", Section: "F6", Check: "TW043", layer: "mtu", vxlanOnly: true,
+		Summary: "the node's pod veths (both ends) and cni0 get MTU 1500 while twill.1 stays 1450",
+		Effect:  "small packets pass, large ones across nodes are lost",
+		apply:   setPodMTU(1500), undo: setPodMTU(1450)},
+}
+
+// LookupScenario finds a scenario by ID or alias, ignoring case.
+func LookupScenario(name string) (Scenario, error) {
+	for _, s := range scenarios {
+		if strings.EqualFold(name, s.ID) || (s.Alias != "" && strings.EqualFold(name, s.Alias)) {
+			return s, nil
+		}
+	}
+	var ids []string
+	for _, s := range scenarios {
+		ids = append(ids, s.ID)
+	}
+	return Scenario{}, fmt.Errorf("unknown scenario %q: want one of %s (see `twill lab scenarios`)", name, strings.Join(ids, ", "))
+}
+
+// Break applies scenario to node of lab name and records it in state.json.
+// Applying a scenario that is already applied does nothing.
+func Break(ctx context.Context, name, scenario, node string, out io.Writer) (Applied, error) {
+	if out == nil {
+		out = io.Discard
+	}
+	st, s, n, err := prepare(name, scenario, node)
+	if err != nil {
+		return Applied{}, err
+	}
+	for _, a := range st.Scenarios {
+		if a.Scenario == s.ID && a.Node == n.Name {
+			fmt.Fprintf(out, "%s is already applied on %s; nothing to do.\n", s.ID, n.Name)
+			return a, nil
+		}
+	}
+	peer, err := st.peerOf(s, n)
+	if err != nil {
+		return Applied{}, err
+	}
+	if err := s.apply(ctx, st, n, peer); err != nil {
+		return Applied{}, fmt.Errorf("break %s on %s: %w", s.ID, n.Name, err)
+	}
+	a := Applied{Scenario: s.ID, Node: n.Name, At: time.Now().UTC().Truncate(time.Second)}
+	if peer != nil {
+		a.Peer = peer.Name
+	}
+	st.Scenarios = append(st.Scenarios, a)
+	sort.SliceStable(st.Scenarios, func(i, j int) bool { return st.Scenarios[i].Node < st.Scenarios[j].Node })
+	if err := st.save(); err != nil {
+		return Applied{}, err
+	}
+	fmt.Fprintf(out, "Broke %s on %s: %s.\nExpect: %s.\n`twill doctor` should report %s; undo with `twill lab fix %s %s`.\n",
+		s.ID, n.Name, s.Summary, s.Effect, s.Check, s.ID, n.Name)
+	return a, nil
+}
+
+// Fix restores the healthy state that scenario broke on node (whether or not
+// it is recorded as applied) and removes it from state.json. Fixing one
+// iptables scenario re-renders the node's rules, so other iptables scenarios
+// still recorded on that node are applied again afterwards.
+func Fix(ctx context.Context, name, scenario, node string, out io.Writer) error {
+	if out == nil {
+		out = io.Discard
+	}
+	st, s, n, err := prepare(name, scenario, node)
+	if err != nil {
+		return err
+	}
+	peer, err := st.peerOf(s, n)
+	if err != nil {
+		return err
+	}
+	if err := s.undo(ctx, st, n, peer); err != nil {
+		return fmt.Errorf("fix %s on %s: %w", s.ID, n.Name, err)
+	}
+	var kept []Applied
+	was := false
+	for _, a := range st.Scenarios {
+		if a.Scenario == s.ID && a.Node == n.Name {
+			was = true
+			continue
+		}
+		kept = append(kept, a)
+	}
+	st.Scenarios = kept
+	for _, a := range kept {
+		other, _ := LookupScenario(a.Scenario)
+		if a.Node == n.Name && other.layer == s.layer && s.layer == "nft" {
+			p, _ := st.peerOf(other, n)
+			if err := other.apply(ctx, st, n, p); err != nil {
+				return fmt.Errorf("fix %s on %s: re-apply %s: %w", s.ID, n.Name, other.ID, err)
+			}
+		}
+	}
+	if err := st.save(); err != nil {
+		return err
+	}
+	if was {
+		fmt.Fprintf(out, "Fixed %s on %s.\n", s.ID, n.Name)
+	} else {
+		fmt.Fprintf(out, "%s was not recorded as broken on %s; restored its healthy state anyway.\n", s.ID, n.Name)
+	}
+	return nil
+}
+
+// prepare loads the lab and resolves the scenario and node.
+func prepare(name, scenario, node string) (*State, Scenario, *Node, error) {
+	if err := requireRoot(); err != nil {
+		return nil, Scenario{}, nil, err
+	}
+	s, err := LookupScenario(scenario)
+	if err != nil {
+		return nil, Scenario{}, nil, err
+	}
+	st, err := Load(name)
+	if err != nil {
+		return nil, Scenario{}, nil, err
+	}
+	n, err := st.node(node)
+	if err != nil {
+		return nil, Scenario{}, nil, err
+	}
+	if s.vxlanOnly && st.Backend != BackendVXLAN {
+		return nil, Scenario{}, nil, fmt.Errorf("scenario %s needs the vxlan backend; lab %s uses %s (start one with --backend vxlan)", s.ID, st.Name, st.Backend)
+	}
+	return st, s, n, nil
+}
+
+// peerOf is the node whose overlay state a peer scenario breaks on n: the
+// lowest-numbered other node.
+func (st *State) peerOf(s Scenario, n *Node) (*Node, error) {
+	if !s.needsPeer {
+		return nil, nil
+	}
+	for i := range st.Nodes {
+		if st.Nodes[i].Index != n.Index {
+			return &st.Nodes[i], nil
+		}
+	}
+	return nil, fmt.Errorf("scenario %s needs a second node; lab %s has one (use --nodes 2 or more)", s.ID, st.Name)
+}
+
+// ScenarioTable writes the scenario list for people.
+func ScenarioTable(w io.Writer) {
+	fmt.Fprintf(w, "%-11s %-13s %-9s %-6s %s\n", "SCENARIO", "ALIAS", "FAILURES", "DOCTOR", "WHAT `lab break` DOES")
+	for _, s := range scenarios {
+		alias := s.Alias
+		if alias == "" {
+			alias = "-"
+		}
+		fmt.Fprintf(w, "%-11s %-13s %-9s %-6s %s\n", s.ID, alias, s.Section, s.Check, s.Summary)
+	}
+}

@@ -1,0 +1,212 @@
+package lab
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// StateRoot is where every lab keeps its state directory.
+const StateRoot = "/run/twill-lab"
+
+// StateDir is the state directory of lab name.
+func StateDir(name string) string { return filepath.Join(StateRoot, name) }
+
+// statePath is the state file of lab name.
+func statePath(name string) string { return filepath.Join(StateDir(name), "state.json") }
+
+// NodeRoot is the file root of a node ("/" of the node as twill sees it):
+// its subnet file is <root>/run/twill/subnet.env. Commands run with `lab exec`
+// get it as TWILL_ROOT.
+func NodeRoot(name, node string) string {
+	return filepath.Join(StateDir(name), "nodes", node, "root")
+}
+
+// State is everything later commands need to know about a running lab. It
+// is written to /run/twill-lab/<name>/state.json.
+type State struct {
+	Name    string    `json:"name"`
+	Backend string    `json:"backend"`
+	Created time.Time `json:"created"`
+	// Binary is the twill binary the pod servers run.
+	Binary string `json:"binary"`
+	// EtcdBin is the etcd binary.
+	EtcdBin string `json:"etcdBin"`
+	// Underlay is the underlay namespace (bridge br0, etcd).
+	Underlay string `json:"underlay"`
+	// EtcdEndpoint is etcd's client URL inside the lab.
+	EtcdEndpoint string `json:"etcdEndpoint"`
+	// EtcdDataDir is etcd's data directory.
+	EtcdDataDir string  `json:"etcdDataDir"`
+	Etcd        Process `json:"etcd"`
+	Nodes       []Node  `json:"nodes"`
+	// Scenarios are the failures currently applied with `lab break`.
+	Scenarios []Applied `json:"scenarios,omitempty"`
+}
+
+// Node is one lab node.
+type Node struct {
+	Index     int    `json:"index"`
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	IP        string `json:"ip"`
+	Subnet    string `json:"subnet"`
+	Gateway   string `json:"gateway"`
+	VtepMAC   string `json:"vtepMAC,omitempty"`
+	Root      string `json:"root"`
+	Pods      []Pod  `json:"pods"`
+}
+
+// Pod is one lab pod.
+type Pod struct {
+	Index     int     `json:"index"`
+	Name      string  `json:"name"`
+	Namespace string  `json:"namespace"`
+	Node      string  `json:"node"`
+	IP        string  `json:"ip"`
+	HostVeth  string  `json:"hostVeth"`
+	Server    Process `json:"server"`
+}
+
+// Process is a daemon the lab started.
+type Process struct {
+	PID       int      `json:"pid"`
+	Namespace string   `json:"namespace"`
+	Argv      []string `json:"argv"`
+	Log       string   `json:"log"`
+}
+
+// Applied is one scenario applied to one node.
+type Applied struct {
+	Scenario string `json:"scenario"`
+	Node     string `json:"node"`
+	// Peer is the node whose overlay state was broken (F6-*), if any.
+	Peer string    `json:"peer,omitempty"`
+	At   time.Time `json:"at"`
+}
+
+// plan computes the state of a lab from its config, before anything exists.
+func plan(c Config) *State {
+	st := &State{
+		Name:         c.Name,
+		Backend:      c.Backend,
+		Created:      time.Now().UTC().Truncate(time.Second),
+		Binary:       c.Self,
+		EtcdBin:      c.EtcdBin,
+		Underlay:     UnderlayNS(c.Name),
+		EtcdEndpoint: EtcdEndpoint,
+		EtcdDataDir:  filepath.Join(StateDir(c.Name), "etcd"),
+	}
+	for i := 1; i <= c.Nodes; i++ {
+		n := Node{
+			Index:     i,
+			Name:      NodeName(i),
+			Namespace: c.Name + "-" + NodeName(i),
+			IP:        NodeIP(i).String(),
+			Subnet:    NodeSubnet(i).String(),
+			Gateway:   NodeGateway(i).String(),
+			Root:      NodeRoot(c.Name, NodeName(i)),
+		}
+		if c.Backend == BackendVXLAN {
+			n.VtepMAC = VtepMAC(i)
+		}
+		for k := 0; k < c.Pods; k++ {
+			n.Pods = append(n.Pods, Pod{
+				Index:     k,
+				Name:      PodName(i, k),
+				Namespace: c.Name + "-" + PodName(i, k),
+				Node:      n.Name,
+				IP:        PodIP(i, k).String(),
+				HostVeth:  hostVeth(i, k),
+			})
+		}
+		st.Nodes = append(st.Nodes, n)
+	}
+	return st
+}
+
+// ErrNoLab is returned by Load when the lab has no state file.
+var ErrNoLab = errors.New("no such lab")
+
+// Load reads the state of lab name.
+func Load(name string) (*State, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(statePath(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("lab %q: %w (no %s; start it with `twill lab up --name %s`)", name, ErrNoLab, statePath(name), name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lab %q: %w", name, err)
+	}
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("lab %q: %s is corrupt (%v); remove the lab with `twill lab down --name %s`", name, statePath(name), err, name)
+	}
+	return &st, nil
+}
+
+// save writes the state file atomically.
+func (st *State) save() error {
+	if err := os.MkdirAll(StateDir(st.Name), 0o755); err != nil {
+		return fmt.Errorf("lab %s: state dir: %w", st.Name, err)
+	}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("lab %s: encode state: %w", st.Name, err)
+	}
+	p := statePath(st.Name)
+	if err := os.WriteFile(p+".tmp", append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("lab %s: write state: %w", st.Name, err)
+	}
+	if err := os.Rename(p+".tmp", p); err != nil {
+		return fmt.Errorf("lab %s: write state: %w", st.Name, err)
+	}
+	return nil
+}
+
+// Target is a node or pod of the lab, as named on the command line.
+type Target struct {
+	// Namespace is the network namespace to run in.
+	Namespace string
+	// Node is the node the target is (or runs on).
+	Node *Node
+	// Pod is set when the target is a pod.
+	Pod *Pod
+}
+
+// Find resolves "node1", "node1-a", the full namespace name, or "underlay".
+func (st *State) Find(name string) (Target, error) {
+	if name == "underlay" || name == st.Underlay {
+		return Target{Namespace: st.Underlay}, nil
+	}
+	for i := range st.Nodes {
+		n := &st.Nodes[i]
+		if name == n.Name || name == n.Namespace {
+			return Target{Namespace: n.Namespace, Node: n}, nil
+		}
+		for k := range n.Pods {
+			p := &n.Pods[k]
+			if name == p.Name || name == p.Namespace {
+				return Target{Namespace: p.Namespace, Node: n, Pod: p}, nil
+			}
+		}
+	}
+	return Target{}, fmt.Errorf("lab %s has no node or pod %q (see `twill lab status --name %s`)", st.Name, name, st.Name)
+}
+
+// node returns the node named name.
+func (st *State) node(name string) (*Node, error) {
+	t, err := st.Find(name)
+	if err != nil {
+		return nil, err
+	}
+	if t.Node == nil || t.Pod != nil {
+		return nil, fmt.Errorf("lab %s: %q is not a node (want one of node1..node%d)", st.Name, name, len(st.Nodes))
+	}
+	return t.Node, nil
+}

@@ -1,0 +1,146 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is what `lab status` shows: the state plus what is true right now.
+type Report struct {
+	Name    string `json:"name"`
+	Backend string `json:"backend"`
+	// Healthy is true when etcd answers, every namespace exists and every
+	// process is alive (scenarios applied on purpose do not count).
+	Healthy      bool            `json:"healthy"`
+	Etcd         ProcessStatus   `json:"etcd"`
+	EtcdHealthy  bool            `json:"etcdHealthy"`
+	EtcdError    string          `json:"etcdError,omitempty"`
+	EtcdEndpoint string          `json:"etcdEndpoint"`
+	Nodes        []NodeStatus    `json:"nodes"`
+	Scenarios    []Applied       `json:"scenarios"`
+	Problems     []string        `json:"problems,omitempty"`
+	State        *State          `json:"-"`
+	Namespaces   map[string]bool `json:"-"`
+}
+
+// NodeStatus is one node in a Report.
+type NodeStatus struct {
+	Name      string      `json:"name"`
+	Namespace string      `json:"namespace"`
+	Exists    bool        `json:"exists"`
+	IP        string      `json:"ip"`
+	Subnet    string      `json:"subnet"`
+	Root      string      `json:"root"`
+	Pods      []PodStatus `json:"pods"`
+}
+
+// PodStatus is one pod in a Report.
+type PodStatus struct {
+	Name      string        `json:"name"`
+	Namespace string        `json:"namespace"`
+	Exists    bool          `json:"exists"`
+	IP        string        `json:"ip"`
+	Server    ProcessStatus `json:"server"`
+}
+
+// ProcessStatus is a recorded process and whether it still runs.
+type ProcessStatus struct {
+	PID   int    `json:"pid"`
+	Alive bool   `json:"alive"`
+	Log   string `json:"log"`
+}
+
+// Status inspects lab name.
+func Status(ctx context.Context, name string) (*Report, error) {
+	st, err := Load(name)
+	if err != nil {
+		return nil, err
+	}
+	r := &Report{Name: st.Name, Backend: st.Backend, EtcdEndpoint: st.EtcdEndpoint, State: st,
+		Scenarios: st.Scenarios, Etcd: procStatus(st.Etcd)}
+	if r.Scenarios == nil {
+		r.Scenarios = []Applied{}
+	}
+	if !nsExists(st.Underlay) {
+		r.Problems = append(r.Problems, "underlay namespace "+st.Underlay+" is missing")
+	}
+	if !r.Etcd.Alive {
+		r.Problems = append(r.Problems, fmt.Sprintf("etcd (pid %d) is not running; see %s", st.Etcd.PID, st.Etcd.Log))
+	} else if err := etcdHealthy(ctx, st, 2*time.Second); err != nil {
+		r.EtcdError = err.Error()
+		r.Problems = append(r.Problems, "etcd does not answer: "+err.Error())
+	} else {
+		r.EtcdHealthy = true
+	}
+	for _, n := range st.Nodes {
+		ns := NodeStatus{Name: n.Name, Namespace: n.Namespace, Exists: nsExists(n.Namespace), IP: n.IP, Subnet: n.Subnet, Root: n.Root}
+		if !ns.Exists {
+			r.Problems = append(r.Problems, "node namespace "+n.Namespace+" is missing")
+		}
+		for _, p := range n.Pods {
+			ps := PodStatus{Name: p.Name, Namespace: p.Namespace, Exists: nsExists(p.Namespace), IP: p.IP, Server: procStatus(p.Server)}
+			if !ps.Exists {
+				r.Problems = append(r.Problems, "pod namespace "+p.Namespace+" is missing")
+			}
+			if !ps.Server.Alive {
+				r.Problems = append(r.Problems, fmt.Sprintf("pod %s: server (pid %d) is not running; see %s", p.Name, p.Server.PID, p.Server.Log))
+			}
+			ns.Pods = append(ns.Pods, ps)
+		}
+		r.Nodes = append(r.Nodes, ns)
+	}
+	r.Healthy = len(r.Problems) == 0
+	return r, nil
+}
+
+func procStatus(p Process) ProcessStatus {
+	return ProcessStatus{PID: p.PID, Alive: p.Alive(), Log: p.Log}
+}
+
+// Print writes the report for people.
+func (r *Report) Print(w io.Writer) {
+	mark := func(ok bool) string {
+		if ok {
+			return "ok"
+		}
+		return "DOWN"
+	}
+	fmt.Fprintf(w, "Lab %q, backend %s\n", r.Name, r.Backend)
+	etcd := "healthy"
+	if !r.EtcdHealthy {
+		etcd = "NOT HEALTHY"
+	}
+	fmt.Fprintf(w, "etcd: %s pid %d %s\n\n", r.EtcdEndpoint, r.Etcd.PID, etcd)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tNAMESPACE\tIP\tSUBNET\tSERVER")
+	for _, n := range r.Nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Namespace, n.IP, n.Subnet, "-")
+		for _, p := range n.Pods {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t\tpid %d %s\n", p.Name, p.Namespace, p.IP, p.Server.PID, mark(p.Server.Alive))
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	if len(r.Scenarios) == 0 {
+		fmt.Fprintln(w, "Broken scenarios: none")
+	} else {
+		fmt.Fprintln(w, "Broken scenarios (undo with `twill lab fix SCENARIO NODE`):")
+		for _, a := range r.Scenarios {
+			s, _ := LookupScenario(a.Scenario)
+			peer := ""
+			if a.Peer != "" {
+				peer = " (peer " + a.Peer + ")"
+			}
+			fmt.Fprintf(w, "  %-11s on %s%s: %s\n", a.Scenario, a.Node, peer, s.Summary)
+		}
+	}
+	if len(r.Problems) > 0 {
+		fmt.Fprintln(w, "\nProblems:")
+		for _, p := range r.Problems {
+			fmt.Fprintln(w, "  - "+p)
+		}
+	}
+}

@@ -1,0 +1,197 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+)
+
+// ErrExists is returned by Up when a lab of that name already exists.
+var ErrExists = errors.New("lab already exists")
+
+// Up builds the lab described by c and returns its state. It refuses if the
+// lab exists (state dir or any of its namespaces). On any failure, or when
+// ctx is cancelled (Ctrl-C), it tears down everything it made before
+// returning the error.
+func Up(ctx context.Context, c Config) (st *State, err error) {
+	c = c.withDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if err := requireRoot(); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(StateDir(c.Name)); err == nil {
+		return nil, fmt.Errorf("lab %q: %w (%s); remove it first with `twill lab down --name %s`, or pick another --name", c.Name, ErrExists, StateDir(c.Name), c.Name)
+	}
+	if nss, _ := labNamespaces(c.Name); len(nss) > 0 {
+		return nil, fmt.Errorf("lab %q: %w: namespaces %v are left over; remove them with `twill lab down --name %s`", c.Name, ErrExists, nss, c.Name)
+	}
+	if c.EtcdBin, err = FindEtcd(c.EtcdBin); err != nil {
+		return nil, err
+	}
+	if c.Self == "" {
+		if c.Self, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("find the twill binary for the pod servers: %w", err)
+		}
+	}
+	st = plan(c)
+	started := time.Now()
+	defer func() {
+		if err != nil {
+			fmt.Fprintf(c.Out, "lab up failed: cleaning up what was made ...\n")
+			if derr := Down(context.Background(), c.Name, nil); derr != nil {
+				err = fmt.Errorf("%w (and cleanup failed: %v)", err, derr)
+			}
+			st = nil
+		}
+	}()
+	if err := os.MkdirAll(filepath.Join(StateDir(c.Name), "logs"), 0o755); err != nil {
+		return nil, fmt.Errorf("lab %s: state dir: %w", c.Name, err)
+	}
+	if err := st.save(); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(c.Out, "Building lab %q: %d nodes x %d pods, backend %s (state in %s)\n", c.Name, c.Nodes, c.Pods, c.Backend, StateDir(c.Name))
+	p := &progress{w: c.Out, total: 7}
+	steps := []struct {
+		title string
+		fn    func() error
+	}{
+		{fmt.Sprintf("underlay: namespace %s, bridge %s %s/24", st.Underlay, underlayBridge, UnderlayGateway), func() error { return setupUnderlay(st) }},
+		{fmt.Sprintf("etcd: %s in %s, waiting until healthy", EtcdEndpoint, st.Underlay), func() error { return startEtcd(ctx, st) }},
+		{fmt.Sprintf("nodes: %d namespaces, eth0 on %s, 192.168.77.11..%d", len(st.Nodes), underlayBridge, 10+len(st.Nodes)), func() error {
+			return eachNode(ctx, st, func(n *Node) error { return setupNodeUplink(st, n) })
+		}},
+		{fmt.Sprintf("pod network (%s): sysctls, %s, routes to peers, leases in etcd, subnet files", st.Backend, podBridge), func() error { return setupPodNetwork(ctx, st) }},
+		{fmt.Sprintf("pods: %d per node, each running `twill lab serve` on :%d", c.Pods, ServerPort), func() error {
+			return eachNode(ctx, st, func(n *Node) error {
+				for k := range n.Pods {
+					if err := setupPod(st, n, &n.Pods[k]); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}},
+		{"services: kube-proxy iptables rules and masquerade on every node", func() error {
+			return eachNode(ctx, st, func(n *Node) error { return applyFirewall(ctx, st, n) })
+		}},
+		{"checking: every pod server is up", func() error { return waitServers(ctx, st, 5*time.Second) }},
+	}
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("interrupted: %w", err)
+		}
+		if err := p.step(s.title, s.fn); err != nil {
+			return nil, err
+		}
+		if err := st.save(); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(c.Out, "Lab %q is up (%s).\n\n", c.Name, since(started))
+	return st, nil
+}
+
+// eachNode runs fn for every node, stopping at the first error or when ctx is done.
+func eachNode(ctx context.Context, st *State, fn func(n *Node) error) error {
+	for i := range st.Nodes {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(&st.Nodes[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setupPodNetwork programs every node's pod network, peers, leases and files.
+func setupPodNetwork(ctx context.Context, st *State) error {
+	return eachNode(ctx, st, func(n *Node) error {
+		if err := setupNodePodNetwork(st, n); err != nil {
+			return err
+		}
+		for j := range st.Nodes {
+			if p := &st.Nodes[j]; p.Index != n.Index {
+				if err := programPeer(st, n, p); err != nil {
+					return err
+				}
+			}
+		}
+		if err := writeNodeFiles(st, n); err != nil {
+			return err
+		}
+		if n.Index == len(st.Nodes) {
+			return writeLeases(ctx, st)
+		}
+		return nil
+	})
+}
+
+// waitServers waits until every pod server accepts a connection on its own
+// address (from inside its own pod), bounded by d.
+func waitServers(ctx context.Context, st *State, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for _, n := range st.Nodes {
+		for _, p := range n.Pods {
+			for {
+				_, err := Call(ctx, p.Namespace, fmt.Sprintf("%s:%d", p.IP, ServerPort), 500*time.Millisecond, false)
+				if err == nil {
+					break
+				}
+				if !p.Server.Alive() {
+					return fmt.Errorf("pod %s: server (pid %d) exited: %s", p.Name, p.Server.PID, tail(p.Server.Log, 5))
+				}
+				if time.Now().After(deadline) || ctx.Err() != nil {
+					return fmt.Errorf("pod %s: server not answering after %s: %v (log %s)", p.Name, d, err, p.Server.Log)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	return nil
+}
+
+// requireRoot fails clearly when not run as root.
+func requireRoot() error {
+	if os.Geteuid() != 0 {
+		return errors.New("twill lab needs root (it creates network namespaces); run it with sudo on a spare machine")
+	}
+	return nil
+}
+
+// PrintSummary writes the table of nodes and pods and a few hints.
+func PrintSummary(w interface{ Write([]byte) (int, error) }, st *State) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tNAMESPACE\tUNDERLAY IP\tPOD SUBNET\tPODS")
+	for _, n := range st.Nodes {
+		pods := ""
+		for i, p := range n.Pods {
+			if i > 0 {
+				pods += ", "
+			}
+			pods += p.Name + " " + p.IP
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Namespace, n.IP, n.Subnet, pods)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\netcd: %s (in %s)   backend: %s\n", st.EtcdEndpoint, st.Underlay, st.Backend)
+	fmt.Fprintf(w, "Services: 10.96.0.10:80 -> every pod :%d; 10.96.1.<i>:80 -> pod b of node<i>; 10.96.0.1:443 (rules only)\n", ServerPort)
+	fl := ""
+	if st.Name != DefaultName {
+		fl = " --name " + st.Name
+	}
+	last := st.Nodes[len(st.Nodes)-1]
+	fmt.Fprintf(w, "\nTry:\n")
+	fmt.Fprintf(w, "  twill lab call%s node1-a %s:%d       # pod to pod across nodes\n", fl, last.Pods[0].IP, ServerPort)
+	fmt.Fprintf(w, "  twill lab call%s node1-a 10.96.1.1:80        # Service whose endpoint is on the same bridge\n", fl)
+	fmt.Fprintf(w, "  twill lab break%s F1 node1                   # then call again; `twill lab scenarios` lists them all\n", fl)
+	fmt.Fprintf(w, "  twill lab exec%s node1 -- iptables-nft-save  # any command inside a node or pod\n", fl)
+	fmt.Fprintf(w, "  twill lab down%s\n", fl)
+}
