@@ -87,7 +87,7 @@ func TestFailedUpLeavesNothing(t *testing.T) {
 func TestDownWithoutState(t *testing.T) {
 	needRoot(t)
 	c := testConfig(t, BackendVXLAN, 1, 1)
-	other := c.Name + "x-node1"   // another lab's node: "<name>x-" is not our prefix
+	other := c.Name + "x-node1"  // another lab's node: "<name>x-" is not our prefix
 	stranger := c.Name + "-misc" // our prefix, but not a name the lab makes
 	for _, ns := range []string{c.Name + "-underlay", c.Name + "-node1", c.Name + "-node1-a", other, stranger} {
 		if err := createNS(ns); err != nil {
