@@ -83,17 +83,23 @@ func TestScenarios(t *testing.T) {
 			if strings.Contains(fdbOf(t, n1), VtepMAC(2)) {
 				t.Errorf("after F6-fdb, node1 still has an FDB entry for %s", VtepMAC(2))
 			}
-		}, func(t *testing.T, broken bool) { wantCall(t, n1.Pods[0], fmt.Sprintf("%s:%d", n2.Pods[0].IP, ServerPort), !broken) }},
+		}, func(t *testing.T, broken bool) {
+			wantCall(t, n1.Pods[0], fmt.Sprintf("%s:%d", n2.Pods[0].IP, ServerPort), !broken)
+		}},
 		{"F6-neigh", func(t *testing.T) {
 			if got := neighOf(t, n1); !strings.Contains(got, "10.244.2.0 "+StaleMAC(2)) {
 				t.Errorf("after F6-neigh, node1 neighbours = %q, want 10.244.2.0 at %s", got, StaleMAC(2))
 			}
-		}, func(t *testing.T, broken bool) { wantCall(t, n1.Pods[0], fmt.Sprintf("%s:%d", n2.Pods[0].IP, ServerPort), !broken) }},
+		}, func(t *testing.T, broken bool) {
+			wantCall(t, n1.Pods[0], fmt.Sprintf("%s:%d", n2.Pods[0].IP, ServerPort), !broken)
+		}},
 		{"F6-route", func(t *testing.T) {
 			if strings.Contains(routesOf(t, n1), "10.244.2.0/24") {
 				t.Error("after F6-route, node1 still routes 10.244.2.0/24")
 			}
-		}, func(t *testing.T, broken bool) { wantCall(t, n1.Pods[0], fmt.Sprintf("%s:%d", n2.Pods[0].IP, ServerPort), !broken) }},
+		}, func(t *testing.T, broken bool) {
+			wantCall(t, n1.Pods[0], fmt.Sprintf("%s:%d", n2.Pods[0].IP, ServerPort), !broken)
+		}},
 		{"F6-mtu", func(t *testing.T) {
 			got := mtusOf(t, n1)
 			for _, want := range []string{"cni0=1500", "twill.1=1450", "veth1a=1500", "veth1b=1500", "node1-a/eth0=1500", "node1-b/eth0=1500"} {
