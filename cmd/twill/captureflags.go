@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/twillnet/twill/lease"
+	"github.com/twillnet/twill/lease/etcd"
+	"github.com/twillnet/twill/nodestate"
+	"github.com/twillnet/twill/nsrun"
+)
+
+// storeTimeout bounds how long a capture waits for the lease store.
+const storeTimeout = 5 * time.Second
+
+// captureFlags are the flags that say which node state to capture. Every
+// command that looks at a live node (snapshot, doctor) registers them, so they
+// all see the same state.
+type captureFlags struct {
+	netns         string
+	root          string
+	node          string
+	etcdEndpoints []string
+	etcdPrefix    string
+}
+
+// register adds the capture flags to fs. Defaults come from the environment:
+// TWILL_ROOT for --root and TWILL_ETCD_ENDPOINTS (comma separated) for
+// --etcd-endpoints.
+func (f *captureFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.netns, "netns", "", "capture the named network namespace (see 'ip netns list') instead of the current one")
+	fs.StringVar(&f.root, "root", os.Getenv("TWILL_ROOT"), "read the node's files (CNI config, subnet file) under this directory (env TWILL_ROOT; the lab keeps each node's files under its own root)")
+	fs.StringVar(&f.node, "node", "", "node name to record in the snapshot")
+	fs.StringSliceVar(&f.etcdEndpoints, "etcd-endpoints", splitList(os.Getenv("TWILL_ETCD_ENDPOINTS")), "etcd endpoints to read all nodes' leases from, comma separated (env TWILL_ETCD_ENDPOINTS); reached from inside --netns")
+	fs.StringVar(&f.etcdPrefix, "etcd-prefix", lease.DefaultPrefix, "etcd key prefix of the leases")
+}
+
+// options returns the nodestate capture options the flags describe.
+func (f *captureFlags) options() nodestate.CaptureOptions {
+	return nodestate.CaptureOptions{Netns: f.netns, Root: f.root, Node: f.node}
+}
+
+// capture captures the node. Only a missing namespace fails; parts that
+// cannot be read, the lease store included, are recorded in the snapshot's
+// Errors.
+func (f *captureFlags) capture(ctx context.Context) (*nodestate.Snapshot, error) {
+	s, err := nodestate.Capture(ctx, f.options())
+	if err != nil {
+		return nil, err
+	}
+	if len(f.etcdEndpoints) > 0 {
+		leases, err := f.readLeases(ctx)
+		if err != nil {
+			s.Errors = append(s.Errors, nodestate.CaptureError{Source: "leases", Err: err.Error()})
+		}
+		s.Leases = leases
+	}
+	return s, nil
+}
+
+// readLeases lists the leases in etcd, dialling from inside the captured
+// namespace (where the node's agent reaches the store).
+func (f *captureFlags) readLeases(ctx context.Context) ([]nodestate.Lease, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	where := strings.Join(f.etcdEndpoints, ",")
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := nsrun.Do(f.netns, func() error {
+			var err error
+			c, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			return err
+		})
+		return c, err
+	}
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   f.etcdEndpoints,
+		DialTimeout: storeTimeout,
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(dial)},
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd %s: %w (check --etcd-endpoints)", where, err)
+	}
+	defer c.Close()
+	ls, err := etcd.List(ctx, c, f.etcdPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("etcd %s: %w (is etcd up and reachable from the node's namespace? leases not captured)", where, err)
+	}
+	return convertLeases(ls)
+}
+
+// convertLeases maps store leases to the snapshot model. A lease whose
+// public IP does not parse is kept (with no IP) and reported.
+func convertLeases(ls []lease.Lease) ([]nodestate.Lease, error) {
+	out := make([]nodestate.Lease, 0, len(ls))
+	var bad []string
+	for _, l := range ls {
+		nl := nodestate.Lease{Subnet: l.Subnet, Backend: l.Attrs.BackendType, Node: l.Attrs.Node}
+		if l.Attrs.BackendData != nil {
+			nl.VtepMAC = l.Attrs.BackendData.VtepMAC
+		}
+		ip, err := netip.ParseAddr(l.Attrs.PublicIP)
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("lease %s: PublicIP %q is not an IP address", l.Subnet, l.Attrs.PublicIP))
+		}
+		nl.PublicIP = ip
+		out = append(out, nl)
+	}
+	if len(bad) > 0 {
+		return out, fmt.Errorf("%s", strings.Join(bad, "; "))
+	}
+	return out, nil
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
