@@ -13,7 +13,41 @@ type NftTable struct {
 	Family string      `json:"family"`
 	Name   string      `json:"name"`
 	Chains []*NftChain `json:"chains"`
-	Sets   []*NftSet   `json:"sets,omitempty"`
+	// Sets are the named sets and maps (a map has NftSet.Map set).
+	Sets []*NftSet `json:"sets,omitempty"`
+
+	// index maps a chain name to its position in Chains (filled by the
+	// parser; Chain verifies every hit).
+	index map[string]int
+}
+
+// Chain returns the chain with the given name, or nil.
+func (t *NftTable) Chain(name string) *NftChain {
+	if t == nil {
+		return nil
+	}
+	if i, ok := t.index[name]; ok && i < len(t.Chains) && t.Chains[i].Name == name {
+		return t.Chains[i]
+	}
+	for _, c := range t.Chains {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// Set returns the named set or map, or nil.
+func (t *NftTable) Set(name string) *NftSet {
+	if t == nil {
+		return nil
+	}
+	for _, s := range t.Sets {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
 }
 
 // NftChain is one chain. Base chains have a Hook; regular chains do not.
@@ -41,7 +75,8 @@ type NftRule struct {
 	// Expr are the rule's statements, verbatim from nft's JSON.
 	Expr []json.RawMessage `json:"expr"`
 	// Verdict is the final verdict statement ("accept", "drop", "jump X",
-	// "goto X", "return", "continue") or "" when the rule has none.
+	// "goto X", "return", "continue", or "reject" for the reject statement)
+	// or "" when the rule has none (e.g. it ends in a vmap, nat or counter).
 	Verdict string `json:"verdict,omitempty"`
 }
 
