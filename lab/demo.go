@@ -86,8 +86,8 @@ func Demo(ctx context.Context, o DemoOptions) (err error) {
 		return err
 	}
 
-	doctorArgs := []string{"doctor", "--netns", n1.Namespace, "--root", n1.Root}
-	d.step("Ask twill doctor", "doctor reads node1's state (sysctls, links, routes, iptables, subnet file) and reports every known failure.")
+	doctorArgs := []string{"doctor", "--netns", n1.Namespace, "--root", n1.Root, "--node", n1.Name, "--etcd-endpoints", st.EtcdEndpoint}
+	d.step("Ask twill doctor", "doctor reads node1's state (sysctls, links, routes, iptables, subnet file, and every node's lease\nfrom etcd) and reports every known failure, with evidence and the fix.")
 	d.run(ctx, doctorBin, doctorArgs...)
 
 	d.step("Let doctor fix it", "--fix applies the safe fixes (here the sysctl), then checks again.")

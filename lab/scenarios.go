@@ -218,12 +218,12 @@ func (st *State) peerOf(s Scenario, n *Node) (*Node, error) {
 
 // ScenarioTable writes the scenario list for people.
 func ScenarioTable(w io.Writer) {
-	fmt.Fprintf(w, "%-11s %-13s %-9s %-6s %s\n", "SCENARIO", "ALIAS", "FAILURES", "DOCTOR", "WHAT `lab break` DOES")
+	fmt.Fprintf(w, "%-11s %-13s %-9s %-7s %s\n", "SCENARIO", "ALIAS", "FAILURES", "DOCTOR", "WHAT `lab break` DOES")
 	for _, s := range scenarios {
 		alias := s.Alias
 		if alias == "" {
 			alias = "-"
 		}
-		fmt.Fprintf(w, "%-11s %-13s %-9s %-6s %s\n", s.ID, alias, s.Section, s.Check, s.Summary)
+		fmt.Fprintf(w, "%-11s %-13s %-9s %-7s %s\n", s.ID, alias, s.Section, s.Check, s.Summary)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
@@ -167,7 +168,7 @@ func requireRoot() error {
 }
 
 // PrintSummary writes the table of nodes and pods and a few hints.
-func PrintSummary(w interface{ Write([]byte) (int, error) }, st *State) {
+func PrintSummary(w io.Writer, st *State) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tNAMESPACE\tUNDERLAY IP\tPOD SUBNET\tPODS")
 	for _, n := range st.Nodes {
@@ -188,10 +189,16 @@ func PrintSummary(w interface{ Write([]byte) (int, error) }, st *State) {
 		fl = " --name " + st.Name
 	}
 	last := st.Nodes[len(st.Nodes)-1]
+	hints := [][2]string{
+		{fmt.Sprintf("twill lab call%s node1-a %s:%d", fl, last.Pods[0].IP, ServerPort), "pod to pod across nodes"},
+		{fmt.Sprintf("twill lab call%s node1-a %s", fl, LocalVIP(1)), "Service whose endpoint is on the same bridge"},
+		{fmt.Sprintf("twill lab break%s F1 node1", fl), "then call again; `twill lab scenarios` lists them all"},
+		{fmt.Sprintf("twill lab exec%s node1 -- iptables-nft-save", fl), "any command inside a node or pod"},
+		{fmt.Sprintf("twill doctor --netns %s --root %s", st.Nodes[0].Namespace, st.Nodes[0].Root), "check node1"},
+		{fmt.Sprintf("twill lab down%s", fl), "remove the lab"},
+	}
 	fmt.Fprintf(w, "\nTry:\n")
-	fmt.Fprintf(w, "  twill lab call%s node1-a %s:%d       # pod to pod across nodes\n", fl, last.Pods[0].IP, ServerPort)
-	fmt.Fprintf(w, "  twill lab call%s node1-a 10.96.1.1:80        # Service whose endpoint is on the same bridge\n", fl)
-	fmt.Fprintf(w, "  twill lab break%s F1 node1                   # then call again; `twill lab scenarios` lists them all\n", fl)
-	fmt.Fprintf(w, "  twill lab exec%s node1 -- iptables-nft-save  # any command inside a node or pod\n", fl)
-	fmt.Fprintf(w, "  twill lab down%s\n", fl)
+	for _, h := range hints {
+		fmt.Fprintf(w, "  # %s\n  %s\n", h[1], h[0])
+	}
 }

@@ -213,6 +213,10 @@ refused, reset by peer. Exit status 0 on success, 1 on failure.`,
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
 			line, err := lab.Call(ctx, t.Namespace, args[1], timeout, udp)
+			var ce *lab.CallError
+			if errors.As(err, &ce) {
+				ce.From = args[0]
+			}
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
