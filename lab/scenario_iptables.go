@@ -45,14 +45,14 @@ COMMIT
 `
 
 func breakSplit(ctx context.Context, _ *State, n, _ *Node) error {
-	_, err := runIn(ctx, n.Namespace, legacyForward, "iptables-legacy-restore")
+	_, err := runIn(ctx, n.Namespace, legacyForward, "iptables-legacy-restore", "-w", "5")
 	return err
 }
 
 // fixSplit empties the legacy filter table. (The legacy tables stay
 // registered in the namespace, with no rules and ACCEPT policies.)
 func fixSplit(ctx context.Context, _ *State, n, _ *Node) error {
-	_, err := runIn(ctx, n.Namespace, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n", "iptables-legacy-restore")
+	_, err := runIn(ctx, n.Namespace, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n", "iptables-legacy-restore", "-w", "5")
 	return err
 }
 

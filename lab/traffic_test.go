@@ -112,6 +112,23 @@ func TestTraffic(t *testing.T) {
 					}
 				}
 			})
+			t.Run("firewall", func(t *testing.T) {
+				for _, n := range st.Nodes {
+					nat := iptSave(t, &n, "iptables-nft-save", "nat")
+					for _, want := range []string{
+						"-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n",
+						"-A POSTROUTING -s 10.244.0.0/16 ! -d 10.244.0.0/16 -j MASQUERADE\n",
+						"-A KUBE-SERVICES -d 10.96.0.1/32 ",
+					} {
+						if !strings.Contains(nat, want) {
+							t.Errorf("node %s nat table lacks %q:\n%s", n.Name, want, nat)
+						}
+					}
+					if filter := iptSave(t, &n, "iptables-nft-save", "filter"); !strings.Contains(filter, ":FORWARD ACCEPT") {
+						t.Errorf("node %s: FORWARD policy is not ACCEPT:\n%s", n.Name, filter)
+					}
+				}
+			})
 			t.Run("status", func(t *testing.T) {
 				r, err := Status(ctx, st.Name)
 				if err != nil {

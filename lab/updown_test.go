@@ -13,7 +13,7 @@ import (
 // root namespace's links and routes never changed.
 func TestUpDownNothingLeft(t *testing.T) {
 	needRoot(t)
-	before := rootNetState(t)
+	before := rootNetState(t) + rootSysctls(t)
 	c := testConfig(t, BackendVXLAN, 2, 1)
 	st, err := Up(context.Background(), c)
 	if err != nil {
@@ -50,7 +50,7 @@ func TestUpDownNothingLeft(t *testing.T) {
 	if err := Down(context.Background(), c.Name, nil); err != nil {
 		t.Errorf("second down should be a no-op: %v", err)
 	}
-	if after := rootNetState(t); after != before {
+	if after := rootNetState(t) + rootSysctls(t); after != before {
 		t.Errorf("root namespace changed:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
@@ -110,4 +110,18 @@ func TestDownWithoutState(t *testing.T) {
 	if !nsExists(other) || !nsExists(stranger) {
 		t.Errorf("down removed namespaces that are not the lab's: %s exists=%v, %s exists=%v", other, nsExists(other), stranger, nsExists(stranger))
 	}
+}
+
+// rootSysctls reads (never writes) the root namespace's sysctls the lab sets in its nodes.
+func rootSysctls(t *testing.T) string {
+	t.Helper()
+	var out string
+	for _, k := range []string{SysctlIPForward, SysctlBridgeNF} {
+		v, err := GetSysctl("", k)
+		if err != nil {
+			v = "(" + err.Error() + ")"
+		}
+		out += "sysctl " + k + "=" + v + "\n"
+	}
+	return out
 }
