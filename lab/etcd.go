@@ -80,15 +80,19 @@ func startEtcd(ctx context.Context, st *State) error {
 		return err
 	}
 	st.Etcd = p
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, etcdHealthTimeout)
 	defer cancel()
-	for attempt := 0; ; attempt++ {
+	for {
+		if err := parent.Err(); err != nil {
+			return fmt.Errorf("interrupted while waiting for etcd: %w", err)
+		}
 		if !p.Alive() {
 			return fmt.Errorf("etcd (pid %d) exited: last log lines:\n%s", p.PID, tail(p.Log, 8))
 		}
 		if err := etcdHealthy(ctx, st, time.Second); err == nil {
 			return nil
-		} else if ctx.Err() != nil {
+		} else if ctx.Err() != nil && parent.Err() == nil {
 			return fmt.Errorf("etcd did not become healthy within %s (last error: %v); see %s", etcdHealthTimeout, err, p.Log)
 		}
 		select {
