@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -230,12 +231,16 @@ refused, reset by peer. Exit status 0 on success, 1 on failure.`,
 }
 
 func newLabBreakCmd(name *string) *cobra.Command {
+	var table strings.Builder
+	lab.ScenarioTable(&table)
 	return &cobra.Command{
 		Use:   "break SCENARIO NODE",
 		Short: "Break a node the way FAILURES.md describes (see 'twill lab scenarios')",
 		Long: `break applies one failure scenario from FAILURES.md to one node and records it,
 so 'twill lab status' shows it and 'twill lab fix' undoes it. Each scenario
-names the doctor check that should find it. List them with 'twill lab scenarios'.`,
+names the doctor check that should find it. Scenarios (IDs and aliases both work):
+
+` + table.String(),
 		Example: `  twill lab break F1 node1          # bridge-nf-call-iptables=0
   twill lab break forward-drop node2
   twill lab break F6-fdb node1      # node1 forgets where node2's VTEP is`,
