@@ -180,7 +180,7 @@ subnet file and the leases.`,
 				return err
 			}
 			if code != 0 {
-				return &exitError{code: code, err: fmt.Errorf("%s exited with status %d", args[1], code)}
+				return &exitError{code: code} // the command spoke for itself; pass its status through
 			}
 			return nil
 		},

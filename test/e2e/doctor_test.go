@@ -46,13 +46,13 @@ func TestEachScenarioGivesExactlyItsCheck(t *testing.T) {
 		}
 		t.Run(sc.id, func(t *testing.T) {
 			lab(t, "break", sc.id, sc.node)
-			rep, code := doctor(t, sc.node)
 			fixed := false
 			defer func() {
 				if !fixed {
 					lab(t, "fix", sc.id, sc.node)
 				}
 			}()
+			rep, code := doctor(t, sc.node)
 			if ids := rep.errorIDs(); !slices.Equal(ids, []string{sc.check}) || code != 1 {
 				t.Errorf("after break %s on %s: error findings %v (exit %d), want exactly [%s] (exit 1)\n%+v", sc.id, sc.node, ids, code, sc.check, rep.Findings)
 			}

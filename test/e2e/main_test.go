@@ -148,7 +148,7 @@ func doctor(t *testing.T, node string, extra ...string) (report, int) {
 	}
 	var rep report
 	i := strings.Index(r.out, "{")
-	if i < 0 || json.Unmarshal([]byte(r.out[i:]), &rep) != nil {
+	if i < 0 || json.NewDecoder(strings.NewReader(r.out[i:])).Decode(&rep) != nil {
 		t.Fatalf("doctor on %s: output is not a JSON report:\n%s", node, r.out)
 	}
 	return rep, r.code
