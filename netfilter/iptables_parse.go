@@ -27,14 +27,27 @@ type iptParser struct {
 	source string
 	lineNo int
 
-	rs     *Ruleset
-	table  *Table // the open table, nil outside *table ... COMMIT
-	tblAt  int    // line of the open table's *name
-	chains map[string]*Chain
+	rs    *Ruleset
+	table *Table // the open table, nil outside *table ... COMMIT
+	tblAt int    // line of the open table's *name
 
 	words []word   // reused per line
 	slab  []string // backing store for option values
 	rules []Rule   // backing store for rules
+	mslab []Match  // backing store for rule matches
+	oslab []Option // backing store for match and target options
+	specs []optSpec
+}
+
+// optionSlots returns an empty option list with room for two options, cut
+// from a shared slab (appending more reallocates as usual).
+func (p *iptParser) optionSlots() []Option {
+	if len(p.oslab)+2 > cap(p.oslab) {
+		p.oslab = make([]Option, 0, 2048)
+	}
+	k := len(p.oslab)
+	p.oslab = p.oslab[:k+2]
+	return p.oslab[k : k : k+2]
 }
 
 func (p *iptParser) errorf(format string, args ...any) error {
@@ -52,7 +65,7 @@ func (p *iptParser) parse(text string) (*Ruleset, error) {
 			line, text = text, ""
 		}
 		line = strings.TrimRight(line, " \t\r")
-		if err := p.parseLine(line); err != nil {
+		if err := p.parseLine(line, text); err != nil {
 			return nil, err
 		}
 	}
@@ -63,14 +76,23 @@ func (p *iptParser) parse(text string) (*Ruleset, error) {
 	return p.rs, nil
 }
 
-func (p *iptParser) parseLine(line string) error {
-	trimmed := strings.TrimLeft(line, " \t")
+// chain returns the open table's chain by name, or nil.
+func (p *iptParser) chain(name string) *Chain {
+	if i, ok := p.table.index[name]; ok {
+		return p.table.Chains[i]
+	}
+	return nil
+}
+
+// parseLine parses one line; rest is the text after it.
+func (p *iptParser) parseLine(line, rest string) error {
+	trimmed := strings.TrimLeft(line, " \t\r")
 	if trimmed == "" || trimmed[0] == '#' {
 		return nil
 	}
 	switch trimmed[0] {
 	case '*':
-		return p.openTable(trimmed[1:])
+		return p.openTable(trimmed[1:], rest)
 	case ':':
 		return p.declareChain(trimmed[1:])
 	case '[', '-':
@@ -81,13 +103,12 @@ func (p *iptParser) parseLine(line string) error {
 			return p.errorf("COMMIT without an open table (expected a *table line before it)")
 		}
 		p.table = nil
-		p.chains = nil
 		return nil
 	}
 	return p.errorf("unknown line %q: expected *table, :CHAIN, -A rule, COMMIT or # comment", clip(trimmed))
 }
 
-func (p *iptParser) openTable(name string) error {
+func (p *iptParser) openTable(name, rest string) error {
 	if p.table != nil {
 		return p.errorf("table %q starts before table %q was closed: COMMIT missing", name, p.table.Name)
 	}
@@ -97,9 +118,15 @@ func (p *iptParser) openTable(name string) error {
 	if p.rs.Table(name) != nil {
 		return p.errorf("table %q appears twice", name)
 	}
-	p.table = &Table{Name: name, index: map[string]int{}}
+	// Size the chain index for the table's chain lines, so that a table of
+	// 30,000 chains does not rehash as it grows.
+	body := rest
+	if end := strings.Index(rest, "\nCOMMIT"); end >= 0 {
+		body = rest[:end]
+	}
+	n := strings.Count(body, "\n:") + 1
+	p.table = &Table{Name: name, index: make(map[string]int, n), Chains: make([]*Chain, 0, n)}
 	p.tblAt = p.lineNo
-	p.chains = map[string]*Chain{}
 	p.rs.Tables = append(p.rs.Tables, p.table)
 	return nil
 }
@@ -125,10 +152,9 @@ func (p *iptParser) declareChain(rest string) error {
 		}
 		c.Counters = cnt
 	}
-	if _, dup := p.chains[c.Name]; dup {
+	if p.chain(c.Name) != nil {
 		return p.errorf("chain %s declared twice in table %s", c.Name, p.table.Name)
 	}
-	p.chains[c.Name] = c
 	p.table.index[c.Name] = len(p.table.Chains)
 	p.table.Chains = append(p.table.Chains, c)
 	return nil
@@ -166,7 +192,7 @@ func (p *iptParser) parseRuleLine(line string) error {
 			return p.errorf("bad rule counters %q (expected [packets:bytes])", line[:end+1])
 		}
 		counters = &c
-		line = strings.TrimLeft(line[end+1:], " \t")
+		line = strings.TrimLeft(line[end+1:], " \t\r")
 	}
 	words, err := splitWords(line, p.words[:0])
 	p.words = words
@@ -180,7 +206,7 @@ func (p *iptParser) parseRuleLine(line string) error {
 		return p.errorf("-A without a chain name")
 	}
 	chainName := words[1].s
-	c := p.chains[chainName]
+	c := p.chain(chainName)
 	if c == nil {
 		return p.errorf("rule for chain %q, which is not declared in table %s (add a :%s line)", chainName, p.table.Name, chainName)
 	}
@@ -212,6 +238,20 @@ type ruleState struct {
 func (p *iptParser) parseRuleWords(r *Rule, ws []word) error {
 	st := ruleState{cur: -1}
 	neg := false
+	nm := 0
+	for _, w := range ws {
+		if w.s == "-m" || w.s == "--match" {
+			nm++
+		}
+	}
+	if nm > 0 {
+		if len(p.mslab)+nm > cap(p.mslab) {
+			p.mslab = make([]Match, 0, 1024+nm)
+		}
+		k := len(p.mslab)
+		p.mslab = p.mslab[:k+nm]
+		r.Matches = p.mslab[k : k : k+nm]
+	}
 	for i := 0; i < len(ws); {
 		w := ws[i]
 		i++
@@ -264,7 +304,7 @@ func (p *iptParser) parseRuleWords(r *Rule, ws []word) error {
 			mod := ws[i].s
 			i++
 			_, known := matchSpecs[mod]
-			r.Matches = append(r.Matches, Match{Module: mod, Known: known})
+			r.Matches = append(r.Matches, Match{Module: mod, Known: known, Options: p.optionSlots()})
 			if !known {
 				r.Unknown = true
 			}
@@ -283,10 +323,11 @@ func (p *iptParser) parseRuleWords(r *Rule, ws []word) error {
 			}
 			r.Target = ws[i].s
 			r.Goto = name == "-g" || name == "--goto"
+			r.TargetOptions = p.optionSlots()
 			i++
 			st.inTarget = true
 			st.tspec, st.tchain = nil, false
-			if _, ok := p.chains[r.Target]; ok {
+			if p.chain(r.Target) != nil {
 				st.tchain = true
 			} else if spec, ok := targetSpecs[r.Target]; ok {
 				st.tspec = spec
@@ -318,6 +359,18 @@ func (p *iptParser) parseRuleWords(r *Rule, ws []word) error {
 	}
 	if neg {
 		return p.errorf("chain %s: '!' at the end of the rule negates nothing", r.Chain)
+	}
+	// Empty lists are nil, as a decoded JSON rule has them.
+	if len(r.TargetOptions) == 0 {
+		r.TargetOptions = nil
+	}
+	if len(r.Matches) == 0 {
+		r.Matches = nil
+	}
+	for k := range r.Matches {
+		if len(r.Matches[k].Options) == 0 {
+			r.Matches[k].Options = nil
+		}
 	}
 	return nil
 }

@@ -1,9 +1,11 @@
 package netfilter
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -400,5 +402,30 @@ func TestEmptyInputAndComments(t *testing.T) {
 	rs, err = ParseIptablesSave("t", "*filter\r\n:INPUT ACCEPT [0:0]\r\n-A INPUT -j ACCEPT\r\nCOMMIT")
 	if err != nil || rs.Table("filter").Chain("INPUT").Rules[0].Text != "-A INPUT -j ACCEPT" {
 		t.Fatalf("CRLF and no final newline: %v", err)
+	}
+}
+
+// TestJSONRoundTrip: a parsed dump survives encoding/json unchanged, which
+// is how snapshots carry it.
+func TestJSONRoundTrip(t *testing.T) {
+	rs := mustParse(t, "unknown-module.legacy-save.txt")
+	b, err := json.Marshal(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Ruleset
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range back.Tables {
+		tb.Reindex()
+	}
+	for _, tb := range rs.Tables {
+		bt := back.Table(tb.Name)
+		for _, c := range tb.Chains {
+			if !reflect.DeepEqual(c, bt.Chain(c.Name)) {
+				t.Fatalf("%s %s changed in a JSON round trip", tb.Name, c.Name)
+			}
+		}
 	}
 }

@@ -38,7 +38,20 @@ func splitWords(line string, dst []word) ([]word, error) {
 			dst = append(dst, word{s: line[start:i]})
 			continue
 		}
-		// Slow path: the word has a quoted part.
+		// A word that is just one quoted part without escapes, the common
+		// case for comments: take it as a substring.
+		if i == start {
+			if end := strings.IndexByte(line[i+1:], '"'); end >= 0 {
+				inner := line[i+1 : i+1+end]
+				after := i + 2 + end
+				if strings.IndexByte(inner, '\\') < 0 && (after >= n || isBlank(line[after])) {
+					dst = append(dst, word{s: inner, quoted: true})
+					i = after
+					continue
+				}
+			}
+		}
+		// Slow path: the word has escapes or several parts.
 		var b strings.Builder
 		b.WriteString(line[start:i])
 		i++ // opening quote
