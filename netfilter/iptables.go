@@ -43,8 +43,9 @@ type Table struct {
 	Chains []*Chain `json:"chains"`
 
 	// index maps a chain name to its position in Chains. The parser fills it
-	// so that lookups in tables with tens of thousands of chains stay O(1);
-	// Chain verifies every hit, so a stale index only costs a linear scan.
+	// so that lookups in tables with tens of thousands of chains stay O(1).
+	// Chain uses it only while it has one entry per chain and verifies every
+	// hit; after changing Chains by hand, call Reindex.
 	index map[string]int
 }
 
@@ -53,8 +54,15 @@ func (t *Table) Chain(name string) *Chain {
 	if t == nil {
 		return nil
 	}
-	if i, ok := t.index[name]; ok && i < len(t.Chains) && t.Chains[i].Name == name {
-		return t.Chains[i]
+	if t.index != nil && len(t.index) == len(t.Chains) {
+		// The index covers every chain: trust it, also for misses.
+		i, ok := t.index[name]
+		if !ok {
+			return nil
+		}
+		if t.Chains[i].Name == name {
+			return t.Chains[i]
+		}
 	}
 	for _, c := range t.Chains {
 		if c.Name == name {

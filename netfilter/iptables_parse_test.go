@@ -429,3 +429,21 @@ func TestJSONRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestChainLookupAfterHandEdits(t *testing.T) {
+	rs := mustParse(t, "docker-kube-flannel.legacy-save.txt")
+	filter := rs.Table("filter")
+	if filter.Chain("NO-SUCH-CHAIN") != nil || filter.Chain("DOCKER-USER") == nil {
+		t.Fatal("indexed lookup")
+	}
+	extra := &Chain{Name: "TWILL-FORWARD", Policy: "-"}
+	filter.Chains = append(filter.Chains, extra)
+	if filter.Chain("TWILL-FORWARD") != extra || filter.Chain("DOCKER-USER") == nil {
+		t.Error("a chain appended by hand must be found")
+	}
+	filter.Chains = filter.Chains[1:] // drop INPUT, shifting every position
+	filter.Reindex()
+	if filter.Chain("INPUT") != nil || filter.Chain("TWILL-FORWARD") != extra || filter.Chain("FORWARD").Name != "FORWARD" {
+		t.Error("lookups after Reindex")
+	}
+}

@@ -26,8 +26,15 @@ func (t *NftTable) Chain(name string) *NftChain {
 	if t == nil {
 		return nil
 	}
-	if i, ok := t.index[name]; ok && i < len(t.Chains) && t.Chains[i].Name == name {
-		return t.Chains[i]
+	if t.index != nil && len(t.index) == len(t.Chains) {
+		// The index covers every chain: trust it, also for misses.
+		i, ok := t.index[name]
+		if !ok {
+			return nil
+		}
+		if t.Chains[i].Name == name {
+			return t.Chains[i]
+		}
 	}
 	for _, c := range t.Chains {
 		if c.Name == name {

@@ -21,56 +21,114 @@ import (
 // that is not listed gives a *ParseError naming the object's index.
 func ParseNftJSON(source string, data []byte) (*NftRuleset, error) {
 	var doc struct {
-		Nftables []map[string]json.RawMessage `json:"nftables"`
+		Nftables *[]nftObject `json:"nftables"`
 	}
 	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, &ParseError{Source: source, Msg: fmt.Sprintf("invalid JSON: %v (expected the output of `nft -j list ruleset`)", err)}
+		return nil, locateNftError(source, data, err)
 	}
 	if doc.Nftables == nil {
 		return nil, &ParseError{Source: source, Msg: `no "nftables" list (expected the output of ` + "`nft -j list ruleset`)"}
 	}
+	objs := *doc.Nftables
 	p := &nftParser{source: source, rs: &NftRuleset{}, tables: map[string]*NftTable{}}
 
-	// nft lists a table before its chains and sets, and chains before
+	// nft lists a table before its sets and chains, and those before the
 	// rules; do it in that order anyway so a reordered dump still parses.
-	type item struct {
-		idx  int
-		kind string
-		raw  json.RawMessage
-	}
-	var later []item
-	for i, obj := range doc.Nftables {
-		if len(obj) != 1 {
-			return nil, p.errorf(i, "want an object with one key (table, chain, rule, ...), got %d keys", len(obj))
+	for i := range objs {
+		o := &objs[i]
+		if n := o.kinds(); n > 1 {
+			return nil, p.errorf(i, "want an object with one key (table, chain, rule, ...), got %d", n)
 		}
-		for kind, raw := range obj {
-			switch kind {
-			case "table":
-				if err := p.table(i, raw); err != nil {
-					return nil, err
-				}
-			case "chain", "set", "map", "rule":
-				later = append(later, item{i, kind, raw})
+		if o.Table != nil {
+			if err := p.table(i, o.Table); err != nil {
+				return nil, err
 			}
 		}
 	}
-	for pass := 0; pass < 2; pass++ {
-		for _, it := range later {
-			var err error
-			switch {
-			case pass == 0 && it.kind == "chain":
-				err = p.chain(it.idx, it.raw)
-			case pass == 0 && (it.kind == "set" || it.kind == "map"):
-				err = p.set(it.idx, it.raw)
-			case pass == 1 && it.kind == "rule":
-				err = p.rule(it.idx, it.raw)
-			}
-			if err != nil {
+	for i := range objs {
+		var err error
+		switch o := &objs[i]; {
+		case o.Chain != nil:
+			err = p.chain(i, o.Chain)
+		case o.Set != nil:
+			err = p.set(i, o.Set)
+		case o.Map != nil:
+			err = p.set(i, o.Map)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	for i := range objs {
+		if o := &objs[i]; o.Rule != nil {
+			if err := p.rule(i, o.Rule); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return p.rs, nil
+}
+
+// nftObject is one element of the "nftables" list; other kinds (metainfo,
+// flowtable, counter, ...) leave every field nil.
+type nftObject struct {
+	Table *nftTableJSON `json:"table"`
+	Chain *nftChainJSON `json:"chain"`
+	Rule  *nftRuleJSON  `json:"rule"`
+	Set   *nftSetJSON   `json:"set"`
+	Map   *nftSetJSON   `json:"map"`
+}
+
+func (o *nftObject) kinds() int {
+	n := 0
+	for _, set := range []bool{o.Table != nil, o.Chain != nil, o.Rule != nil, o.Set != nil, o.Map != nil} {
+		if set {
+			n++
+		}
+	}
+	return n
+}
+
+type nftTableJSON struct{ Family, Name string }
+
+type nftChainJSON struct {
+	Family, Table, Name string
+	Type, Hook, Policy  string
+	Prio                json.RawMessage
+}
+
+type nftSetJSON struct {
+	Family, Table, Name string
+	Type, Map           json.RawMessage
+	Elem                []json.RawMessage
+}
+
+type nftRuleJSON struct {
+	Family, Table, Chain string
+	Handle               int
+	Comment              string
+	Expr                 []json.RawMessage
+}
+
+// locateNftError turns a decoding error into a *ParseError that names the
+// offending object when the document itself is well-formed JSON.
+func locateNftError(source string, data []byte, err error) error {
+	var doc struct {
+		Nftables []json.RawMessage `json:"nftables"`
+	}
+	if e := json.Unmarshal(data, &doc); e != nil {
+		return &ParseError{Source: source, Msg: fmt.Sprintf("invalid JSON: %v (expected the output of `nft -j list ruleset`)", e)}
+	}
+	for i, raw := range doc.Nftables {
+		var o nftObject
+		if e := json.Unmarshal(raw, &o); e != nil {
+			if te, ok := e.(*json.UnmarshalTypeError); ok {
+				return &ParseError{Source: source, Msg: fmt.Sprintf("object %d: %s has the wrong type (JSON %s)", i, te.Field, te.Value)}
+			}
+			return &ParseError{Source: source, Msg: fmt.Sprintf("object %d: %v", i, e)}
+		}
+	}
+	return &ParseError{Source: source, Msg: err.Error()}
 }
 
 type nftParser struct {
@@ -83,13 +141,6 @@ func (p *nftParser) errorf(idx int, format string, args ...any) error {
 	return &ParseError{Source: p.source, Msg: fmt.Sprintf("object %d: ", idx) + fmt.Sprintf(format, args...)}
 }
 
-func (p *nftParser) decode(idx int, kind string, raw json.RawMessage, v any) error {
-	if err := json.Unmarshal(raw, v); err != nil {
-		return p.errorf(idx, "%s: %v", kind, err)
-	}
-	return nil
-}
-
 func (p *nftParser) lookupTable(idx int, kind, family, name string) (*NftTable, error) {
 	t := p.tables[family+" "+name]
 	if t == nil {
@@ -98,11 +149,7 @@ func (p *nftParser) lookupTable(idx int, kind, family, name string) (*NftTable, 
 	return t, nil
 }
 
-func (p *nftParser) table(idx int, raw json.RawMessage) error {
-	var j struct{ Family, Name string }
-	if err := p.decode(idx, "table", raw, &j); err != nil {
-		return err
-	}
+func (p *nftParser) table(idx int, j *nftTableJSON) error {
 	if j.Family == "" || j.Name == "" {
 		return p.errorf(idx, "table without family or name")
 	}
@@ -116,15 +163,7 @@ func (p *nftParser) table(idx int, raw json.RawMessage) error {
 	return nil
 }
 
-func (p *nftParser) chain(idx int, raw json.RawMessage) error {
-	var j struct {
-		Family, Table, Name string
-		Type, Hook, Policy  string
-		Prio                json.RawMessage
-	}
-	if err := p.decode(idx, "chain", raw, &j); err != nil {
-		return err
-	}
+func (p *nftParser) chain(idx int, j *nftChainJSON) error {
 	t, err := p.lookupTable(idx, "chain "+j.Name, j.Family, j.Table)
 	if err != nil {
 		return err
@@ -132,7 +171,10 @@ func (p *nftParser) chain(idx int, raw json.RawMessage) error {
 	if j.Name == "" {
 		return p.errorf(idx, "chain without a name in table %s %s", j.Family, j.Table)
 	}
-	if t.Chain(j.Name) != nil {
+	if t.index == nil {
+		t.index = map[string]int{}
+	}
+	if _, dup := t.index[j.Name]; dup {
 		return p.errorf(idx, "chain %s listed twice in table %s %s", j.Name, j.Family, j.Table)
 	}
 	c := &NftChain{Name: j.Name, Type: j.Type, Hook: j.Hook, Policy: j.Policy, Rules: []*NftRule{}}
@@ -142,9 +184,6 @@ func (p *nftParser) chain(idx int, raw json.RawMessage) error {
 			return p.errorf(idx, "chain %s: %v", j.Name, err)
 		}
 		c.Priority = prio
-	}
-	if t.index == nil {
-		t.index = map[string]int{}
 	}
 	t.index[c.Name] = len(t.Chains)
 	t.Chains = append(t.Chains, c)
@@ -225,15 +264,7 @@ func nftKeyType(raw json.RawMessage) (string, error) {
 	return strings.Join(list, " . "), nil
 }
 
-func (p *nftParser) set(idx int, raw json.RawMessage) error {
-	var j struct {
-		Family, Table, Name string
-		Type, Map           json.RawMessage
-		Elem                []json.RawMessage
-	}
-	if err := p.decode(idx, "set", raw, &j); err != nil {
-		return err
-	}
+func (p *nftParser) set(idx int, j *nftSetJSON) error {
 	t, err := p.lookupTable(idx, "set "+j.Name, j.Family, j.Table)
 	if err != nil {
 		return err
@@ -249,16 +280,7 @@ func (p *nftParser) set(idx int, raw json.RawMessage) error {
 	return nil
 }
 
-func (p *nftParser) rule(idx int, raw json.RawMessage) error {
-	var j struct {
-		Family, Table, Chain string
-		Handle               int
-		Comment              string
-		Expr                 []json.RawMessage
-	}
-	if err := p.decode(idx, "rule", raw, &j); err != nil {
-		return err
-	}
+func (p *nftParser) rule(idx int, j *nftRuleJSON) error {
 	t, err := p.lookupTable(idx, "rule", j.Family, j.Table)
 	if err != nil {
 		return err
@@ -283,28 +305,52 @@ func (p *nftParser) rule(idx int, raw json.RawMessage) error {
 // "drop", "continue", "return", "jump X", "goto X" or "reject", or "".
 func nftVerdict(expr []json.RawMessage) (string, error) {
 	for i := len(expr) - 1; i >= 0; i-- {
-		st := bytes.TrimSpace(expr[i])
-		if len(st) == 0 || st[0] != '{' {
-			continue
-		}
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(st, &m); err != nil {
+		key, val, err := stmtKey(expr[i])
+		if err != nil {
 			return "", fmt.Errorf("statement %d: %v", i, err)
 		}
-		for _, v := range []string{"accept", "drop", "continue", "return", "reject"} {
-			if _, ok := m[v]; ok {
-				return v, nil
+		switch key {
+		case "accept", "drop", "continue", "return", "reject":
+			return key, nil
+		case "jump", "goto":
+			var tgt struct{ Target string }
+			if err := json.Unmarshal(val, &tgt); err != nil || tgt.Target == "" {
+				return "", fmt.Errorf("statement %d: %s without a target chain", i, key)
 			}
-		}
-		for _, v := range []string{"jump", "goto"} {
-			if arg, ok := m[v]; ok {
-				var tgt struct{ Target string }
-				if err := json.Unmarshal(arg, &tgt); err != nil || tgt.Target == "" {
-					return "", fmt.Errorf("statement %d: %s without a target chain", i, v)
-				}
-				return v + " " + tgt.Target, nil
-			}
+			return key + " " + tgt.Target, nil
 		}
 	}
 	return "", nil
+}
+
+// stmtKey returns the key and value of a one-key statement object
+// ({"accept": null}, {"jump": {...}}) without decoding the value. A key with
+// escapes goes through encoding/json; a non-object statement has no key.
+func stmtKey(st json.RawMessage) (string, json.RawMessage, error) {
+	b := bytes.TrimSpace(st)
+	if len(b) < 2 || b[0] != '{' {
+		return "", nil, nil
+	}
+	rest := bytes.TrimLeft(b[1:], " \t\r\n")
+	if len(rest) > 0 && rest[0] == '"' {
+		if end := bytes.IndexByte(rest[1:], '"'); end >= 0 && bytes.IndexByte(rest[1:1+end], '\\') < 0 {
+			key := string(rest[1 : 1+end])
+			after := bytes.TrimLeft(rest[2+end:], " \t\r\n")
+			if len(after) > 0 && after[0] == ':' {
+				val := bytes.TrimSpace(after[1:])
+				val = bytes.TrimSuffix(val, []byte("}"))
+				return key, val, nil
+			}
+		}
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return "", nil, err
+	}
+	for k, v := range m {
+		if len(m) == 1 {
+			return k, v, nil
+		}
+	}
+	return "", nil, nil
 }

@@ -174,7 +174,7 @@ func TestParseNftErrors(t *testing.T) {
 		{"chain unknown table", `{"nftables":[{"chain":{"family":"ip","table":"t","name":"c"}}]}`, "object 0: chain c in table ip t"},
 		{"set unknown table", `{"nftables":[{"set":{"family":"ip","table":"t","name":"s","type":"ipv4_addr"}}]}`, "object 0: set s"},
 		{"bad prio", `{"nftables":[` + tbl + `,{"chain":{"family":"ip","table":"t","name":"c","prio":"sideways"}}]}`, "object 1: chain c: priority"},
-		{"bad rule", `{"nftables":[` + tbl + `,{"rule":"x"}]}`, "object 1: rule"},
+		{"bad rule", `{"nftables":[` + tbl + `,{"rule":"x"}]}`, "object 1: rule has the wrong type (JSON string)"},
 		{"jump without target", `{"nftables":[` + tbl + `,{"chain":{"family":"ip","table":"t","name":"c"}},{"rule":{"family":"ip","table":"t","chain":"c","expr":[{"jump":{}}]}}]}`, "jump without a target"},
 		{"duplicate table", `{"nftables":[` + tbl + `,` + tbl + `]}`, "object 1: table ip t listed twice"},
 	} {
