@@ -53,7 +53,7 @@ func (r Report) WriteText(w io.Writer, verbose bool) {
 	case errs == 0 && warns == 0:
 		fmt.Fprintf(w, "%s: no problems found (%d checks, %d not checked%s)\n", where, len(checks), len(r.NotChecked), ign)
 	default:
-		fmt.Fprintf(w, "%s: %d errors, %d warnings (%d not checked%s)\n", where, errs, warns, len(r.NotChecked), ign)
+		fmt.Fprintf(w, "%s: %s, %s (%d not checked%s)\n", where, plural(errs, "error"), plural(warns, "warning"), len(r.NotChecked), ign)
 	}
 }
 
@@ -63,4 +63,12 @@ func actionsText(as []Action) string {
 		parts[i] = a.String()
 	}
 	return strings.Join(parts, "; ")
+}
+
+// plural renders "1 error", "2 errors".
+func plural(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

@@ -151,7 +151,11 @@ func runDoctor(cmd *cobra.Command, o *doctorOpts) error {
 		}
 		if len(actions) > 0 {
 			if o.output == "text" {
-				fmt.Fprintf(w, "Applying %d safe fixes:\n", len(actions))
+				noun := "safe fixes"
+				if len(actions) == 1 {
+					noun = "safe fix"
+				}
+				fmt.Fprintf(w, "Applying %d %s:\n", len(actions), noun)
 				for _, a := range actions {
 					fmt.Fprintf(w, "  %s\n", a)
 				}
