@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what twill's lab, demo and tests need on a Debian machine where you
-# are root: the Debian packages below, and a real etcd built from the Go module
-# proxy into bin/ (cached: rebuilt only when tools/go.mod changes).
+# are root: the Debian packages below, and real etcd and cnitool binaries built
+# from the Go module proxy into bin/ (cached: rebuilt only when tools/ changes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,11 +30,12 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 mkdir -p bin
-stamp=bin/.etcd.stamp
-want=$(sha256sum tools/go.mod tools/go.sum tools/etcd/main.go | sha256sum | cut -d' ' -f1)
-if [ ! -x bin/etcd ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-	echo "setup: building etcd from the Go module proxy into bin/etcd (first time: a minute or two)"
-	(cd tools && go build -o ../bin/etcd ./etcd)
+# Upstream programs pinned by tools/go.mod: rebuilt only when it changes.
+stamp=bin/.tools.stamp
+want=$(cat tools/go.mod tools/go.sum tools/tools.go tools/etcd/main.go | sha256sum | cut -d' ' -f1)
+if [ ! -x bin/etcd ] || [ ! -x bin/cnitool ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+	echo "setup: building etcd and cnitool from the Go module proxy into bin/ (first time: a minute or two)"
+	(cd tools && go build -o ../bin/etcd ./etcd && go build -o ../bin/cnitool github.com/containernetworking/cni/cnitool)
 	echo "$want" > "$stamp"
 fi
-echo "setup: ok ($(bin/etcd --version 2>/dev/null | head -1))"
+echo "setup: ok ($(bin/etcd --version 2>/dev/null | head -1); cnitool in bin/)"

@@ -2,7 +2,10 @@ module github.com/twillnet/twill/tools
 
 go 1.26.8
 
-require go.etcd.io/etcd/server/v3 v3.6.16
+require (
+	github.com/containernetworking/cni v1.3.1
+	go.etcd.io/etcd/server/v3 v3.6.16
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
