@@ -86,26 +86,35 @@ func Parse(src, content string) (Info, error) {
 }
 
 // Render returns the file content in twill's format.
-func (i Info) Render() string {
+func (i Info) Render() string { return i.render("TWILL_", true) }
+
+// RenderFlannel returns the file content in Flannel's format (FLANNEL_*
+// keys, no backend line), for tools that read /run/flannel/subnet.env.
+func (i Info) RenderFlannel() string { return i.render("FLANNEL_", false) }
+
+func (i Info) render(prefix string, backend bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "TWILL_NETWORK=%s\n", i.Network)
-	fmt.Fprintf(&b, "TWILL_SUBNET=%s\n", i.Subnet)
-	fmt.Fprintf(&b, "TWILL_MTU=%d\n", i.MTU)
-	fmt.Fprintf(&b, "TWILL_IPMASQ=%t\n", i.IPMasq)
-	if i.Backend != "" {
-		fmt.Fprintf(&b, "TWILL_BACKEND=%s\n", i.Backend)
+	fmt.Fprintf(&b, "%sNETWORK=%s\n", prefix, i.Network)
+	fmt.Fprintf(&b, "%sSUBNET=%s\n", prefix, i.Subnet)
+	fmt.Fprintf(&b, "%sMTU=%d\n", prefix, i.MTU)
+	fmt.Fprintf(&b, "%sIPMASQ=%t\n", prefix, i.IPMasq)
+	if backend && i.Backend != "" {
+		fmt.Fprintf(&b, "%sBACKEND=%s\n", prefix, i.Backend)
 	}
 	return b.String()
 }
 
-// Write writes the file atomically (temporary file and rename), creating its
-// directory.
-func Write(path string, i Info) error {
+// Write writes the file in twill's format atomically (temporary file and
+// rename), creating its directory.
+func Write(path string, i Info) error { return WriteContent(path, i.Render()) }
+
+// WriteContent writes already rendered content atomically.
+func WriteContent(path, content string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("subnet file %s: %w", path, err)
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(i.Render()), 0o644); err != nil {
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
 		return fmt.Errorf("subnet file %s: %w", path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {

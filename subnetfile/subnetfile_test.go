@@ -53,3 +53,15 @@ func TestParseErrorsNameTheLine(t *testing.T) {
 		}
 	}
 }
+
+func TestFlannelRenderParsesBack(t *testing.T) {
+	want, _ := Parse("x", "TWILL_NETWORK=10.244.0.0/16\nTWILL_SUBNET=10.244.3.1/24\nTWILL_MTU=1450\nTWILL_IPMASQ=true\n")
+	text := want.RenderFlannel()
+	if !strings.HasPrefix(text, "FLANNEL_NETWORK=10.244.0.0/16\n") || strings.Contains(text, "BACKEND") {
+		t.Fatalf("flannel format:\n%s", text)
+	}
+	got, err := Parse("y", text)
+	if err != nil || got != want {
+		t.Fatalf("got %+v, %v; want %+v", got, err, want)
+	}
+}
