@@ -1,0 +1,126 @@
+package backend
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/twillnet/twill/lease"
+	"github.com/twillnet/twill/netconf"
+	"github.com/twillnet/twill/nodestate"
+)
+
+// VxlanOverhead is what vxlan encapsulation costs on an IPv4 underlay
+// (outer IP 20 + UDP 8 + vxlan 8 + inner Ethernet 14 bytes).
+const VxlanOverhead = 50
+
+// Node is everything Compute needs to know about this node and its peers.
+type Node struct {
+	// Self is this node's lease (its pod subnet and published attributes).
+	Self lease.Lease
+	// Peers are the leases of all nodes; Self's own lease (same Subnet) may
+	// be included and is ignored.
+	Peers []lease.Lease
+	// Config is the cluster network config (Network and Backend).
+	Config netconf.Config
+	// UnderlayDev is the name of the node's underlay interface ("eth0").
+	UnderlayDev string
+	// UnderlayIP is the node's underlay address (the lease's PublicIP).
+	UnderlayIP netip.Addr
+	// UnderlayMTU is the MTU of UnderlayDev.
+	UnderlayMTU int
+	// UnderlayNets are the node's directly connected underlay prefixes (the
+	// prefixes of UnderlayDev's addresses): its L2 segments. Peers inside one
+	// can be reached without a router (host-gw, vxlan DirectRouting).
+	UnderlayNets []netip.Prefix
+}
+
+// LinkSpec is the desired vxlan device.
+type LinkSpec struct {
+	Name string `json:"name"`
+	// Kind is "vxlan".
+	Kind string `json:"kind"`
+	VNI  int    `json:"vni"`
+	// Port is the vxlan UDP destination port.
+	Port int `json:"port"`
+	// Local is the underlay source address of encapsulated packets.
+	Local netip.Addr `json:"local"`
+	// Dev is the underlay device the vxlan device sends through.
+	Dev string `json:"dev"`
+	// Learning is always false: twill programs the FDB itself.
+	Learning bool `json:"learning"`
+	MTU      int  `json:"mtu"`
+	// MAC is the VTEP MAC (see VtepMAC); peers' neighbour entries point at it.
+	MAC string `json:"mac"`
+}
+
+// String renders the link like `ip -d link` would summarise it.
+func (l LinkSpec) String() string {
+	return fmt.Sprintf("%s vxlan id %d dstport %d local %s dev %s mtu %d address %s", l.Name, l.VNI, l.Port, l.Local, l.Dev, l.MTU, l.MAC)
+}
+
+// Ownership says which kernel objects twill owns on this node. Diff deletes
+// owned objects that are not desired and never looks at anything else.
+type Ownership struct {
+	// Network is the cluster pod network. Main-table IPv4 routes whose
+	// destination lies inside it are owned when their device is VxlanDev,
+	// another twill vxlan device or UnderlayDev.
+	Network netip.Prefix `json:"network"`
+	// Subnet is this node's own pod subnet; routes to it are never owned
+	// (they belong to the pod bridge cni0).
+	Subnet netip.Prefix `json:"subnet"`
+	// VxlanDev is twill's vxlan device name ("twill.1"); the device and its
+	// IPv4 addresses, routes, permanent neighbours and remote FDB entries are
+	// owned. Any other vxlan device named "twill.<n>" (left by an earlier VNI)
+	// is owned too.
+	VxlanDev string `json:"vxlanDev"`
+	// UnderlayDev is the underlay device: only its routes into Network
+	// (host-gw, DirectRouting) are owned.
+	UnderlayDev string `json:"underlayDev"`
+}
+
+// Desired is the kernel state the backend wants on this node.
+type Desired struct {
+	// Backend is "vxlan" or "host-gw".
+	Backend string `json:"backend"`
+	// Links holds the vxlan device (empty for host-gw).
+	Links []LinkSpec `json:"links"`
+	// Addrs holds the vxlan device's address: the lease's network address /32.
+	Addrs     []nodestate.Addr     `json:"addrs"`
+	Routes    []nodestate.Route    `json:"routes"`
+	Neighbors []nodestate.Neighbor `json:"neighbors"`
+	FDB       []nodestate.FDBEntry `json:"fdb"`
+	// MTU is the MTU pods must use (written to the subnet file).
+	MTU int `json:"mtu"`
+	// Own says which objects Diff may change or delete.
+	Own Ownership `json:"own"`
+}
+
+// PeerError is a peer lease the backend could not program, and why.
+type PeerError struct {
+	Node     string       `json:"node"`
+	PublicIP netip.Addr   `json:"publicIP"`
+	Subnet   netip.Prefix `json:"subnet"`
+	Reason   string       `json:"reason"`
+}
+
+func (e PeerError) Error() string {
+	name := e.Node
+	if name == "" {
+		name = "(unnamed)"
+	}
+	return fmt.Sprintf("peer %s (%s, subnet %s): %s", name, e.PublicIP, e.Subnet, e.Reason)
+}
+
+// PeerErrors is returned by Compute when some peers were skipped. The
+// Desired state returned with it is valid for all other peers and should be
+// applied; the errors should be logged (and surfaced in health).
+type PeerErrors []PeerError
+
+func (e PeerErrors) Error() string {
+	parts := make([]string, len(e))
+	for i, p := range e {
+		parts[i] = p.Error()
+	}
+	return strings.Join(parts, "; ")
+}
