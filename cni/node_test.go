@@ -1,0 +1,79 @@
+package cni
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/twillnet/twill/subnetfile"
+)
+
+func TestReadNodePrefersTwillThenFlannel(t *testing.T) {
+	root := t.TempDir()
+	c, err := ParseConfig([]byte(`{"name":"twill"}`), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ReadNode(c)
+	if !errors.Is(err, ErrNoSubnetFile) || !strings.Contains(err.Error(), filepath.Join(root, "run/twill/subnet.env")) ||
+		!strings.Contains(err.Error(), "is the twill agent running") {
+		t.Fatalf("missing file: %v", err)
+	}
+	flannel := filepath.Join(root, "run/flannel/subnet.env")
+	writeFile(t, flannel, "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.7.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n")
+	n, err := ReadNode(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.File != flannel || n.Subnet.String() != "10.244.7.0/24" || n.Gateway.String() != "10.244.7.1" || n.MTU != 1450 ||
+		n.GatewayPrefix().String() != "10.244.7.1/24" || n.Network.String() != "10.244.0.0/16" {
+		t.Fatalf("flannel file: %+v", n)
+	}
+	twill := filepath.Join(root, "run/twill/subnet.env")
+	writeFile(t, twill, "TWILL_NETWORK=10.244.0.0/16\nTWILL_SUBNET=10.244.3.1/24\nTWILL_MTU=1400\n")
+	n, err = ReadNode(c)
+	if err != nil || n.File != twill || n.Gateway.String() != "10.244.3.1" {
+		t.Fatalf("twill file first: %+v %v", n, err)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNodeFromInfo(t *testing.T) {
+	parse := func(s string) subnetfile.Info {
+		i, err := subnetfile.Parse("f", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i
+	}
+	n, err := NodeFromInfo("f", parse("TWILL_NETWORK=10.244.0.0/16\nTWILL_SUBNET=10.244.9.0/24\nTWILL_MTU=1450\n"), 1300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Gateway.String() != "10.244.9.1" || n.MTU != 1300 {
+		t.Errorf("network-form subnet and MTU override: %+v", n)
+	}
+	bad := map[string]string{
+		"TWILL_NETWORK=10.244.0.0/16\nTWILL_SUBNET=10.99.1.1/24\nTWILL_MTU=1450\n":    "not inside NETWORK",
+		"TWILL_NETWORK=10.244.0.0/16\nTWILL_SUBNET=10.244.1.1/31\nTWILL_MTU=1450\n":   "too small",
+		"TWILL_NETWORK=10.244.0.0/16\nTWILL_SUBNET=10.244.1.1/24\n":                   "no MTU",
+		"TWILL_NETWORK=fd00::/64\nTWILL_SUBNET=fd00::1/80\nTWILL_MTU=1450\n":          "IPv4",
+		"TWILL_NETWORK=10.244.0.0/16\nTWILL_SUBNET=10.244.1.255/24\nTWILL_MTU=1450\n": "broadcast",
+	}
+	for in, want := range bad {
+		if _, err := NodeFromInfo("f", parse(in), 0); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("NodeFromInfo(%q) = %v, want error containing %q", in, err, want)
+		}
+	}
+}
