@@ -1,0 +1,277 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/twillnet/twill/backend"
+	"github.com/twillnet/twill/doctor"
+	"github.com/twillnet/twill/lease"
+	"github.com/twillnet/twill/netconf"
+	"github.com/twillnet/twill/nodestate"
+	"github.com/twillnet/twill/subnetfile"
+)
+
+// Options configure one agent.
+type Options struct {
+	// Node is this node's name (it identifies the node's lease).
+	Node string
+	// Iface and PublicIP choose the underlay; both may be empty (default route).
+	Iface    string
+	PublicIP netip.Addr
+	// Root prefixes the files the agent writes (subnet file), "" for "/".
+	Root string
+	// NetConf is the network config from a file; nil reads it from the store.
+	NetConf *netconf.Config
+	// Resync is the drift-repair interval (default 5s).
+	Resync time.Duration
+	// HealthAddr is where /healthz, /readyz and /metrics are served
+	// (default 127.0.0.1:9473; "off" disables).
+	HealthAddr string
+	// FlannelSubnetEnv also writes /run/flannel/subnet.env in Flannel's format.
+	FlannelSubnetEnv bool
+	// Log receives the agent's logs (default slog.Default()).
+	Log *slog.Logger
+	// OnHealth, when set, is called with the health server's address.
+	OnHealth func(addr string)
+}
+
+// Kernel is the node's kernel as the agent uses it: capture the state,
+// apply backend changes, write sysctls. The real one works on a network
+// namespace through netlink and /proc.
+type Kernel interface {
+	Capture(ctx context.Context) (*nodestate.Snapshot, error)
+	Apply(ctx context.Context, changes []backend.Change) ([]backend.Repair, error)
+	SetSysctls(ctx context.Context, actions []doctor.Action) error
+}
+
+// Firewall keeps twill's firewall rules true for the node's current view.
+type Firewall interface {
+	// Ensure creates or corrects what is missing and reports it.
+	Ensure(ctx context.Context, v View) ([]Repair, error)
+}
+
+// View is what the firewall needs to know about the node.
+type View struct {
+	Config netconf.Config
+	Self   lease.Lease
+	Peers  []lease.Lease
+	Snap   *nodestate.Snapshot
+}
+
+// Repair is one object the agent had to create or correct.
+type Repair struct {
+	Kind   string // "route", "fdb", "sysctl", "masquerade", "subnet-file", ...
+	Action string // "add", "replace", "delete", "set"
+	Object string
+	Reason string
+}
+
+// Deps are the adapters the agent drives.
+type Deps struct {
+	Store    lease.Store
+	Kernel   Kernel
+	Firewall Firewall
+}
+
+// DefaultHealthAddr is where the health server listens by default.
+const DefaultHealthAddr = "127.0.0.1:9473"
+
+// agent is one running agent's state.
+type agent struct {
+	opt  Options
+	deps Deps
+	log  *slog.Logger
+	m    *metrics
+	h    *health
+
+	mu    sync.Mutex
+	cfg   netconf.Config
+	self  lease.Lease
+	peers []lease.Lease
+	under underlay
+	// programmed is true after the first successful reconcile: later
+	// changes are drift repairs (counted), the first ones are set-up.
+	programmed bool
+}
+
+// Run runs the agent until ctx ends. It returns early only for errors that
+// retrying cannot fix (invalid config for this node, bad options); a store
+// that is down is retried, and the node keeps forwarding meanwhile.
+// Returning, even with ctx cancelled, leaves the node's networking in place.
+func Run(ctx context.Context, opt Options, deps Deps) error {
+	if opt.Resync <= 0 {
+		opt.Resync = 5 * time.Second
+	}
+	if opt.HealthAddr == "" {
+		opt.HealthAddr = DefaultHealthAddr
+	}
+	if opt.Log == nil {
+		opt.Log = slog.Default()
+	}
+	if opt.Node == "" {
+		return errors.New("agent: node name is empty: pass --node (or set NODE_NAME)")
+	}
+	a := &agent{opt: opt, deps: deps, log: opt.Log.With("node", opt.Node), m: newMetrics(), h: &health{interval: opt.Resync}}
+	a.h.setReady(false, "starting")
+	if opt.HealthAddr != "off" {
+		addr, err := serveHealth(ctx, opt.HealthAddr, a.h, a.m)
+		if err != nil {
+			return err
+		}
+		a.log.Info("health server listening", "addr", addr.String())
+		if opt.OnHealth != nil {
+			opt.OnHealth(addr.String())
+		}
+	}
+	if err := a.start(ctx); err != nil {
+		return err
+	}
+	return a.loop(ctx)
+}
+
+// start reads the config, checks it against the node, sets the
+// prerequisites and acquires the lease.
+func (a *agent) start(ctx context.Context) error {
+	cfg, err := a.config(ctx)
+	if err != nil {
+		return err
+	}
+	snap, err := a.deps.Kernel.Capture(ctx)
+	if err != nil {
+		return fmt.Errorf("agent: read node state: %w", err)
+	}
+	u, err := findUnderlay(snap, a.opt.Iface, a.opt.PublicIP)
+	if err != nil {
+		return fmt.Errorf("agent: underlay: %w", err)
+	}
+	if err := cfg.Validate(u.Nets); err != nil {
+		return fmt.Errorf("agent: network config does not fit this node (nothing was changed): %w", err)
+	}
+	a.cfg, a.under = cfg, u
+	a.log.Info("network config", "network", cfg.Network.String(), "backend", cfg.Backend.Type, "underlay", u.Dev, "public_ip", u.IP.String(), "mtu", u.MTU)
+	if _, err := a.prerequisites(ctx, snap); err != nil {
+		return err
+	}
+	req := lease.Request{Node: a.opt.Node, PublicIP: u.IP, BackendType: cfg.Backend.Type, Previous: a.previousSubnet()}
+	if cfg.Backend.Type == netconf.BackendVXLAN {
+		req.BackendData = &lease.BackendData{VtepMAC: backend.VtepMAC(u.IP)}
+	}
+	l, err := retry(ctx, a, "acquire lease", func() (lease.Lease, error) { return a.deps.Store.Acquire(ctx, cfg, req) })
+	if err != nil {
+		return err
+	}
+	a.self = l
+	a.m.lease.Reset()
+	a.m.lease.WithLabelValues(l.Subnet.String()).Set(1)
+	a.log.Info("lease acquired", "subnet", l.Subnet.String())
+	return nil
+}
+
+// config returns the network config: from the file, or from the store
+// (retried while the store is down or holds none).
+func (a *agent) config(ctx context.Context) (netconf.Config, error) {
+	if a.opt.NetConf != nil {
+		return *a.opt.NetConf, nil
+	}
+	return retry(ctx, a, "read network config", func() (netconf.Config, error) { return a.deps.Store.Config(ctx) })
+}
+
+// retry calls f until it succeeds or ctx ends, with a bounded backoff,
+// logging and counting each failure as a store error.
+func retry[T any](ctx context.Context, a *agent, what string, f func() (T, error)) (T, error) {
+	delay := 500 * time.Millisecond
+	for {
+		v, err := f()
+		if err == nil {
+			return v, nil
+		}
+		a.m.storeErrors.Inc()
+		a.h.setReady(false, what+": "+err.Error())
+		a.log.Error("store", "op", what, "err", err.Error(), "retry_in", delay.String())
+		select {
+		case <-ctx.Done():
+			var zero T
+			return zero, fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 10*time.Second)
+	}
+}
+
+// previousSubnet reads the subnet of the node's last subnet file, so a
+// restarted node asks for the subnet its pods already use.
+func (a *agent) previousSubnet() netip.Prefix {
+	b, err := os.ReadFile(a.subnetPath())
+	if err != nil {
+		return netip.Prefix{}
+	}
+	info, err := subnetfile.Parse(a.subnetPath(), string(b))
+	if err != nil {
+		return netip.Prefix{}
+	}
+	return info.Subnet.Masked()
+}
+
+func (a *agent) subnetPath() string {
+	return filepath.Join(rootOr(a.opt.Root), subnetfile.TwillPath)
+}
+
+func rootOr(r string) string {
+	if r == "" {
+		return "/"
+	}
+	return r
+}
+
+// loop follows the peers and repairs drift until ctx ends.
+func (a *agent) loop(ctx context.Context) error {
+	events := a.deps.Store.Watch(ctx)
+	keep := a.deps.Store.KeepAlive(ctx)
+	tick := time.NewTicker(a.opt.Resync)
+	defer tick.Stop()
+	a.reconcile(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			a.log.Info("agent stopping; the node's networking stays in place")
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			a.mu.Lock()
+			a.peers = ev.Leases
+			a.mu.Unlock()
+			a.reconcile(ctx)
+		case err, ok := <-keep:
+			if !ok {
+				keep = nil
+				continue
+			}
+			a.m.storeErrors.Inc()
+			var re *lease.ReacquiredError
+			if errors.As(err, &re) {
+				a.log.Warn("lease", "event", err.Error())
+				a.mu.Lock()
+				a.self = re.New
+				a.mu.Unlock()
+				a.m.lease.Reset()
+				a.m.lease.WithLabelValues(re.New.Subnet.String()).Set(1)
+				a.reconcile(ctx)
+				continue
+			}
+			a.log.Error("lease keepalive", "err", err.Error())
+		case <-tick.C:
+			a.reconcile(ctx)
+		}
+	}
+}

@@ -1,0 +1,167 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/twillnet/twill/backend"
+	"github.com/twillnet/twill/doctor"
+	"github.com/twillnet/twill/netconf"
+	"github.com/twillnet/twill/nodestate"
+	"github.com/twillnet/twill/subnetfile"
+)
+
+// prerequisites are the sysctls every twill node needs (FAILURES.md F1, F2).
+var prerequisites = []struct{ name, value string }{
+	{"net.ipv4.ip_forward", "1"},
+	{"net.bridge.bridge-nf-call-iptables", "1"},
+	{"net.bridge.bridge-nf-call-ip6tables", "1"},
+}
+
+// sysctlDrift returns the prerequisite sysctls that are not right. A sysctl
+// that does not exist (br_netfilter not loaded) cannot be set: it is
+// returned in missing.
+func sysctlDrift(s *nodestate.Snapshot) (fix []doctor.Action, missing []string) {
+	for _, p := range prerequisites {
+		v, ok := s.Sysctls[p.name]
+		switch {
+		case !ok:
+			missing = append(missing, p.name)
+		case v != p.value:
+			fix = append(fix, doctor.Action{Kind: doctor.ActSysctl, Name: p.name, Value: p.value})
+		}
+	}
+	return fix, missing
+}
+
+func (a *agent) prerequisites(ctx context.Context, s *nodestate.Snapshot) ([]Repair, error) {
+	fix, missing := sysctlDrift(s)
+	if len(missing) > 0 {
+		a.log.Error("kernel prerequisites missing", "sysctls", fmt.Sprint(missing),
+			"fix", "load br_netfilter: modprobe br_netfilter; echo br_netfilter > /etc/modules-load.d/br_netfilter.conf")
+	}
+	if len(fix) == 0 {
+		return nil, nil
+	}
+	if err := a.deps.Kernel.SetSysctls(ctx, fix); err != nil {
+		return nil, fmt.Errorf("set kernel prerequisites: %w", err)
+	}
+	var out []Repair
+	for _, f := range fix {
+		out = append(out, Repair{Kind: "sysctl", Action: "set", Object: f.Name + "=" + f.Value, Reason: fmt.Sprintf("was %s", s.Sysctls[f.Name])})
+	}
+	return out, nil
+}
+
+// reconcile captures the node, computes what it should be and repairs the
+// difference. Errors are logged and retried at the next interval.
+func (a *agent) reconcile(ctx context.Context) {
+	start := time.Now()
+	repairs, err := a.reconcileOnce(ctx)
+	a.m.reconcile.Observe(time.Since(start).Seconds())
+	a.h.reconciled(err)
+	for _, r := range repairs {
+		if a.programmed {
+			a.m.repairs.WithLabelValues(r.Kind).Inc()
+			a.log.Warn("repaired drift", "kind", r.Kind, "action", r.Action, "object", r.Object, "reason", r.Reason)
+		} else {
+			a.log.Info("programmed", "kind", r.Kind, "action", r.Action, "object", r.Object)
+		}
+	}
+	if err != nil {
+		a.m.reconcileErrors.Inc()
+		a.log.Error("reconcile failed; retrying at the next interval", "err", err.Error(), "interval", a.opt.Resync.String())
+		return
+	}
+	a.programmed = true
+	a.h.setReady(true, "")
+	a.m.ready.Set(1)
+}
+
+func (a *agent) reconcileOnce(ctx context.Context) ([]Repair, error) {
+	a.mu.Lock()
+	self, peers, cfg, u := a.self, a.peers, a.cfg, a.under
+	a.mu.Unlock()
+
+	snap, err := a.deps.Kernel.Capture(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("capture: %w", err)
+	}
+	repairs, err := a.prerequisites(ctx, snap)
+	if err != nil {
+		return repairs, err
+	}
+	want, err := backend.Compute(backend.Node{
+		Self: self, Peers: peers, Config: cfg,
+		UnderlayDev: u.Dev, UnderlayIP: u.IP, UnderlayMTU: u.MTU, UnderlayNets: u.Nets,
+	})
+	var peerErrs backend.PeerErrors
+	if errors.As(err, &peerErrs) {
+		for _, pe := range peerErrs {
+			a.log.Error("peer not programmed", "peer", pe.Node, "public_ip", pe.PublicIP.String(), "subnet", pe.Subnet.String(), "reason", pe.Reason)
+		}
+	} else if err != nil {
+		return repairs, fmt.Errorf("compute desired state: %w", err)
+	}
+	n := 0
+	for _, p := range peers {
+		if p.Subnet != self.Subnet {
+			n++
+		}
+	}
+	a.m.peers.Set(float64(n - len(peerErrs)))
+	applied, err := a.deps.Kernel.Apply(ctx, backend.Diff(want, snap))
+	for _, r := range applied {
+		repairs = append(repairs, Repair{Kind: r.Kind, Action: r.Action, Object: r.Object, Reason: r.Reason})
+	}
+	if err != nil {
+		return repairs, fmt.Errorf("program the overlay: %w", err)
+	}
+	if a.deps.Firewall != nil {
+		fw, err := a.deps.Firewall.Ensure(ctx, View{Config: cfg, Self: self, Peers: peers, Snap: snap})
+		repairs = append(repairs, fw...)
+		if err != nil {
+			return repairs, fmt.Errorf("firewall: %w", err)
+		}
+	}
+	sf, err := a.ensureSubnetFiles(self.Subnet, cfg, want.MTU)
+	repairs = append(repairs, sf...)
+	return repairs, err
+}
+
+// ensureSubnetFiles writes the subnet file(s) when their content is not
+// what it should be.
+func (a *agent) ensureSubnetFiles(self netip.Prefix, cfg netconf.Config, mtu int) ([]Repair, error) {
+	info := subnetfile.Info{
+		Network: cfg.Network,
+		Subnet:  netip.PrefixFrom(self.Masked().Addr().Next(), self.Bits()),
+		MTU:     mtu,
+		IPMasq:  true,
+		Backend: cfg.Backend.Type,
+	}
+	files := map[string]string{a.subnetPath(): info.Render()}
+	if a.opt.FlannelSubnetEnv {
+		files[filepath.Join(rootOr(a.opt.Root), subnetfile.FlannelPath)] = info.RenderFlannel()
+	}
+	var out []Repair
+	for path, content := range files {
+		old, readErr := os.ReadFile(path)
+		if readErr == nil && string(old) == content {
+			continue
+		}
+		if err := subnetfile.WriteContent(path, content); err != nil {
+			return out, err
+		}
+		reason := "missing"
+		if readErr == nil {
+			reason = "content differs"
+		}
+		out = append(out, Repair{Kind: "subnet-file", Action: "write", Object: path, Reason: reason})
+	}
+	return out, nil
+}
