@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -74,19 +73,10 @@ func (f *captureFlags) readLeases(ctx context.Context) ([]nodestate.Lease, error
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	where := strings.Join(f.etcdEndpoints, ",")
-	dial := func(ctx context.Context, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := nsrun.Do(f.netns, func() error {
-			var err error
-			c, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-			return err
-		})
-		return c, err
-	}
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:   f.etcdEndpoints,
 		DialTimeout: storeTimeout,
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(dial)},
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(nsrun.Dialer(f.netns))},
 		Logger:      zap.NewNop(),
 	})
 	if err != nil {
