@@ -235,3 +235,10 @@ func prefixList(nets []netip.Prefix) string {
 func underlayRoute(dst netip.Prefix, via netip.Addr, dev string) nodestate.Route {
 	return nodestate.Route{Table: nodestate.TableMain, Type: "unicast", Dst: dst, Gateway: via, Dev: dev}
 }
+
+// OwnershipFor is the Ownership of a node whose lease is not at hand (for
+// `twill uninstall`): subnet is the node's own pod subnet from its subnet
+// file (may be invalid when unknown).
+func OwnershipFor(cfg netconf.Config, subnet netip.Prefix, underlayDev string) Ownership {
+	return Ownership{Network: cfg.Network.Masked(), Subnet: subnet.Masked(), VxlanDev: DeviceName(vni(cfg)), UnderlayDev: underlayDev}
+}
