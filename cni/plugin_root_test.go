@@ -34,6 +34,11 @@ func TestCNIAddTwoPodsTalk(t *testing.T) {
 		t.Errorf("result gateway %v", resA.IPs[0].Gateway)
 	}
 
+	// A repeated ADD of the same pod is idempotent: same address, no error.
+	if again := resultAddr(n.add(podB)); again != b {
+		t.Errorf("second ADD of pod B got %v, want %v", again, b)
+	}
+
 	// Bridge: gateway address, MTU, up.
 	br := link(t, n.ns, "cni0")
 	if br.Type() != "bridge" || br.Attrs().MTU != 1400 {
@@ -320,4 +325,44 @@ func TestCNIConcurrentAdds(t *testing.T) {
 	if left, err := s.List(); err != nil || len(left) != 0 {
 		t.Errorf("after all DELs: allocations %v %v", left, err)
 	}
+}
+
+// TestCNIRefusesForeignInterface: ADD into a pod that already has an eth0
+// twill did not create fails clearly and leaves it (and the IPAM) alone.
+func TestCNIRefusesForeignInterface(t *testing.T) {
+	n := newNode(t, "10.244.7.1/24", 1450)
+	pod := n.newPod(0)
+	if out, err := runCmd("ip", "-n", pod, "link", "add", "eth0", "type", "veth", "peer", "name", "other0"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	_, err := n.cnitoolRun("add", pod)
+	if err == nil || !strings.Contains(err.Error(), "already has an interface eth0 that twill did not create") {
+		t.Fatalf("ADD over a foreign eth0: %v", err)
+	}
+	if !linkExists(t, pod, "eth0") || !linkExists(t, pod, "other0") {
+		t.Error("the failed ADD removed the pod's own interface")
+	}
+	s, _ := NewStore(n.dataDir())
+	if left, err := s.List(); err != nil || len(left) != 0 {
+		t.Errorf("the failed ADD left allocations %v %v", left, err)
+	}
+}
+
+// TestCNISubnetChange: when the node's subnet changes (new lease), the next
+// ADD moves the bridge to the new gateway (the old cluster address is
+// removed) and allocates from the new subnet.
+func TestCNISubnetChange(t *testing.T) {
+	n := newNode(t, "10.244.8.1/24", 1450)
+	n.add(n.newPod(0))
+	n.writeSubnetFile("10.244.9.1/24", 1450)
+	got := resultAddr(n.add(n.newPod(1)))
+	if !netip.MustParsePrefix("10.244.9.0/24").Contains(got.Addr()) {
+		t.Errorf("pod address %v after the subnet changed to 10.244.9.0/24", got)
+	}
+	withNS(t, n.ns, func(h *netlink.Handle) {
+		addrs, _ := h.AddrList(link(t, n.ns, "cni0"), unix.AF_INET)
+		if len(addrs) != 1 || !hasAddr(addrs, netip.MustParsePrefix("10.244.9.1/24")) {
+			t.Errorf("cni0 addresses %v: want only 10.244.9.1/24", addrs)
+		}
+	})
 }
