@@ -1,0 +1,129 @@
+package firewall
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// Names of twill's objects.
+const (
+	// NftTable is twill's nftables table (family inet).
+	NftTable = "twill"
+	// NftPeerSet is the nftables set of peer underlay addresses.
+	NftPeerSet = "vxlan_peers"
+	// IpsetPeers is the ipset of peer underlay addresses (iptables backends).
+	IpsetPeers = "twill-vxlan-peers"
+
+	ChainPostrouting = "TWILL-POSTROUTING"
+	ChainForward     = "TWILL-FORWARD"
+	ChainGuard       = "TWILL-VXLAN-GUARD"
+)
+
+// NftChain is one base chain of twill's nftables table.
+type NftChain struct {
+	Name, Type, Hook, Priority string
+	// Kind is the repair kind of the chain's rules.
+	Kind string
+}
+
+// NftChains are the base chains of table inet twill. The guard runs just
+// before the filter priority so it sees vxlan packets before anything that
+// might accept them.
+var NftChains = []NftChain{
+	{Name: "postrouting", Type: "nat", Hook: "postrouting", Priority: "srcnat", Kind: KindMasquerade},
+	{Name: "forward", Type: "filter", Hook: "forward", Priority: "filter", Kind: KindForward},
+	{Name: "input", Type: "filter", Hook: "input", Priority: "filter - 1", Kind: KindGuard},
+}
+
+// NftRule is one rule of table inet twill. Rules are recognised by their
+// comment, which names everything the rule depends on: a rule whose Spec
+// changed gets a new comment and so is rewritten.
+type NftRule struct {
+	Chain   string
+	Rule    string
+	Comment string
+}
+
+// NftRules renders the rules of table inet twill for a Spec, per chain in
+// order. The guard's peers are not in the rules but in the set NftPeerSet.
+func NftRules(s Spec) []NftRule {
+	n := s.Network.Masked().String()
+	var out []NftRule
+	if s.IPMasq {
+		out = append(out, NftRule{"postrouting", fmt.Sprintf("ip saddr %s ip daddr != %s masquerade", n, n), "twill: masquerade pods leaving " + n})
+	}
+	out = append(out,
+		NftRule{"forward", fmt.Sprintf("ip saddr %s accept", n), "twill: forward from pods " + n},
+		NftRule{"forward", fmt.Sprintf("ip daddr %s accept", n), "twill: forward to pods " + n},
+	)
+	if s.VXLANPort > 0 {
+		out = append(out, NftRule{"input", fmt.Sprintf("udp dport %d ip saddr != @%s counter drop", s.VXLANPort, NftPeerSet), fmt.Sprintf("twill: vxlan guard udp/%d", s.VXLANPort)})
+	}
+	return out
+}
+
+// IptablesRule is one iptables rule: table, chain and the rule
+// specification (what follows `-A CHAIN`), comment included.
+type IptablesRule struct {
+	Table, Chain string
+	Args         []string
+	// Kind is the repair kind.
+	Kind string
+}
+
+func comment(text string) []string { return []string{"-m", "comment", "--comment", text} }
+
+// IptablesRules renders the rules of twill's own chains for a Spec, per
+// chain in order. The guard matches the ipset IpsetPeers, so it is one rule
+// whatever the number of peers.
+func IptablesRules(s Spec) []IptablesRule {
+	n := s.Network.Masked().String()
+	var out []IptablesRule
+	if s.IPMasq {
+		out = append(out, IptablesRule{"nat", ChainPostrouting, append(append([]string{"-s", n, "!", "-d", n}, comment("twill: masquerade pods leaving "+n)...), "-j", "MASQUERADE"), KindMasquerade})
+	}
+	out = append(out,
+		IptablesRule{"filter", ChainForward, append(append([]string{"-s", n}, comment("twill: forward from pods "+n)...), "-j", "ACCEPT"), KindForward},
+		IptablesRule{"filter", ChainForward, append(append([]string{"-d", n}, comment("twill: forward to pods "+n)...), "-j", "ACCEPT"), KindForward},
+	)
+	if s.VXLANPort > 0 {
+		port := strconv.Itoa(s.VXLANPort)
+		out = append(out, IptablesRule{"filter", ChainGuard, append(append([]string{"-p", "udp", "--dport", port, "-m", "set", "!", "--match-set", IpsetPeers, "src"}, comment("twill: vxlan guard udp/"+port)...), "-j", "DROP"), KindGuard})
+	}
+	return out
+}
+
+// IptablesChains are twill's chains, with the built-in chain that jumps to
+// each (the jump is inserted first in the built-in chain, once).
+var IptablesChains = []struct {
+	Table, Chain, From, Kind string
+}{
+	{"nat", ChainPostrouting, "POSTROUTING", KindMasquerade},
+	{"filter", ChainForward, "FORWARD", KindForward},
+	{"filter", ChainGuard, "INPUT", KindGuard},
+}
+
+// IptablesJump is the rule in a built-in chain that jumps to twill's chain.
+func IptablesJump(chain string) []string {
+	return append(comment("twill: jump to "+chain), "-j", chain)
+}
+
+// ForwardAcceptIptables are the two rules placed where the host's forward
+// path drops (iptables backends), inserted at the top of the chain.
+func ForwardAcceptIptables(s Spec) [][]string {
+	n := s.Network.Masked().String()
+	return [][]string{
+		append(append([]string{"-s", n}, comment("twill: accept pods "+n+" (FAILURES.md F3)")...), "-j", "ACCEPT"),
+		append(append([]string{"-d", n}, comment("twill: accept pods "+n+" (FAILURES.md F3)")...), "-j", "ACCEPT"),
+	}
+}
+
+// ForwardAcceptNft are the two rules placed in another table's nftables
+// forward chain that drops.
+func ForwardAcceptNft(s Spec) []NftRule {
+	n := s.Network.Masked().String()
+	return []NftRule{
+		{Rule: "ip saddr " + n + " accept", Comment: "twill: accept from pods " + n + " (FAILURES.md F3)"},
+		{Rule: "ip daddr " + n + " accept", Comment: "twill: accept to pods " + n + " (FAILURES.md F3)"},
+	}
+}

@@ -1,0 +1,100 @@
+package firewall
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+)
+
+// Backend names, as Detect returns them.
+const (
+	// BackendNft is native nftables (table inet twill) through knftables.
+	BackendNft = "nft"
+	// BackendIptablesNft is iptables through the iptables-nft binary.
+	BackendIptablesNft = "iptables-nft"
+	// BackendIptablesLegacy is iptables through the iptables-legacy binary.
+	BackendIptablesLegacy = "iptables-legacy"
+)
+
+// Repair kinds (the agent's twill_repairs_total{kind} label).
+const (
+	KindMasquerade    = "masquerade"
+	KindForward       = "forward"
+	KindGuard         = "guard"
+	KindForwardAccept = "forward-accept"
+)
+
+// Spec is what twill's firewall must do on a node.
+type Spec struct {
+	// Network is the cluster pod network.
+	Network netip.Prefix
+	// Subnet is this node's pod subnet (informational; rules use Network).
+	Subnet netip.Prefix
+	// IPMasq masquerades pod traffic leaving Network (not pod to pod).
+	IPMasq bool
+	// VXLANPort is the vxlan UDP port to guard; 0 turns the guard off
+	// (host-gw).
+	VXLANPort int
+	// Peers are the underlay addresses of the current peers: the only
+	// sources vxlan packets are accepted from.
+	Peers []netip.Addr
+	// ForwardAccept are the places where the host's forward path drops pod
+	// traffic (from Placements): an accept for Network is inserted there.
+	ForwardAccept []Placement
+}
+
+// Validate says what is wrong with a Spec before anything is written.
+func (s Spec) Validate() error {
+	if !s.Network.IsValid() || !s.Network.Addr().Is4() {
+		return fmt.Errorf("firewall: network %v: want an IPv4 prefix", s.Network)
+	}
+	if s.VXLANPort < 0 || s.VXLANPort > 65535 {
+		return fmt.Errorf("firewall: vxlan port %d out of range", s.VXLANPort)
+	}
+	for _, p := range s.Peers {
+		if !p.Is4() {
+			return fmt.Errorf("firewall: peer %v: want an IPv4 address", p)
+		}
+	}
+	for _, p := range s.ForwardAccept {
+		if err := p.validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Repair is one thing Ensure had to create or fix.
+type Repair struct {
+	// Kind is "masquerade", "forward", "guard" or "forward-accept".
+	Kind string `json:"kind"`
+	// Object says what, e.g. `nft inet twill postrouting: ip saddr ... masquerade`.
+	Object string `json:"object"`
+}
+
+func (r Repair) String() string { return r.Kind + ": " + r.Object }
+
+// Backend writes twill's rules with one packet filter backend.
+type Backend interface {
+	// Name is BackendNft, BackendIptablesNft or BackendIptablesLegacy.
+	Name() string
+	// Ensure makes the rules match the Spec, changing only what is missing
+	// or wrong, and returns what it changed. Calling it again with the same
+	// Spec returns no repairs.
+	Ensure(ctx context.Context, s Spec) ([]Repair, error)
+	// Remove deletes everything twill made: its table or chains and jumps,
+	// the ipset, and the forward accepts it placed in any backend.
+	Remove(ctx context.Context) error
+}
+
+// New returns the Backend for a name from Detect, working inside the named
+// network namespace ("" for the caller's own).
+func New(name, netns string) (Backend, error) {
+	switch name {
+	case BackendNft:
+		return &Nft{Netns: netns}, nil
+	case BackendIptablesNft, BackendIptablesLegacy:
+		return &Iptables{Netns: netns, Binary: name}, nil
+	}
+	return nil, fmt.Errorf("firewall: unknown backend %q: want %q, %q or %q", name, BackendNft, BackendIptablesNft, BackendIptablesLegacy)
+}
