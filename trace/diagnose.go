@@ -1,0 +1,102 @@
+package trace
+
+import (
+	"fmt"
+	"strings"
+)
+
+// diagnose names the FAILURES.md entry (and the doctor check) that a path's
+// end matches, if any.
+func diagnose(w *World, res *Result, p *Path) *Failure {
+	o := p.Outcome
+	where := o.Where
+	backends := map[string]bool{}
+	dnat := false
+	for _, s := range p.Forward {
+		if s.Backend == "iptables-legacy" || s.Backend == "iptables-nft" {
+			backends[s.Backend] = true
+		}
+		if strings.HasPrefix(s.Action, "DNAT") {
+			dnat = true
+		}
+	}
+	switch o.Kind {
+	case Established:
+		return nil
+	case Reset:
+		if len(p.bridgedNoNF) > 0 {
+			return &Failure{ID: "F1", Check: "TW002", Why: fmt.Sprintf("the reply was bridged on %s with net.bridge.bridge-nf-call-iptables off, so conntrack never reversed the Service DNAT; the client sees the pod address %s and resets", strings.Join(p.bridgedNoNF, ", "), o.ReplyFrom.Addr())}
+		}
+		return nil
+	}
+	last := lastHook(p)
+	switch {
+	case strings.Contains(where, "ip_forward=0"):
+		return &Failure{ID: "F2", Check: "TW001", Why: "the node does not forward (net.ipv4.ip_forward=0)"}
+	case last != nil && last.Chain == "KUBE-FIREWALL" && strings.Contains(last.Text, "-j DROP") && !strings.Contains(last.Text, "--mark"):
+		return &Failure{ID: "F4", Check: "TW021", Why: "KUBE-FIREWALL's DROP lost its mark match (iptables version skew): it drops everything"}
+	case last != nil && last.Hook == "FORWARD" && strings.HasPrefix(last.Action, "policy DROP") && last.Backend != "nft":
+		why := fmt.Sprintf("%s %s/FORWARD has policy DROP and no rule accepts this new forwarded flow (Docker sets this)", last.Backend, last.Table)
+		if backends["iptables-legacy"] && backends["iptables-nft"] {
+			why += "; rules are split across iptables-legacy and iptables-nft (F4, TW020)"
+		}
+		return &Failure{ID: "F3", Check: "TW010", Why: why}
+	case last != nil && last.Hook == "FORWARD" && last.Backend == "nft" && (strings.Contains(last.Action, "DROP") || strings.Contains(last.Action, "drop")):
+		return &Failure{ID: "F3", Check: "TW011", Why: fmt.Sprintf("native nftables chain %s %s drops the forwarded flow; every base chain on the forward hook must accept", last.Table, last.Chain)}
+	case strings.Contains(where, "no neighbour") || strings.Contains(where, "stale neighbour"):
+		return &Failure{ID: "F6", Check: "TW041", Why: "the vxlan neighbour entry of the peer's VTEP is missing or stale"}
+	case strings.Contains(where, "no FDB entry"):
+		return &Failure{ID: "F6", Check: "TW042", Why: "the vxlan FDB entry of the peer's VTEP MAC is missing"}
+	case o.Kind == Local && strings.Contains(where, "local route on"):
+		return &Failure{ID: "F5b", Check: "TW032", Why: "a local route (kube-ipvs0) accepts the Service IP on the node; without an IPVS virtual server nothing answers"}
+	}
+	if backends["iptables-legacy"] && backends["iptables-nft"] && o.Kind != Established {
+		return &Failure{ID: "F4", Check: "TW020", Why: "rules in both iptables-legacy and iptables-nft acted on this packet; their order is undefined"}
+	}
+	first := res.Packet.Dst
+	if !dnat && w.podFor(first) == nil && !isHostAddr(w, first) && (o.Kind == Lost || o.Kind == Unreachable || o.Kind == Local) && hasKubeServices(w) {
+		return &Failure{ID: "F5a", Check: "TW030", Why: fmt.Sprintf("%s was not translated by any Service rule (no DNAT): kube-proxy's rule for it is missing", first)}
+	}
+	if (o.Kind == Lost || o.Kind == Unreachable) && w.podFor(first) != nil {
+		return &Failure{ID: "F6", Check: "TW040", Why: fmt.Sprintf("no route to the pod subnet of %s (the overlay route of that peer is missing)", first)}
+	}
+	return nil
+}
+
+func lastHook(p *Path) *Step {
+	steps := p.Forward
+	if len(p.Reply) > 0 {
+		steps = p.Reply
+	}
+	for i := len(steps) - 1; i >= 0; i-- {
+		if steps[i].Stage == "hook" {
+			return &steps[i]
+		}
+		if steps[i].Stage != "conntrack" {
+			return nil
+		}
+	}
+	return nil
+}
+
+func isHostAddr(w *World, a interface{ String() string }) bool {
+	for _, h := range w.Hosts {
+		for x := range h.local {
+			if x.String() == a.String() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hasKubeServices(w *World) bool {
+	for _, h := range w.Hosts {
+		for _, rs := range []*iptRuleset{h.legacy, h.nft} {
+			if rs != nil && rs.tables["nat"] != nil && rs.tables["nat"].chains["KUBE-SERVICES"] != nil {
+				return true
+			}
+		}
+	}
+	return false
+}

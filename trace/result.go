@@ -1,0 +1,159 @@
+package trace
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Request says which packet to trace.
+type Request struct {
+	// From is a pod name, a pod address, a node name or a node address.
+	From string `json:"from"`
+	// To is the destination address and Port its port (0 for icmp).
+	To    netip.Addr `json:"to"`
+	Port  uint16     `json:"port,omitempty"`
+	Proto string     `json:"proto"` // tcp (default), udp, icmp
+	// Sport is the client's source port (default 40000).
+	Sport uint16 `json:"sport,omitempty"`
+}
+
+// Outcome kinds.
+const (
+	// Established: the packet reached Receiver and the reply came back to
+	// the client from the address it called (TCP handshake completes; UDP
+	// and ICMP answered).
+	Established = "established"
+	// Dropped: the packet was dropped on the way (Where says by what).
+	Dropped = "dropped"
+	// Refused: rejected with an ICMP port-unreachable or a TCP RST (or a
+	// local socket that does not exist): the client sees "connection refused".
+	Refused = "refused"
+	// Unreachable: an ICMP host/net unreachable comes back (no route,
+	// unreachable/prohibit route, forwarding off).
+	Unreachable = "unreachable"
+	// Reset: the reply reached the client from an address it did not call
+	// (no reverse NAT); the client answers RST and the call times out.
+	Reset = "reset"
+	// ReplyDropped: the packet arrived, the reply was lost on the way back.
+	ReplyDropped = "reply-dropped"
+	// Lost: the packet left the modelled nodes (no snapshot has its next hop).
+	Lost = "lost"
+	// Local: delivered to a socket on a node itself (whether something
+	// listens there is not known).
+	Local = "local"
+)
+
+// Outcome is how one path ends.
+type Outcome struct {
+	Kind string `json:"kind"`
+	// Receiver is the pod (or node, for Local) that got the packet.
+	Receiver string `json:"receiver,omitempty"`
+	// SeenSrc is the source address and port as the receiver saw them.
+	SeenSrc netip.AddrPort `json:"seenSrc,omitzero"`
+	// SeenDst is the destination as the receiver saw it.
+	SeenDst netip.AddrPort `json:"seenDst,omitzero"`
+	// ReplyFrom is the source of the reply as the client saw it.
+	ReplyFrom netip.AddrPort `json:"replyFrom,omitzero"`
+	// Where says where the packet (or the reply) was dropped and by what.
+	Where string `json:"where,omitempty"`
+	// Failure names the FAILURES.md entry and doctor check the path matches.
+	Failure *Failure `json:"failure,omitempty"`
+}
+
+// Failure ties a path to FAILURES.md and a doctor check.
+type Failure struct {
+	ID    string `json:"id"`    // "F1"
+	Check string `json:"check"` // "TW002"
+	Why   string `json:"why"`
+}
+
+// Path is one way the packet can go (statistic rules fork paths).
+type Path struct {
+	// Prob is the probability of this path (1 when nothing was random).
+	Prob    float64 `json:"prob"`
+	Forward []Step  `json:"forward"`
+	Reply   []Step  `json:"reply,omitempty"`
+	Outcome Outcome `json:"outcome"`
+	// Uncertain lists what could not be evaluated on this path, naming rules.
+	Uncertain []string `json:"uncertain,omitempty"`
+
+	// bridgedNoNF lists nodes where the reply was bridged without the IP hooks.
+	bridgedNoNF []string
+}
+
+// Result is a trace: every path with its probability.
+type Result struct {
+	Request Request `json:"request"`
+	// Client is who sends ("node1-a", "node1").
+	Client string `json:"client"`
+	// Packet is the first packet as the client sends it.
+	Packet Packet  `json:"packet"`
+	Paths  []*Path `json:"paths"`
+	// Uncertain is true when any path has something that could not be evaluated.
+	Uncertain bool `json:"uncertain"`
+	// Notes are caveats on the whole trace.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Summary is one distinct outcome with its total probability.
+type Summary struct {
+	Outcome
+	Prob float64 `json:"prob"`
+}
+
+// Summaries merges paths with the same outcome (kind, receiver, source seen,
+// where), most likely first.
+func (r *Result) Summaries() []Summary {
+	var out []Summary
+	for _, p := range r.Paths {
+		found := false
+		for i := range out {
+			o := &out[i]
+			if o.Kind == p.Outcome.Kind && o.Receiver == p.Outcome.Receiver && o.SeenSrc.Addr() == p.Outcome.SeenSrc.Addr() && o.Where == p.Outcome.Where {
+				o.Prob += p.Prob
+				found = true
+				break
+			}
+		}
+		if !found {
+			out = append(out, Summary{Outcome: p.Outcome, Prob: p.Prob})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Summary) int {
+		switch {
+		case a.Prob > b.Prob:
+			return -1
+		case a.Prob < b.Prob:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Failures lists the distinct FAILURES.md entries the paths match.
+func (r *Result) Failures() []Failure {
+	var out []Failure
+	for _, p := range r.Paths {
+		if f := p.Outcome.Failure; f != nil && !slices.ContainsFunc(out, func(x Failure) bool { return x.ID == f.ID && x.Check == f.Check }) {
+			out = append(out, *f)
+		}
+	}
+	return out
+}
+
+func (o Outcome) String() string {
+	switch o.Kind {
+	case Established:
+		return fmt.Sprintf("established with %s (it sees the client as %s)", o.Receiver, o.SeenSrc.Addr())
+	case Local:
+		return fmt.Sprintf("delivered locally on %s to %s (answered only if a socket listens there)", o.Receiver, o.SeenDst)
+	case Reset:
+		return fmt.Sprintf("reached %s, but the reply comes from %s, not the address called: the client resets it and the call hangs", o.Receiver, o.ReplyFrom)
+	case ReplyDropped:
+		return fmt.Sprintf("reached %s (sees %s), reply lost: %s", o.Receiver, o.SeenSrc.Addr(), o.Where)
+	}
+	return fmt.Sprintf("%s: %s", o.Kind, strings.TrimSpace(o.Where))
+}
