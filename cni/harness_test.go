@@ -27,6 +27,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/twillnet/twill/cni/invoke"
 	"github.com/twillnet/twill/nsrun"
 	"github.com/twillnet/twill/subnetfile"
 )
@@ -235,27 +236,16 @@ func containerIDOf(pod string) string {
 }
 
 // plugin runs the plugin binary itself as a container runtime does (CNI_*
-// variables, config on stdin) inside the node namespace and returns stdout.
+// variables, config on stdin) inside the node namespace, through package
+// invoke (which the lab uses), and returns stdout.
 func (n *testNode) plugin(command, containerID, pod string, conf string) (string, time.Duration, error) {
-	var stdout, stderr bytes.Buffer
-	var took time.Duration
-	err := nsrun.Do(n.ns, func() error {
-		c := exec.Command(filepath.Join(n.bin, PluginType))
-		c.Env = append(n.env(), "CNI_COMMAND="+command, "CNI_CONTAINERID="+containerID, "CNI_IFNAME=eth0")
-		if pod != "" {
-			c.Env = append(c.Env, "CNI_NETNS="+netnsPath(pod))
-		}
-		c.Stdin = strings.NewReader(conf)
-		c.Stdout, c.Stderr = &stdout, &stderr
-		start := time.Now()
-		err := c.Run()
-		took = time.Since(start)
-		return err
-	})
-	if err != nil {
-		return stdout.String(), took, fmt.Errorf("twill %s: %v: stdout %s stderr %s", command, err, stdout.String(), stderr.String())
+	call := invoke.Call{Plugin: filepath.Join(n.bin, PluginType), NodeNetns: n.ns, Root: n.root,
+		Command: command, ContainerID: containerID, Config: []byte(conf)}
+	if pod != "" {
+		call.Netns = netnsPath(pod)
 	}
-	return stdout.String(), took, nil
+	out, took, err := call.Run(context.Background())
+	return string(out), took, err
 }
 
 // pluginConf is the plugin's config as libcni passes it (from the conflist).

@@ -1,7 +1,9 @@
 package cni
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -13,6 +15,8 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/twillnet/twill/cni/invoke"
 )
 
 // TestCNIAddTwoPodsTalk: two pods added with cnitool get distinct addresses
@@ -365,4 +369,37 @@ func TestCNISubnetChange(t *testing.T) {
 			t.Errorf("cni0 addresses %v: want only 10.244.9.1/24", addrs)
 		}
 	})
+}
+
+// TestInvokeAddDel: package invoke (what the lab calls) creates a pod and
+// deletes it, and reports a plugin failure as the CNI error object.
+func TestInvokeAddDel(t *testing.T) {
+	n := newNode(t, "10.244.10.1/24", 1450)
+	pod := n.newPod(0)
+	call := invoke.Call{Plugin: filepath.Join(n.bin, PluginType), NodeNetns: n.ns, Root: n.root,
+		ContainerID: "lab-node1-a", Netns: netnsPath(pod), Config: []byte(n.pluginConf(""))}
+	res, err := call.Add(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resultAddr(res); got.String() != "10.244.10.2/24" {
+		t.Errorf("first pod of a fresh node got %v, want 10.244.10.2/24", got)
+	}
+	if !linkExists(t, pod, "eth0") {
+		t.Fatal("no eth0 in the pod")
+	}
+	if err := call.Del(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if linkExists(t, pod, "eth0") {
+		t.Error("eth0 still in the pod after DEL")
+	}
+	if err := os.Remove(n.subnetFilePath()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = call.Add(context.Background())
+	var e *types.Error
+	if !errors.As(err, &e) || e.Code != types.ErrTryAgainLater {
+		t.Fatalf("ADD without subnet file: %v, want a CNI error with code 11", err)
+	}
 }
