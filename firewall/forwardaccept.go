@@ -100,7 +100,7 @@ func newIptables(backend string) (*iptables.IPTables, error) {
 // legacyTableExists reports whether the legacy iptables table exists in the
 // current namespace, without creating it (reading it would).
 func legacyTableExists(table string) bool {
-	b, err := os.ReadFile("/proc/net/ip_tables_names")
+	b, err := os.ReadFile("/proc/thread-self/net/ip_tables_names") // this thread's netns, not the process's
 	if err != nil {
 		return false
 	}
