@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/twillnet/twill/lab"
+	"github.com/twillnet/twill/nodestate"
+	"github.com/twillnet/twill/trace"
+)
+
+// traceFlags are the flags of `twill trace`.
+type traceFlags struct {
+	from, to, proto string
+	sport           int
+	snapshots       []string
+	netns           []string
+	useLab          bool
+	labName         string
+	output          string
+	live            bool
+}
+
+func newTraceCmd() *cobra.Command {
+	f := &traceFlags{}
+	cmd := &cobra.Command{
+		Use:   "trace --from POD|IP --to IP[:PORT]",
+		Short: "Simulate one packet through routing, bridges, netfilter, conntrack and the overlay, and name the rule that decides",
+		Long: `trace follows one packet (and its reply) through the network state of one or
+more nodes, the way the kernel would: pod routing, the node bridge (with or
+without br_netfilter), policy routing, every netfilter hook and base chain of
+iptables-legacy, iptables-nft and native nftables in priority order, NAT and
+conntrack, and vxlan or host-gw to the next node. Every hop is printed with its
+namespace, hook, table, chain, rule number and rule text; the verdict says which
+pod got the packet with what source address, or where it (or its reply) was
+lost, and which FAILURES.md entry and doctor check that matches.
+
+Random load balancing (statistic random, numgen) is followed on every branch,
+each with its probability. Rules that cannot be evaluated from a snapshot make
+the result UNCERTAIN and are named.
+
+State comes from --snapshot files (one per node, from 'twill snapshot'), from
+--lab (a running 'twill lab': every node is captured live and pods are known by
+name), or from the live namespaces given with --netns (default: this one).
+
+Exit status: 0 when every path is established, 1 when some path fails, 2 on errors.`,
+		Example: `  twill trace --lab --from node1-a --to 10.96.1.1:80
+  twill trace --snapshot node1.json --snapshot node2.json --from 10.244.1.10 --to 10.244.2.10:8080 -o json
+  twill trace --live --lab --from node1-a --to 10.96.0.10:80`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return runTrace(ctx, cmd, f)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.from, "from", "", "sender: a pod name (with --lab), a pod address, a node name or a node address")
+	fs.StringVar(&f.to, "to", "", "destination IP[:PORT] (a pod, a Service ClusterIP, a node)")
+	fs.StringVar(&f.proto, "proto", "tcp", "protocol: tcp, udp or icmp")
+	fs.IntVar(&f.sport, "sport", 40000, "the client's source port")
+	fs.StringArrayVar(&f.snapshots, "snapshot", nil, "a node snapshot file from 'twill snapshot' (repeat for several nodes)")
+	fs.StringArrayVar(&f.netns, "netns", nil, "capture this named network namespace live as a node (repeat for several)")
+	fs.BoolVar(&f.useLab, "lab", false, "trace inside a running lab: capture all its nodes, resolve pod names")
+	fs.StringVar(&f.labName, "name", lab.DefaultName, "lab name (with --lab)")
+	fs.StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+	fs.BoolVar(&f.live, "live", false, "also send one real probe with nftrace on and show the kernel's own trace (needs --lab, root)")
+	return cmd
+}
+
+func runTrace(ctx context.Context, cmd *cobra.Command, f *traceFlags) error {
+	if f.from == "" || f.to == "" {
+		return fmt.Errorf("--from and --to are required (e.g. --from node1-a --to 10.96.0.10:80)")
+	}
+	if f.output != "text" && f.output != "json" {
+		return fmt.Errorf("-o %q: want text or json", f.output)
+	}
+	req, err := parseTraceTarget(f.to, f.proto)
+	if err != nil {
+		return err
+	}
+	req.From = f.from
+	if f.sport < 1 || f.sport > 65535 {
+		return fmt.Errorf("--sport %d: want 1..65535", f.sport)
+	}
+	req.Sport = uint16(f.sport)
+
+	var w *trace.World
+	var st *lab.State
+	switch {
+	case f.useLab:
+		if len(f.snapshots) > 0 || len(f.netns) > 0 {
+			return fmt.Errorf("--lab captures the lab's nodes itself; leave out --snapshot and --netns")
+		}
+		w, st, err = trace.LabWorld(ctx, f.labName)
+	case len(f.snapshots) > 0:
+		var snaps []*nodestate.Snapshot
+		for _, p := range f.snapshots {
+			s, err := nodestate.LoadFile(p)
+			if err != nil {
+				return err
+			}
+			snaps = append(snaps, s)
+		}
+		if len(f.netns) > 0 {
+			return fmt.Errorf("use either --snapshot files or live --netns namespaces, not both")
+		}
+		w, err = trace.NewWorld(snaps, nil)
+	default:
+		nss := f.netns
+		if len(nss) == 0 {
+			nss = []string{""}
+		}
+		var snaps []*nodestate.Snapshot
+		for _, ns := range nss {
+			s, err := nodestate.Capture(ctx, nodestate.CaptureOptions{Netns: ns, Node: ns})
+			if err != nil {
+				return err
+			}
+			snaps = append(snaps, s)
+		}
+		w, err = trace.NewWorld(snaps, nil)
+	}
+	if err != nil {
+		return err
+	}
+	res, err := w.Trace(req)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	var live *trace.LiveResult
+	if f.live {
+		if st == nil {
+			return fmt.Errorf("--live needs --lab (it sends a real packet from a lab pod)")
+		}
+		live, err = trace.Live(ctx, st, req)
+		if err != nil {
+			return err
+		}
+	}
+	if f.output == "json" {
+		if live != nil {
+			return trace.WriteJSONWithLive(out, res, live)
+		}
+		if err := res.WriteJSON(out); err != nil {
+			return err
+		}
+	} else {
+		res.WriteText(out)
+		if live != nil {
+			live.WriteText(out)
+		}
+	}
+	for _, p := range res.Paths {
+		if p.Outcome.Kind != trace.Established {
+			return &exitError{code: 1}
+		}
+	}
+	return nil
+}
+
+// parseTraceTarget parses --to IP[:PORT] with --proto.
+func parseTraceTarget(to, proto string) (trace.Request, error) {
+	req := trace.Request{Proto: strings.ToLower(proto)}
+	host, port := to, ""
+	if i := strings.LastIndex(to, ":"); i >= 0 {
+		host, port = to[:i], to[i+1:]
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return req, fmt.Errorf("--to %q: want IP or IP:PORT (%v)", to, err)
+	}
+	req.To = a
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return req, fmt.Errorf("--to %q: port must be 1..65535", to)
+		}
+		req.Port = uint16(n)
+	}
+	switch req.Proto {
+	case "tcp", "udp":
+		if req.Port == 0 {
+			return req, fmt.Errorf("--to %s: --proto %s needs a port (IP:PORT)", to, req.Proto)
+		}
+	case "icmp":
+	default:
+		return req, fmt.Errorf("--proto %q: want tcp, udp or icmp", proto)
+	}
+	return req, nil
+}
