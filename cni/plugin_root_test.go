@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -376,6 +377,9 @@ func TestCNISubnetChange(t *testing.T) {
 func TestInvokeAddDel(t *testing.T) {
 	n := newNode(t, "10.244.10.1/24", 1450)
 	pod := n.newPod(0)
+	if out, err := runCmd("ip", "-n", pod, "link", "set", "lo", "down"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
 	call := invoke.Call{Plugin: filepath.Join(n.bin, PluginType), NodeNetns: n.ns, Root: n.root,
 		ContainerID: "lab-node1-a", Netns: netnsPath(pod), Config: []byte(n.pluginConf(""))}
 	res, err := call.Add(context.Background())
@@ -387,6 +391,9 @@ func TestInvokeAddDel(t *testing.T) {
 	}
 	if !linkExists(t, pod, "eth0") {
 		t.Fatal("no eth0 in the pod")
+	}
+	if link(t, pod, "lo").Attrs().Flags&net.FlagUp == 0 {
+		t.Error("ADD left the pod's loopback down")
 	}
 	if err := call.Del(context.Background()); err != nil {
 		t.Fatal(err)

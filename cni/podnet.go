@@ -21,9 +21,15 @@ func podRoutes(node Node, defaultGateway bool) []netip.Prefix {
 }
 
 // configurePod gives the pod interface (already in the pod namespace, h is
-// a handle there) its MTU, address and routes, and sets it up. Re-running it
-// is harmless.
+// a handle there) its MTU, address and routes, and sets it up. It also sets
+// the pod's loopback up, so no "loopback" plugin binary is needed beside
+// twill. Re-running it is harmless.
 func configurePod(h *netlink.Handle, ifName string, addr netip.Prefix, node Node, defaultGateway bool) (netlink.Link, error) {
+	if lo, err := h.LinkByName("lo"); err == nil && lo.Attrs().Flags&net.FlagUp == 0 {
+		if err := h.LinkSetUp(lo); err != nil {
+			return nil, fmt.Errorf("pod loopback: set up: %w", err)
+		}
+	}
 	link, err := h.LinkByName(ifName)
 	if err != nil {
 		return nil, fmt.Errorf("pod interface %s: %w", ifName, err)
