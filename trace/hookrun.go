@@ -26,6 +26,11 @@ func (r *run) hook(f *flow, h *Host, env hookEnv, next func(*flow)) {
 		*pass = ctPass{host: h.Name, idx: -1}
 		e, orig := f.ct.lookup(h.Name, f.pkt)
 		switch {
+		case e == nil && f.pkt.Proto == "tcp" && f.pkt.Flags != "SYN":
+			// conntrack only starts TCP connections on a SYN: a SYN-ACK or
+			// RST it has no entry for is INVALID (and not NATed).
+			pass.state, pass.orig = "INVALID", true
+			f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "conntrack", Hook: env.hook, Text: fmt.Sprintf("conntrack: no entry for this %s packet (the connection was not tracked here): ctstate INVALID", f.pkt.Flags)})
 		case e == nil:
 			pass.state, pass.created, pass.orig = "NEW", true, true
 		case orig:

@@ -196,7 +196,13 @@ func (r *run) podSend(f *flow, pod *Pod) {
 	dst := f.pkt.Dst
 	f.add(Step{Host: pod.Label(), Stage: "send", Text: fmt.Sprintf("%s sends %s", pod.Label(), f.pkt)})
 	if dst == pod.IP.Addr() {
-		r.deliverPod(f, pod)
+		// The pod's own address: delivered over its loopback, no node involved.
+		f.add(Step{Host: pod.Label(), Stage: "deliver", Text: fmt.Sprintf("%s is the pod's own address: delivered over lo", dst)})
+		if !f.reply {
+			r.startReply(f, pod.Label(), func(g *flow) { r.podSend(g, pod) })
+			return
+		}
+		r.endReply(f, pod.Label())
 		return
 	}
 	if pod.IP.Contains(dst) && dst != pod.Gateway {

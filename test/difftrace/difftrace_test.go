@@ -1,0 +1,245 @@
+package difftrace
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twillnet/twill/kubeproxy"
+	"github.com/twillnet/twill/lab"
+	"github.com/twillnet/twill/nsrun"
+	"github.com/twillnet/twill/trace"
+)
+
+// TestMain lets the test binary act as the lab's pod server.
+func TestMain(m *testing.M) {
+	if len(os.Args) >= 3 && os.Args[1] == "lab" && os.Args[2] == "serve" {
+		fs := flag.NewFlagSet("serve", flag.ExitOnError)
+		port := fs.Int("port", lab.ServerPort, "")
+		name := fs.String("name", "", "")
+		_ = fs.Parse(os.Args[3:])
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		defer stop()
+		if err := lab.Serve(ctx, *name, *port); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// probeTimeout bounds each real probe; probes that must fail cost this.
+const probeTimeout = 400 * time.Millisecond
+
+const probesPerRound = 6
+
+// TestDifferential builds labs (vxlan and host-gw, 2-3 nodes), draws random
+// rule sets, overlay breaks and sysctls, and compares real TCP probes with
+// the simulation. TWILL_DIFFTRACE_CASES sets the number of probes (default
+// 504); TWILL_DIFFTRACE_SEED fixes the random seed.
+func TestDifferential(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root: it builds labs in network namespaces (run `sudo go test ./test/difftrace/`)")
+	}
+	cases := 504
+	if v := os.Getenv("TWILL_DIFFTRACE_CASES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("TWILL_DIFFTRACE_CASES=%q: want a positive number", v)
+		}
+		cases = n
+	}
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("TWILL_DIFFTRACE_SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("TWILL_DIFFTRACE_SEED=%q: want a number", v)
+		}
+		seed = n
+	}
+	t.Logf("seed %d (set TWILL_DIFFTRACE_SEED=%d to repeat), %d cases", seed, seed, cases)
+	rounds := (cases + probesPerRound - 1) / probesPerRound
+	labs := min(6, max(1, rounds/8))
+	perLab := (rounds + labs - 1) / labs
+
+	var total, agree int
+	var disagreements []string
+	done := 0
+	for li := 0; li < labs && done < rounds; li++ {
+		r := mrand.New(mrand.NewPCG(seed, uint64(li)))
+		backend := []string{lab.BackendVXLAN, lab.BackendHostGW}[li%2]
+		nodes := 2 + r.IntN(2)
+		st := upLab(t, backend, nodes, 2)
+		for ri := 0; ri < perLab && done < rounds; ri++ {
+			done++
+			rd := NewRound(r, st, probesPerRound)
+			if err := apply(t, st, rd); err != nil {
+				t.Fatalf("lab %d round %d: %v", li, ri, err)
+			}
+			w, _, err := trace.LabWorld(context.Background(), st.Name)
+			if err != nil {
+				t.Fatalf("capture: %v", err)
+			}
+			obs := probeAll(st, rd.Probes)
+			for pi, p := range rd.Probes {
+				total++
+				res, err := w.Trace(trace.Request{From: p.From, To: p.To.Addr(), Port: p.To.Port(), Proto: "tcp"})
+				if err != nil {
+					t.Fatalf("trace: %v", err)
+				}
+				exp := Expect(res)
+				if Agree(exp, obs[pi]) {
+					agree++
+					continue
+				}
+				var b strings.Builder
+				fmt.Fprintf(&b, "DISAGREE lab %d (%s, %d nodes) round %d: %s -> %s\n  kernel: %s\n  simulation:\n", li, backend, nodes, ri, p.From, p.To, obs[pi])
+				for _, e := range exp {
+					fmt.Fprintf(&b, "    %.3f %s\n", e.Prob, e.From)
+				}
+				fmt.Fprintf(&b, "  mutations:\n")
+				for _, m := range rd.Mutations {
+					fmt.Fprintf(&b, "    %s\n", m)
+				}
+				for _, s := range rd.Services {
+					fmt.Fprintf(&b, "    service %s:%d -> %v\n", s.ClusterIP, s.Port, s.Endpoints)
+				}
+				var tb strings.Builder
+				res.WriteText(&tb)
+				b.WriteString(tb.String())
+				disagreements = append(disagreements, b.String())
+			}
+		}
+	}
+	t.Logf("agreement: %d/%d = %.2f%%", agree, total, 100*float64(agree)/float64(total))
+	fmt.Printf("difftrace: agreement %d/%d = %.2f%% (seed %d)\n", agree, total, 100*float64(agree)/float64(total), seed)
+	for i, d := range disagreements {
+		if i >= 10 {
+			t.Errorf("... and %d more disagreements", len(disagreements)-10)
+			break
+		}
+		t.Error(d)
+	}
+}
+
+// upLab builds a lab with a unique name and registers its removal.
+func upLab(t *testing.T, backend string, nodes, pods int) *lab.State {
+	t.Helper()
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	etcd, err := filepath.Abs("../../bin/etcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(etcd); err != nil {
+		t.Fatalf("%s missing: run `make tools` first (%v)", etcd, err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := lab.Config{Name: "twill-t-dt-" + hex.EncodeToString(b), Nodes: nodes, Pods: pods, Backend: backend, EtcdBin: etcd, Self: self}
+	t.Cleanup(func() {
+		if err := lab.Down(context.Background(), c.Name, nil); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	st, err := lab.Up(context.Background(), c)
+	if err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	return st
+}
+
+// apply resets every node to the round's Services and applies its mutations.
+func apply(t *testing.T, st *lab.State, rd Round) error {
+	t.Helper()
+	ctx := context.Background()
+	for _, n := range st.Nodes {
+		for _, sc := range []string{"F1", "F2", "F6-route", "F6-fdb", "F6-neigh"} {
+			if strings.HasPrefix(sc, "F6-") && (len(st.Nodes) < 2 || (sc != "F6-route" && st.Backend != lab.BackendVXLAN)) {
+				continue
+			}
+			if err := lab.Fix(ctx, st.Name, sc, n.Name, nil); err != nil {
+				return err
+			}
+		}
+		rules := kubeproxy.RenderIptables(kubeproxy.Config{ClusterCIDR: lab.ClusterCIDR}, rd.Services) + "*mangle\nCOMMIT\n*raw\nCOMMIT\n"
+		if err := runStdin(ctx, n.Namespace, rules, "iptables-nft-restore"); err != nil {
+			return err
+		}
+		if err := nsrun.Run(ctx, n.Namespace, "iptables-nft", "-t", "nat", "-A", "POSTROUTING", "-s", "10.244.0.0/16", "!", "-d", "10.244.0.0/16", "-j", "MASQUERADE"); err != nil {
+			return err
+		}
+		if err := runStdin(ctx, n.Namespace, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n", "iptables-legacy-restore", "-w", "5"); err != nil {
+			return err
+		}
+		_ = nsrun.Run(ctx, n.Namespace, "nft", "delete", "table", "inet", "twdiff")
+		_ = nsrun.Run(ctx, n.Namespace, "conntrack", "-F")
+	}
+	for _, m := range rd.Mutations {
+		tg, err := st.Find(m.Node)
+		if err != nil {
+			return err
+		}
+		switch m.Kind {
+		case "ipt", "legacy":
+			err = nsrun.Run(ctx, tg.Namespace, m.Argv...)
+		case "nft":
+			err = runStdin(ctx, tg.Namespace, m.Text, "nft", "-f", "-")
+		case "scenario":
+			_, err = lab.Break(ctx, st.Name, m.Text, m.Node, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", m, err)
+		}
+	}
+	return nil
+}
+
+// probeAll sends every probe concurrently.
+func probeAll(st *lab.State, probes []Probe) []Observed {
+	out := make([]Observed, len(probes))
+	var wg sync.WaitGroup
+	for i, p := range probes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tg, err := st.Find(p.From)
+			if err != nil {
+				out[i] = Observed{Kind: "other", Detail: err.Error()}
+				return
+			}
+			line, err := lab.Call(context.Background(), tg.Namespace, p.To.String(), probeTimeout, false)
+			out[i] = Observe(line, err)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func runStdin(ctx context.Context, ns, stdin string, argv ...string) error {
+	return nsrun.Do(ns, func() error {
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s in %s: %w: %s", strings.Join(argv, " "), ns, err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	})
+}
