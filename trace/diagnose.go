@@ -13,7 +13,7 @@ func diagnose(w *World, res *Result, p *Path) *Failure {
 	backends := map[string]bool{}
 	dnat := false
 	for _, s := range p.Forward {
-		if s.Backend == "iptables-legacy" || s.Backend == "iptables-nft" {
+		if (s.Backend == "iptables-legacy" || s.Backend == "iptables-nft") && s.Rule > 0 {
 			backends[s.Backend] = true
 		}
 		if strings.HasPrefix(s.Action, "DNAT") {

@@ -474,6 +474,9 @@ func (r *run) vxlanXmit(f *flow, h *Host, l *nodestate.Link, rt routeResult) {
 		return
 	}
 	fe, ok := h.fdb[l.Name+"|"+mac]
+	if (!ok || !fe.Dst.IsValid()) && r.staleNeighbour(f, h, l, rt.nexthop, mac) {
+		return
+	}
 	if !ok || !fe.Dst.IsValid() {
 		f.add(Step{Host: h.Name, Stage: "vxlan", Text: fmt.Sprintf("neighbour %s lladdr %s, but no FDB entry for %s on %s: nowhere to send", rt.nexthop, mac, mac, l.Name)})
 		r.finish(f, Outcome{Kind: Dropped, Where: fmt.Sprintf("%s: no FDB entry for %s on %s", h.Name, mac, l.Name)})
@@ -670,4 +673,18 @@ func (r *run) endReply(f *flow, who string) {
 	}
 	o.Kind = Established
 	r.finish(f, o)
+}
+
+// staleNeighbour ends the path when the neighbour entry of a vxlan next hop
+// holds a MAC that is not the VTEP MAC of the traced node owning that next
+// hop (as after the peer rebooted with a new MAC).
+func (r *run) staleNeighbour(f *flow, h *Host, l *nodestate.Link, nexthop netip.Addr, mac string) bool {
+	peer, dev := r.w.hostOwning(nexthop)
+	if peer == nil || peer.links[dev] == nil || peer.links[dev].Kind != "vxlan" || strings.EqualFold(peer.links[dev].MAC, mac) {
+		return false
+	}
+	want := peer.links[dev].MAC
+	f.add(Step{Host: h.Name, Stage: "vxlan", Text: fmt.Sprintf("neighbour %s lladdr %s on %s, but %s's VTEP %s has MAC %s: stale neighbour entry (and no FDB entry for the stale MAC)", nexthop, mac, l.Name, peer.Name, dev, want)})
+	r.finish(f, Outcome{Kind: Dropped, Where: fmt.Sprintf("%s: stale neighbour %s lladdr %s on %s (%s's VTEP MAC is %s)", h.Name, nexthop, mac, l.Name, peer.Name, want)})
+	return true
 }
