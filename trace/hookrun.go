@@ -21,33 +21,96 @@ type ctPass struct {
 // (reverse NAT for replies), the base chains run, and new NAT bindings are
 // recorded. next is called for every outcome that accepts.
 func (r *run) hook(f *flow, h *Host, env hookEnv, next func(*flow)) {
-	pass := &f.pass
-	if env.hook == "PREROUTING" || env.hook == "OUTPUT" || pass.host != h.Name {
-		*pass = ctPass{host: h.Name, idx: -1}
-		e, orig := f.ct.lookup(h.Name, f.pkt)
-		switch {
-		case e == nil && f.pkt.Proto == "tcp" && f.pkt.Flags != "SYN":
-			// conntrack only starts TCP connections on a SYN: a SYN-ACK or
-			// RST it has no entry for is INVALID (and not NATed).
-			pass.state, pass.orig = "INVALID", true
-			f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "conntrack", Hook: env.hook, Text: fmt.Sprintf("conntrack: no entry for this %s packet (the connection was not tracked here): ctstate INVALID", f.pkt.Flags)})
-		case e == nil:
-			pass.state, pass.created, pass.orig = "NEW", true, true
-		case orig:
-			pass.orig, pass.state = true, "NEW"
-			if e.replied {
-				pass.state = "ESTABLISHED"
-			}
-		default:
-			pass.state = "ESTABLISHED"
-			e.replied = true
-		}
-		if e != nil {
-			pass.idx = indexOf(f.ct[h.Name], e)
-		}
+	newPass := env.hook == "PREROUTING" || env.hook == "OUTPUT" || f.pass.host != h.Name
+	if newPass {
+		f.pass = ctPass{host: h.Name, idx: -1}
 	}
+	chains := h.chains[env.hook]
+	if !newPass {
+		r.hookTracked(f, h, env, chains, next)
+		return
+	}
+	// Chains before conntrack (raw, priority < -200) see no connection yet
+	// and may switch tracking off (NOTRACK).
+	k := 0
+	for k < len(chains) && chains[k].prio < -200 {
+		k++
+	}
+	if k == 0 {
+		r.conntrackIn(f, h, env)
+		r.hookTracked(f, h, env, chains, next)
+		return
+	}
+	rawEnv := env
+	rawEnv.ctstate, rawEnv.allowNAT = "INVALID", false
+	r.runPart(f, h, rawEnv, chains[:k], func(g *flow) {
+		r.conntrackIn(g, h, env)
+		r.hookTracked(g, h, env, chains[k:], next)
+	})
+}
+
+// runPart runs some base chains of a hook and calls next per accepting outcome.
+func (r *run) runPart(f *flow, h *Host, env hookEnv, chains []baseChain, next func(*flow)) {
+	start := hookOutcome{prob: 1, pkt: f.pkt, verdict: "accept", notrack: f.pass.notrack}
+	for _, o := range h.runChains(f.pkt, env, chains, start) {
+		g := f.clone()
+		g.prob *= o.prob
+		g.steps = append(g.steps, hostSteps(h, o.steps)...)
+		g.uncertain = append(g.uncertain, o.uncertain...)
+		g.pkt = o.pkt
+		g.pass.notrack = o.notrack
+		if o.verdict != "accept" {
+			r.hookDrop(g, h, env, o)
+			continue
+		}
+		next(g)
+	}
+}
+
+func hostSteps(h *Host, steps []Step) []Step {
+	for i := range steps {
+		steps[i].Host, steps[i].Netns = h.Name, h.Snap.Netns
+	}
+	return steps
+}
+
+// conntrackIn looks the packet up in the flow's conntrack entries of h (the
+// kernel's conntrack at priority -200) and applies existing NAT bindings
+// (reverse NAT for replies).
+func (r *run) conntrackIn(f *flow, h *Host, env hookEnv) {
+	pass := &f.pass
+	if pass.notrack {
+		pass.state = "UNTRACKED"
+		return
+	}
+	e, orig := f.ct.lookup(h.Name, f.pkt)
+	switch {
+	case e == nil && f.pkt.Proto == "tcp" && f.pkt.Flags != "SYN":
+		// conntrack only starts TCP connections on a SYN: a SYN-ACK or
+		// RST it has no entry for is INVALID (and not NATed).
+		pass.state, pass.orig = "INVALID", true
+		f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "conntrack", Hook: env.hook, Text: fmt.Sprintf("conntrack: no entry for this %s packet (the connection was not tracked here): ctstate INVALID", f.pkt.Flags)})
+	case e == nil:
+		pass.state, pass.created, pass.orig = "NEW", true, true
+	case orig:
+		pass.orig, pass.state = true, "NEW"
+		if e.replied {
+			pass.state = "ESTABLISHED"
+		}
+	default:
+		pass.state = "ESTABLISHED"
+		e.replied = true
+	}
+	if e != nil {
+		pass.idx = indexOf(f.ct[h.Name], e)
+	}
+}
+
+// hookTracked runs the chains of a hook after conntrack: existing bindings
+// are applied, NAT chains run for new connections, new bindings recorded.
+func (r *run) hookTracked(f *flow, h *Host, env hookEnv, chains []baseChain, next func(*flow)) {
+	pass := &f.pass
 	e := f.entry()
-	// Existing bindings: dst manip at PREROUTING/OUTPUT, src manip at POSTROUTING/INPUT.
 	if e != nil && !pass.created {
 		before := f.pkt
 		switch env.hook {
@@ -72,7 +135,7 @@ func (r *run) hook(f *flow, h *Host, env hookEnv, next func(*flow)) {
 				dir = "original direction"
 			}
 			f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "conntrack", Hook: env.hook,
-				Text: fmt.Sprintf("conntrack (%s of %s): %s -> %s", dir, e, endpoints(before), endpoints(f.pkt))})
+				Text: fmt.Sprintf("conntrack (%s of %s): %s rewritten to %s", dir, e, endpoints(before), endpoints(f.pkt))})
 		} else if env.hook == "PREROUTING" && !pass.orig {
 			f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "conntrack", Hook: env.hook, Text: fmt.Sprintf("conntrack: reply of %s (ESTABLISHED)", e)})
 		}
@@ -87,18 +150,14 @@ func (r *run) hook(f *flow, h *Host, env hookEnv, next func(*flow)) {
 	}
 	env.allowNAT = pass.created && !pass.notrack
 	before := f.pkt
-	for _, o := range h.runHook(f.pkt, env) {
-		g := f
-		if len(h.chains[env.hook]) > 0 {
-			g = f.clone()
-		}
+	start := hookOutcome{prob: 1, pkt: f.pkt, verdict: "accept", notrack: pass.notrack}
+	for _, o := range h.runChains(f.pkt, env, chains, start) {
+		g := f.clone()
 		g.prob *= o.prob
-		g.steps = append(g.steps, o.steps...)
+		g.steps = append(g.steps, hostSteps(h, o.steps)...)
 		g.uncertain = append(g.uncertain, o.uncertain...)
 		g.pkt = o.pkt
-		if o.notrack {
-			g.pass.notrack = true
-		}
+		g.pass.notrack = o.notrack
 		if o.verdict != "accept" {
 			r.hookDrop(g, h, env, o)
 			continue
@@ -110,7 +169,7 @@ func (r *run) hook(f *flow, h *Host, env hookEnv, next func(*flow)) {
 			g.ct[h.Name] = append(g.ct[h.Name], ne)
 			g.pass.idx = len(g.ct[h.Name]) - 1
 			if ne.dnat {
-				g.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "conntrack", Hook: env.hook, Text: fmt.Sprintf("conntrack: new connection %s, DNAT recorded: replies get source %s", endpoints(before), endpoints(before)[strings.Index(endpoints(before), "-> ")+3:])})
+				g.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "conntrack", Hook: env.hook, Text: fmt.Sprintf("conntrack: new connection %s, DNAT recorded: replies get source %s", endpoints(before), netip.AddrPortFrom(before.Dst, before.Dport))})
 			}
 		}
 		if ge := g.entry(); ge != nil && g.pass.created {
@@ -118,14 +177,8 @@ func (r *run) hook(f *flow, h *Host, env hookEnv, next func(*flow)) {
 				ge.snat = true
 				ge.cur.src, ge.cur.sport = g.pkt.Src, g.pkt.Sport
 			}
-			if o.dnat != nil && env.hook == "OUTPUT" {
-				ge.cur.dst, ge.cur.dport = g.pkt.Dst, g.pkt.Dport
-			}
 		}
 		next(g)
-		if g == f {
-			return
-		}
 	}
 }
 
@@ -173,6 +226,13 @@ func (r *run) hookDrop(f *flow, h *Host, env hookEnv, o hookOutcome) {
 		kind = Unreachable
 		if o.reject == "" || strings.Contains(o.reject, "port-unreach") || strings.Contains(o.reject, "tcp-reset") || strings.Contains(o.reject, "port-unreachable") {
 			kind = Refused
+		}
+	}
+	if !f.reply && o.verdict == "reject" && strings.Contains(o.reject, "tcp-reset") {
+		if e := f.entry(); e != nil && e.dnat && f.pass.host == h.Name {
+			f.add(Step{Host: h.Name, Stage: "hook", Text: fmt.Sprintf("the TCP reset is sent from %s, the address after DNAT, not the Service address the client called: the client ignores it and keeps waiting", netip.AddrPortFrom(f.pkt.Dst, f.pkt.Dport))})
+			r.finish(f, Outcome{Kind: Reset, Where: where + " (reset from the DNAT target address, ignored by the client)", ReplyFrom: netip.AddrPortFrom(f.pkt.Dst, f.pkt.Dport)})
+			return
 		}
 	}
 	if f.reply {

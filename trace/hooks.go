@@ -66,6 +66,10 @@ func (h *Host) compileNetfilter() error {
 		if order == 1 {
 			src = nft
 		}
+		// At equal priority the kernel runs hooks in registration order,
+		// which a snapshot does not record. iptables-nft is assumed first
+		// (it is the host's backend; legacy tables appear later, F4).
+		prioOrder := 1 - order
 		if !b.raw {
 			continue
 		}
@@ -83,7 +87,7 @@ func (h *Host) compileNetfilter() error {
 				}
 				h.chains[hk.chain] = append(h.chains[hk.chain], baseChain{
 					backend: b.name, table: tname, chain: hk.chain, hook: hk.chain, prio: hk.prio, nat: tname == "nat",
-					order: order, ipt: rs, iptT: t, iptC: c,
+					order: prioOrder, ipt: rs, iptT: t, iptC: c,
 				})
 			}
 		}
@@ -170,9 +174,15 @@ type hookOutcome struct {
 // priority order. Each returned outcome either accepts (all chains
 // accepted) or names the chain that dropped or rejected.
 func (h *Host) runHook(p Packet, env hookEnv) []hookOutcome {
-	cur := []hookOutcome{{prob: 1, pkt: p, ctmark: env.ctmark, verdict: "accept"}}
-	for i := range h.chains[env.hook] {
-		bc := &h.chains[env.hook][i]
+	return h.runChains(p, env, h.chains[env.hook], hookOutcome{prob: 1, pkt: p, ctmark: env.ctmark, verdict: "accept"})
+}
+
+// runChains passes the packet through the given base chains in order,
+// starting from outcome start.
+func (h *Host) runChains(p Packet, env hookEnv, chains []baseChain, start hookOutcome) []hookOutcome {
+	cur := []hookOutcome{start}
+	for i := range chains {
+		bc := &chains[i]
 		var next []hookOutcome
 		for _, o := range cur {
 			if o.verdict != "accept" {
@@ -207,6 +217,9 @@ func (h *Host) runHook(p Packet, env hookEnv) []hookOutcome {
 				if co.verdict != "accept" {
 					n.by = bc.name()
 					n.reject = co.reject
+					if tie := h.sameRank(env.hook, bc); tie != "" {
+						n.uncertain = append(n.uncertain, fmt.Sprintf("%s decided, but %s hooks in at the same priority %d: their order is the order the tables were registered (not in a snapshot); assumed iptables-nft first (F4)", bc.name(), tie, bc.prio))
+					}
 				}
 				if co.nat != nil && co.verdict == "accept" {
 					h.applyNAT(&n, co.nat, env, bc)
@@ -265,4 +278,16 @@ func (h *Host) applyNAT(o *hookOutcome, n *natAction, env hookEnv, bc *baseChain
 	if len(o.steps) > 0 {
 		o.steps[len(o.steps)-1].Packet = &pk
 	}
+}
+
+// sameRank names another iptables backend's base chain with rules at the
+// same hook and priority as bc, whose relative order is undefined.
+func (h *Host) sameRank(hook string, bc *baseChain) string {
+	for i := range h.chains[hook] {
+		o := &h.chains[hook][i]
+		if o.ipt != nil && bc.ipt != nil && o.backend != bc.backend && o.prio == bc.prio && (len(o.iptC.rules) > 0 || o.iptC.policy == "DROP") {
+			return o.name()
+		}
+	}
+	return ""
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/twillnet/twill/netfilter"
 )
@@ -24,7 +25,31 @@ type nftTable struct {
 type nftChain struct {
 	name, hook, typ, policy string
 	prio                    int
-	rules                   []*nftRuleC
+	// raw rules are compiled on first use (rules), so that loading a rule
+	// set of tens of thousands of chains only pays for the chains a trace
+	// visits.
+	raw   []*netfilter.NftRule
+	once  sync.Once
+	rules []*nftRuleC
+}
+
+// compiled returns the chain's compiled rules.
+func (c *nftChain) compiled() []*nftRuleC {
+	c.once.Do(func() {
+		for _, r := range c.raw {
+			rc := &nftRuleC{r: r}
+			for _, raw := range r.Expr {
+				var m map[string]json.RawMessage
+				if err := json.Unmarshal(raw, &m); err != nil || len(m) != 1 {
+					m = map[string]json.RawMessage{"?": raw}
+				}
+				rc.stmts = append(rc.stmts, m)
+			}
+			rc.text = nftRuleText(rc)
+			c.rules = append(c.rules, rc)
+		}
+	})
+	return c.rules
 }
 
 type nftRuleC struct {
@@ -78,20 +103,7 @@ func compileNft(text string, owned map[string]bool) (*nftRuleset, []string, erro
 			ct.sets[s.Name] = compileNftSet(s)
 		}
 		for _, c := range t.Chains {
-			cc := &nftChain{name: c.Name, hook: c.Hook, typ: c.Type, policy: c.Policy, prio: c.Priority}
-			for _, r := range c.Rules {
-				rc := &nftRuleC{r: r}
-				for _, raw := range r.Expr {
-					var m map[string]json.RawMessage
-					if err := json.Unmarshal(raw, &m); err != nil || len(m) != 1 {
-						m = map[string]json.RawMessage{"?": raw}
-					}
-					rc.stmts = append(rc.stmts, m)
-				}
-				rc.text = nftRuleText(rc)
-				cc.rules = append(cc.rules, rc)
-			}
-			ct.chains[c.Name] = cc
+			ct.chains[c.Name] = &nftChain{name: c.Name, hook: c.Hook, typ: c.Type, policy: c.Policy, prio: c.Priority, raw: c.Rules}
 		}
 		out.tables = append(out.tables, ct)
 	}

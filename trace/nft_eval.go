@@ -358,7 +358,8 @@ func (w *nftWalk) walk(o chainOutcome, stack []nftFrame) {
 			return
 		}
 		top := &stack[len(stack)-1]
-		if top.i >= len(top.c.rules) {
+		rules := top.c.compiled()
+		if top.i >= len(rules) {
 			if len(stack) == 1 {
 				w.policy(o)
 				return
@@ -366,7 +367,7 @@ func (w *nftWalk) walk(o chainOutcome, stack []nftFrame) {
 			stack = stack[:len(stack)-1]
 			continue
 		}
-		r := top.c.rules[top.i]
+		r := rules[top.i]
 		top.i++
 		if !w.rule(&o, &stack, top.c, r) {
 			return
