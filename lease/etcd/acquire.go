@@ -1,0 +1,236 @@
+package etcd
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/twillnet/twill/lease"
+	"github.com/twillnet/twill/netconf"
+)
+
+// Bounds of one Acquire: how often the store is listed again after a lost
+// take-over race, and how many create transactions may conflict in total.
+const (
+	maxListRounds  = 8
+	maxCreateTries = 512
+)
+
+// Acquire returns this node's lease, in this order of preference:
+//
+//  1. a lease in the store whose value names req.Node and whose subnet is
+//     allocatable under cfg: it is taken over (re-written with our values
+//     and our new TTL lease, in a transaction that fails if the key changed
+//     since it was read);
+//  2. req.Previous, when allocatable and free (create-only transaction);
+//  3. the first free subnet from SubnetMin to SubnetMax (create-only
+//     transactions; a conflict moves on to the next subnet).
+//
+// Other leases naming req.Node (a second one, or one outside cfg after a
+// config change) are deleted. Create-only transactions guarantee that no two
+// nodes ever hold the same subnet. When every subnet is held by other nodes
+// the error wraps lease.ErrNoFreeSubnet. A previous lease of this Store is
+// replaced (its TTL lease revoked).
+func (s *Store) Acquire(ctx context.Context, cfg netconf.Config, req lease.Request) (lease.Lease, error) {
+	if err := req.Check(); err != nil {
+		return lease.Lease{}, err
+	}
+	if cfg.SubnetCount() == 0 {
+		return lease.Lease{}, fmt.Errorf("lease for node %s: the network config has no subnets (SubnetMin %s, SubnetMax %s, SubnetLen %d): pass a config from netconf.Parse", req.Node, cfg.SubnetMin, cfg.SubnetMax, cfg.SubnetLen)
+	}
+	g, err := s.c.Grant(ctx, int64(s.ttl/time.Second))
+	if err != nil {
+		return lease.Lease{}, fmt.Errorf("lease for node %s: etcd grant of a %s TTL lease: %w", req.Node, s.ttl, err)
+	}
+	l, err := s.acquire(ctx, cfg, req, g.ID)
+	if err != nil {
+		s.revoke(g.ID)
+		return lease.Lease{}, err
+	}
+	s.mu.Lock()
+	old := s.own
+	s.own = &owned{lease: l, id: g.ID, cfg: cfg, req: req}
+	s.mu.Unlock()
+	if old != nil && old.id != g.ID {
+		s.revoke(old.id)
+	}
+	return l, nil
+}
+
+// acquire finds and claims a subnet for req, attaching etcd lease id.
+func (s *Store) acquire(ctx context.Context, cfg netconf.Config, req lease.Request, id clientv3.LeaseID) (lease.Lease, error) {
+	creates := 0
+	for range maxListRounds {
+		resp, err := s.c.Get(ctx, lease.SubnetsPrefix(s.prefix), clientv3.WithPrefix())
+		if err != nil {
+			return lease.Lease{}, fmt.Errorf("lease for node %s: etcd list %s: %w", req.Node, lease.SubnetsPrefix(s.prefix), err)
+		}
+		taken := make(map[netip.Prefix]bool, len(resp.Kvs))
+		var mine []*mvccpb.KeyValue
+		for _, kv := range resp.Kvs {
+			sn, err := lease.ParseSubnetKey(string(kv.Key))
+			if err != nil {
+				continue // not a subnet key: cannot collide with one we create
+			}
+			taken[sn] = true
+			var a lease.Attrs
+			if json.Unmarshal(kv.Value, &a) == nil && a.Node == req.Node {
+				mine = append(mine, kv)
+			}
+		}
+
+		// 1. Our own lease, the best one first.
+		slices.SortFunc(mine, func(x, y *mvccpb.KeyValue) int { return cmp.Compare(s.rank(cfg, req, x), s.rank(cfg, req, y)) })
+		for i, kv := range mine {
+			sn, _ := lease.ParseSubnetKey(string(kv.Key))
+			if i > 0 || !cfg.Allocatable(sn) {
+				s.dropStale(ctx, req.Node, kv)
+				mine[i] = nil
+			}
+		}
+		if len(mine) > 0 && mine[0] != nil {
+			kv := mine[0]
+			sn, _ := lease.ParseSubnetKey(string(kv.Key))
+			l := req.Lease(sn)
+			ok, err := s.txn(ctx, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision),
+				clientv3.OpPut(string(kv.Key), string(l.Encode()), clientv3.WithLease(id)))
+			if err != nil {
+				return lease.Lease{}, fmt.Errorf("lease %s for node %s: take over: %w", sn, req.Node, err)
+			}
+			if ok {
+				s.log.Info("lease: took over this node's existing lease", "node", req.Node, "subnet", sn)
+				return l, nil
+			}
+			continue // it changed under us: list again
+		}
+
+		// 2. The subnet of the node's last subnet file, 3. the first free one.
+		try := func(sn netip.Prefix) (bool, error) {
+			creates++
+			l := req.Lease(sn)
+			key := lease.SubnetKey(s.prefix, sn)
+			ok, err := s.txn(ctx, clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
+				clientv3.OpPut(key, string(l.Encode()), clientv3.WithLease(id)))
+			if err != nil {
+				return false, fmt.Errorf("lease %s for node %s: create: %w", sn, req.Node, err)
+			}
+			taken[sn] = true // ours now, or someone else's
+			return ok, nil
+		}
+		if cfg.Allocatable(req.Previous) && !taken[req.Previous] {
+			ok, err := try(req.Previous)
+			if err != nil {
+				return lease.Lease{}, err
+			}
+			if ok {
+				s.log.Info("lease: got the node's previous subnet back", "node", req.Node, "subnet", req.Previous)
+				return req.Lease(req.Previous), nil
+			}
+		}
+		for sn := range cfg.Subnets() {
+			if taken[sn] {
+				continue
+			}
+			if creates >= maxCreateTries {
+				return lease.Lease{}, fmt.Errorf("lease for node %s: gave up after %d conflicting attempts (many nodes allocating at once?): try again", req.Node, creates)
+			}
+			ok, err := try(sn)
+			if err != nil {
+				return lease.Lease{}, err
+			}
+			if ok {
+				s.log.Info("lease: allocated a new subnet", "node", req.Node, "subnet", sn)
+				return req.Lease(sn), nil
+			}
+		}
+		held := 0
+		for sn := range taken {
+			if cfg.Allocatable(sn) {
+				held++
+			}
+		}
+		return lease.Lease{}, fmt.Errorf("%w for node %s: all %d /%d subnets from %s to %s are leased by other nodes (%d leases under %s): widen SubnetMin/SubnetMax or Network, or remove leases of nodes that are gone",
+			lease.ErrNoFreeSubnet, req.Node, cfg.SubnetCount(), cfg.SubnetLen, cfg.SubnetMin, cfg.SubnetMax, held, lease.SubnetsPrefix(s.prefix))
+	}
+	return lease.Lease{}, fmt.Errorf("lease for node %s: its existing lease kept changing during %d attempts (another agent with the same node name?)", req.Node, maxListRounds)
+}
+
+// rank orders a node's own leases: allocatable before not, Previous first,
+// then the oldest.
+func (s *Store) rank(cfg netconf.Config, req lease.Request, kv *mvccpb.KeyValue) int64 {
+	sn, _ := lease.ParseSubnetKey(string(kv.Key))
+	switch {
+	case !cfg.Allocatable(sn):
+		return 1 << 62
+	case sn == req.Previous:
+		return -1
+	}
+	return kv.CreateRevision
+}
+
+// dropStale deletes one of the node's own leases that it will not use, if
+// it did not change since it was read.
+func (s *Store) dropStale(ctx context.Context, node string, kv *mvccpb.KeyValue) {
+	ok, err := s.txn(ctx, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision), clientv3.OpDelete(string(kv.Key)))
+	if err != nil || !ok {
+		s.log.Warn("lease: could not delete a stale lease of this node", "node", node, "key", string(kv.Key), "err", err)
+		return
+	}
+	s.log.Info("lease: deleted a stale lease of this node (a second one, or outside the network config)", "node", node, "key", string(kv.Key))
+}
+
+// txn runs If(cond).Then(op) and reports whether cond held.
+func (s *Store) txn(ctx context.Context, cond clientv3.Cmp, op clientv3.Op) (bool, error) {
+	resp, err := s.c.Txn(ctx).If(cond).Then(op).Commit()
+	if err != nil {
+		return false, err
+	}
+	return resp.Succeeded, nil
+}
+
+// revoke drops an etcd lease (and the keys attached to it), best effort.
+func (s *Store) revoke(id clientv3.LeaseID) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.c.Revoke(ctx, id); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		s.log.Warn("lease: revoke failed; the key expires with its TTL", "lease", fmt.Sprintf("%x", int64(id)), "err", err)
+	}
+}
+
+// Release deletes this node's lease, only if it is still attached to our
+// etcd lease (not re-taken by anyone), and revokes the etcd lease. Without a
+// lease it does nothing.
+func (s *Store) Release(ctx context.Context) error {
+	s.mu.Lock()
+	own := s.own
+	s.mu.Unlock()
+	if own == nil {
+		return nil
+	}
+	key := lease.SubnetKey(s.prefix, own.lease.Subnet)
+	ok, err := s.txn(ctx, clientv3.Compare(clientv3.LeaseValue(key), "=", own.id), clientv3.OpDelete(key))
+	if err != nil {
+		return fmt.Errorf("release lease %s of node %s: %w", own.lease.Subnet, own.req.Node, err)
+	}
+	if !ok {
+		s.log.Info("lease: release: the key is no longer ours; left it alone", "key", key)
+	}
+	if _, err := s.c.Revoke(ctx, own.id); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return fmt.Errorf("release lease %s of node %s: revoke: %w", own.lease.Subnet, own.req.Node, err)
+	}
+	s.mu.Lock()
+	if s.own == own {
+		s.own = nil
+	}
+	s.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,94 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/twillnet/twill/netconf"
+)
+
+// Request says who asks for a lease and what it publishes.
+type Request struct {
+	// Node is the node's name; a lease with the same Node is this node's.
+	Node string
+	// PublicIP is the node's underlay address, published to the peers.
+	PublicIP netip.Addr
+	// BackendType is "vxlan" or "host-gw".
+	BackendType string
+	// BackendData is published with the lease (vxlan: the VTEP MAC); may be nil.
+	BackendData *BackendData
+	// Previous is the subnet of the node's last subnet file. It is asked for
+	// first when the node has no lease in the store; it may be invalid
+	// (zero) or outside the current config, then it is not used.
+	Previous netip.Prefix
+}
+
+// Check reports a Request that cannot be published.
+func (r Request) Check() error {
+	if r.Node == "" {
+		return errors.New("lease request: Node is empty: every lease names its node (pass the node name)")
+	}
+	if !r.PublicIP.IsValid() {
+		return fmt.Errorf("lease request for node %s: PublicIP is not set: pass the node's underlay address", r.Node)
+	}
+	return nil
+}
+
+// Lease returns the lease the request publishes for subnet sn.
+func (r Request) Lease(sn netip.Prefix) Lease {
+	return Lease{Subnet: sn, Attrs: Attrs{
+		PublicIP:    r.PublicIP.String(),
+		BackendType: r.BackendType,
+		BackendData: r.BackendData,
+		Node:        r.Node,
+	}}
+}
+
+// Event is the full current lease set: every node's lease, this node's
+// included, sorted by subnet.
+type Event struct {
+	Leases []Lease
+}
+
+// Store keeps the cluster's network config and the nodes' subnet leases.
+type Store interface {
+	// Config reads <prefix>/config (the cluster's net-conf.json); ErrNoConfig when absent.
+	Config(ctx context.Context) (netconf.Config, error)
+	// Acquire returns this node's lease: its existing one (same Node name) if any, else Previous if
+	// free, else a free subnet allocated atomically (etcd txn, create-only). Attaches a TTL lease.
+	Acquire(ctx context.Context, cfg netconf.Config, req Request) (Lease, error)
+	// KeepAlive renews the lease until ctx ends; it re-acquires (same subnet) if the lease was lost
+	// (etcd down longer than the TTL, then back). Errors are reported on the returned channel, not
+	// fatal; a re-acquired lease is reported as a *ReacquiredError.
+	KeepAlive(ctx context.Context) <-chan error
+	// Watch sends the full lease set now and after every change; resyncs after compaction or a
+	// broken watch; never closes before ctx ends.
+	Watch(ctx context.Context) <-chan Event
+	// Release deletes this node's lease (twill uninstall, graceful leave).
+	Release(ctx context.Context) error
+}
+
+// ErrNoConfig is returned by Store.Config when the store holds no network
+// config.
+var ErrNoConfig = errors.New("no network config in the store")
+
+// ErrNoFreeSubnet is returned by Store.Acquire when every subnet between
+// SubnetMin and SubnetMax is leased to another node.
+var ErrNoFreeSubnet = errors.New("no free subnet")
+
+// ReacquiredError is sent on KeepAlive's channel when the lease had been lost
+// (it expired while the store was unreachable) and was acquired again. New
+// is normally the same subnet as Old; when it is not (another node took the
+// subnet meanwhile), the node must reprogram everything for New.
+type ReacquiredError struct {
+	Old, New Lease
+}
+
+func (e *ReacquiredError) Error() string {
+	if e.Old.Subnet == e.New.Subnet {
+		return fmt.Sprintf("lease %s of node %s had expired; re-acquired it", e.New.Subnet, e.New.Attrs.Node)
+	}
+	return fmt.Sprintf("lease %s of node %s had expired and was taken; acquired %s instead: reprogram the node", e.Old.Subnet, e.New.Attrs.Node, e.New.Subnet)
+}
