@@ -199,3 +199,13 @@ func TestJSONShape(t *testing.T) {
 		t.Fatalf("JSON %s\nwant %s", c.JSON(), want)
 	}
 }
+
+func TestJSONOfPartialConfigParsesWithDefaults(t *testing.T) {
+	c, err := Parse("t", Config{Network: mp("10.244.0.0/16")}.JSON())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SubnetLen != 24 || c.SubnetMin != ma("10.244.1.0") || c.Backend.Type != "vxlan" || c.Backend.Port != 8472 {
+		t.Fatalf("defaults not applied: %+v", c)
+	}
+}
