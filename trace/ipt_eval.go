@@ -8,6 +8,10 @@ import (
 // maxJumpDepth bounds chain nesting (a loop in a dump must not hang a trace).
 const maxJumpDepth = 64
 
+// maxSteps bounds the rules one base-chain walk may evaluate (all branches
+// together): goto loops and forks inside loops must end.
+const maxSteps = 100000
+
 // maxBranches bounds the number of statistic branches one chain walk may fork into.
 const maxBranches = 4096
 
@@ -61,6 +65,7 @@ type iptWalk struct {
 	table *iptTable
 	base  *iptChain
 	out   []chainOutcome
+	steps int
 }
 
 // runIptChain walks base chain c of table t with the packet and returns
@@ -87,6 +92,13 @@ func (o chainOutcome) clone() chainOutcome {
 
 func (w *iptWalk) walk(o chainOutcome, stack []frame) {
 	for {
+		w.steps++
+		if w.steps > maxSteps {
+			o.verdict = "accept"
+			o.uncertain = append(o.uncertain, fmt.Sprintf("%s/%s: more than %d rule evaluations (a goto loop?); assumed accepted", w.table.name, w.base.name, maxSteps))
+			w.out = append(w.out, o)
+			return
+		}
 		if len(w.out) >= maxBranches {
 			o.verdict = "accept"
 			o.uncertain = append(o.uncertain, fmt.Sprintf("%s/%s: more than %d statistic branches; the rest were not followed", w.table.name, w.base.name, maxBranches))

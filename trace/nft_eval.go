@@ -323,8 +323,9 @@ type nftFrame struct {
 }
 
 type nftWalk struct {
-	bc  *baseChain
-	out []chainOutcome
+	bc    *baseChain
+	out   []chainOutcome
+	steps int
 }
 
 // runNftChain walks a native nft base chain.
@@ -354,7 +355,13 @@ func (w *nftWalk) policy(o chainOutcome) {
 
 func (w *nftWalk) walk(o chainOutcome, stack []nftFrame) {
 	for {
-		if len(w.out) >= maxBranches {
+		w.steps++
+		if w.steps > maxSteps || len(w.out) >= maxBranches {
+			if w.steps == maxSteps+1 || len(w.out) < maxBranches {
+				o.verdict = "accept"
+				o.uncertain = append(o.uncertain, fmt.Sprintf("nft %s/%s: more than %d rule evaluations or %d branches; assumed accepted", w.bc.table, w.bc.chain, maxSteps, maxBranches))
+				w.out = append(w.out, o)
+			}
 			return
 		}
 		top := &stack[len(stack)-1]
