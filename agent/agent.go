@@ -237,7 +237,11 @@ func (a *agent) loop(ctx context.Context) error {
 	keep := a.deps.Store.KeepAlive(ctx)
 	tick := time.NewTicker(a.opt.Resync)
 	defer tick.Stop()
-	a.reconcile(ctx)
+	// Nothing is reconciled before the first full peer set arrives: with an
+	// empty set, a restarted agent would delete every peer's routes and cut
+	// running pods off until the watch caught up.
+	havePeers := false
+	a.h.setReady(false, "waiting for the peer list from the store")
 	for {
 		select {
 		case <-ctx.Done():
@@ -251,6 +255,7 @@ func (a *agent) loop(ctx context.Context) error {
 			a.mu.Lock()
 			a.peers = ev.Leases
 			a.mu.Unlock()
+			havePeers = true
 			a.reconcile(ctx)
 		case err, ok := <-keep:
 			if !ok {
@@ -266,12 +271,16 @@ func (a *agent) loop(ctx context.Context) error {
 				a.mu.Unlock()
 				a.m.lease.Reset()
 				a.m.lease.WithLabelValues(re.New.Subnet.String()).Set(1)
-				a.reconcile(ctx)
+				if havePeers {
+					a.reconcile(ctx)
+				}
 				continue
 			}
 			a.log.Error("lease keepalive", "err", err.Error())
 		case <-tick.C:
-			a.reconcile(ctx)
+			if havePeers {
+				a.reconcile(ctx)
+			}
 		}
 	}
 }

@@ -54,3 +54,5 @@ func TestFindUnderlay(t *testing.T) {
 		t.Errorf("no default route: %v", err)
 	}
 }
+
+func netipPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
