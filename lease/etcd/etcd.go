@@ -1,5 +1,8 @@
-// Package etcd keeps subnet leases in etcd v3 under the layout of package
-// lease. This is the thin adapter: encoding lives in package lease.
+// Package etcd keeps the network config and the subnet leases in etcd v3,
+// under the key layout of package lease (encoding lives there). Store is the
+// lease.Store the agent uses: atomic allocation, TTL renewal, a watch of all
+// leases (docs/leases.md). Put and List are one-shot helpers for the lab,
+// snapshot and tests. Package etcdtest starts a real etcd for tests.
 package etcd
 
 import (

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +21,10 @@ import (
 	"github.com/twillnet/twill/lease/etcd/etcdtest"
 	"github.com/twillnet/twill/netconf"
 )
+
+// quietLog keeps warnings (renewal failures, resyncs) and drops the
+// allocation chatter.
+var quietLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 func mustConfig(t testing.TB, js string) netconf.Config {
 	t.Helper()
@@ -41,7 +47,7 @@ func request(node string, i int) lease.Request {
 // newStore opens a Store on endpoint, closed at cleanup.
 func newStore(t testing.TB, endpoint string, ttl time.Duration) *Store {
 	t.Helper()
-	s, err := New(context.Background(), Options{Endpoints: []string{endpoint}, TTL: ttl})
+	s, err := New(context.Background(), Options{Endpoints: []string{endpoint}, TTL: ttl, Logger: quietLog})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +117,7 @@ func getNode(t testing.TB, c *clientv3.Client, sn netip.Prefix) string {
 }
 
 func TestAcquireConcurrentNodesGetDistinctSubnets(t *testing.T) {
+	t.Parallel()
 	ep, _ := etcdtest.Start(t)
 	cfg := mustConfig(t, `{"Network": "10.244.0.0/16"}`)
 	const n = 20
@@ -154,6 +161,7 @@ func TestAcquireConcurrentNodesGetDistinctSubnets(t *testing.T) {
 }
 
 func TestAcquireTooSmallRangeGivesErrNoFreeSubnet(t *testing.T) {
+	t.Parallel()
 	ep, _ := etcdtest.Start(t)
 	cfg := mustConfig(t, `{"Network": "10.244.0.0/16", "SubnetMin": "10.244.1.0", "SubnetMax": "10.244.5.0"}`)
 	const n = 8
@@ -192,6 +200,7 @@ func TestAcquireTooSmallRangeGivesErrNoFreeSubnet(t *testing.T) {
 }
 
 func TestAcquireRestartGetsSameSubnet(t *testing.T) {
+	t.Parallel()
 	ep, _ := etcdtest.Start(t)
 	cfg := mustConfig(t, `{"Network": "10.244.0.0/16"}`)
 	other := newStore(t, ep, 0)
@@ -251,6 +260,7 @@ func TestAcquireRestartGetsSameSubnet(t *testing.T) {
 }
 
 func TestAcquireDropsOwnStaleLeases(t *testing.T) {
+	t.Parallel()
 	ep, _ := etcdtest.Start(t)
 	s := newStore(t, ep, 0)
 	ctx := ctxT(t, 20*time.Second)
@@ -274,6 +284,7 @@ func TestAcquireDropsOwnStaleLeases(t *testing.T) {
 }
 
 func TestReleaseRemovesKeySeenByWatcher(t *testing.T) {
+	t.Parallel()
 	ep, _ := etcdtest.Start(t)
 	cfg := mustConfig(t, `{"Network": "10.244.0.0/16"}`)
 	watcher := newStore(t, ep, 0)
@@ -308,6 +319,7 @@ func TestReleaseRemovesKeySeenByWatcher(t *testing.T) {
 }
 
 func TestReleaseLeavesAKeyThatIsNoLongerOurs(t *testing.T) {
+	t.Parallel()
 	ep, _ := etcdtest.Start(t)
 	cfg := mustConfig(t, `{"Network": "10.244.0.0/16"}`)
 	a := newStore(t, ep, 0)
@@ -334,6 +346,7 @@ func TestReleaseLeavesAKeyThatIsNoLongerOurs(t *testing.T) {
 }
 
 func TestTTLExpirySeenByWatcher(t *testing.T) {
+	t.Parallel()
 	ep, _ := etcdtest.Start(t)
 	cfg := mustConfig(t, `{"Network": "10.244.0.0/16"}`)
 	ch := newStore(t, ep, 0).Watch(ctxT(t, 60*time.Second))
@@ -349,6 +362,7 @@ func TestTTLExpirySeenByWatcher(t *testing.T) {
 }
 
 func TestKeepAliveRenewsAndReacquiresALostLease(t *testing.T) {
+	t.Parallel()
 	ep, _ := etcdtest.Start(t)
 	cfg := mustConfig(t, `{"Network": "10.244.0.0/16"}`)
 	s := newStore(t, ep, 2*time.Second)
@@ -389,6 +403,7 @@ func TestKeepAliveRenewsAndReacquiresALostLease(t *testing.T) {
 }
 
 func TestKeepAliveWithoutLease(t *testing.T) {
+	t.Parallel()
 	ep, _ := etcdtest.Start(t)
 	s := newStore(t, ep, 0)
 	errs := s.KeepAlive(ctxT(t, 10*time.Second))
@@ -402,6 +417,7 @@ func TestKeepAliveWithoutLease(t *testing.T) {
 }
 
 func TestKeepAliveAndWatchSurviveEtcdRestart(t *testing.T) {
+	t.Parallel()
 	srv := etcdtest.StartServer(t, etcdtest.Options{})
 	cfg := mustConfig(t, `{"Network": "10.244.0.0/16"}`)
 	const ttl = 4 * time.Second
@@ -467,6 +483,7 @@ func TestKeepAliveAndWatchSurviveEtcdRestart(t *testing.T) {
 }
 
 func TestWatchResyncsAfterCompaction(t *testing.T) {
+	t.Parallel()
 	srv := etcdtest.StartServer(t, etcdtest.Options{})
 	s := newStore(t, srv.Endpoint, 0)
 	c := srv.Client()
@@ -514,6 +531,7 @@ func TestWatchResyncsAfterCompaction(t *testing.T) {
 }
 
 func TestWatchCoalescesBursts(t *testing.T) {
+	t.Parallel()
 	ep, _ := etcdtest.Start(t)
 	s := newStore(t, ep, 0)
 	ctx := ctxT(t, 120*time.Second)
@@ -563,6 +581,7 @@ func TestWatchCoalescesBursts(t *testing.T) {
 }
 
 func TestConfigInStore(t *testing.T) {
+	t.Parallel()
 	ep, _ := etcdtest.Start(t)
 	s := newStore(t, ep, 0)
 	ctx := ctxT(t, 10*time.Second)
@@ -592,6 +611,7 @@ func TestConfigInStore(t *testing.T) {
 }
 
 func TestNewRejectsBadOptions(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for _, c := range []struct {
 		name string
@@ -620,6 +640,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 }
 
 func TestTLSAndDial(t *testing.T) {
+	t.Parallel()
 	srv := etcdtest.StartServer(t, etcdtest.Options{TLS: true})
 	if !strings.HasPrefix(srv.Endpoint, "https://") {
 		t.Fatalf("endpoint %s", srv.Endpoint)
