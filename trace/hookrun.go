@@ -21,6 +21,12 @@ type ctPass struct {
 // (reverse NAT for replies), the base chains run, and new NAT bindings are
 // recorded. next is called for every outcome that accepts.
 func (r *run) hook(f *flow, h *Host, env hookEnv, next func(*flow)) {
+	r.walks++
+	if r.walks > maxWalks {
+		f.uncertain = append(f.uncertain, fmt.Sprintf("more than %d hook evaluations in one trace: the remaining branches were not followed", maxWalks))
+		r.finish(f, Outcome{Kind: Lost, Where: "simulation cut short (too many branches)"})
+		return
+	}
 	newPass := env.hook == "PREROUTING" || env.hook == "OUTPUT" || f.pass.host != h.Name
 	if newPass {
 		f.pass = ctPass{host: h.Name, idx: -1}
@@ -85,7 +91,7 @@ func (r *run) conntrackIn(f *flow, h *Host, env hookEnv) {
 	}
 	e, orig := f.ct.lookup(h.Name, f.pkt)
 	switch {
-	case e == nil && f.pkt.Proto == "tcp" && f.pkt.Flags != "SYN":
+	case e == nil && f.pkt.Proto == "tcp" && f.pkt.Flags != "SYN" && f.pkt.Flags != "ACK":
 		// conntrack only starts TCP connections on a SYN: a SYN-ACK or
 		// RST it has no entry for is INVALID (and not NATed).
 		pass.state, pass.orig = "INVALID", true
@@ -96,6 +102,11 @@ func (r *run) conntrackIn(f *flow, h *Host, env hookEnv) {
 		pass.orig, pass.state = true, "NEW"
 		if e.replied {
 			pass.state = "ESTABLISHED"
+		} else if f.pkt.Flags == "ACK" {
+			// An ACK for a connection whose SYN-ACK this node never saw:
+			// TCP conntrack (SYN_SENT + ACK) calls it INVALID.
+			pass.state = "INVALID"
+			f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "conntrack", Hook: env.hook, Text: fmt.Sprintf("conntrack: ACK for %s, whose reply never passed this node: ctstate INVALID", e)})
 		}
 	default:
 		pass.state = "ESTABLISHED"
@@ -111,7 +122,7 @@ func (r *run) conntrackIn(f *flow, h *Host, env hookEnv) {
 func (r *run) hookTracked(f *flow, h *Host, env hookEnv, chains []baseChain, next func(*flow)) {
 	pass := &f.pass
 	e := f.entry()
-	if e != nil && !pass.created {
+	if e != nil && !pass.created && pass.state != "INVALID" {
 		before := f.pkt
 		switch env.hook {
 		case "PREROUTING", "OUTPUT":
@@ -228,7 +239,9 @@ func (r *run) hookDrop(f *flow, h *Host, env hookEnv, o hookOutcome) {
 			kind = Refused
 		}
 	}
-	if !f.reply && o.verdict == "reject" && strings.Contains(o.reject, "tcp-reset") {
+	if !f.reply && o.verdict == "reject" && strings.Contains(o.reject, "tcp-reset") && env.physIn != "" {
+		// br_netfilter: a reset for a frame that came in over a bridge port
+		// is sent straight out of that port, without ip_local_out and NAT.
 		if e := f.entry(); e != nil && e.dnat && f.pass.host == h.Name {
 			f.add(Step{Host: h.Name, Stage: "hook", Text: fmt.Sprintf("the TCP reset is sent from %s, the address after DNAT, not the Service address the client called: the client ignores it and keeps waiting", netip.AddrPortFrom(f.pkt.Dst, f.pkt.Dport))})
 			r.finish(f, Outcome{Kind: Reset, Where: where + " (reset from the DNAT target address, ignored by the client)", ReplyFrom: netip.AddrPortFrom(f.pkt.Dst, f.pkt.Dport)})

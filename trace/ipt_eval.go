@@ -73,7 +73,32 @@ type iptWalk struct {
 func runIptChain(rs *iptRuleset, t *iptTable, c *iptChain, ctx pktCtx) []chainOutcome {
 	w := &iptWalk{rs: rs, table: t, base: c}
 	w.walk(chainOutcome{prob: 1, ctx: ctx}, []frame{{c, 0}})
-	return w.out
+	return mergeOutcomes(w.out)
+}
+
+// mergeOutcomes joins branches that end the same way (same verdict, same
+// packet, same NAT and the same deciding step), adding their
+// probabilities, so that forks that do not matter do not multiply paths.
+func mergeOutcomes(out []chainOutcome) []chainOutcome {
+	if len(out) < 2 {
+		return out
+	}
+	idx := map[string]int{}
+	var merged []chainOutcome
+	for _, o := range out {
+		last := ""
+		if n := len(o.steps); n > 0 {
+			last = fmt.Sprintf("%s/%s/%d/%s", o.steps[n-1].Table, o.steps[n-1].Chain, o.steps[n-1].Rule, o.steps[n-1].Action)
+		}
+		key := fmt.Sprintf("%s|%s|%v|%d|%d|%v|%v|%s", o.verdict, o.reject, o.ctx.Packet, o.ctx.ctmark, len(o.uncertain), o.nat, o.notrack, last)
+		if i, ok := idx[key]; ok {
+			merged[i].prob += o.prob
+			continue
+		}
+		idx[key] = len(merged)
+		merged = append(merged, o)
+	}
+	return merged
 }
 
 func (w *iptWalk) step(o *chainOutcome, chain string, r *iptRule, action, note string) {

@@ -332,7 +332,7 @@ type nftWalk struct {
 func runNftChain(bc *baseChain, ctx pktCtx) []chainOutcome {
 	w := &nftWalk{bc: bc}
 	w.walk(chainOutcome{prob: 1, ctx: ctx}, []nftFrame{{bc.nftT, bc.nftC, 0}})
-	return w.out
+	return mergeOutcomes(w.out)
 }
 
 func (w *nftWalk) step(o *chainOutcome, c *nftChain, r *nftRuleC, action, note string) {

@@ -111,7 +111,7 @@ func (r *Result) Summaries() []Summary {
 		found := false
 		for i := range out {
 			o := &out[i]
-			if o.Kind == p.Outcome.Kind && o.Receiver == p.Outcome.Receiver && o.SeenSrc.Addr() == p.Outcome.SeenSrc.Addr() && o.Where == p.Outcome.Where {
+			if o.Kind == p.Outcome.Kind && o.Receiver == p.Outcome.Receiver && o.SeenSrc.Addr() == p.Outcome.SeenSrc.Addr() && o.SeenDst == p.Outcome.SeenDst && o.Where == p.Outcome.Where {
 				o.Prob += p.Prob
 				found = true
 				break

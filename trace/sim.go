@@ -24,6 +24,7 @@ type flow struct {
 	hops      int
 
 	reply   bool
+	ack     bool // the client's handshake ACK (third leg), after the reply
 	fwd     []Step  // forward steps, once the reply is traced
 	seen    Outcome // what the receiver saw (during the reply)
 	client  string
@@ -57,11 +58,26 @@ func (f *flow) add(s Step) {
 type run struct {
 	w     *World
 	paths []*Path
+	// walks counts hook evaluations: a trace that forks without end is cut.
+	walks int
 }
+
+// maxWalks bounds the hook evaluations of one trace.
+const maxWalks = 20000
 
 func (r *run) finish(f *flow, o Outcome) {
 	if len(r.paths) >= maxPaths {
 		return
+	}
+	if f.reply && o.Kind != Established && o.Kind != Reset && o.Kind != ReplyDropped && o.Receiver == "" {
+		seen := f.seen
+		where := o.Where
+		if f.ack {
+			seen.Kind, seen.Where = Dropped, "the client's handshake ACK was lost: "+where+" (the client thinks it is connected; the server never accepts)"
+		} else {
+			seen.Kind, seen.Where = ReplyDropped, where
+		}
+		o = seen
 	}
 	p := &Path{Prob: f.prob, Outcome: o, Uncertain: f.uncertain, bridgedNoNF: f.bridgedNoNF}
 	if f.reply {
@@ -198,11 +214,7 @@ func (r *run) podSend(f *flow, pod *Pod) {
 	if dst == pod.IP.Addr() {
 		// The pod's own address: delivered over its loopback, no node involved.
 		f.add(Step{Host: pod.Label(), Stage: "deliver", Text: fmt.Sprintf("%s is the pod's own address: delivered over lo", dst)})
-		if !f.reply {
-			r.startReply(f, pod.Label(), func(g *flow) { r.podSend(g, pod) })
-			return
-		}
-		r.endReply(f, pod.Label())
+		r.arrive(f, pod.Label(), func(g *flow) { r.podSend(g, pod) })
 		return
 	}
 	if pod.IP.Contains(dst) && dst != pod.Gateway {
@@ -610,18 +622,14 @@ func (r *run) deliverPod(f *flow, pod *Pod) {
 		return
 	}
 	f.add(Step{Host: pod.Label(), Stage: "deliver", Text: fmt.Sprintf("%s receives %s", pod.Label(), f.pkt)})
-	if !f.reply {
-		r.startReply(f, pod.Label(), func(g *flow) { r.podSend(g, pod) })
-		return
-	}
-	r.endReply(f, pod.Label())
+	r.arrive(f, pod.Label(), func(g *flow) { r.podSend(g, pod) })
 }
 
 // deliverLocal: the packet reaches a local socket of h.
 func (r *run) deliverLocal(f *flow, h *Host, rt routeResult) {
 	f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "deliver", Text: fmt.Sprintf("%s accepts %s locally (%s)", h.Name, f.pkt, rt.describe())})
 	if f.reply {
-		r.endReply(f, h.Name)
+		r.arrive(f, h.Name, nil)
 		return
 	}
 	if f.srcHost == h {
@@ -671,8 +679,47 @@ func (r *run) endReply(f *flow, who string) {
 		r.finish(f, o)
 		return
 	}
+	if f.pkt.Proto == "tcp" {
+		// Third leg: the client's ACK must reach the server too (conntrack
+		// entries that never saw the reply call it INVALID).
+		f.seen.ReplyFrom = o.ReplyFrom
+		f.ack, f.hops = true, 0
+		f.pkt = Packet{Src: f.first.Src, Dst: f.first.Dst, Proto: "tcp", Sport: f.first.Sport, Dport: f.first.Dport, Flags: "ACK"}
+		f.add(Step{Host: who, Stage: "send", Text: fmt.Sprintf("%s completes the handshake: %s", who, f.pkt)})
+		if f.srcPod != nil {
+			r.podSend(f, f.srcPod)
+		} else {
+			r.localOut(f, f.srcHost)
+		}
+		return
+	}
 	o.Kind = Established
 	r.finish(f, o)
+}
+
+// arrive is a packet reaching a socket's namespace: the server turns the
+// first packet around, the client checks the reply, the server takes the ACK.
+func (r *run) arrive(f *flow, who string, sendReply func(*flow)) {
+	switch {
+	case !f.reply:
+		if sendReply == nil {
+			r.finish(f, Outcome{Kind: Local, Receiver: who, SeenSrc: netip.AddrPortFrom(f.pkt.Src, f.pkt.Sport), SeenDst: netip.AddrPortFrom(f.pkt.Dst, f.pkt.Dport)})
+			return
+		}
+		r.startReply(f, who, sendReply)
+	case !f.ack:
+		r.endReply(f, who)
+	default:
+		o := f.seen
+		if who != o.Receiver || netip.AddrPortFrom(f.pkt.Dst, f.pkt.Dport) != o.SeenDst || netip.AddrPortFrom(f.pkt.Src, f.pkt.Sport) != o.SeenSrc {
+			o.Kind = Dropped
+			o.Where = fmt.Sprintf("the client's handshake ACK reached %s as %s, not the server's connection", who, f.pkt)
+			r.finish(f, o)
+			return
+		}
+		o.Kind = Established
+		r.finish(f, o)
+	}
 }
 
 // staleNeighbour ends the path when the neighbour entry of a vxlan next hop
