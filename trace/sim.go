@@ -24,7 +24,7 @@ type flow struct {
 	hops      int
 
 	reply   bool
-	ack     bool // the client's handshake ACK (third leg), after the reply
+	ack     bool    // the client's handshake ACK (third leg), after the reply
 	fwd     []Step  // forward steps, once the reply is traced
 	seen    Outcome // what the receiver saw (during the reply)
 	client  string
