@@ -82,6 +82,9 @@ func runTrace(ctx context.Context, cmd *cobra.Command, f *traceFlags) error {
 	if f.output != "text" && f.output != "json" {
 		return fmt.Errorf("-o %q: want text or json", f.output)
 	}
+	if f.live && !f.useLab {
+		return fmt.Errorf("--live needs --lab (it sends a real packet from a lab pod)")
+	}
 	req, err := parseTraceTarget(f.to, f.proto)
 	if err != nil {
 		return err
@@ -138,9 +141,6 @@ func runTrace(ctx context.Context, cmd *cobra.Command, f *traceFlags) error {
 	out := cmd.OutOrStdout()
 	var live *trace.LiveResult
 	if f.live {
-		if st == nil {
-			return fmt.Errorf("--live needs --lab (it sends a real packet from a lab pod)")
-		}
 		live, err = trace.Live(ctx, st, req)
 		if err != nil {
 			return err
