@@ -14,6 +14,7 @@ tools:
 
 build:
 	$(GO) build -o bin/twill ./cmd/twill
+	$(GO) build -ldflags "-s -w" -o bin/twill-cni ./cmd/twill-cni
 
 ## demo: lab up, pods talk, F1 broken, doctor finds it, --fix, works again, lab down.
 demo: tools build

@@ -250,6 +250,44 @@ func TestAgentsBuildThePodNetworkAndRepairDrift(t *testing.T) {
 	routeGone(t, n1.NS, c.Nodes[2].Subnet, 5*time.Second)
 	agents[1].cancel() // no release: the 3s TTL runs out
 	routeGone(t, n1.NS, c.Nodes[1].Subnet, 15*time.Second)
+
+	// Uninstall node1: nothing of twill is left, the lease is released.
+	agents[0].stop()
+	done, err := Uninstall(context.Background(), UninstallOptions{Netns: n1.NS, Root: agents[0].root, Iface: "eth0"})
+	if err != nil {
+		t.Fatalf("uninstall: %v (did: %v)", err, done)
+	}
+	s, err := nodestate.Capture(context.Background(), nodestate.CaptureOptions{Netns: n1.NS, Root: agents[0].root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range s.Links {
+		if strings.HasPrefix(l.Name, "twill") {
+			t.Errorf("uninstall left link %s", l.Name)
+		}
+	}
+	if strings.Contains(s.Nftables.JSON, `"twill"`) {
+		t.Errorf("uninstall left the nft table: %s", s.Nftables.JSON)
+	}
+	if _, err := os.Stat(filepath.Join(agents[0].root, subnetfile.TwillPath)); !os.IsNotExist(err) {
+		t.Errorf("uninstall left the subnet file: %v", err)
+	}
+	for _, r := range s.Routes {
+		if r.Table == 254 && testbed.Network.Contains(r.Dst.Addr()) && r.Dev != "vpod" {
+			t.Errorf("uninstall left route %s dev %s", r.Dst, r.Dev)
+		}
+	}
+	st, err := etcd.New(context.Background(), etcd.Options{Endpoints: []string{endpoint}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if l, ok, err := st.ReleaseNode(context.Background(), n1.Name); err != nil || !ok || l.Subnet != n1.Subnet {
+		t.Fatalf("release node1's lease: %v %v %v", l.Subnet, ok, err)
+	}
+	if _, ok, _ := st.ReleaseNode(context.Background(), n1.Name); ok {
+		t.Fatal("node1's lease released twice")
+	}
 }
 
 // routeGone waits until ns has no route to dst.
