@@ -243,3 +243,55 @@ func runStdin(ctx context.Context, ns, stdin string, argv ...string) error {
 		return nil
 	})
 }
+
+// TestLive sends real probes with nftrace on (`twill trace --live`) and
+// checks that the kernel's own trace shows what the simulation says: the
+// DNAT of a same-node Service call, and with F1 the call failing.
+func TestLive(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root: it builds a lab in network namespaces (run `sudo go test ./test/difftrace/`)")
+	}
+	st := upLab(t, lab.BackendVXLAN, 2, 2)
+	ctx := context.Background()
+	req := trace.Request{From: "node1-a", To: lab.LocalVIP(1).Addr(), Port: lab.LocalVIP(1).Port(), Proto: "tcp", Sport: 41000}
+	live, err := trace.Live(ctx, st, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !live.OK || !strings.HasPrefix(live.Probe, "node1-b ") {
+		t.Fatalf("healthy probe: %+v", live)
+	}
+	joined := strings.Join(live.Trace["node1"], "\n")
+	if !strings.Contains(joined, "dnat to 10.244.1.11:8080") {
+		t.Errorf("kernel trace lacks the DNAT:\n%s", joined)
+	}
+	if _, err := lab.Break(ctx, st.Name, "F1", "node1", nil); err != nil {
+		t.Fatal(err)
+	}
+	req.Sport = 41001
+	live, err = trace.Live(ctx, st, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live.OK {
+		t.Fatalf("with F1 the probe should fail, got %q", live.Probe)
+	}
+	w, _, err := trace.LabWorld(ctx, st.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := w.Trace(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := res.Failures(); len(f) != 1 || f[0].Check != "TW002" {
+		t.Errorf("simulation with F1: failures %+v", f)
+	}
+	// Nothing of --live stays behind.
+	for _, n := range st.Nodes {
+		out, err := nsrun.Output(ctx, n.Namespace, "nft", "list", "tables")
+		if err != nil || strings.Contains(string(out), "twill_live_trace") {
+			t.Errorf("node %s: live trace table left behind: %s %v", n.Name, out, err)
+		}
+	}
+}
