@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os/exec"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,9 @@ import (
 
 // liveTable is the nft table --live adds (and removes) in every lab node.
 const liveTable = "twill_live_trace"
+
+// maxLiveLines bounds the kernel trace lines kept per node.
+const maxLiveLines = 150
 
 // LiveResult is what the kernel did with one real probe: the probe's result
 // and `nft monitor trace` per node.
@@ -98,7 +102,12 @@ func Live(ctx context.Context, st *lab.State, req Request) (*LiveResult, error) 
 		sc := bufio.NewScanner(bytes.NewReader(m.buf.Bytes()))
 		for sc.Scan() {
 			if l := strings.TrimSpace(sc.Text()); l != "" && !strings.Contains(l, liveTable) {
-				res.Trace[m.node] = append(res.Trace[m.node], l)
+				if len(res.Trace[m.node]) == maxLiveLines {
+					res.Trace[m.node] = append(res.Trace[m.node], "... (more trace lines, e.g. retransmissions, left out)")
+				}
+				if len(res.Trace[m.node]) < maxLiveLines {
+					res.Trace[m.node] = append(res.Trace[m.node], l)
+				}
 			}
 		}
 	}
@@ -174,7 +183,13 @@ func (s *syncBuf) Bytes() []byte {
 // WriteText prints the kernel's trace after the simulation.
 func (l *LiveResult) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "\nKernel (one real probe, nft monitor trace):\n  probe: %s\n", l.Probe)
-	for node, lines := range l.Trace {
+	nodes := make([]string, 0, len(l.Trace))
+	for n := range l.Trace {
+		nodes = append(nodes, n)
+	}
+	sort.Strings(nodes)
+	for _, node := range nodes {
+		lines := l.Trace[node]
 		fmt.Fprintf(w, "  [%s]\n", node)
 		for _, x := range lines {
 			fmt.Fprintf(w, "    %s\n", x)
