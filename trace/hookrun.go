@@ -91,9 +91,10 @@ func (r *run) conntrackIn(f *flow, h *Host, env hookEnv) {
 	}
 	e, orig := f.ct.lookup(h.Name, f.pkt)
 	switch {
-	case e == nil && f.pkt.Proto == "tcp" && f.pkt.Flags != "SYN" && f.pkt.Flags != "ACK":
-		// conntrack only starts TCP connections on a SYN: a SYN-ACK or
-		// RST it has no entry for is INVALID (and not NATed).
+	case e == nil && ((f.pkt.Proto == "tcp" && f.pkt.Flags != "SYN" && f.pkt.Flags != "ACK") || (f.pkt.Proto == "icmp" && f.pkt.Flags == "echo-reply")):
+		// conntrack only starts TCP connections on a SYN (or picks up an
+		// ACK): a SYN-ACK or RST it has no entry for is INVALID, and so is an
+		// ICMP echo reply without its request. INVALID packets are not NATed.
 		pass.state, pass.orig = "INVALID", true
 		f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "conntrack", Hook: env.hook, Text: fmt.Sprintf("conntrack: no entry for this %s packet (the connection was not tracked here): ctstate INVALID", f.pkt.Flags)})
 	case e == nil:
