@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/netip"
 	"regexp"
+	"time"
 )
 
 // DefaultName is the lab name used when none is given.
@@ -26,6 +27,18 @@ const (
 // ServerPort is the TCP (and UDP) port every pod's server listens on.
 const ServerPort = 8080
 
+// EchoPort is the TCP port where every pod's server greets like ServerPort
+// and then echoes each line back, for long-lived streams (Stream).
+const EchoPort = 8081
+
+// Modes of a lab's pod network (State.Mode).
+const (
+	// ModeStatic: the lab programs the pod network itself, as a fixed picture.
+	ModeStatic = "static"
+	// ModeAgent: a real `twill agent` per node and pods made by twill-cni.
+	ModeAgent = "agent"
+)
+
 // Config says what lab to build.
 type Config struct {
 	// Name of the lab; every namespace starts with Name+"-". Default "twill".
@@ -43,6 +56,20 @@ type Config struct {
 	Self string
 	// Out receives progress lines; nil discards them.
 	Out io.Writer
+	// Agent runs the real pod network: one `Self agent` process per node
+	// against the lab's etcd, and pods created through the twill-cni plugin
+	// (CNIBin). False (the library default) programs the pod network
+	// statically, the way the lab always did. `twill lab up` defaults to true.
+	Agent bool
+	// CNIBin is the twill-cni plugin binary (agent mode only); empty
+	// searches for it (see FindCNI).
+	CNIBin string
+	// AgentResync is the agents' --resync (agent mode only); default 2s.
+	AgentResync time.Duration
+	// AgentTTL is the agents' --etcd-ttl, their lease TTL (agent mode only);
+	// 0 keeps the agent's default (60s). A paused or killed agent's node
+	// loses its lease after this long, and its peers drop its routes.
+	AgentTTL time.Duration
 }
 
 // nameRE is what a lab name may look like: it becomes part of namespace names
@@ -73,6 +100,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Out == nil {
 		c.Out = io.Discard
+	}
+	if c.AgentResync == 0 {
+		c.AgentResync = 2 * time.Second
 	}
 	return c
 }
@@ -127,10 +157,13 @@ func NodeSubnet(i int) netip.Prefix {
 // NodeGateway is cni0's address on node i (the pods' default gateway).
 func NodeGateway(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 244, byte(i), 1}) }
 
-// PodIP is the address of pod k on node i.
+// PodIP is the address of pod k on node i in static mode. In agent mode the
+// twill-cni plugin picks the address (usually .2, .3, ...): read Pod.IP.
 func PodIP(i, k int) netip.Addr { return netip.AddrFrom4([4]byte{10, 244, byte(i), byte(10 + k)}) }
 
-// VtepMAC is node i's stable vxlan MAC, so break/fix is deterministic.
+// VtepMAC is node i's stable vxlan MAC in static mode, so break/fix is
+// deterministic. In agent mode the agent derives it (backend.VtepMAC of the
+// node's underlay IP): read Node.VtepMAC.
 func VtepMAC(i int) string { return fmt.Sprintf("02:77:00:00:00:%02x", i) }
 
 // StaleMAC is the wrong MAC the F6-neigh scenario installs for node i.

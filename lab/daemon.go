@@ -44,6 +44,7 @@ func stopPIDs(pids []int, grace time.Duration) []int {
 	}
 	for _, pid := range pids {
 		_ = syscall.Kill(pid, syscall.SIGTERM)
+		_ = syscall.Kill(pid, syscall.SIGCONT) // a paused agent acts on SIGTERM only once resumed
 	}
 	left := waitGone(pids, grace)
 	for _, pid := range left {

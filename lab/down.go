@@ -10,12 +10,15 @@ import (
 	"time"
 )
 
-// Down removes lab name: it stops the processes it recorded (etcd, pod
-// servers) and any other process living in the lab's namespaces, deletes
+// Down removes lab name: it stops the processes it recorded (etcd, agents,
+// pod servers) and any other process living in the lab's namespaces, deletes
 // every namespace named like the lab's (<name>-underlay, <name>-nodeN,
 // <name>-nodeN-x) and removes /run/twill-lab/<name>. It works without (or
 // with a corrupt) state.json, touches nothing not named like the lab's, and
-// is idempotent. out receives progress (nil discards it).
+// is idempotent. out receives progress (nil discards it). Agents get SIGTERM
+// (paused ones are resumed first), on which they leave the node as it is:
+// nothing like `twill uninstall` runs, and the node namespaces are deleted
+// anyway.
 func Down(ctx context.Context, name string, out io.Writer) error {
 	if out == nil {
 		out = io.Discard
@@ -80,6 +83,9 @@ func Down(ctx context.Context, name string, out io.Writer) error {
 func (st *State) processes() []Process {
 	ps := []Process{st.Etcd}
 	for _, n := range st.Nodes {
+		if n.Agent.PID > 0 {
+			ps = append(ps, n.Agent)
+		}
 		for _, p := range n.Pods {
 			ps = append(ps, p.Server)
 		}

@@ -2,11 +2,9 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -24,34 +22,8 @@ const etcdHealthTimeout = 20 * time.Second
 // FindEtcd resolves the etcd binary: explicit (flag), then $TWILL_ETCD_BIN,
 // then "etcd" next to the running twill binary, then ./bin/etcd, then $PATH.
 func FindEtcd(explicit string) (string, error) {
-	check := func(p, from string) (string, error) {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return "", fmt.Errorf("etcd binary %s (from %s): %w", p, from, err)
-		}
-		if fi.IsDir() || fi.Mode()&0o111 == 0 {
-			return "", fmt.Errorf("etcd binary %s (from %s) is not an executable file", p, from)
-		}
-		return filepath.Abs(p)
-	}
-	if explicit != "" {
-		return check(explicit, "--etcd-bin")
-	}
-	if env := os.Getenv("TWILL_ETCD_BIN"); env != "" {
-		return check(env, "TWILL_ETCD_BIN")
-	}
-	if exe, err := os.Executable(); err == nil {
-		if p, err := check(filepath.Join(filepath.Dir(exe), "etcd"), "twill's directory"); err == nil {
-			return p, nil
-		}
-	}
-	if p, err := check(filepath.Join("bin", "etcd"), "./bin"); err == nil {
-		return p, nil
-	}
-	if p, err := exec.LookPath("etcd"); err == nil {
-		return filepath.Abs(p)
-	}
-	return "", errors.New("etcd not found: run `make tools` (builds bin/etcd from the Go module proxy) or pass --etcd-bin")
+	return findBinary("etcd", explicit, "--etcd-bin", "TWILL_ETCD_BIN",
+		"etcd not found: run `make tools` (builds bin/etcd from the Go module proxy) or pass --etcd-bin")
 }
 
 // etcdArgv is the command line of the lab's etcd: clients on the underlay

@@ -24,10 +24,11 @@ func TestMain(m *testing.M) {
 		fs := flag.NewFlagSet("serve", flag.ExitOnError)
 		port := fs.Int("port", ServerPort, "")
 		name := fs.String("name", "", "")
+		echo := fs.Int("echo-port", 0, "")
 		_ = fs.Parse(os.Args[3:])
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 		defer stop()
-		if err := Serve(ctx, *name, *port); err != nil {
+		if err := ServeEcho(ctx, *name, *port, *echo); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}

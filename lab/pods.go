@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
-	"strconv"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -78,11 +76,5 @@ func setupPod(st *State, n *Node, p *Pod) error {
 	if err != nil {
 		return err
 	}
-	argv := []string{st.Binary, "lab", "serve", "--port", strconv.Itoa(ServerPort), "--name", p.Name}
-	proc, err := startDaemon(p.Namespace, argv, filepath.Join(StateDir(st.Name), "logs", p.Name+".log"), nil)
-	if err != nil {
-		return fmt.Errorf("pod %s: server: %w", p.Name, err)
-	}
-	p.Server = proc
-	return nil
+	return startServer(st, p)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -113,6 +114,11 @@ func Break(ctx context.Context, name, scenario, node string, out io.Writer) (App
 	if err != nil {
 		return Applied{}, err
 	}
+	if st.AgentMode() {
+		if err := pauseForScenario(n, out); err != nil {
+			return Applied{}, err
+		}
+	}
 	if err := s.apply(ctx, st, n, peer); err != nil {
 		return Applied{}, fmt.Errorf("break %s on %s: %w", s.ID, n.Name, err)
 	}
@@ -176,6 +182,49 @@ func Fix(ctx context.Context, name, scenario, node string, out io.Writer) error 
 	} else {
 		fmt.Fprintf(out, "%s was not recorded as broken on %s; restored its healthy state anyway.\n", s.ID, n.Name)
 	}
+	if st.AgentMode() {
+		return resumeAfterScenarios(st, n, out)
+	}
+	return nil
+}
+
+// pauseForScenario stops node n's agent (SIGSTOP) so that it does not
+// repair the failure about to be applied: repairing drift is its job.
+func pauseForScenario(n *Node, out io.Writer) error {
+	switch {
+	case !n.Agent.Alive():
+		fmt.Fprintf(out, "(%s's agent is not running, so nothing will repair this.)\n", n.Name)
+		return nil
+	case n.Agent.Paused():
+		return nil
+	}
+	if err := signalAgent(n, syscall.SIGSTOP); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Paused %s's agent so the failure stays; `twill lab fix` resumes it.\n", n.Name)
+	return nil
+}
+
+// resumeAfterScenarios resumes node n's agent (SIGCONT) once no scenario
+// is recorded on n any more.
+func resumeAfterScenarios(st *State, n *Node, out io.Writer) error {
+	var left []string
+	for _, a := range st.Scenarios {
+		if a.Node == n.Name {
+			left = append(left, a.Scenario)
+		}
+	}
+	if !n.Agent.Paused() {
+		return nil
+	}
+	if len(left) > 0 {
+		fmt.Fprintf(out, "%s's agent stays paused: %s still applied there.\n", n.Name, strings.Join(left, ", "))
+		return nil
+	}
+	if err := signalAgent(n, syscall.SIGCONT); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Resumed %s's agent; it repairs drift again.\n", n.Name)
 	return nil
 }
 

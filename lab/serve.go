@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,13 @@ import (
 // remote address is the point: it shows whether the client was NATed. Serve
 // returns when ctx is done.
 func Serve(ctx context.Context, name string, port int) error {
+	return ServeEcho(ctx, name, port, 0)
+}
+
+// ServeEcho is Serve plus, when echoPort is not 0, a TCP echo service on
+// echoPort: it greets with the same line, then writes back every line it
+// reads until the client closes. Stream uses it to keep one connection busy.
+func ServeEcho(ctx context.Context, name string, port, echoPort int) error {
 	addr := ":" + strconv.Itoa(port)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -27,18 +35,41 @@ func Serve(ctx context.Context, name string, port int) error {
 		return fmt.Errorf("serve %s: %w", name, err)
 	}
 	defer pc.Close()
-	slog.Info("lab server listening", "pod", name, "tcp", addr, "udp", addr)
+	var echo net.Listener
+	if echoPort != 0 {
+		if echo, err = net.Listen("tcp", ":"+strconv.Itoa(echoPort)); err != nil {
+			return fmt.Errorf("serve %s: echo: %w", name, err)
+		}
+		defer echo.Close()
+	}
+	slog.Info("lab server listening", "pod", name, "tcp", addr, "udp", addr, "echo", echoPort)
 	go func() {
 		<-ctx.Done()
 		ln.Close()
 		pc.Close()
+		if echo != nil {
+			echo.Close()
+		}
 	}()
 	go serveUDP(name, pc)
+	if echo != nil {
+		go accept(ctx, echo, func(c net.Conn) { serveEchoConn(name, c) })
+	}
+	accept(ctx, ln, func(c net.Conn) {
+		_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr())
+	})
+	return nil
+}
+
+// accept runs handle for every connection (and closes it afterwards) until
+// the listener is closed.
+func accept(ctx context.Context, ln net.Listener, handle func(net.Conn)) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return nil
+				return
 			}
 			slog.Warn("accept", "err", err)
 			time.Sleep(10 * time.Millisecond)
@@ -46,9 +77,29 @@ func Serve(ctx context.Context, name string, port int) error {
 		}
 		go func() {
 			defer c.Close()
-			_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
-			fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr())
+			handle(c)
 		}()
+	}
+}
+
+// serveEchoConn greets, then echoes lines until the client closes or stays
+// silent for a minute.
+func serveEchoConn(name string, c net.Conn) {
+	_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	if _, err := fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr()); err != nil {
+		return
+	}
+	r := bufio.NewReader(c)
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(time.Minute))
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte(line)); err != nil {
+			return
+		}
 	}
 }
 

@@ -69,14 +69,18 @@ func (st *State) healthyRules() string {
 }
 
 // applyFirewall loads the healthy rules into node n's iptables-nft backend
-// (flushing the tables they name), resets the FORWARD policy to ACCEPT and
-// appends the masquerade rule. It is idempotent: Fix uses it too.
+// (flushing the tables they name), resets the FORWARD policy to ACCEPT and,
+// in static mode, appends the masquerade rule (in agent mode masquerade is
+// the agent's, in its own table). It is idempotent: Fix uses it too.
 func applyFirewall(ctx context.Context, st *State, n *Node) error {
 	if _, err := runIn(ctx, n.Namespace, st.healthyRules(), "iptables-nft-restore"); err != nil {
 		return fmt.Errorf("node %s: load kube-proxy rules: %w", n.Name, err)
 	}
 	if _, err := runIn(ctx, n.Namespace, "", "iptables-nft", "-t", "filter", "-P", "FORWARD", "ACCEPT"); err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	if st.AgentMode() {
+		return nil
 	}
 	check := append([]string{"iptables-nft", "-t", "nat", "-C", "POSTROUTING"}, masqueradeRule...)
 	if _, err := runIn(ctx, n.Namespace, "", check...); err != nil {

@@ -7,6 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/twillnet/twill/backend"
+	"github.com/twillnet/twill/cni"
 )
 
 // StateRoot is where every lab keeps its state directory.
@@ -28,13 +31,17 @@ func NodeRoot(name, node string) string {
 // State is everything later commands need to know about a running lab. It
 // is written to /run/twill-lab/<name>/state.json.
 type State struct {
-	Name    string    `json:"name"`
-	Backend string    `json:"backend"`
+	Name    string `json:"name"`
+	Backend string `json:"backend"`
+	// Mode is ModeStatic or ModeAgent ("" in labs made before modes: static).
+	Mode    string    `json:"mode,omitempty"`
 	Created time.Time `json:"created"`
 	// Binary is the twill binary the pod servers run.
 	Binary string `json:"binary"`
 	// EtcdBin is the etcd binary.
 	EtcdBin string `json:"etcdBin"`
+	// CNIBin is the twill-cni binary installed on every node (agent mode).
+	CNIBin string `json:"cniBin,omitempty"`
 	// Underlay is the underlay namespace (bridge br0, etcd).
 	Underlay string `json:"underlay"`
 	// EtcdEndpoint is etcd's client URL inside the lab.
@@ -58,6 +65,8 @@ type Node struct {
 	VtepMAC   string `json:"vtepMAC,omitempty"`
 	Root      string `json:"root"`
 	Pods      []Pod  `json:"pods"`
+	// Agent is the node's `twill agent` process (agent mode).
+	Agent Process `json:"agent,omitempty"`
 }
 
 // Pod is one lab pod.
@@ -96,6 +105,8 @@ func plan(c Config) *State {
 		Created:      time.Now().UTC().Truncate(time.Second),
 		Binary:       c.Self,
 		EtcdBin:      c.EtcdBin,
+		CNIBin:       c.CNIBin,
+		Mode:         ModeStatic,
 		Underlay:     UnderlayNS(c.Name),
 		EtcdEndpoint: EtcdEndpoint,
 		EtcdDataDir:  filepath.Join(StateDir(c.Name), "etcd"),
@@ -110,23 +121,39 @@ func plan(c Config) *State {
 			Gateway:   NodeGateway(i).String(),
 			Root:      NodeRoot(c.Name, NodeName(i)),
 		}
-		if c.Backend == BackendVXLAN {
+		if c.Agent {
+			n.Agent = Process{Namespace: n.Namespace, Argv: agentArgv(c, n), Log: filepath.Join(StateDir(c.Name), "logs", n.Name+"-agent.log")}
+		}
+		switch {
+		case c.Backend == BackendVXLAN && c.Agent:
+			n.VtepMAC = backend.VtepMAC(NodeIP(i))
+		case c.Backend == BackendVXLAN:
 			n.VtepMAC = VtepMAC(i)
 		}
 		for k := 0; k < c.Pods; k++ {
-			n.Pods = append(n.Pods, Pod{
+			p := Pod{
 				Index:     k,
 				Name:      PodName(i, k),
 				Namespace: c.Name + "-" + PodName(i, k),
 				Node:      n.Name,
 				IP:        PodIP(i, k).String(),
 				HostVeth:  hostVeth(i, k),
-			})
+			}
+			if c.Agent { // the plugin picks the address; the veth name is its own
+				p.IP, p.HostVeth = "", cni.HostVethName(p.Name, podIface)
+			}
+			n.Pods = append(n.Pods, p)
 		}
 		st.Nodes = append(st.Nodes, n)
 	}
+	if c.Agent {
+		st.Mode = ModeAgent
+	}
 	return st
 }
+
+// AgentMode tells whether the lab runs real agents and twill-cni.
+func (st *State) AgentMode() bool { return st.Mode == ModeAgent }
 
 // ErrNoLab is returned by Load when the lab has no state file.
 var ErrNoLab = errors.New("no such lab")

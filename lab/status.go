@@ -12,8 +12,12 @@ import (
 type Report struct {
 	Name    string `json:"name"`
 	Backend string `json:"backend"`
-	// Healthy is true when etcd answers, every namespace exists and every
-	// process is alive (scenarios applied on purpose do not count).
+	// Mode is ModeStatic or ModeAgent.
+	Mode string `json:"mode"`
+	// Healthy is true when etcd answers, every namespace exists, every
+	// process is alive and every agent that is not paused is ready
+	// (scenarios applied on purpose, and the paused agents that keep them,
+	// do not count).
 	Healthy      bool            `json:"healthy"`
 	Etcd         ProcessStatus   `json:"etcd"`
 	EtcdHealthy  bool            `json:"etcdHealthy"`
@@ -35,6 +39,19 @@ type NodeStatus struct {
 	Subnet    string      `json:"subnet"`
 	Root      string      `json:"root"`
 	Pods      []PodStatus `json:"pods"`
+	// Agent is the node's agent (agent mode only).
+	Agent *AgentStatus `json:"agent,omitempty"`
+}
+
+// AgentStatus is a node's agent in a Report.
+type AgentStatus struct {
+	ProcessStatus
+	// Paused is true when the agent is stopped with SIGSTOP (lab break, lab agent pause).
+	Paused bool `json:"paused"`
+	// Ready is true when /readyz answered 200.
+	Ready bool `json:"ready"`
+	// NotReady says why not (the agent's own reason, or why it could not be asked).
+	NotReady string `json:"notReady,omitempty"`
 }
 
 // PodStatus is one pod in a Report.
@@ -59,7 +76,11 @@ func Status(ctx context.Context, name string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{Name: st.Name, Backend: st.Backend, EtcdEndpoint: st.EtcdEndpoint, State: st,
+	mode := st.Mode
+	if mode == "" {
+		mode = ModeStatic
+	}
+	r := &Report{Name: st.Name, Backend: st.Backend, Mode: mode, EtcdEndpoint: st.EtcdEndpoint, State: st,
 		Scenarios: st.Scenarios, Etcd: procStatus(st.Etcd)}
 	if r.Scenarios == nil {
 		r.Scenarios = []Applied{}
@@ -80,6 +101,15 @@ func Status(ctx context.Context, name string) (*Report, error) {
 		if !ns.Exists {
 			r.Problems = append(r.Problems, "node namespace "+n.Namespace+" is missing")
 		}
+		if st.AgentMode() {
+			ns.Agent = agentStatus(ctx, &n)
+			switch a := ns.Agent; {
+			case !a.Alive:
+				r.Problems = append(r.Problems, fmt.Sprintf("node %s: agent (pid %d) is not running; see %s, start it with `twill lab agent %s start`", n.Name, a.PID, a.Log, n.Name))
+			case !a.Paused && !a.Ready:
+				r.Problems = append(r.Problems, fmt.Sprintf("node %s: agent not ready: %s", n.Name, a.NotReady))
+			}
+		}
 		for _, p := range n.Pods {
 			ps := PodStatus{Name: p.Name, Namespace: p.Namespace, Exists: nsExists(p.Namespace), IP: p.IP, Server: procStatus(p.Server)}
 			if !ps.Exists {
@@ -96,6 +126,24 @@ func Status(ctx context.Context, name string) (*Report, error) {
 	return r, nil
 }
 
+// agentStatus checks node n's agent: alive, paused, and (when running) /readyz.
+func agentStatus(ctx context.Context, n *Node) *AgentStatus {
+	a := &AgentStatus{ProcessStatus: procStatus(n.Agent), Paused: n.Agent.Paused()}
+	switch {
+	case !a.Alive:
+		a.NotReady = "not running"
+	case a.Paused:
+		a.NotReady = "paused"
+	default:
+		if err := AgentReady(ctx, n); err != nil {
+			a.NotReady = err.Error()
+		} else {
+			a.Ready = true
+		}
+	}
+	return a
+}
+
 func procStatus(p Process) ProcessStatus {
 	return ProcessStatus{PID: p.PID, Alive: p.Alive(), Log: p.Log}
 }
@@ -108,18 +156,31 @@ func (r *Report) Print(w io.Writer) {
 		}
 		return "DOWN"
 	}
-	fmt.Fprintf(w, "Lab %q, backend %s\n", r.Name, r.Backend)
+	fmt.Fprintf(w, "Lab %q, backend %s, %s mode\n", r.Name, r.Backend, r.Mode)
 	etcd := "healthy"
 	if !r.EtcdHealthy {
 		etcd = "NOT HEALTHY"
 	}
 	fmt.Fprintf(w, "etcd: %s pid %d %s\n\n", r.EtcdEndpoint, r.Etcd.PID, etcd)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tNAMESPACE\tIP\tSUBNET\tSERVER")
+	fmt.Fprintln(tw, "NAME\tNAMESPACE\tIP\tSUBNET\tPROCESS")
 	for _, n := range r.Nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Namespace, n.IP, n.Subnet, "-")
+		proc := "-"
+		if a := n.Agent; a != nil {
+			state := "ready"
+			switch {
+			case !a.Alive:
+				state = "DOWN"
+			case a.Paused:
+				state = "paused"
+			case !a.Ready:
+				state = "NOT READY"
+			}
+			proc = fmt.Sprintf("agent pid %d %s", a.PID, state)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Namespace, n.IP, n.Subnet, proc)
 		for _, p := range n.Pods {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t\tpid %d %s\n", p.Name, p.Namespace, p.IP, p.Server.PID, mark(p.Server.Alive))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t\tserver pid %d %s\n", p.Name, p.Namespace, p.IP, p.Server.PID, mark(p.Server.Alive))
 		}
 	}
 	tw.Flush()

@@ -40,6 +40,11 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 			return nil, fmt.Errorf("find the twill binary for the pod servers: %w", err)
 		}
 	}
+	if c.Agent {
+		if c.CNIBin, err = FindCNI(c.CNIBin); err != nil {
+			return nil, err
+		}
+	}
 	st = plan(c)
 	started := time.Now()
 	defer func() {
@@ -57,17 +62,92 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 	if err := st.save(); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(c.Out, "Building lab %q: %d nodes x %d pods, backend %s (state in %s)\n", c.Name, c.Nodes, c.Pods, c.Backend, StateDir(c.Name))
-	p := &progress{w: c.Out, total: 7}
-	steps := []struct {
-		title string
-		fn    func() error
-	}{
+	fmt.Fprintf(c.Out, "Building lab %q: %d nodes x %d pods, backend %s, %s mode (state in %s)\n", c.Name, c.Nodes, c.Pods, c.Backend, st.Mode, StateDir(c.Name))
+	steps := staticSteps(ctx, c, st)
+	if c.Agent {
+		steps = agentSteps(ctx, c, st)
+	}
+	p := &progress{w: c.Out, total: len(steps)}
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("interrupted: %w", err)
+		}
+		if err := p.step(s.title, s.fn); err != nil {
+			return nil, err
+		}
+		if err := st.save(); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(c.Out, "Lab %q is up (%s).\n\n", c.Name, since(started))
+	return st, nil
+}
+
+// step is one numbered step of Up.
+type step struct {
+	title string
+	fn    func() error
+}
+
+// underlaySteps build the underlay, etcd and the nodes' uplinks (both modes).
+func underlaySteps(ctx context.Context, st *State) []step {
+	return []step{
 		{fmt.Sprintf("underlay: namespace %s, bridge %s %s/24", st.Underlay, underlayBridge, UnderlayGateway), func() error { return setupUnderlay(st) }},
 		{fmt.Sprintf("etcd: %s in %s, waiting until healthy", EtcdEndpoint, st.Underlay), func() error { return startEtcd(ctx, st) }},
 		{fmt.Sprintf("nodes: %d namespaces, eth0 on %s, 192.168.77.11..%d", len(st.Nodes), underlayBridge, 10+len(st.Nodes)), func() error {
 			return eachNode(ctx, st, func(n *Node) error { return setupNodeUplink(st, n) })
 		}},
+	}
+}
+
+// agentSteps build an agent-mode lab: real agents, pods through twill-cni.
+func agentSteps(ctx context.Context, c Config, st *State) []step {
+	return append(underlaySteps(ctx, st), []step{
+		{fmt.Sprintf("net-conf.json in etcd (Network %s, Backend %s); CNI plugin and conflist and a seed subnet file in each node's root", ClusterCIDR, st.Backend), func() error {
+			if err := putNetConf(ctx, st); err != nil {
+				return err
+			}
+			return eachNode(ctx, st, func(n *Node) error {
+				if err := installCNI(st, n); err != nil {
+					return err
+				}
+				// The agent asks for the subnet of its last subnet file: this
+				// keeps node i on 10.244.i.0/24.
+				return writeNodeFiles(st, n)
+			})
+		}},
+		{fmt.Sprintf("agents: `twill agent` in each node (resync %s), waiting until every /readyz answers", c.AgentResync), func() error {
+			if err := eachNode(ctx, st, startAgent); err != nil {
+				return err
+			}
+			if err := st.save(); err != nil {
+				return err
+			}
+			if err := WaitAgentsReady(ctx, st, agentReadyTimeout, c.Out); err != nil {
+				return err
+			}
+			return readLeases(ctx, st)
+		}},
+		{fmt.Sprintf("pods: %d per node through twill-cni (CNI ADD), each running `twill lab serve` on :%d", c.Pods, ServerPort), func() error {
+			return eachNode(ctx, st, func(n *Node) error {
+				for k := range n.Pods {
+					if err := setupPodCNI(ctx, st, n, &n.Pods[k]); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}},
+		{"services: kube-proxy iptables rules on every node (masquerade is the agent's)", func() error {
+			return eachNode(ctx, st, func(n *Node) error { return applyFirewall(ctx, st, n) })
+		}},
+		{"checking: every pod server is up", func() error { return waitServers(ctx, st, 5*time.Second) }},
+	}...)
+}
+
+// staticSteps build a static-mode lab: the lab programs the pod network.
+func staticSteps(ctx context.Context, c Config, st *State) []step {
+	return append(underlaySteps(ctx, st), []step{
 		{fmt.Sprintf("pod network (%s): sysctls, %s, routes to peers, leases in etcd, subnet files", st.Backend, podBridge), func() error { return setupPodNetwork(ctx, st) }},
 		{fmt.Sprintf("pods: %d per node, each running `twill lab serve` on :%d", c.Pods, ServerPort), func() error {
 			return eachNode(ctx, st, func(n *Node) error {
@@ -83,20 +163,7 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 			return eachNode(ctx, st, func(n *Node) error { return applyFirewall(ctx, st, n) })
 		}},
 		{"checking: every pod server is up", func() error { return waitServers(ctx, st, 5*time.Second) }},
-	}
-	for _, s := range steps {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("interrupted: %w", err)
-		}
-		if err := p.step(s.title, s.fn); err != nil {
-			return nil, err
-		}
-		if err := st.save(); err != nil {
-			return nil, err
-		}
-	}
-	fmt.Fprintf(c.Out, "Lab %q is up (%s).\n\n", c.Name, since(started))
-	return st, nil
+	}...)
 }
 
 // eachNode runs fn for every node, stopping at the first error or when ctx is done.

@@ -29,11 +29,17 @@ the namespaces it creates (nothing in the host's own network namespace).
 A lab named "twill" (change with --name) looks like this:
 
   twill-underlay    the switch between nodes: bridge br0 192.168.77.1/24, and etcd
-                    on http://192.168.77.1:2379 holding each node's subnet lease
-  twill-node1..N    nodes: eth0 192.168.77.(10+i), pod bridge cni0 10.244.i.1/24,
-                    vxlan device twill.1 (or host-gw routes), kube-proxy iptables
-  twill-node1-a..   pods: eth0 10.244.i.(10+k), each running a tiny server on :8080
-                    that answers every connection with "<pod> <client ip:port>"
+                    on http://192.168.77.1:2379 holding net-conf.json and the leases
+  twill-node1..N    nodes: eth0 192.168.77.(10+i), pod subnet 10.244.i.0/24, a real
+                    'twill agent' (lease, vxlan twill.1 or host-gw routes, firewall,
+                    drift repair, /readyz and /metrics on 127.0.0.1:9473), the
+                    twill-cni plugin in its root, kube-proxy iptables rules
+  twill-node1-a..   pods made by twill-cni (CNI ADD): eth0 10.244.i.2, .3, ..., each
+                    running a tiny server on :8080 that answers every connection
+                    with "<pod> <client ip:port>", and an echo service on :8081
+
+With 'lab up --static' the lab programs the pod network itself instead (no agent,
+no CNI plugin; pods at 10.244.i.(10+k)), a fixed picture for teaching and tracing.
 
 Services (kube-proxy iptables rules on every node):
   10.96.0.10:80     lab/web: every pod
@@ -41,18 +47,22 @@ Services (kube-proxy iptables rules on every node):
   10.96.0.1:443     default/kubernetes (rules only; F5a deletes its DNAT)
 
 State lives in /run/twill-lab/<name>/ (state.json, etcd data, logs, and each
-node's file root, where its subnet file is run/twill/subnet.env).
+node's file root, where its subnet file is run/twill/subnet.env). 'twill lab
+status' shows the real pod addresses. See docs/lab.md.
 
 Start with 'twill lab demo', or build one and explore it yourself.`,
 		Example: `  twill lab demo                        # the guided tour (builds and removes a lab)
   twill lab up --nodes 3 --pods 2       # build a lab and keep it
-  twill lab call node1-a 10.244.2.10:8080
+  twill lab status                      # nodes, pods and their addresses, agents
+  twill lab call node1-a 10.244.2.2:8080
   twill lab call node1-a 10.96.1.1:80   # Service with an endpoint on the same bridge
-  twill lab break F1 node1              # bridge-nf-call-iptables=0 on node1
+  twill lab break F1 node1              # pauses node1's agent, bridge-nf-call-iptables=0
   twill lab call node1-a 10.96.1.1:80   # now it times out
   twill doctor --netns twill-node1 --root /run/twill-lab/twill/nodes/node1/root
   twill lab fix F1 node1
   twill lab exec node1 -- iptables-nft-save -t nat
+  twill lab agent node2 kill; twill lab agent node2 start
+  twill lab stream node1-a 10.244.2.2:8081 --for 10s
   twill lab down`,
 	}
 	cmd.PersistentFlags().StringVar(&name, "name", lab.DefaultName, "lab name; every namespace it creates starts with <name>-")
@@ -61,6 +71,7 @@ Start with 'twill lab demo', or build one and explore it yourself.`,
 		newLabExecCmd(&name), newLabCallCmd(&name),
 		newLabBreakCmd(&name), newLabFixCmd(&name), newLabScenariosCmd(),
 		newLabDemoCmd(&name), newLabServeCmd(),
+		newLabAgentCmd(&name), newLabEtcdCmd(&name), newLabStreamCmd(&name),
 	)
 	return cmd
 }
@@ -72,23 +83,35 @@ func interruptible(parent context.Context) (context.Context, context.CancelFunc)
 
 func newLabUpCmd(name *string) *cobra.Command {
 	var c lab.Config
+	var static bool
 	cmd := &cobra.Command{
 		Use:   "up",
-		Short: "Build a lab: underlay, etcd, nodes, pod network, pods, Services",
+		Short: "Build a lab: underlay, etcd, nodes with real agents, pods through twill-cni, Services",
 		Long: `up builds a lab and leaves it running. It refuses if a lab of that name exists
 (remove it with 'twill lab down'). If any step fails, or you press Ctrl-C, it
 removes everything it made.
 
+By default (agent mode) it stores net-conf.json in etcd, starts one real
+'twill agent' per node (inside the node's namespace, against the lab's etcd),
+waits until every agent's /readyz answers, then creates the pods through the
+real twill-cni plugin. Pod addresses are whatever the plugin hands out
+(10.244.i.2, .3, ...): 'twill lab status' lists them. --static programs the
+pod network without agent or plugin (pods at 10.244.i.(10+k)).
+
 etcd is found via --etcd-bin, $TWILL_ETCD_BIN, an "etcd" next to the twill
-binary, ./bin/etcd, then $PATH ('make tools' builds bin/etcd).`,
+binary, ./bin/etcd, then $PATH ('make tools' builds bin/etcd). twill-cni the
+same way: --cni-bin, $TWILL_CNI_BIN, next to twill, ./bin/twill-cni, $PATH
+('make build' builds bin/twill-cni).`,
 		Example: `  twill lab up
-  twill lab up --nodes 2 --pods 3 --backend host-gw --name gw`,
+  twill lab up --nodes 2 --pods 3 --backend host-gw --name gw
+  twill lab up --static                 # no agents: the lab programs the network`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
 			c.Name = *name
 			c.Out = cmd.OutOrStdout()
+			c.Agent = !static
 			st, err := lab.Up(ctx, c)
 			if err != nil {
 				return err
@@ -102,6 +125,10 @@ binary, ./bin/etcd, then $PATH ('make tools' builds bin/etcd).`,
 	fs.IntVar(&c.Pods, "pods", 2, fmt.Sprintf("pods per node (1-%d)", lab.MaxPods))
 	fs.StringVar(&c.Backend, "backend", lab.BackendVXLAN, "pod network backend: vxlan or host-gw")
 	fs.StringVar(&c.EtcdBin, "etcd-bin", "", "etcd binary (default: search, see above)")
+	fs.BoolVar(&static, "static", false, "program the pod network statically: no agents, no CNI plugin")
+	fs.StringVar(&c.CNIBin, "cni-bin", "", "twill-cni plugin binary (default: search, see above)")
+	fs.DurationVar(&c.AgentResync, "agent-resync", 2*time.Second, "the agents' drift-repair interval (--resync)")
+	fs.DurationVar(&c.AgentTTL, "agent-ttl", 0, "the agents' lease TTL (--etcd-ttl; default the agent's 60s)")
 	return cmd
 }
 
@@ -109,8 +136,8 @@ func newLabDownCmd(name *string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "down",
 		Short: "Remove a lab: its processes, namespaces and state (safe to repeat)",
-		Long: `down stops the lab's processes (etcd, pod servers, anything else running in its
-namespaces), deletes every namespace named <name>-underlay, <name>-nodeN or
+		Long: `down stops the lab's processes (etcd, agents, pod servers, anything else running
+in its namespaces; agents just exit, nothing is uninstalled), deletes every namespace named <name>-underlay, <name>-nodeN or
 <name>-nodeN-x, and removes /run/twill-lab/<name>. It works even when the state
 file is missing or corrupt, and does nothing when the lab does not exist.`,
 		Args: cobra.NoArgs,
@@ -126,8 +153,10 @@ func newLabStatusCmd(name *string) *cobra.Command {
 		Use:   "status",
 		Short: "Show a lab's nodes, pods, addresses, etcd health, processes and broken scenarios",
 		Long: `status shows what the lab is made of and what is true right now: whether etcd
-answers, whether every namespace and pod server is alive, and which scenarios
-are applied ('twill lab break'). Exit status 1 when something is not healthy.`,
+answers, whether every namespace and pod server is alive, each node's agent (pid,
+running/paused, /readyz), every pod's address, and which scenarios are applied
+('twill lab break'). Exit status 1 when something is not healthy (a paused agent
+is not a problem).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r, err := lab.Status(cmd.Context(), *name)
@@ -198,7 +227,7 @@ with --udp) and prints the server's line: "<pod that answered> <client address
 as the server saw it>", so you see both which endpoint a Service chose and
 whether the client was NATed. On failure it says why: timed out, connection
 refused, reset by peer. Exit status 0 on success, 1 on failure.`,
-		Example: `  twill lab call node1-a 10.244.2.10:8080   # pod to pod, across nodes
+		Example: `  twill lab call node1-a 10.244.2.2:8080    # pod to pod, across nodes (see lab status)
   twill lab call node1-a 10.96.0.10:80      # Service lab/web (random endpoint)
   twill lab call node1-a 10.96.1.1:80       # Service whose endpoint shares node1's bridge`,
 		Args: cobra.ExactArgs(2),
@@ -238,7 +267,10 @@ func newLabBreakCmd(name *string) *cobra.Command {
 		Short: "Break a node the way FAILURES.md describes (see 'twill lab scenarios')",
 		Long: `break applies one failure scenario from FAILURES.md to one node and records it,
 so 'twill lab status' shows it and 'twill lab fix' undoes it. Each scenario
-names the doctor check that should find it. Scenarios (IDs and aliases both work):
+names the doctor check that should find it. In agent mode the node's agent would
+repair the failure within seconds (that is its job), so break first pauses it
+(SIGSTOP); fix resumes it once no scenario is left on the node. Scenarios (IDs
+and aliases both work):
 
 ` + table.String(),
 		Example: `  twill lab break F1 node1          # bridge-nf-call-iptables=0
@@ -255,7 +287,7 @@ names the doctor check that should find it. Scenarios (IDs and aliases both work
 func newLabFixCmd(name *string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "fix SCENARIO NODE",
-		Short: "Undo a scenario: restore exactly the healthy state (safe to repeat)",
+		Short: "Undo a scenario: restore exactly the healthy state, resume the agent (safe to repeat)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return lab.Fix(cmd.Context(), *name, args[0], args[1], cmd.OutOrStdout())
@@ -275,7 +307,7 @@ func newLabScenariosCmd() *cobra.Command {
 }
 
 func newLabServeCmd() *cobra.Command {
-	var port int
+	var port, echoPort int
 	var podName string
 	cmd := &cobra.Command{
 		Use:    "serve",
@@ -285,10 +317,11 @@ func newLabServeCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
-			return lab.Serve(ctx, podName, port)
+			return lab.ServeEcho(ctx, podName, port, echoPort)
 		},
 	}
 	cmd.Flags().IntVar(&port, "port", lab.ServerPort, "TCP and UDP port")
+	cmd.Flags().IntVar(&echoPort, "echo-port", 0, "also serve a line echo on this TCP port (0: none)")
 	cmd.Flags().StringVar(&podName, "name", "", "the pod name to answer with")
 	return cmd
 }
