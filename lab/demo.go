@@ -19,13 +19,19 @@ type DemoOptions struct {
 	Keep bool
 	// Doctor is the twill binary whose `doctor` is run; empty means os.Executable().
 	Doctor string
+	// Static builds the lab in static mode (no agents) and skips the last
+	// step, where the agent repairs drift. The default is agent mode.
+	Static bool
 }
 
 // Demo is the one-command tour: build a lab, show pods and a Service
-// working, break F1 on node1, show the Service call failing, let `twill
-// doctor` find and fix it, show it working again, and remove the lab (unless
-// Keep; always on failure or Ctrl-C).
+// working, break F1 on node1 (its agent paused), show the Service call
+// failing, let `twill doctor` find and fix it, show it working again; then
+// (agent mode) break the same sysctl with the agent running and show the
+// agent repair and count it. It removes the lab at the end (unless Keep;
+// always on failure or Ctrl-C).
 func Demo(ctx context.Context, o DemoOptions) (err error) {
+	o.Config.Agent = !o.Static
 	c := o.Config.withDefaults()
 	w := c.Out
 	doctorBin := o.Doctor
@@ -34,11 +40,18 @@ func Demo(ctx context.Context, o DemoOptions) (err error) {
 			return fmt.Errorf("find the twill binary: %w", err)
 		}
 	}
-	d := &demo{w: w, total: 7}
+	d := &demo{w: w, total: 7, start: time.Now()}
+	build := "Namespaces for the underlay switch, each node and each pod; a real etcd holding the nodes'\nsubnet leases; a vxlan overlay between the nodes; kube-proxy style Service rules."
+	if c.Agent {
+		d.total = 8
+		build = "Namespaces for the underlay switch, each node and each pod; a real etcd holding net-conf.json;\n" +
+			"in every node a real `twill agent` (it leases the node's subnet, builds the vxlan overlay and the\n" +
+			"firewall, and repairs drift every " + c.AgentResync.String() + "); pods made by the real twill-cni plugin;\nkube-proxy style Service rules."
+	}
 	fmt.Fprintf(w, "twill lab demo: a %d-node cluster in network namespaces, broken the way FAILURES.md F1 describes,\n", c.Nodes)
 	fmt.Fprintf(w, "then found and fixed by `twill doctor`. Nothing outside the lab's namespaces is touched.\n")
 
-	d.step("Build the lab", "Namespaces for the underlay switch, each node and each pod; a real etcd holding the nodes'\nsubnet leases; a vxlan overlay between the nodes; kube-proxy style Service rules.")
+	d.step("Build the lab", build)
 	st, err := Up(ctx, c)
 	if err != nil {
 		return err
@@ -71,7 +84,11 @@ func Demo(ctx context.Context, o DemoOptions) (err error) {
 		return err
 	}
 
-	d.step("Break node1 the way FAILURES.md F1 describes", "Someone sets net.bridge.bridge-nf-call-iptables=0 on node1 (a sysctl reset, a tuning guide...).")
+	why := "Someone sets net.bridge.bridge-nf-call-iptables=0 on node1 (a sysctl reset, a tuning guide...)."
+	if st.AgentMode() {
+		why += "\nnode1's agent would put it back within seconds (step 8 shows that), so the lab pauses it first."
+	}
+	d.step("Break node1 the way FAILURES.md F1 describes", why)
 	if _, err := Break(ctx, st.Name, "F1", n1.Name, indent(w)); err != nil {
 		return err
 	}
@@ -103,12 +120,110 @@ func Demo(ctx context.Context, o DemoOptions) (err error) {
 			return err
 		}
 	}
-	// Keep state.json truthful: F1 is no longer applied.
+	// Keep state.json truthful: F1 is no longer applied (this also resumes the agent).
 	if err := Fix(ctx, st.Name, "F1", n1.Name, nil); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nThat was FAILURES.md F1. `twill lab scenarios` lists the others; try them with `twill lab up`, `twill lab break`.\n")
+	if st.AgentMode() {
+		if err := d.agentRepairs(ctx, st, a, local); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(w, "\nThat was FAILURES.md F1 (the tour took %s). `twill lab scenarios` lists the others; try them with `twill lab up`, `twill lab break`.\n", since(d.start))
 	return nil
+}
+
+// agentRepairs is the last step of the agent-mode tour: with node1's agent
+// running, the F1 sysctl is broken by hand; the agent puts it back within
+// its resync interval and counts the repair in /metrics.
+func (d *demo) agentRepairs(ctx context.Context, st *State, a Pod, local string) error {
+	n1 := &st.Nodes[0]
+	resync := agentResync(n1)
+	d.step("The agent guards the node", fmt.Sprintf("node1's agent runs again (`lab fix` resumed it). Break the same sysctl by hand, without pausing it,\n"+
+		"and watch: every %s the agent compares the node with what it should be and repairs the difference.", resync))
+	before, err := repairsCounted(ctx, n1, "sysctl")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.w, "   $ twill lab exec node1 -- sysctl -w net.bridge.bridge-nf-call-iptables=0\n")
+	if err := setSysctl(n1.Namespace, SysctlBridgeNF, "0"); err != nil {
+		return err
+	}
+	start := time.Now()
+	limit := 3*resync + 5*time.Second
+	for {
+		v, err := GetSysctl(n1.Namespace, SysctlBridgeNF)
+		if err != nil {
+			return err
+		}
+		if v == "1" {
+			break
+		}
+		if time.Since(start) > limit {
+			return fmt.Errorf("demo: node1's agent did not restore bridge-nf-call-iptables within %s; see %s", limit, n1.Agent.Log)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted: %w", ctx.Err())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fmt.Fprintf(d.w, "   net.bridge.bridge-nf-call-iptables is 1 again after %s: the agent repaired it.\n", since(start))
+	var after float64
+	for i := 0; i < 20; i++ { // the counter is bumped right after the repair; allow a moment
+		if after, err = repairsCounted(ctx, n1, "sysctl"); err != nil || after > before {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.w, "   $ twill lab exec node1 -- curl -s %s/metrics | grep 'twill_repairs_total{kind=\"sysctl\"}'\n", AgentHealthAddr)
+	fmt.Fprintf(d.w, "   twill_repairs_total{kind=\"sysctl\"} %g   (was %g: the repair was counted)\n", after, before)
+	if line := lastLine(n1.Agent.Log, "repaired drift"); line != "" {
+		fmt.Fprintf(d.w, "   node1's agent log (%s):\n     %s\n", n1.Agent.Log, line)
+	}
+	if after <= before {
+		return fmt.Errorf("demo: node1's agent repaired the sysctl but twill_repairs_total{kind=\"sysctl\"} stayed at %g", after)
+	}
+	return d.call(ctx, a, local, true, "The Service call works: nobody had to run doctor this time.")
+}
+
+// lastLine returns the last line of file path containing substr ("" if none).
+func lastLine(path, substr string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(string(b), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], substr) {
+			return strings.TrimSpace(lines[i])
+		}
+	}
+	return ""
+}
+
+// agentResync is the --resync the node's agent was started with (2s if unknown).
+func agentResync(n *Node) time.Duration {
+	for i, arg := range n.Agent.Argv {
+		if arg == "--resync" && i+1 < len(n.Agent.Argv) {
+			if d, err := time.ParseDuration(n.Agent.Argv[i+1]); err == nil {
+				return d
+			}
+		}
+	}
+	return 2 * time.Second
+}
+
+// repairsCounted reads twill_repairs_total{kind=...} from node n's agent.
+func repairsCounted(ctx context.Context, n *Node, kind string) (float64, error) {
+	m, err := AgentMetrics(ctx, n)
+	if err != nil {
+		return 0, err
+	}
+	v, _ := MetricValue(m, `twill_repairs_total{kind="`+kind+`"}`)
+	return v, nil
 }
 
 // demo prints the tour's numbered steps.
@@ -116,11 +231,12 @@ type demo struct {
 	w     io.Writer
 	n     int
 	total int
+	start time.Time
 }
 
 func (d *demo) step(title, why string) {
 	d.n++
-	fmt.Fprintf(d.w, "\n== Step %d/%d: %s\n", d.n, d.total, title)
+	fmt.Fprintf(d.w, "\n== Step %d/%d: %s   [%s]\n", d.n, d.total, title, since(d.start))
 	if why != "" {
 		fmt.Fprintln(d.w, indentText(why))
 	}
