@@ -37,7 +37,11 @@ func (c conntrack) clone() conntrack {
 // ctLookup finds the entry of a packet on host: orig is true when the
 // packet is in the original direction.
 func (c conntrack) lookup(host string, p Packet) (e *ctEntry, orig bool) {
-	t := p.tuple()
+	return c.lookupTuple(host, p.tuple())
+}
+
+// lookupTuple is lookup by tuple.
+func (c conntrack) lookupTuple(host string, t tuple) (e *ctEntry, orig bool) {
 	for _, e := range c[host] {
 		if e.orig == t {
 			return e, true

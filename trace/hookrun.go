@@ -90,6 +90,16 @@ func (r *run) conntrackIn(f *flow, h *Host, env hookEnv) {
 		return
 	}
 	e, orig := f.ct.lookup(h.Name, f.pkt)
+	if f.icmpKey != nil {
+		e, orig = f.ct.lookupTuple(h.Name, *f.icmpKey)
+		if e != nil && !orig {
+			pass.state, pass.orig = "RELATED", false
+			pass.idx = indexOf(f.ct[h.Name], e)
+			return
+		}
+		pass.state, pass.orig = "INVALID", true
+		return
+	}
 	switch {
 	case e == nil && ((f.pkt.Proto == "tcp" && f.pkt.Flags != "SYN" && f.pkt.Flags != "ACK") || (f.pkt.Proto == "icmp" && f.pkt.Flags == "echo-reply")):
 		// conntrack only starts TCP connections on a SYN (or picks up an
@@ -125,15 +135,25 @@ func (r *run) hookTracked(f *flow, h *Host, env hookEnv, chains []baseChain, nex
 	e := f.entry()
 	if e != nil && !pass.created && pass.state != "INVALID" {
 		before := f.pkt
-		switch env.hook {
-		case "PREROUTING", "OUTPUT":
+		switch {
+		case f.icmpKey != nil:
+			// An ICMP error: the embedded packet is translated; the outer
+			// destination follows a reverse SNAT.
+			if (env.hook == "PREROUTING" || env.hook == "OUTPUT") && e.snat {
+				f.pkt.Dst = e.orig.src
+				f.icmpKey.dst, f.icmpKey.dport = e.orig.src, e.orig.sport
+			}
+			if (env.hook == "POSTROUTING" || env.hook == "INPUT") && e.dnat {
+				f.icmpKey.src, f.icmpKey.sport = e.orig.dst, e.orig.dport
+			}
+		case env.hook == "PREROUTING" || env.hook == "OUTPUT":
 			if pass.orig && e.dnat {
 				f.pkt.Dst, f.pkt.Dport = e.cur.dst, e.cur.dport
 			}
 			if !pass.orig && e.snat {
 				f.pkt.Dst, f.pkt.Dport = e.orig.src, e.orig.sport
 			}
-		case "POSTROUTING", "INPUT":
+		case env.hook == "POSTROUTING" || env.hook == "INPUT":
 			if pass.orig && e.snat {
 				f.pkt.Src, f.pkt.Sport = e.cur.src, e.cur.sport
 			}
@@ -253,11 +273,48 @@ func (r *run) hookDrop(f *flow, h *Host, env hookEnv, o hookOutcome) {
 		out := f.seen
 		out.Kind = ReplyDropped
 		out.Where = where
-		if kind != Dropped {
+		switch {
+		case f.rejectKind != "":
+			out.Kind, out.Where = Dropped, "the answer to the client was lost: "+where
+		case f.ack:
+			out.Kind, out.Where = Dropped, "the client's handshake ACK was lost: "+where+" (the client thinks it is connected; the server never accepts)"
+		case kind != Dropped:
 			out.Where += " (rejected)"
 		}
 		r.finish(f, out)
 		return
 	}
-	r.finish(f, Outcome{Kind: kind, Where: where})
+	if kind == Dropped {
+		r.finish(f, Outcome{Kind: kind, Where: where})
+		return
+	}
+	r.answerClient(f, h, kind, where, o.reject, nil)
+}
+
+// answerClient sends the answer of a REJECT (a TCP reset or an ICMP error)
+// from h back to the client and follows it: it is NATed back by conntrack
+// where the connection was tracked, and it can be lost on the way.
+func (r *run) answerClient(f *flow, h *Host, kind, where, with string, send func(*flow)) {
+	g := f
+	g.seen = Outcome{Where: where}
+	g.reply, g.rejectKind, g.hops = true, kind, 0
+	g.fwd, g.steps = g.steps, nil
+	p := f.pkt
+	if strings.Contains(with, "tcp-reset") && p.Proto == "tcp" {
+		g.pkt = Packet{Src: p.Dst, Dst: p.Src, Proto: "tcp", Sport: p.Dport, Dport: p.Sport, Flags: "RST"}
+	} else {
+		rt := h.lookup(Packet{Dst: p.Src}, "")
+		key := p.tuple().reverse()
+		g.icmpKey = &key
+		g.pkt = Packet{Src: rt.src, Dst: p.Src, Proto: "icmp", Flags: "dest-unreachable"}
+		if !g.pkt.Src.IsValid() {
+			g.pkt.Src = h.primaryAddr("", p.Src)
+		}
+	}
+	g.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "send", Text: fmt.Sprintf("%s answers the client: %s (%s)", h.Name, g.pkt, orDash(with))})
+	if send != nil {
+		send(g)
+		return
+	}
+	r.localOut(g, h)
 }

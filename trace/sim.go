@@ -25,6 +25,10 @@ type flow struct {
 
 	reply   bool
 	ack     bool    // the client's handshake ACK (third leg), after the reply
+	// rejectKind is set while a REJECT's answer travels to the client
+	// (Refused or Unreachable); icmpKey is the tuple an ICMP error carries.
+	rejectKind string
+	icmpKey    *tuple
 	fwd     []Step  // forward steps, once the reply is traced
 	seen    Outcome // what the receiver saw (during the reply)
 	client  string
@@ -72,7 +76,9 @@ func (r *run) finish(f *flow, o Outcome) {
 	if f.reply && o.Kind != Established && o.Kind != Reset && o.Kind != ReplyDropped && o.Receiver == "" {
 		seen := f.seen
 		where := o.Where
-		if f.ack {
+		if f.rejectKind != "" {
+			seen.Kind, seen.Where = Dropped, "the answer to the client was lost: "+where
+		} else if f.ack {
 			seen.Kind, seen.Where = Dropped, "the client's handshake ACK was lost: "+where+" (the client thinks it is connected; the server never accepts)"
 		} else {
 			seen.Kind, seen.Where = ReplyDropped, where
@@ -622,6 +628,16 @@ func (r *run) deliverPod(f *flow, pod *Pod) {
 		return
 	}
 	f.add(Step{Host: pod.Label(), Stage: "deliver", Text: fmt.Sprintf("%s receives %s", pod.Label(), f.pkt)})
+	if !f.reply && pod.Ports != nil && !slices.Contains(pod.Ports, f.pkt.Dport) && f.pkt.Proto != "icmp" {
+		f.seen = Outcome{Receiver: pod.Label(), SeenSrc: netip.AddrPortFrom(f.pkt.Src, f.pkt.Sport), SeenDst: netip.AddrPortFrom(f.pkt.Dst, f.pkt.Dport)}
+		where := fmt.Sprintf("%s: nothing listens on %s port %d", pod.Label(), f.pkt.Proto, f.pkt.Dport)
+		if f.pkt.Proto == "tcp" {
+			r.answerClient(f, &Host{Name: pod.Label(), Snap: &nodestate.Snapshot{}}, Refused, where, "tcp-reset", func(g *flow) { r.podSend(g, pod) })
+			return
+		}
+		r.finish(f, Outcome{Kind: Refused, Receiver: pod.Label(), Where: where})
+		return
+	}
 	r.arrive(f, pod.Label(), func(g *flow) { r.podSend(g, pod) })
 }
 
@@ -707,6 +723,16 @@ func (r *run) arrive(f *flow, who string, sendReply func(*flow)) {
 			return
 		}
 		r.startReply(f, who, sendReply)
+	case f.rejectKind != "":
+		o := f.seen
+		if who != f.client {
+			o.Kind, o.Where = Dropped, fmt.Sprintf("the answer (%s) reached %s, not the client", f.pkt, who)
+		} else if f.pkt.Proto == "tcp" && (f.pkt.Src != f.first.Dst || f.pkt.Sport != f.first.Dport || f.pkt.Dport != f.first.Sport) {
+			o.Kind, o.Where = Dropped, fmt.Sprintf("%s: reset from %s, but the client called %s: ignored, the client keeps waiting", o.Where, netip.AddrPortFrom(f.pkt.Src, f.pkt.Sport), netip.AddrPortFrom(f.first.Dst, f.first.Dport))
+		} else {
+			o.Kind = f.rejectKind
+		}
+		r.finish(f, o)
 	case !f.ack:
 		r.endReply(f, who)
 	default:

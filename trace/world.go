@@ -26,6 +26,9 @@ type Pod struct {
 	HostVeth string `json:"hostVeth,omitempty"`
 	// Bridge is the node bridge the veth is enslaved to ("cni0").
 	Bridge string `json:"bridge,omitempty"`
+	// Ports are the ports something listens on in the pod (TCP and UDP),
+	// when known; nil means unknown (a listener is assumed).
+	Ports []uint16 `json:"ports,omitempty"`
 	// Synthesized is true when the pod was inferred from a bridge subnet,
 	// not known from the lab or a pod snapshot.
 	Synthesized bool `json:"synthesized,omitempty"`
