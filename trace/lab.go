@@ -19,7 +19,7 @@ func LabPods(st *lab.State) []Pod {
 				IP:       netip.PrefixFrom(netip.MustParseAddr(p.IP), netip.MustParsePrefix(n.Subnet).Bits()),
 				Gateway:  netip.MustParseAddr(n.Gateway),
 				HostVeth: p.HostVeth, Bridge: "cni0",
-				Ports:    []uint16{lab.ServerPort},
+				Ports: []uint16{lab.ServerPort},
 			})
 		}
 	}

@@ -23,18 +23,18 @@ type flow struct {
 	uncertain []string
 	hops      int
 
-	reply   bool
-	ack     bool    // the client's handshake ACK (third leg), after the reply
+	reply bool
+	ack   bool // the client's handshake ACK (third leg), after the reply
 	// rejectKind is set while a REJECT's answer travels to the client
 	// (Refused or Unreachable); icmpKey is the tuple an ICMP error carries.
 	rejectKind string
 	icmpKey    *tuple
-	fwd     []Step  // forward steps, once the reply is traced
-	seen    Outcome // what the receiver saw (during the reply)
-	client  string
-	first   Packet // the client's first packet
-	srcPod  *Pod
-	srcHost *Host
+	fwd        []Step  // forward steps, once the reply is traced
+	seen       Outcome // what the receiver saw (during the reply)
+	client     string
+	first      Packet // the client's first packet
+	srcPod     *Pod
+	srcHost    *Host
 	// bridgedNoNF records nodes where the reply was bridged without the
 	// iptables hooks (for F1).
 	bridgedNoNF []string
