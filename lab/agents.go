@@ -335,13 +335,24 @@ func procState(pid int) byte {
 // Paused tells whether the process is stopped (SIGSTOP).
 func (p Process) Paused() bool { return p.Alive() && procState(p.PID) == 'T' }
 
-// signalAgent sends sig to node n's agent if it is alive and still its own.
+// signalAgent sends sig to node n's agent if it is alive and still its
+// own. For SIGSTOP and SIGCONT it waits (up to a second) until the process
+// is stopped or running again, so what follows sees the new state.
 func signalAgent(n *Node, sig syscall.Signal) error {
 	if !n.Agent.Alive() {
 		return fmt.Errorf("node %s: agent (pid %d) is not running; start it with `twill lab agent %s start`", n.Name, n.Agent.PID, n.Name)
 	}
 	if err := syscall.Kill(n.Agent.PID, sig); err != nil {
 		return fmt.Errorf("node %s: signal %s to agent pid %d: %w", n.Name, sig, n.Agent.PID, err)
+	}
+	if sig != syscall.SIGSTOP && sig != syscall.SIGCONT {
+		return nil
+	}
+	want := sig == syscall.SIGSTOP
+	for deadline := time.Now().Add(time.Second); n.Agent.Paused() != want; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("node %s: agent pid %d: still paused=%v a second after %s", n.Name, n.Agent.PID, !want, sig)
+		}
 	}
 	return nil
 }

@@ -9,40 +9,56 @@ import (
 	"time"
 )
 
-// TestDemo runs the tour with a doctor that cannot run, so the tour must
-// fall back to `lab fix`, and checks the story it tells and that the lab is
-// gone afterwards.
+// TestDemo runs the tour in both modes with a doctor that cannot run, so
+// the tour must fall back to `lab fix`, and checks the story it tells
+// (agent mode: the agent repairs the sysctl by itself and counts it) and
+// that the lab is gone afterwards.
 func TestDemo(t *testing.T) {
 	needRoot(t)
-	c := testConfig(t, BackendVXLAN, 2, 2)
-	var out bytes.Buffer
-	c.Out = &out
-	t.Cleanup(func() { _ = Down(context.Background(), c.Name, nil) })
-	err := Demo(context.Background(), DemoOptions{Config: c, Doctor: "/nonexistent/twill"})
-	t.Log(out.String())
-	if err != nil {
-		t.Fatalf("demo: %v", err)
-	}
-	for _, want := range []string{
-		"== Step 1/7: Build the lab",
-		"node2-a 10.244.1.10:", // cross-node call answered, client not NATed
-		"node1-b 10.244.1.10:", // same-bridge Service answered by node1-b
-		"Broke F1 on node1",
-		"timed out after 3s   (as expected)",
-		"$ twill doctor --netns " + c.Name + "-node1",
-		"restoring the healthy state with `twill lab fix F1 node1`",
-		"Fixed by `lab fix`.",
-		`Lab "` + c.Name + `" removed`,
-	} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("demo output lacks %q", want)
-		}
-	}
-	if nss, _ := labNamespaces(c.Name); len(nss) != 0 {
-		t.Errorf("namespaces left after demo: %v", nss)
-	}
-	if _, err := os.Stat(StateDir(c.Name)); !os.IsNotExist(err) {
-		t.Errorf("state dir left after demo")
+	for _, mode := range []string{ModeAgent, ModeStatic} {
+		t.Run(mode, func(t *testing.T) {
+			c, static := agentConfig(t, BackendVXLAN, 2, 2), false
+			want := []string{
+				"== Step 1/8: Build the lab",
+				"node2-a 10.244.1.2:", // cross-node call answered, client not NATed (CNI's first address)
+				"node1-b 10.244.1.2:", // same-bridge Service answered by node1-b
+				"Paused node1's agent so the failure stays",
+				"== Step 8/8: The agent guards the node",
+				"net.bridge.bridge-nf-call-iptables is 1 again after",
+				`twill_repairs_total{kind="sysctl"} 1   (was 0`,
+				"The Service call works: nobody had to run doctor this time.",
+			}
+			if mode == ModeStatic {
+				c, static = testConfig(t, BackendVXLAN, 2, 2), true
+				want = []string{"== Step 1/7: Build the lab", "node2-a 10.244.1.10:", "node1-b 10.244.1.10:"}
+			}
+			want = append(want,
+				"Broke F1 on node1",
+				"timed out after 3s   (as expected)",
+				"$ twill doctor --netns "+c.Name+"-node1",
+				"restoring the healthy state with `twill lab fix F1 node1`",
+				"Fixed by `lab fix`.",
+				`Lab "`+c.Name+`" removed`)
+			var out bytes.Buffer
+			c.Out = &out
+			t.Cleanup(func() { _ = Down(context.Background(), c.Name, nil) })
+			err := Demo(context.Background(), DemoOptions{Config: c, Doctor: "/nonexistent/twill", Static: static})
+			t.Log(out.String())
+			if err != nil {
+				t.Fatalf("demo: %v", err)
+			}
+			for _, w := range want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("demo output lacks %q", w)
+				}
+			}
+			if nss, _ := labNamespaces(c.Name); len(nss) != 0 {
+				t.Errorf("namespaces left after demo: %v", nss)
+			}
+			if _, err := os.Stat(StateDir(c.Name)); !os.IsNotExist(err) {
+				t.Errorf("state dir left after demo")
+			}
+		})
 	}
 }
 

@@ -7,10 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -34,7 +36,52 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// Real binaries for agent-mode labs, built once per test run.
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// realBinaries builds cmd/twill and cmd/twill-cni from this checkout (the
+// agent, `twill doctor` and the CNI plugin must be the real programs) and
+// returns their paths.
+func realBinaries(t *testing.T) (twill, cniBin string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		if binDir, buildErr = os.MkdirTemp("", "twill-lab-test-bin-"); buildErr != nil {
+			return
+		}
+		for _, b := range [][2]string{{"twill", "./cmd/twill"}, {"twill-cni", "./cmd/twill-cni"}} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, b[0]), b[1])
+			cmd.Dir = ".."
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", b[1], err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("building the real twill and twill-cni binaries: %v", buildErr)
+	}
+	return filepath.Join(binDir, "twill"), filepath.Join(binDir, "twill-cni")
+}
+
+// agentConfig is testConfig for an agent-mode lab: the real twill binary
+// runs the agents and the pod servers, the real twill-cni makes the pods.
+func agentConfig(t *testing.T, backend string, nodes, pods int) Config {
+	t.Helper()
+	c := testConfig(t, backend, nodes, pods)
+	c.Self, c.CNIBin = realBinaries(t)
+	c.Agent = true
+	return c
 }
 
 // needRoot fails (never skips) when the test cannot run.

@@ -13,14 +13,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestScenarios breaks and fixes every scenario on one shared lab. For each
-// it asserts the specific kernel state that changed, that no other node
-// changed, that fix restores node1 exactly (sysctls, routes, permanent
-// neighbours, FDB, MTUs, both iptables backends), and the traffic effect
+// TestScenarios breaks and fixes every scenario on one shared lab per mode
+// (static, and agent mode with real agents, where break must pause node1's
+// agent so the failure stays and fix must resume it). For each it asserts
+// the specific kernel state that changed, that no other node changed, that
+// fix restores node1 exactly (sysctls, routes, permanent neighbours, FDB,
+// MTUs, both iptables backends, twill's nft table), and the traffic effect
 // where it is the point of the scenario.
 func TestScenarios(t *testing.T) {
 	needRoot(t)
-	st := upLab(t, testConfig(t, BackendVXLAN, 2, 2))
+	t.Run("static", func(t *testing.T) { testScenarios(t, testConfig(t, BackendVXLAN, 2, 2)) })
+	t.Run("agent", func(t *testing.T) { testScenarios(t, agentConfig(t, BackendVXLAN, 2, 2)) })
+}
+
+func testScenarios(t *testing.T, c Config) {
+	st := upLab(t, c)
 	ctx := context.Background()
 	n1, n2 := &st.Nodes[0], &st.Nodes[1]
 	healthy := map[string]string{n1.Name: fingerprint(t, st, n1), n2.Name: fingerprint(t, st, n2)}
@@ -80,8 +87,8 @@ func TestScenarios(t *testing.T) {
 			}
 		}, nil},
 		{"F6-fdb", func(t *testing.T) {
-			if strings.Contains(fdbOf(t, n1), VtepMAC(2)) {
-				t.Errorf("after F6-fdb, node1 still has an FDB entry for %s", VtepMAC(2))
+			if strings.Contains(fdbOf(t, n1), n2.VtepMAC) {
+				t.Errorf("after F6-fdb, node1 still has an FDB entry for %s", n2.VtepMAC)
 			}
 		}, func(t *testing.T, broken bool) {
 			wantCall(t, n1.Pods[0], fmt.Sprintf("%s:%d", n2.Pods[0].IP, ServerPort), !broken)
@@ -102,7 +109,7 @@ func TestScenarios(t *testing.T) {
 		}},
 		{"F6-mtu", func(t *testing.T) {
 			got := mtusOf(t, n1)
-			for _, want := range []string{"cni0=1500", "twill.1=1450", "veth1a=1500", "veth1b=1500", "node1-a/eth0=1500", "node1-b/eth0=1500"} {
+			for _, want := range []string{"cni0=1500", "twill.1=1450", n1.Pods[0].HostVeth + "=1500", n1.Pods[1].HostVeth + "=1500", "node1-a/eth0=1500", "node1-b/eth0=1500"} {
 				if !strings.Contains(got, want) {
 					t.Errorf("after F6-mtu, node1 MTUs %q lack %s", got, want)
 				}
@@ -111,11 +118,18 @@ func TestScenarios(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.id, func(t *testing.T) {
-			if _, err := Break(ctx, st.Name, c.id, n1.Name, nil); err != nil {
+			var out strings.Builder
+			if _, err := Break(ctx, st.Name, c.id, n1.Name, &out); err != nil {
 				t.Fatalf("break: %v", err)
 			}
 			if got := recorded(t, st.Name); got != c.id+"@node1" {
 				t.Errorf("state.json scenarios after break = %q, want %s@node1", got, c.id)
+			}
+			if st.AgentMode() {
+				if !n1.Agent.Paused() || !strings.Contains(out.String(), "Paused node1's agent") {
+					t.Errorf("break in agent mode: node1's agent paused=%v; output:\n%s", n1.Agent.Paused(), out.String())
+				}
+				time.Sleep(2500 * time.Millisecond) // more than a resync: the failure must stay
 			}
 			c.broken(t)
 			if fingerprint(t, st, n1) == healthy[n1.Name] {
@@ -131,6 +145,9 @@ func TestScenarios(t *testing.T) {
 				if err := Fix(ctx, st.Name, c.id, n1.Name, nil); err != nil {
 					t.Fatalf("fix #%d: %v", i+1, err)
 				}
+			}
+			if st.AgentMode() && (n1.Agent.Paused() || !n1.Agent.Alive()) {
+				t.Errorf("after fix, node1's agent paused=%v alive=%v; want it running", n1.Agent.Paused(), n1.Agent.Alive())
 			}
 			if got := fingerprint(t, st, n1); got != healthy[n1.Name] {
 				t.Errorf("fix %s did not restore node1:\n%s", c.id, diff(healthy[n1.Name], got))
@@ -254,6 +271,13 @@ func fingerprint(t *testing.T, st *State, n *Node) string {
 		fmt.Fprintf(&b, "sysctl %s=%s\n", k, v)
 	}
 	b.WriteString(routesOf(t, n) + neighOf(t, n) + fdbOf(t, n) + mtusOf(t, n))
+	if st.AgentMode() {
+		nft, err := runIn(context.Background(), n.Namespace, "", "nft", "-s", "list", "table", "inet", "twill")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString(nft)
+	}
 	for _, table := range []string{"filter", "nat"} {
 		b.WriteString(iptSave(t, n, "iptables-nft-save", table))
 		// Legacy: rules and non-default policies only (an emptied legacy table stays registered).

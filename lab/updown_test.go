@@ -8,13 +8,18 @@ import (
 	"time"
 )
 
-// TestUpDownNothingLeft builds a small lab, checks what Up recorded exists,
-// then checks Down removes every namespace, process and file, and that the
-// root namespace's links and routes never changed.
+// TestUpDownNothingLeft builds a small lab in each mode, checks what Up
+// recorded exists (agents included), then checks Down removes every
+// namespace, process and file (a paused agent too), and that the root
+// namespace's links, routes and sysctls never changed.
 func TestUpDownNothingLeft(t *testing.T) {
 	needRoot(t)
+	t.Run("static", func(t *testing.T) { testUpDown(t, testConfig(t, BackendVXLAN, 2, 1)) })
+	t.Run("agent", func(t *testing.T) { testUpDown(t, agentConfig(t, BackendVXLAN, 2, 1)) })
+}
+
+func testUpDown(t *testing.T, c Config) {
 	before := rootNetState(t) + rootSysctls(t)
-	c := testConfig(t, BackendVXLAN, 2, 1)
 	st, err := Up(context.Background(), c)
 	if err != nil {
 		_ = Down(context.Background(), c.Name, nil)
@@ -25,9 +30,21 @@ func TestUpDownNothingLeft(t *testing.T) {
 		t.Errorf("namespaces after up: %v, want %d", nss, want)
 	}
 	procs := st.processes()
+	want := 1 + 2 // etcd, two pod servers
+	if c.Agent {
+		want += 2 // an agent per node
+	}
+	if len(procs) != want {
+		t.Errorf("recorded processes after up: %d, want %d (agent mode %v)", len(procs), want, c.Agent)
+	}
 	for _, p := range procs {
 		if !p.Alive() {
 			t.Errorf("process %v (pid %d) not alive after up", p.Argv, p.PID)
+		}
+	}
+	if c.Agent { // down must also end a paused agent
+		if err := AgentControl(context.Background(), c.Name, "node2", AgentPause, nil); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if _, err := Up(context.Background(), c); err == nil || !strings.Contains(err.Error(), "already exists") {
