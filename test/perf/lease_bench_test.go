@@ -93,4 +93,3 @@ func waitRoute(b *testing.B, h *netlink.Handle, node string, dst netip.Prefix, s
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
