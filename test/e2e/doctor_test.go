@@ -78,12 +78,13 @@ func TestDoctorFixRestoresTraffic(t *testing.T) {
 		// node and bridge (lab/local-node1 -> node1-b).
 		{"F1", "node1", "node1-a", "10.96.1.1:80", "same-node Service call"},
 		// F2: node1 no longer routes: its pod cannot reach a pod on node2.
-		{"F2", "node1", "node1-a", "10.244.2.10:8080", "cross-node pod call"},
+		{"F2", "node1", "node1-a", "node2-a:8080", "cross-node pod call"},
 		// F3: Docker's FORWARD DROP on node2 drops new flows into its pods.
-		{"F3", "node2", "node1-a", "10.244.2.10:8080", "cross-node pod call"},
+		{"F3", "node2", "node1-a", "node2-a:8080", "cross-node pod call"},
 	}
 	for _, c := range cases {
 		t.Run(c.id, func(t *testing.T) {
+			c.to = resolve(t, c.to)
 			if ok, out := call(t, c.from, c.to); !ok {
 				t.Fatalf("%s from %s to %s fails on the healthy lab: %s", c.description, c.from, c.to, out)
 			}

@@ -35,10 +35,12 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	twill = filepath.Join(dir, "twill")
-	build := exec.Command("go", "build", "-o", twill, "../../cmd/twill")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: go build: %v\n%s", err, out)
-		return 1
+	// twill-cni goes next to twill, where the lab looks for it.
+	for bin, pkg := range map[string]string{twill: "../../cmd/twill", filepath.Join(dir, "twill-cni"): "../../cmd/twill-cni"} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: go build %s: %v\n%s", pkg, err, out)
+			return 1
+		}
 	}
 	if os.Getenv("TWILL_ETCD_BIN") == "" {
 		etcd, _ := filepath.Abs("../../bin/etcd")
