@@ -105,7 +105,9 @@ func TestPodsTalkAndLeaveMasqueraded(t *testing.T) {
 func metric(t *testing.T, name, node, series string) int {
 	t.Helper()
 	c := http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return nsrun.Dialer(nodeNS(name, node))(ctx, addr) },
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return nsrun.Dialer(nodeNS(name, node))(ctx, addr)
+		},
 	}}
 	resp, err := c.Get("http://127.0.0.1:9473/metrics")
 	if err != nil {
