@@ -29,6 +29,8 @@ type flow struct {
 	// (Refused or Unreachable); icmpKey is the tuple an ICMP error carries.
 	rejectKind string
 	icmpKey    *tuple
+	// final marks an outcome decided at the client (not a loss on the way).
+	final bool
 	fwd        []Step  // forward steps, once the reply is traced
 	seen       Outcome // what the receiver saw (during the reply)
 	client     string
@@ -73,7 +75,7 @@ func (r *run) finish(f *flow, o Outcome) {
 	if len(r.paths) >= maxPaths {
 		return
 	}
-	if f.reply && o.Kind != Established && o.Kind != Reset && o.Kind != ReplyDropped && o.Receiver == "" {
+	if f.reply && !f.final && o.Kind != Established && o.Kind != Reset && o.Kind != ReplyDropped && o.Receiver == "" {
 		seen := f.seen
 		where := o.Where
 		if f.rejectKind != "" {
@@ -732,6 +734,7 @@ func (r *run) arrive(f *flow, who string, sendReply func(*flow)) {
 		} else {
 			o.Kind = f.rejectKind
 		}
+		f.final = true
 		r.finish(f, o)
 	case !f.ack:
 		r.endReply(f, who)
