@@ -30,13 +30,13 @@ type flow struct {
 	rejectKind string
 	icmpKey    *tuple
 	// final marks an outcome decided at the client (not a loss on the way).
-	final bool
-	fwd        []Step  // forward steps, once the reply is traced
-	seen       Outcome // what the receiver saw (during the reply)
-	client     string
-	first      Packet // the client's first packet
-	srcPod     *Pod
-	srcHost    *Host
+	final   bool
+	fwd     []Step  // forward steps, once the reply is traced
+	seen    Outcome // what the receiver saw (during the reply)
+	client  string
+	first   Packet // the client's first packet
+	srcPod  *Pod
+	srcHost *Host
 	// bridgedNoNF records nodes where the reply was bridged without the
 	// iptables hooks (for F1).
 	bridgedNoNF []string
