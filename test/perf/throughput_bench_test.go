@@ -27,13 +27,16 @@ const (
 // the underlay measured in the same run: iperf3 between the node
 // namespaces' eth0 addresses (192.168.77.11 -> .12), then between the pods
 // (10.244.1.2 -> 10.244.2.2), alternately, iperfRounds times each, 3 s per
-// run; each pod run is divided by the underlay run just before it and the
-// median of those ratios is reported. The pods' MTU is what twill-cni would give them (the subnet file's:
-// underlay - 50 for vxlan). Metrics: underlay-Gbps, pod-Gbps (means) and
-// ratio (pod/underlay). DESIGN.md's hand-built reference: host-gw 0.86,
-// vxlan 0.81. ratio-nofw is a diagnostic measured after: the agents
-// stopped and twill's nft table (masquerade, hence conntrack; forward
-// accepts; vxlan guard) deleted on both nodes.
+// run. Each pod run is divided by the underlay run just before it (same
+// machine load) and the median of those ratios is reported. The pods' MTU
+// is what twill-cni would give them (the subnet file's: underlay - 50 for
+// vxlan).
+//
+// Metrics: underlay-Gbps and pod-Gbps (medians), ratio (pod/underlay).
+// DESIGN.md's hand-built reference: host-gw 0.86, vxlan 0.81. ratio-nofw
+// is a diagnostic measured afterwards with the agents stopped and twill's
+// nft table (masquerade, hence conntrack; forward accepts; vxlan guard)
+// deleted on both nodes.
 func BenchmarkPodThroughput(b *testing.B) {
 	for _, be := range []string{"vxlan", "host-gw"} {
 		b.Run(be, func(b *testing.B) {
