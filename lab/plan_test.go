@@ -124,3 +124,45 @@ func TestDropServiceRule(t *testing.T) {
 		t.Errorf("dropServiceRule removed %d:\n%s", n, out)
 	}
 }
+
+func TestPlanAgentMode(t *testing.T) {
+	c := Config{Name: "twill-x", Nodes: 2, Pods: 2, Agent: true, Self: "/usr/bin/twill"}.withDefaults()
+	st := plan(c)
+	if st.Mode != ModeAgent || !st.AgentMode() {
+		t.Fatalf("mode %q", st.Mode)
+	}
+	n := st.Nodes[1]
+	if n.VtepMAC != "0e:74:c0:a8:4d:0c" { // backend.VtepMAC(192.168.77.12): what the agent publishes
+		t.Errorf("node2 VTEP MAC %s", n.VtepMAC)
+	}
+	want := "/usr/bin/twill agent --node node2 --root /run/twill-lab/twill-x/nodes/node2/root --etcd-endpoints http://192.168.77.1:2379 --etcd-prefix /twill.io/network --iface eth0 --resync 2s --health-addr 127.0.0.1:9473"
+	if got := strings.Join(n.Agent.Argv, " "); got != want {
+		t.Errorf("agent argv:\n%s\nwant\n%s", got, want)
+	}
+	if p := n.Pods[0]; p.IP != "" || !strings.HasPrefix(p.HostVeth, "veth") || len(p.HostVeth) > 15 {
+		t.Errorf("pod before CNI ADD: %+v (no address yet; the plugin's veth name)", p)
+	}
+	if plan(Config{Name: "twill-x", Nodes: 1, Pods: 1}.withDefaults()).Mode != ModeStatic {
+		t.Error("the library default must stay static")
+	}
+}
+
+func TestMetricValue(t *testing.T) {
+	text := "# HELP twill_repairs_total x\ntwill_repairs_total{kind=\"fdb\"} 2\ntwill_repairs_total{kind=\"sysctl\"} 3\ntwill_ready 1\n"
+	if v, ok := MetricValue(text, `twill_repairs_total{kind="sysctl"}`); !ok || v != 3 {
+		t.Errorf("sysctl = %v, %v", v, ok)
+	}
+	if v, ok := MetricValue(text, `twill_repairs_total{kind="route"}`); ok || v != 0 {
+		t.Errorf("absent route = %v, %v", v, ok)
+	}
+}
+
+func TestFindCNIErrors(t *testing.T) {
+	if _, err := FindCNI("/nonexistent/twill-cni"); err == nil || !strings.Contains(err.Error(), "/nonexistent/twill-cni") || !strings.Contains(err.Error(), "--cni-bin") {
+		t.Errorf("missing explicit plugin: %v", err)
+	}
+	t.Setenv("TWILL_CNI_BIN", "/nonexistent/env-cni")
+	if _, err := FindCNI(""); err == nil || !strings.Contains(err.Error(), "TWILL_CNI_BIN") {
+		t.Errorf("missing plugin from the environment: %v", err)
+	}
+}

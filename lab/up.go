@@ -261,9 +261,16 @@ func PrintSummary(w io.Writer, st *State) {
 		{fmt.Sprintf("twill lab call%s node1-a %s", fl, LocalVIP(1)), "Service whose endpoint is on the same bridge"},
 		{fmt.Sprintf("twill lab break%s F1 node1", fl), "then call again; `twill lab scenarios` lists them all"},
 		{fmt.Sprintf("twill lab exec%s node1 -- iptables-nft-save", fl), "any command inside a node or pod"},
+	}
+	if st.AgentMode() {
+		hints = append(hints,
+			[2]string{fmt.Sprintf("twill lab stream%s node1-a %s:%d --for 10s & twill lab agent%s %s kill; twill lab agent%s %s start", fl, last.Pods[0].IP, EchoPort, fl, last.Name, fl, last.Name), "a TCP stream survives an agent kill -9 and restart"},
+			[2]string{fmt.Sprintf("twill lab exec%s node1 -- curl -s %s/metrics", fl, AgentHealthAddr), "node1's agent: lease, peers, repairs"})
+	}
+	hints = append(hints, [][2]string{
 		{fmt.Sprintf("twill doctor --netns %s --root %s", st.Nodes[0].Namespace, st.Nodes[0].Root), "check node1"},
 		{fmt.Sprintf("twill lab down%s", fl), "remove the lab"},
-	}
+	}...)
 	fmt.Fprintf(w, "\nTry:\n")
 	for _, h := range hints {
 		fmt.Fprintf(w, "  # %s\n  %s\n", h[1], h[0])
