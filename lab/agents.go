@@ -73,7 +73,7 @@ func findBinary(name, explicit, flag, env, notFound string) (string, error) {
 // agentArgv is node n's agent command line. The agent runs inside the node
 // namespace, so it programs that namespace and reaches etcd over eth0.
 func agentArgv(c Config, n Node) []string {
-	argv := []string{c.Self, "agent",
+	return []string{c.Self, "agent",
 		"--node", n.Name,
 		"--root", n.Root,
 		"--etcd-endpoints", EtcdEndpoint,
@@ -81,11 +81,8 @@ func agentArgv(c Config, n Node) []string {
 		"--iface", nodeUplink,
 		"--resync", c.AgentResync.String(),
 		"--health-addr", AgentHealthAddr,
+		"--etcd-ttl", c.AgentTTL.String(),
 	}
-	if c.AgentTTL > 0 {
-		argv = append(argv, "--etcd-ttl", c.AgentTTL.String())
-	}
-	return argv
 }
 
 // netConf is the lab's cluster network config, as stored in etcd.

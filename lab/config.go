@@ -31,6 +31,11 @@ const ServerPort = 8080
 // and then echoes each line back, for long-lived streams (Stream).
 const EchoPort = 8081
 
+// DefaultAgentTTL is the lab agents' lease TTL: longer than the agent's own
+// default (60s), so a node whose agent `lab break` paused keeps its lease
+// (and its peers keep their routes to it) while you explore the failure.
+const DefaultAgentTTL = 5 * time.Minute
+
 // Modes of a lab's pod network (State.Mode).
 const (
 	// ModeStatic: the lab programs the pod network itself, as a fixed picture.
@@ -67,8 +72,9 @@ type Config struct {
 	// AgentResync is the agents' --resync (agent mode only); default 2s.
 	AgentResync time.Duration
 	// AgentTTL is the agents' --etcd-ttl, their lease TTL (agent mode only);
-	// 0 keeps the agent's default (60s). A paused or killed agent's node
-	// loses its lease after this long, and its peers drop its routes.
+	// default DefaultAgentTTL. A paused (lab break) or killed agent stops
+	// renewing: after this long its node loses its lease and the peers
+	// drop its routes.
 	AgentTTL time.Duration
 }
 
@@ -103,6 +109,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AgentResync == 0 {
 		c.AgentResync = 2 * time.Second
+	}
+	if c.AgentTTL == 0 {
+		c.AgentTTL = DefaultAgentTTL
 	}
 	return c
 }

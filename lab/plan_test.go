@@ -135,7 +135,7 @@ func TestPlanAgentMode(t *testing.T) {
 	if n.VtepMAC != "0e:74:c0:a8:4d:0c" { // backend.VtepMAC(192.168.77.12): what the agent publishes
 		t.Errorf("node2 VTEP MAC %s", n.VtepMAC)
 	}
-	want := "/usr/bin/twill agent --node node2 --root /run/twill-lab/twill-x/nodes/node2/root --etcd-endpoints http://192.168.77.1:2379 --etcd-prefix /twill.io/network --iface eth0 --resync 2s --health-addr 127.0.0.1:9473"
+	want := "/usr/bin/twill agent --node node2 --root /run/twill-lab/twill-x/nodes/node2/root --etcd-endpoints http://192.168.77.1:2379 --etcd-prefix /twill.io/network --iface eth0 --resync 2s --health-addr 127.0.0.1:9473 --etcd-ttl 5m0s"
 	if got := strings.Join(n.Agent.Argv, " "); got != want {
 		t.Errorf("agent argv:\n%s\nwant\n%s", got, want)
 	}

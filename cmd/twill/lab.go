@@ -128,7 +128,7 @@ same way: --cni-bin, $TWILL_CNI_BIN, next to twill, ./bin/twill-cni, $PATH
 	fs.BoolVar(&static, "static", false, "program the pod network statically: no agents, no CNI plugin")
 	fs.StringVar(&c.CNIBin, "cni-bin", "", "twill-cni plugin binary (default: search, see above)")
 	fs.DurationVar(&c.AgentResync, "agent-resync", 2*time.Second, "the agents' drift-repair interval (--resync)")
-	fs.DurationVar(&c.AgentTTL, "agent-ttl", 0, "the agents' lease TTL (--etcd-ttl; default the agent's 60s)")
+	fs.DurationVar(&c.AgentTTL, "agent-ttl", lab.DefaultAgentTTL, "the agents' lease TTL (--etcd-ttl): a node whose agent is paused or gone keeps its lease this long")
 	return cmd
 }
 
