@@ -1,0 +1,119 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/twillnet/twill/lease"
+	"github.com/twillnet/twill/netconf"
+)
+
+// Acquire reads the Node named req.Node and returns its lease: the subnet
+// is the node's spec.podCIDR (its IPv4 one on dual-stack nodes), which must
+// lie inside cfg.Network. It publishes req on the Node as twill.io/*
+// annotations (one merge patch, skipped when they are already right).
+//
+// Errors, all retried by the agent: *NoPodCIDRError when the node has no
+// podCIDR yet (it says how to get one); *OutsideNetworkError when the
+// podCIDR is not in cfg.Network; the node not found (--node must be the
+// Node object's name); *ForbiddenError naming the missing permission.
+func (s *Store) Acquire(ctx context.Context, cfg netconf.Config, req lease.Request) (lease.Lease, error) {
+	if err := req.Check(); err != nil {
+		return lease.Lease{}, err
+	}
+	node, err := s.c.CoreV1().Nodes().Get(ctx, req.Node, metav1.GetOptions{})
+	if err != nil {
+		return lease.Lease{}, nodeGetError(err, req.Node)
+	}
+	sn, err := Subnet(infoOf(node), cfg.Network)
+	if err != nil {
+		return lease.Lease{}, err
+	}
+	if cfg.SubnetLen != 0 && sn.Bits() != cfg.SubnetLen {
+		s.log.Info("the node's podCIDR length differs from SubnetLen of net-conf.json; the podCIDR is used", "node", req.Node, "podCIDR", sn.String(), "SubnetLen", cfg.SubnetLen)
+	}
+	if err := s.publish(ctx, node, Annotations(req)); err != nil {
+		return lease.Lease{}, err
+	}
+	l := req.Lease(sn)
+	s.mu.Lock()
+	s.own = &owned{lease: l, cfg: cfg, req: req}
+	s.mu.Unlock()
+	return l, nil
+}
+
+// nodeGetError explains a failed GET of this node.
+func nodeGetError(err error, node string) error {
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("node %s: not found in the API server: --node (env NODE_NAME, from the pod's spec.nodeName) must be this node's Node object name (kubectl get nodes)", node)
+	}
+	return explain(err, "node "+node+": read the Node", "get", "nodes")
+}
+
+// Subnet returns the node's subnet for the cluster network: its IPv4
+// podCIDR inside network (network invalid: any IPv4 podCIDR). It is the
+// pure core of Acquire.
+func Subnet(n NodeInfo, network netip.Prefix) (netip.Prefix, error) {
+	cidrs := n.PodCIDRs
+	if len(cidrs) == 0 && n.PodCIDR != "" {
+		cidrs = []string{n.PodCIDR}
+	}
+	var first netip.Prefix
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("node %s: spec.podCIDR %q: %w", n.Name, c, err)
+		}
+		if !p.Addr().Is4() {
+			continue
+		}
+		p = p.Masked()
+		if !network.IsValid() || (network.Contains(p.Addr()) && p.Bits() >= network.Bits()) {
+			return p, nil
+		}
+		if !first.IsValid() {
+			first = p
+		}
+	}
+	if !first.IsValid() {
+		return netip.Prefix{}, &NoPodCIDRError{Node: n.Name, Network: network}
+	}
+	return netip.Prefix{}, &OutsideNetworkError{Node: n.Name, PodCIDR: first, Network: network}
+}
+
+// publish makes node's twill annotations equal want (nil: none), with one
+// merge patch when they differ.
+func (s *Store) publish(ctx context.Context, node *corev1.Node, want map[string]string) error {
+	if !annotationsDiffer(node.Annotations, want) {
+		return nil
+	}
+	return s.patchAnnotations(ctx, node.Name, want)
+}
+
+// patchAnnotations sends the merge patch that sets twill's annotations of
+// the named node to want.
+func (s *Store) patchAnnotations(ctx context.Context, name string, want map[string]string) error {
+	op := "node " + name + ": publish the twill.io annotations"
+	if want == nil {
+		op = "node " + name + ": remove the twill.io annotations"
+	}
+	_, err := s.c.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, annotationPatch(want), metav1.PatchOptions{FieldManager: fieldManager})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("%s: the Node object is gone (deleted from the API)", op)
+	}
+	return explain(err, op, "patch", "nodes")
+}
+
+// fieldManager names twill in the Node's managedFields.
+const fieldManager = "twill"
+
+// infoOf extracts what twill reads from a Node.
+func infoOf(n *corev1.Node) NodeInfo {
+	return NodeInfo{Name: n.Name, PodCIDR: n.Spec.PodCIDR, PodCIDRs: n.Spec.PodCIDRs, Annotations: n.Annotations}
+}

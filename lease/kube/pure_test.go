@@ -1,0 +1,262 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/yaml"
+
+	"github.com/twillnet/twill/lease"
+)
+
+var network = netip.MustParsePrefix("10.244.0.0/16")
+
+func TestAnnotationsEncoding(t *testing.T) {
+	req := lease.Request{Node: "n1", PublicIP: netip.MustParseAddr("192.168.1.10"), BackendType: "vxlan",
+		BackendData: &lease.BackendData{VtepMAC: "0e:11:22:33:44:55"}}
+	got := Annotations(req)
+	want := map[string]string{
+		"twill.io/public-ip":    "192.168.1.10",
+		"twill.io/backend-type": "vxlan",
+		"twill.io/backend-data": `{"VtepMAC":"0e:11:22:33:44:55"}`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Annotations = %v, want %v", got, want)
+	}
+	hostgw := Annotations(lease.Request{Node: "n1", PublicIP: req.PublicIP, BackendType: "host-gw"})
+	if _, ok := hostgw[AnnotationBackendData]; ok || len(hostgw) != 2 {
+		t.Fatalf("host-gw annotations = %v, want public-ip and backend-type only", hostgw)
+	}
+
+	// The patch writes want's keys and removes twill's others; nil removes all.
+	var p struct {
+		Metadata struct {
+			Annotations map[string]*string `json:"annotations"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(annotationPatch(hostgw), &p); err != nil {
+		t.Fatal(err)
+	}
+	a := p.Metadata.Annotations
+	if len(a) != 3 || a[AnnotationPublicIP] == nil || *a[AnnotationPublicIP] != "192.168.1.10" || a[AnnotationBackendData] != nil {
+		t.Fatalf("patch for host-gw = %s: want public-ip and backend-type set, backend-data null", annotationPatch(hostgw))
+	}
+	if got := string(annotationPatch(nil)); got != `{"metadata":{"annotations":{"twill.io/backend-data":null,"twill.io/backend-type":null,"twill.io/public-ip":null}}}` {
+		t.Fatalf("release patch = %s", got)
+	}
+	if annotationsDiffer(map[string]string{"other": "x", AnnotationPublicIP: "192.168.1.10", AnnotationBackendType: "host-gw"}, hostgw) {
+		t.Fatal("annotationsDiffer: other annotations must not count")
+	}
+	if !annotationsDiffer(map[string]string{AnnotationPublicIP: "192.168.1.10", AnnotationBackendType: "host-gw", AnnotationBackendData: "{}"}, hostgw) {
+		t.Fatal("annotationsDiffer: a stale backend-data must count")
+	}
+}
+
+func TestLeaseOf(t *testing.T) {
+	ann := map[string]string{AnnotationPublicIP: "192.168.1.11", AnnotationBackendType: "vxlan", AnnotationBackendData: `{"VtepMAC":"0e:00:00:00:00:02"}`}
+	tests := []struct {
+		name    string
+		n       NodeInfo
+		want    lease.Lease
+		ok      bool
+		wantErr string
+	}{
+		{"published", NodeInfo{Name: "n2", PodCIDR: "10.244.2.0/24", Annotations: ann},
+			lease.Lease{Subnet: netip.MustParsePrefix("10.244.2.0/24"), Attrs: lease.Attrs{PublicIP: "192.168.1.11", BackendType: "vxlan", BackendData: &lease.BackendData{VtepMAC: "0e:00:00:00:00:02"}, Node: "n2"}}, true, ""},
+		{"dual-stack takes the IPv4 podCIDR", NodeInfo{Name: "n2", PodCIDRs: []string{"fd00:10::/64", "10.244.2.0/24"}, Annotations: ann},
+			lease.Lease{Subnet: netip.MustParsePrefix("10.244.2.0/24"), Attrs: lease.Attrs{PublicIP: "192.168.1.11", BackendType: "vxlan", BackendData: &lease.BackendData{VtepMAC: "0e:00:00:00:00:02"}, Node: "n2"}}, true, ""},
+		{"not a twill node", NodeInfo{Name: "n3", PodCIDR: "10.244.3.0/24"}, lease.Lease{}, false, ""},
+		{"no podCIDR yet", NodeInfo{Name: "n3", Annotations: ann}, lease.Lease{}, false, ""},
+		{"bad public ip", NodeInfo{Name: "n4", PodCIDR: "10.244.4.0/24", Annotations: map[string]string{AnnotationPublicIP: "nope"}}, lease.Lease{}, false,
+			`node n4: annotation twill.io/public-ip="nope": not an IP address`},
+		{"bad backend data", NodeInfo{Name: "n5", PodCIDR: "10.244.5.0/24", Annotations: map[string]string{AnnotationPublicIP: "10.0.0.5", AnnotationBackendData: "{"}}, lease.Lease{}, false,
+			`node n5: annotation twill.io/backend-data="{": want JSON like`},
+		{"outside the network", NodeInfo{Name: "n6", PodCIDR: "10.99.6.0/24", Annotations: ann}, lease.Lease{}, false,
+			"node n6: spec.podCIDR 10.99.6.0/24 is outside the cluster network 10.244.0.0/16"},
+		{"bad podCIDR", NodeInfo{Name: "n7", PodCIDR: "10.244.7.0/33", Annotations: ann}, lease.Lease{}, false, `node n7: spec.podCIDR "10.244.7.0/33"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok, err := LeaseOf(tt.n, network)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || ok != tt.ok || !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("LeaseOf = %+v, %v, %v; want %+v, %v", got, ok, err, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+func TestSubnetErrors(t *testing.T) {
+	_, err := Subnet(NodeInfo{Name: "w1"}, network)
+	var none *NoPodCIDRError
+	if !errors.As(err, &none) {
+		t.Fatalf("no podCIDR: err = %v, want *NoPodCIDRError", err)
+	}
+	want := `node w1 has no spec.podCIDR yet: kube-controller-manager must run with --allocate-node-cidrs --cluster-cidr=10.244.0.0/16, or set it: kubectl patch node w1 -p '{"spec":{"podCIDR":"10.244.1.0/24"}}'`
+	if err.Error() != want {
+		t.Fatalf("no podCIDR:\n got %s\nwant %s", err, want)
+	}
+	_, err = Subnet(NodeInfo{Name: "w1", PodCIDRs: []string{"fd00::/64"}}, network)
+	if !errors.As(err, &none) {
+		t.Fatalf("IPv6 podCIDR only: err = %v, want *NoPodCIDRError", err)
+	}
+	_, err = Subnet(NodeInfo{Name: "w1", PodCIDR: "10.0.0.0/8"}, network)
+	var out *OutsideNetworkError
+	if !errors.As(err, &out) || !strings.Contains(err.Error(), "kube-controller-manager's --cluster-cidr and the Network in the twill ConfigMap must be the same") {
+		t.Fatalf("podCIDR containing the network: err = %v, want *OutsideNetworkError", err)
+	}
+	sn, err := Subnet(NodeInfo{Name: "w1", PodCIDR: "10.244.9.0/24"}, network)
+	if err != nil || sn != netip.MustParsePrefix("10.244.9.0/24") {
+		t.Fatalf("Subnet = %v, %v", sn, err)
+	}
+}
+
+func TestLeaseSetSortedAndOverlapsLeftOut(t *testing.T) {
+	node := func(name, cidr, ip string) any {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{AnnotationPublicIP: ip, AnnotationBackendType: "host-gw"}},
+			Spec: corev1.NodeSpec{PodCIDR: cidr}}
+	}
+	objs := []any{
+		node("c", "10.244.3.0/24", "10.0.0.3"),
+		node("a", "10.244.1.0/24", "10.0.0.1"),
+		node("b", "10.244.1.0/24", "10.0.0.2"), // same podCIDR as a: a (smaller name) keeps it
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "plain"}, Spec: corev1.NodeSpec{PodCIDR: "10.244.9.0/24"}},
+		node("far", "10.1.0.0/24", "10.0.0.9"),
+	}
+	set, problems := leaseSet(objs, network)
+	var names []string
+	for _, l := range set {
+		names = append(names, l.Attrs.Node+"="+l.Subnet.String())
+	}
+	if got := strings.Join(names, " "); got != "a=10.244.1.0/24 c=10.244.3.0/24" {
+		t.Fatalf("set = %s", got)
+	}
+	if !strings.Contains(problems["b"], "overlaps node a's 10.244.1.0/24") || !strings.Contains(problems["far"], "outside the cluster network") || len(problems) != 2 {
+		t.Fatalf("problems = %v", problems)
+	}
+	empty, _ := leaseSet(nil, network)
+	if empty == nil || len(empty) != 0 {
+		t.Fatalf("no nodes: set = %#v, want an empty non-nil slice", empty)
+	}
+}
+
+func TestForbiddenMessage(t *testing.T) {
+	// The API server's own Forbidden error, as client-go returns it.
+	api := apierrors.NewForbidden(schema.GroupResource{Resource: "nodes/status"}, "n1",
+		errors.New(`User "twill" cannot patch resource "nodes/status" in API group "" at the cluster scope`))
+	err := explain(api, "node n1: set condition NetworkUnavailable=False", "patch", "nodes/status")
+	want := "node n1: set condition NetworkUnavailable=False: forbidden: twill needs 'patch' on 'nodes/status' — see deploy/rbac.yaml"
+	if !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("got  %s\nwant %s…", err, want)
+	}
+	var fe *ForbiddenError
+	if !errors.As(err, &fe) || !apierrors.IsForbidden(err) {
+		t.Fatalf("want a *ForbiddenError that still IsForbidden: %v", err)
+	}
+	// The server's words win over the caller's guess (list failed, not watch).
+	list := apierrors.NewForbidden(schema.GroupResource{Resource: "nodes"}, "", errors.New(`User "x" cannot list resource "nodes" in API group "" at the cluster scope`))
+	if got := explain(list, "follow the Node objects", "list,watch", "nodes").Error(); !strings.Contains(got, "forbidden: twill needs 'list' on 'nodes' — see deploy/rbac.yaml") {
+		t.Fatalf("list: %s", got)
+	}
+	other := apierrors.NewForbidden(schema.GroupResource{Resource: "nodes"}, "", errors.New("denied"))
+	if got := explain(other, "follow the Node objects", "list,watch", "nodes").Error(); !strings.Contains(got, "twill needs 'list' and 'watch' on 'nodes'") {
+		t.Fatalf("without the server's words: %s", got)
+	}
+	unauth := apierrors.NewUnauthorized("bad token")
+	if got := explain(unauth, "node n1: read the Node", "get", "nodes").Error(); !strings.Contains(got, "unauthorized: the API server does not accept twill's credentials") {
+		t.Fatalf("unauthorized: %s", got)
+	}
+}
+
+func TestConditionPatch(t *testing.T) {
+	now := time.Date(2025, 1, 2, 3, 4, 5, 600, time.UTC)
+	var p struct {
+		Status struct {
+			Conditions []corev1.NodeCondition `json:"conditions"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal(conditionPatch(now), &p); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Status.Conditions) != 1 {
+		t.Fatalf("conditions = %+v", p.Status.Conditions)
+	}
+	c := p.Status.Conditions[0]
+	if c.Type != "NetworkUnavailable" || c.Status != "False" || c.Reason != "TwillIsUp" || !c.LastTransitionTime.Time.Equal(now.Truncate(time.Second)) {
+		t.Fatalf("condition = %+v", c)
+	}
+	n := &corev1.Node{Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: "True"}}}}
+	if networkAvailable(n) {
+		t.Fatal("no NetworkUnavailable condition: not available")
+	}
+	n.Status.Conditions = append(n.Status.Conditions, c)
+	if !networkAvailable(n) {
+		t.Fatal("NetworkUnavailable=False: available")
+	}
+}
+
+func TestClusterRoleYAMLIsTheRules(t *testing.T) {
+	var cr rbacv1.ClusterRole
+	if err := yaml.UnmarshalStrict([]byte(ClusterRoleYAML()), &cr); err != nil {
+		t.Fatalf("ClusterRoleYAML does not parse: %v\n%s", err, ClusterRoleYAML())
+	}
+	if cr.Kind != "ClusterRole" || cr.Name != ClusterRoleName || !reflect.DeepEqual(cr.Rules, RBACRules()) {
+		t.Fatalf("parsed %+v, want rules %+v", cr, RBACRules())
+	}
+	// Exactly the verbs the store uses, nothing more.
+	want := map[string][]string{"nodes": {"get", "list", "watch", "patch"}, "nodes/status": {"patch"}}
+	got := map[string][]string{}
+	for _, r := range RBACRules() {
+		if len(r.APIGroups) != 1 || r.APIGroups[0] != "" || len(r.ResourceNames) != 0 || len(r.NonResourceURLs) != 0 {
+			t.Fatalf("rule %+v: want the core group only, no names or URLs", r)
+		}
+		for _, res := range r.Resources {
+			got[res] = append(got[res], r.Verbs...)
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("rules grant %v, want %v", got, want)
+	}
+}
+
+func TestTrimNode(t *testing.T) {
+	full := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "n1", ResourceVersion: "7", Labels: map[string]string{"a": "b"},
+			Annotations: map[string]string{AnnotationPublicIP: "10.0.0.1", "node.alpha.kubernetes.io/ttl": "0"}},
+		Spec: corev1.NodeSpec{PodCIDR: "10.244.1.0/24", ProviderID: "x"},
+		Status: corev1.NodeStatus{Images: []corev1.ContainerImage{{Names: []string{"big"}}},
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeNetworkUnavailable, Status: "False"}}},
+	}
+	tr := trimNode(full, false).(*corev1.Node)
+	if tr.Name != "n1" || tr.ResourceVersion != "7" || tr.Spec.PodCIDR != "10.244.1.0/24" || len(tr.Annotations) != 1 ||
+		tr.Labels != nil || tr.Spec.ProviderID != "" || tr.Status.Images != nil || tr.Status.Conditions != nil {
+		t.Fatalf("trimmed = %+v", tr)
+	}
+	if c := trimNode(full, true).(*corev1.Node); len(c.Status.Conditions) != 1 {
+		t.Fatalf("with conditions: %+v", c.Status)
+	}
+}
+
+func TestConfigSaysUseNetConf(t *testing.T) {
+	s := NewForClient(nil, Options{})
+	_, err := s.Config(context.Background())
+	if !errors.Is(err, lease.ErrNoConfig) || !strings.Contains(err.Error(), "pass --net-conf FILE") {
+		t.Fatalf("Config: %v", err)
+	}
+}
