@@ -19,6 +19,7 @@ import (
 
 type agentOpts struct {
 	store      storeFlags
+	kube       kubeFlags
 	node       string
 	iface      string
 	publicIP   string
@@ -54,12 +55,14 @@ Stopping or restarting the agent never disturbs running pods. /healthz, /readyz
 served on --health-addr.`,
 		Example: `  twill agent --etcd-endpoints http://10.0.0.1:2379
   twill agent --etcd-endpoints https://etcd:2379 --etcd-cafile ca.pem --etcd-certfile c.pem --etcd-keyfile k.pem
-  twill agent --net-conf /etc/twill/net-conf.json --iface eth1 --flannel-subnet-env`,
+  twill agent --net-conf /etc/twill/net-conf.json --iface eth1 --flannel-subnet-env
+  twill agent --store kubernetes --net-conf /etc/twill/net-conf.json   # in a DaemonSet, like Flannel's --kube-subnet-mgr`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, &o) },
 	}
 	fs := cmd.Flags()
 	o.store.register(fs)
+	o.kube.register(fs)
 	host, _ := os.Hostname()
 	fs.StringVar(&o.node, "node", envOr("NODE_NAME", host), "this node's name (env NODE_NAME; default the hostname)")
 	fs.StringVar(&o.iface, "iface", "", "underlay interface (default: the default route's)")
@@ -96,6 +99,9 @@ func runAgent(cmd *cobra.Command, o *agentOpts) error {
 		opt.PublicIP = ip
 	}
 	// Invalid input is refused before anything on the node changes.
+	if err := o.kube.check(o.netConf); err != nil {
+		return &exitError{2, err}
+	}
 	if o.netConf != "" {
 		data, err := os.ReadFile(o.netConf)
 		if err != nil {
@@ -123,7 +129,7 @@ func runAgent(cmd *cobra.Command, o *agentOpts) error {
 	if err != nil {
 		return &exitError{2, err}
 	}
-	store, err := o.store.open(ctx, o.netns, log)
+	store, err := o.kube.open(ctx, &o.store, o.netns, log)
 	if err != nil {
 		return &exitError{2, err}
 	}

@@ -16,6 +16,7 @@ import (
 func newUninstallCmd() *cobra.Command {
 	var (
 		store     storeFlags
+		kf        kubeFlags
 		o         agent.UninstallOptions
 		node      string
 		keepLease bool
@@ -36,6 +37,9 @@ Pods still running on the node lose their network.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w := cmd.OutOrStdout()
+			if err := kf.validStore(); err != nil {
+				return &exitError{2, err}
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 			defer cancel()
 			done, err := agent.Uninstall(ctx, o)
@@ -44,6 +48,12 @@ Pods still running on the node lose their network.`,
 			}
 			if err != nil {
 				return &exitError{1, fmt.Errorf("uninstall: %w", err)}
+			}
+			if kf.store == storeKubernetes && !keepLease {
+				if err := kf.releaseKube(ctx, w, o.Netns, node); err != nil {
+					return &exitError{1, err}
+				}
+				return nil
 			}
 			if keepLease || len(store.endpoints) == 0 {
 				fmt.Fprintln(w, "lease not released (no --etcd-endpoints, or --keep-lease): it expires after its TTL")
@@ -68,6 +78,7 @@ Pods still running on the node lose their network.`,
 	}
 	fs := cmd.Flags()
 	store.register(fs)
+	kf.register(fs)
 	host, _ := os.Hostname()
 	fs.StringVar(&node, "node", envOr("NODE_NAME", host), "this node's name (env NODE_NAME; default the hostname)")
 	fs.StringVar(&o.Root, "root", os.Getenv("TWILL_ROOT"), "prefix of the node's files (env TWILL_ROOT)")
