@@ -3,6 +3,7 @@ package perf
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -110,6 +111,13 @@ func benchProgramPeers(b *testing.B, n int) {
 	}
 	if recN > recN1 {
 		b.ReportMetric(1000*(recSum-recSum1)/(recN-recN1), "resync-ms")
+	}
+	if _, body, err := a.get("/metrics"); err == nil {
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "twill_repairs_total{") {
+				b.Logf("peers=%d: agent metric %s", n, line)
+			}
+		}
 	}
 	b.Logf("peers=%d: etcd writes %s, all routes %s, all entries %s; RSS %.1f MB (0 peers: %.1f MB), peak %.1f MB; %v reconciles since baseline",
 		n, wrote.Round(time.Millisecond), tRoutes.Round(time.Millisecond), tAll.Round(time.Millisecond), MB(mem.RSS), MB(base.RSS), MB(mem.HWM), recN-recN0)
