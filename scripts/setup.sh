@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what twill's lab, demo and tests need on a Debian machine where you
-# are root: the Debian packages below, and real etcd and cnitool binaries built
-# from the Go module proxy into bin/ (cached: rebuilt only when tools/ changes).
+# are root: the Debian packages below, and real etcd, cnitool, kube-apiserver
+# and kubectl binaries built from the Go module proxy into bin/ (cached: rebuilt
+# only when tools/ changes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,4 +39,14 @@ if [ ! -x bin/etcd ] || [ ! -x bin/cnitool ] || [ "$(cat "$stamp" 2>/dev/null)" 
 	(cd tools && go build -o ../bin/etcd ./etcd && go build -o ../bin/cnitool github.com/containernetworking/cni/cnitool)
 	echo "$want" > "$stamp"
 fi
-echo "setup: ok ($(bin/etcd --version 2>/dev/null | head -1); cnitool in bin/)"
+# The real kube-apiserver and kubectl for the lab's Kubernetes mode and its
+# tests: a separate module (k8s.io/kubernetes needs its staging modules
+# replaced); the cold build takes several minutes, then it is cached.
+kstamp=bin/.kube.stamp
+kwant=$(cat tools/kube/go.mod tools/kube/go.sum tools/kube/*/main.go | sha256sum | cut -d' ' -f1)
+if [ ! -x bin/kube-apiserver ] || [ ! -x bin/kubectl ] || [ "$(cat "$kstamp" 2>/dev/null)" != "$kwant" ]; then
+	echo "setup: building kube-apiserver and kubectl from k8s.io/kubernetes into bin/ (first time: 5-10 minutes)"
+	(cd tools/kube && go build -o ../../bin/kube-apiserver ./kube-apiserver && go build -o ../../bin/kubectl ./kubectl)
+	echo "$kwant" > "$kstamp"
+fi
+echo "setup: ok ($(bin/etcd --version 2>/dev/null | head -1); cnitool, kube-apiserver, kubectl in bin/)"
