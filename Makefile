@@ -5,12 +5,16 @@ export PATH := $(PATH):/usr/local/go/bin
 export TWILL_ETCD_BIN := $(CURDIR)/bin/etcd
 GO ?= go
 
-.PHONY: all tools build demo test unit bench fuzz vet clean
+.PHONY: all tools tools-kube build demo test unit bench fuzz vet clean
 
 all: build
 
 tools:
 	./scripts/setup.sh
+
+# The tests also need kube-apiserver and kubectl (Kubernetes mode).
+tools-kube:
+	./scripts/setup.sh --kube
 
 build:
 	$(GO) build -o bin/twill ./cmd/twill
@@ -21,7 +25,7 @@ demo: tools build
 	bin/twill lab demo
 
 ## test: every test, root ones included (run as root; they fail loudly otherwise).
-test: tools build vet
+test: tools-kube build vet
 	$(GO) test -p 2 -count=1 -timeout 30m ./...
 
 ## unit: only the tests that need no root and no lab (quick feedback).
