@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# Runs twill's benchmarks and prints a table; the same table goes to
-# docs/benchmarks.md. Figures are medians of COUNT runs on this machine;
-# compare ratios (against the baseline measured in the same run), not
-# absolutes: these machines are shared and noisy.
+# Runs twill's benchmarks and prints two tables; the same tables go to
+# docs/benchmarks.md.
+#  1. CPU benchmarks of the pure code (doctor, parsers, trace): medians of
+#     COUNT runs, with ratios against a baseline measured in the same run.
+#  2. System benchmarks (root: real namespaces, etcd, agents, CNI plugin,
+#     iperf3): one run each, every metric they report (latency percentiles,
+#     time to program peers, agent RSS, throughput ratios vs the underlay).
+# These machines are shared and noisy: compare ratios, not absolutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${COUNT:-5}
 raw=$(mktemp)
-trap 'rm -f "$raw"' EXIT
+sys=$(mktemp)
+trap 'rm -f "$raw" "$sys"' EXIT
 
-echo "bench: running go test -bench over doctor and netfilter (count=$COUNT)..." >&2
-go test -run '^$' -bench . -benchmem -count "$COUNT" ./doctor ./netfilter | tee "$raw" >&2
+echo "bench: CPU benchmarks (doctor, netfilter, trace; count=$COUNT)..." >&2
+go test -run '^$' -bench . -benchmem -count "$COUNT" ./doctor ./netfilter ./trace | tee "$raw" >&2
 
-table=$(awk '
+cpu=$(awk '
 	/^Benchmark/ {
 		name=$1; sub(/-[0-9]+$/, "", name)
 		n[name]++; v[name, n[name]]=$3
@@ -22,7 +27,6 @@ table=$(awk '
 	END {
 		for (j=1; j<=k; j++) {
 			name=names[j]; m=n[name]
-			# median of the runs
 			for (a=1; a<=m; a++) s[a]=v[name, a]
 			for (a=1; a<=m; a++) for (b=a+1; b<=m; b++) if (s[b] < s[a]) { t=s[a]; s[a]=s[b]; s[b]=t }
 			med[name]=s[int((m+1)/2)]
@@ -37,18 +41,47 @@ table=$(awk '
 		}
 	}' "$raw")
 
+echo "bench: system benchmarks (root; CNI, agent, throughput)..." >&2
+if [ "$(id -u)" -ne 0 ]; then
+	echo "bench: the system benchmarks need root (network namespaces): run make bench as root" >&2
+	exit 1
+fi
+go test -run '^$' -bench . -benchtime 1x -timeout 30m ./cni ./test/perf | tee "$sys" >&2
+system=$(awk '
+	BEGIN { printf "| benchmark | figures |\n|---|---|\n" }
+	/^Benchmark/ {
+		name=$1; sub(/-[0-9]+$/, "", name)
+		figs=""
+		for (i=3; i<NF; i+=2) { if ($(i+1)=="ns/op") continue; figs=figs sprintf("%s %s; ", $(i), $(i+1)) }
+		printf "| %s | %s |\n", name, figs
+	}' "$sys")
+
 echo
-echo "$table"
+echo "$cpu"
+echo
+echo "$system"
 {
 	echo "# Benchmarks"
 	echo
-	echo "Measured with \`make bench\` on $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), median of $COUNT runs."
+	echo "Measured with \`make bench\` on $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), a shared machine."
+	echo
+	echo "## CPU (pure code), median of $COUNT runs"
+	echo
 	echo "Baseline for the doctor rows: \`BenchmarkRunHealthyNode\` (a small recorded lab node), measured in the same run."
 	echo
-	echo "$table"
+	echo "$cpu"
 	echo
 	echo "- \`BenchmarkRun10kServices\`: every doctor check, parsing included, on a node whose iptables"
 	echo "  hold kube-proxy's rules for 10,000 Services (2 endpoints each, ~60,000 rules). Goal: under 1 s."
 	echo "- \`BenchmarkParseIptablesSave10kServices\`: the iptables-save parser alone on the same dump."
+	echo "- \`BenchmarkIptables10k\` / \`BenchmarkNftables10k\` (trace): one packet trace (with its reply) on"
+	echo "  10,000 Services after loading; see docs/trace.md. Goal: under 10 ms."
+	echo
+	echo "## System (root, real namespaces), one run each"
+	echo
+	echo "$system"
+	echo
+	echo "- \`BenchmarkCNIAddDel\`: twill-cni ADD and DEL latency over 100 pods, run as a new process each time (docs/cni.md)."
+	echo "- \`BenchmarkProgramPeers\`, \`BenchmarkLeaseToProgrammed\`, \`BenchmarkPodThroughput\`: see docs/performance.md."
 } > docs/benchmarks.md
-echo "bench: table written to docs/benchmarks.md" >&2
+echo "bench: tables written to docs/benchmarks.md" >&2
