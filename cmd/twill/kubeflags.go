@@ -8,6 +8,7 @@ import (
 	"log/slog"
 
 	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
 
 	"github.com/twillnet/twill/lease"
 	"github.com/twillnet/twill/lease/kube"
@@ -69,6 +70,8 @@ func (f *kubeFlags) open(ctx context.Context, etcdFlags *storeFlags, netns strin
 }
 
 func (f *kubeFlags) openKube(netns string, log *slog.Logger) (*kube.Store, error) {
+	// client-go logs through klog (e.g. a watch that broke): into our log.
+	klog.SetSlogLogger(log.With("component", "client-go"))
 	o := kube.Options{Kubeconfig: f.kubeconfig, Logger: log}
 	if netns != "" {
 		o.Dial = nsrun.Dialer(netns)

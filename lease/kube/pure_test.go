@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -258,5 +259,32 @@ func TestConfigSaysUseNetConf(t *testing.T) {
 	_, err := s.Config(context.Background())
 	if !errors.Is(err, lease.ErrNoConfig) || !strings.Contains(err.Error(), "pass --net-conf FILE") {
 		t.Fatalf("Config: %v", err)
+	}
+}
+
+func TestLoadRESTConfigOrder(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	t.Setenv("KUBERNETES_SERVICE_PORT", "")
+	t.Setenv("KUBECONFIG", "")
+	_, err := LoadRESTConfig("")
+	if err == nil || !strings.Contains(err.Error(), "not in a pod") || !strings.Contains(err.Error(), "pass --kubeconfig FILE") {
+		t.Fatalf("no config anywhere: %v", err)
+	}
+	kc := t.TempDir() + "/kubeconfig"
+	write := func(server string) {
+		data := "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: " + server +
+			"\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\n"
+		if err := os.WriteFile(kc, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("https://10.1.2.3:6443")
+	t.Setenv("KUBECONFIG", kc)
+	c, err := LoadRESTConfig("")
+	if err != nil || c.Host != "https://10.1.2.3:6443" {
+		t.Fatalf("$KUBECONFIG: %v, %v", c, err)
+	}
+	if _, err := LoadRESTConfig(kc + ".missing"); err == nil || !strings.Contains(err.Error(), "kubeconfig "+kc+".missing") {
+		t.Fatalf("--kubeconfig of a missing file: %v", err)
 	}
 }
