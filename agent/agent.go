@@ -100,6 +100,8 @@ type agent struct {
 	// programmed is true after the first successful reconcile: later
 	// changes are drift repairs (counted), the first ones are set-up.
 	programmed bool
+	// appliedPeers identifies the peer set of the last successful reconcile.
+	appliedPeers string
 }
 
 // Run runs the agent until ctx ends. It returns early only for errors that

@@ -7,10 +7,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/twillnet/twill/backend"
 	"github.com/twillnet/twill/doctor"
+	"github.com/twillnet/twill/lease"
 	"github.com/twillnet/twill/netconf"
 	"github.com/twillnet/twill/nodestate"
 	"github.com/twillnet/twill/subnetfile"
@@ -62,16 +64,28 @@ func (a *agent) prerequisites(ctx context.Context, s *nodestate.Snapshot) ([]Rep
 // difference. Errors are logged and retried at the next interval.
 func (a *agent) reconcile(ctx context.Context) {
 	start := time.Now()
+	a.mu.Lock()
+	peersKey := peerSetKey(a.self, a.peers)
+	a.mu.Unlock()
+	// Overlay changes made while the peer set changed are programming for
+	// nodes that joined or left, not drift.
+	membership := peersKey != a.appliedPeers
 	repairs, err := a.reconcileOnce(ctx)
 	a.m.reconcile.Observe(time.Since(start).Seconds())
 	a.h.reconciled(err)
+	programmedN := 0
 	for _, r := range repairs {
-		if a.programmed {
+		switch {
+		case !a.programmed || (membership && overlayKind[r.Kind]):
+			programmedN++
+			a.log.Debug("programmed", "kind", r.Kind, "action", r.Action, "object", r.Object)
+		default:
 			a.m.repairs.WithLabelValues(r.Kind).Inc()
 			a.log.Warn("repaired drift", "kind", r.Kind, "action", r.Action, "object", r.Object, "reason", r.Reason)
-		} else {
-			a.log.Info("programmed", "kind", r.Kind, "action", r.Action, "object", r.Object)
 		}
+	}
+	if programmedN > 0 {
+		a.log.Info("programmed", "changes", programmedN, "peers_changed", membership)
 	}
 	if err != nil {
 		a.m.reconcileErrors.Inc()
@@ -79,6 +93,7 @@ func (a *agent) reconcile(ctx context.Context) {
 		return
 	}
 	a.programmed = true
+	a.appliedPeers = peersKey
 	a.h.setReady(true, "")
 	a.m.ready.Set(1)
 }
@@ -164,4 +179,22 @@ func (a *agent) ensureSubnetFiles(self netip.Prefix, cfg netconf.Config, mtu int
 		out = append(out, Repair{Kind: "subnet-file", Action: "write", Object: path, Reason: reason})
 	}
 	return out, nil
+}
+
+// overlayKind lists the backend's repair kinds: per-peer objects and the
+// device they hang on.
+var overlayKind = map[string]bool{"route": true, "neighbor": true, "fdb": true, "link": true, "addr": true}
+
+// peerSetKey identifies the lease set the overlay is programmed for.
+func peerSetKey(self lease.Lease, peers []lease.Lease) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s;", self.Subnet)
+	for _, p := range peers {
+		mac := ""
+		if p.Attrs.BackendData != nil {
+			mac = p.Attrs.BackendData.VtepMAC
+		}
+		fmt.Fprintf(&b, "%s=%s/%s/%s;", p.Subnet, p.Attrs.PublicIP, p.Attrs.BackendType, mac)
+	}
+	return b.String()
 }
