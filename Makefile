@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 export TWILL_ETCD_BIN := $(CURDIR)/bin/etcd
 GO ?= go
 
-.PHONY: all tools tools-kube build demo test unit bench fuzz vet clean
+.PHONY: all tools tools-kube build demo test bench fuzz vet clean
 
 all: build
 
@@ -27,10 +27,6 @@ demo: tools build
 ## test: every test, root ones included (run as root; they fail loudly otherwise).
 test: tools-kube build vet
 	$(GO) test -p 2 -count=1 -timeout 30m ./...
-
-## unit: only the tests that need no root and no lab (quick feedback).
-unit:
-	$(GO) test -count=1 -short ./...
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
