@@ -19,6 +19,18 @@ var labName = fmt.Sprintf("twill-e2e%d", os.Getpid()%10000)
 // twill is the path of the binary under test, built by TestMain.
 var twill string
 
+// store is the lease store the lab's agents use: "etcd" (default) or
+// "kubernetes" (TWILL_E2E_STORE=kubernetes runs the same suite on the
+// Kubernetes API: leases from Node.spec.podCIDR).
+var store = envOr("TWILL_E2E_STORE", "etcd")
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -57,7 +69,12 @@ func run(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "e2e: lab down: %v\n%s", err, out)
 		}
 	}()
-	up := exec.Command(twill, "lab", "up", "--name", labName, "--nodes", "3", "--pods", "2")
+	args := []string{"lab", "up", "--name", labName, "--nodes", "3", "--pods", "2"}
+	if store != "etcd" {
+		args = append(args, "--store", store)
+	}
+	fmt.Fprintf(os.Stderr, "e2e: lab up with --store %s\n", store)
+	up := exec.Command(twill, args...)
 	if out, err := up.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: lab up: %v\n%s", err, out)
 		return 1

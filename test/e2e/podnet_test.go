@@ -386,9 +386,16 @@ func TestNodeLeavesPeersForgetIt(t *testing.T) {
 	st := status(t, labName)
 	node3 := st.Nodes[2]
 	lab(t, "agent", "node3", "stop")
-	r := tw(t, "lab", "exec", "node3", "--name", labName, "--", twill, "uninstall", "--node", "node3")
-	if r.code != 0 || !strings.Contains(r.out, "released lease "+node3.Subnet) {
+	if store == "kubernetes" {
+		// The node is deleted from the API (kubectl delete node node3).
+		lab(t, "node", "delete", "node3")
+	}
+	r := tw(t, "lab", "exec", "node3", "--name", labName, "--", twill, "uninstall", "--node", "node3", "--store", store)
+	if r.code != 0 {
 		t.Fatalf("uninstall on node3: exit %d\n%s", r.code, r.out)
+	}
+	if store == "etcd" && !strings.Contains(r.out, "released lease "+node3.Subnet) {
+		t.Fatalf("uninstall on node3 did not release the lease:\n%s", r.out)
 	}
 	for _, node := range []string{"node1", "node2"} {
 		within(t, 10*time.Second, node+" forgets node3", func() error {
