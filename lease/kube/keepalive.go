@@ -31,9 +31,10 @@ const (
 //   - after SetNetworkAvailable succeeded, sets NetworkUnavailable=False
 //     again when the condition is missing or says otherwise.
 //
-// Problems (the Node deleted, no podCIDR, a permission missing, the API
+// Problems (the Node deleted, no podCIDR, a patch forbidden, the API
 // server down) are sent on the channel and retried with a backoff up to
-// 30s; they never stop the loop. Plain errors are dropped when the reader
+// 30s; they never stop the loop. A failing list/watch of the Node is
+// retried by the informer and logged (explained), not sent. Plain errors are dropped when the reader
 // lags (16 are buffered); ReacquiredError is always delivered. Called
 // before Acquire, it sends one error and closes. Reading the Node costs no
 // API request: only a needed patch does.
