@@ -29,6 +29,7 @@ func Apply(ctx context.Context, ns string, changes []backend.Change) ([]backend.
 		return nil, err
 	}
 	defer h.Close()
+	ch := &cachedHandle{Handle: h, links: map[string]netlink.Link{}}
 	var repairs []backend.Repair
 	var errs []error
 	for _, c := range changes {
@@ -36,7 +37,7 @@ func Apply(ctx context.Context, ns string, changes []backend.Change) ([]backend.
 			errs = append(errs, err)
 			break
 		}
-		done, err := apply(h, c)
+		done, err := apply(ch, c)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", c, err))
 			continue
@@ -75,10 +76,35 @@ func handle(ns string) (*netlink.Handle, error) {
 	return h, nil
 }
 
+// cachedHandle is a netlink handle that remembers device lookups within one
+// Apply: thousands of routes, neighbours and FDB entries on twill.1 then cost
+// one LinkByName instead of one each.
+type cachedHandle struct {
+	*netlink.Handle
+	links map[string]netlink.Link
+}
+
+// LinkByName returns the device, from the cache when it was seen before.
+func (h *cachedHandle) LinkByName(name string) (netlink.Link, error) {
+	if l, ok := h.links[name]; ok {
+		return l, nil
+	}
+	l, err := h.Handle.LinkByName(name)
+	if err == nil {
+		h.links[name] = l
+	}
+	return l, err
+}
+
+// forget drops the cached devices.
+func (h *cachedHandle) forget() { clear(h.links) }
+
 // apply makes one change; done is false when nothing needed doing.
-func apply(h *netlink.Handle, c backend.Change) (done bool, err error) {
+func apply(h *cachedHandle, c backend.Change) (done bool, err error) {
 	switch c.Kind {
 	case backend.KindLink:
+		h.forget() // links change: later lookups must see the new ones
+		defer h.forget()
 		return applyLink(h, c)
 	case backend.KindAddr:
 		return applyAddr(h, c)
@@ -97,7 +123,7 @@ func notFound(err error) bool {
 	return errors.As(err, &nf) || errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ESRCH) || errors.Is(err, syscall.ENODEV) || errors.Is(err, syscall.EADDRNOTAVAIL)
 }
 
-func linkByName(h *netlink.Handle, name string) (netlink.Link, error) {
+func linkByName(h *cachedHandle, name string) (netlink.Link, error) {
 	l, err := h.LinkByName(name)
 	if err != nil {
 		return nil, fmt.Errorf("device %s: %w", name, err)
@@ -105,7 +131,7 @@ func linkByName(h *netlink.Handle, name string) (netlink.Link, error) {
 	return l, nil
 }
 
-func applyLink(h *netlink.Handle, c backend.Change) (bool, error) {
+func applyLink(h *cachedHandle, c backend.Change) (bool, error) {
 	spec := c.Link
 	if spec == nil {
 		return false, errors.New("link change without a link")
@@ -132,7 +158,7 @@ func applyLink(h *netlink.Handle, c backend.Change) (bool, error) {
 	return fixLink(h, existing, *spec)
 }
 
-func addVxlan(h *netlink.Handle, s backend.LinkSpec) error {
+func addVxlan(h *cachedHandle, s backend.LinkSpec) error {
 	under, err := linkByName(h, s.Dev)
 	if err != nil {
 		return fmt.Errorf("underlay: %w", err)
@@ -167,7 +193,7 @@ func addVxlan(h *netlink.Handle, s backend.LinkSpec) error {
 
 // fixLink repairs MTU, MAC and up state in place: no delete, no down/up
 // unless the kernel refuses to change the MAC of a running device.
-func fixLink(h *netlink.Handle, l netlink.Link, s backend.LinkSpec) (bool, error) {
+func fixLink(h *cachedHandle, l netlink.Link, s backend.LinkSpec) (bool, error) {
 	a := l.Attrs()
 	done := false
 	if a.MTU != s.MTU {
@@ -207,7 +233,7 @@ func ipnet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
-func applyAddr(h *netlink.Handle, c backend.Change) (bool, error) {
+func applyAddr(h *cachedHandle, c backend.Change) (bool, error) {
 	a := c.Addr
 	l, err := h.LinkByName(a.Link)
 	if err != nil {
@@ -229,7 +255,7 @@ func applyAddr(h *netlink.Handle, c backend.Change) (bool, error) {
 	return true, h.AddrReplace(l, na)
 }
 
-func toRoute(h *netlink.Handle, r nodestate.Route) (*netlink.Route, error) {
+func toRoute(h *cachedHandle, r nodestate.Route) (*netlink.Route, error) {
 	nr := &netlink.Route{Dst: ipnet(r.Dst.Masked()), Table: r.Table, Priority: r.Metric}
 	if nr.Table == 0 {
 		nr.Table = nodestate.TableMain
@@ -250,7 +276,7 @@ func toRoute(h *netlink.Handle, r nodestate.Route) (*netlink.Route, error) {
 	return nr, nil
 }
 
-func applyRoute(h *netlink.Handle, c backend.Change) (bool, error) {
+func applyRoute(h *cachedHandle, c backend.Change) (bool, error) {
 	nr, err := toRoute(h, *c.Route)
 	if c.Action == backend.ActionDelete {
 		if err != nil {
@@ -273,7 +299,7 @@ func applyRoute(h *netlink.Handle, c backend.Change) (bool, error) {
 	return true, h.RouteReplace(nr)
 }
 
-func applyNeighbor(h *netlink.Handle, c backend.Change) (bool, error) {
+func applyNeighbor(h *cachedHandle, c backend.Change) (bool, error) {
 	n := c.Neighbor
 	l, err := h.LinkByName(n.Dev)
 	if err != nil {
@@ -300,7 +326,7 @@ func applyNeighbor(h *netlink.Handle, c backend.Change) (bool, error) {
 	return true, h.NeighSet(nn)
 }
 
-func applyFDB(h *netlink.Handle, c backend.Change) (bool, error) {
+func applyFDB(h *cachedHandle, c backend.Change) (bool, error) {
 	f := c.FDB
 	l, err := h.LinkByName(f.Dev)
 	if err != nil {
