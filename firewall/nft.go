@@ -15,6 +15,22 @@ import (
 // through knftables, inside Netns ("" for the caller's own namespace).
 type Nft struct {
 	Netns string
+	// client is made on first use (it runs `nft --version` and a dry run)
+	// and kept: the agent calls Ensure every few seconds. It is only used
+	// inside nsrun.Do(Netns), so its commands run in the namespace.
+	client knftables.Interface
+}
+
+// nft returns the knftables client; call it inside nsrun.Do(b.Netns).
+func (b *Nft) nft() (knftables.Interface, error) {
+	if b.client == nil {
+		c, err := knftables.New(knftables.InetFamily, NftTable)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: %w", err)
+		}
+		b.client = c
+	}
+	return b.client, nil
 }
 
 // Name returns BackendNft.
@@ -31,9 +47,9 @@ func (b *Nft) Ensure(ctx context.Context, s Spec) ([]Repair, error) {
 	}
 	var repairs []Repair
 	err := nsrun.Do(b.Netns, func() error {
-		nft, err := knftables.New(knftables.InetFamily, NftTable)
+		nft, err := b.nft()
 		if err != nil {
-			return fmt.Errorf("nftables: %w", err)
+			return err
 		}
 		repairs, err = ensureNftTable(ctx, nft, s)
 		return err
@@ -171,9 +187,9 @@ func setDiff(want, have []netip.Addr) (add, del []netip.Addr) {
 // Remove deletes table inet twill and the forward accepts twill placed.
 func (b *Nft) Remove(ctx context.Context) error {
 	err := nsrun.Do(b.Netns, func() error {
-		nft, err := knftables.New(knftables.InetFamily, NftTable)
+		nft, err := b.nft()
 		if err != nil {
-			return fmt.Errorf("nftables: %w", err)
+			return err
 		}
 		tx := nft.NewTransaction()
 		tx.Delete(&knftables.Table{})
