@@ -102,6 +102,8 @@ type agent struct {
 	programmed bool
 	// appliedPeers identifies the peer set of the last successful reconcile.
 	appliedPeers string
+	// announced is true once the store was told the node is programmed.
+	announced bool
 }
 
 // Run runs the agent until ctx ends. It returns early only for errors that

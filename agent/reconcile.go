@@ -94,6 +94,7 @@ func (a *agent) reconcile(ctx context.Context) {
 	}
 	a.programmed = true
 	a.appliedPeers = peersKey
+	a.announce(ctx)
 	a.h.setReady(true, "")
 	a.m.ready.Set(1)
 }
@@ -197,4 +198,26 @@ func peerSetKey(self lease.Lease, peers []lease.Lease) string {
 		fmt.Fprintf(&b, "%s=%s/%s/%s;", p.Subnet, p.Attrs.PublicIP, p.Attrs.BackendType, mac)
 	}
 	return b.String()
+}
+
+// announce tells the store, once, that the node's network is programmed:
+// with the Kubernetes store this sets the Node condition
+// NetworkUnavailable=False. Retried at each reconcile until it succeeds;
+// stores without a node condition (etcd) have nothing to announce.
+func (a *agent) announce(ctx context.Context) {
+	if a.announced {
+		return
+	}
+	r, ok := a.deps.Store.(interface{ SetNetworkAvailable(context.Context) error })
+	if !ok {
+		a.announced = true
+		return
+	}
+	if err := r.SetNetworkAvailable(ctx); err != nil {
+		a.m.storeErrors.Inc()
+		a.log.Error("store", "op", "set node condition NetworkUnavailable=False", "err", err.Error())
+		return
+	}
+	a.announced = true
+	a.log.Info("node condition NetworkUnavailable=False set")
 }
