@@ -72,7 +72,23 @@ func findBinary(name, explicit, flag, env, notFound string) (string, error) {
 
 // agentArgv is node n's agent command line. The agent runs inside the node
 // namespace, so it programs that namespace and reaches etcd over eth0.
+//
+// In kube mode it leases through the lab's kube-apiserver with the node's
+// kubeconfig (a token bound to the shipped ClusterRole) and reads
+// net-conf.json from the node's root, as a DaemonSet pod reads its ConfigMap.
 func agentArgv(c Config, n Node) []string {
+	if c.Store == StoreKubernetes {
+		return []string{c.Self, "agent",
+			"--node", n.Name,
+			"--root", n.Root,
+			"--store", StoreKubernetes,
+			"--kubeconfig", nodeKubeconfig(n.Root),
+			"--net-conf", nodeNetConf(n.Root),
+			"--iface", nodeUplink,
+			"--resync", c.AgentResync.String(),
+			"--health-addr", AgentHealthAddr,
+		}
+	}
 	return []string{c.Self, "agent",
 		"--node", n.Name,
 		"--root", n.Root,
@@ -83,6 +99,23 @@ func agentArgv(c Config, n Node) []string {
 		"--health-addr", AgentHealthAddr,
 		"--etcd-ttl", c.AgentTTL.String(),
 	}
+}
+
+// writeNetConfFile writes the lab's net-conf.json to node n's root, where
+// its agent reads it in kube mode.
+func writeNetConfFile(st *State, n *Node) error {
+	cfg, err := netConf(st.Backend)
+	if err != nil {
+		return err
+	}
+	p := nodeNetConf(n.Root)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(p, cfg.JSON(), 0o644); err != nil {
+		return fmt.Errorf("node %s: write %s: %w", n.Name, p, err)
+	}
+	return nil
 }
 
 // netConf is the lab's cluster network config, as stored in etcd.

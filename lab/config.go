@@ -76,6 +76,17 @@ type Config struct {
 	// renewing: after this long its node loses its lease and the peers
 	// drop its routes.
 	AgentTTL time.Duration
+	// Store is the agents' lease store (agent mode only): StoreEtcd (""
+	// means etcd, the default) or StoreKubernetes, which also runs a real
+	// kube-apiserver in the underlay namespace (see KubeAPIServerURL),
+	// registers a Node object per node with its podCIDR, and starts the
+	// agents with `--store kubernetes`, each with a token bound to exactly
+	// the ClusterRole twill ships.
+	Store string
+	// KubeAPIServerBin and KubectlBin are the binaries of kube mode; empty
+	// searches for them (see FindKubeAPIServer, FindKubectl).
+	KubeAPIServerBin string
+	KubectlBin       string
 }
 
 // nameRE is what a lab name may look like: it becomes part of namespace names
@@ -113,6 +124,9 @@ func (c Config) withDefaults() Config {
 	if c.AgentTTL == 0 {
 		c.AgentTTL = DefaultAgentTTL
 	}
+	if c.Store == "" {
+		c.Store = StoreEtcd
+	}
 	return c
 }
 
@@ -129,6 +143,12 @@ func (c Config) Validate() error {
 	}
 	if c.Backend != BackendVXLAN && c.Backend != BackendHostGW {
 		return fmt.Errorf("--backend %q: want %q or %q", c.Backend, BackendVXLAN, BackendHostGW)
+	}
+	if c.Store != StoreEtcd && c.Store != StoreKubernetes {
+		return fmt.Errorf("--store %q: want %q or %q", c.Store, StoreEtcd, StoreKubernetes)
+	}
+	if c.Store == StoreKubernetes && !c.Agent {
+		return fmt.Errorf("--store %s needs agent mode: a static lab has no agents to lease through the API (drop --static)", StoreKubernetes)
 	}
 	return nil
 }

@@ -82,6 +82,9 @@ func Down(ctx context.Context, name string, out io.Writer) error {
 // processes lists every daemon the state records.
 func (st *State) processes() []Process {
 	ps := []Process{st.Etcd}
+	if st.Kube != nil && st.Kube.APIServer.PID > 0 {
+		ps = append(ps, st.Kube.APIServer)
+	}
 	for _, n := range st.Nodes {
 		if n.Agent.PID > 0 {
 			ps = append(ps, n.Agent)

@@ -28,11 +28,19 @@ func LocalVIP(i int) netip.AddrPort {
 var masqueradeRule = []string{"-s", ClusterCIDR.String(), "!", "-d", ClusterCIDR.String(), "-j", "MASQUERADE"}
 
 // Services returns the lab's Services, the same on every node.
+//
+// default/kubernetes points at 192.168.77.11:6443 (rules only), or in kube
+// mode at the lab's real kube-apiserver, 192.168.77.1:6443, as its
+// EndpointSlice says.
 func (st *State) Services() []kubeproxy.Service {
+	apiserver := netip.AddrPortFrom(NodeIP(1), 6443)
+	if st.KubeMode() {
+		apiserver = netip.AddrPortFrom(UnderlayGateway, 6443)
+	}
 	svcs := []kubeproxy.Service{{
 		Namespace: "default", Name: "kubernetes", PortName: "https",
 		ClusterIP: KubernetesVIP.Addr(), Port: int(KubernetesVIP.Port()), Protocol: "tcp",
-		Endpoints: []netip.AddrPort{netip.AddrPortFrom(NodeIP(1), 6443)},
+		Endpoints: []netip.AddrPort{apiserver},
 	}}
 	web := kubeproxy.Service{Namespace: "lab", Name: "web", PortName: "http",
 		ClusterIP: WebVIP.Addr(), Port: int(WebVIP.Port()), Protocol: "tcp"}
@@ -43,10 +51,7 @@ func (st *State) Services() []kubeproxy.Service {
 	}
 	svcs = append(svcs, web)
 	for _, n := range st.Nodes {
-		b := n.Pods[len(n.Pods)-1]
-		if len(n.Pods) > 1 {
-			b = n.Pods[1]
-		}
+		b := localPod(&n)
 		vip := LocalVIP(n.Index)
 		svcs = append(svcs, kubeproxy.Service{Namespace: "lab", Name: "local-" + n.Name, PortName: "http",
 			ClusterIP: vip.Addr(), Port: int(vip.Port()), Protocol: "tcp",

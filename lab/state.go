@@ -50,6 +50,11 @@ type State struct {
 	EtcdDataDir string  `json:"etcdDataDir"`
 	Etcd        Process `json:"etcd"`
 	Nodes       []Node  `json:"nodes"`
+	// Store is the agents' lease store: StoreEtcd ("" in older labs) or
+	// StoreKubernetes.
+	Store string `json:"store,omitempty"`
+	// Kube is the lab's kube-apiserver (kube mode only).
+	Kube *KubeState `json:"kube,omitempty"`
 	// Scenarios are the failures currently applied with `lab break`.
 	Scenarios []Applied `json:"scenarios,omitempty"`
 }
@@ -110,6 +115,12 @@ func plan(c Config) *State {
 		Underlay:     UnderlayNS(c.Name),
 		EtcdEndpoint: EtcdEndpoint,
 		EtcdDataDir:  filepath.Join(StateDir(c.Name), "etcd"),
+	}
+	if c.Agent {
+		st.Store = c.Store
+	}
+	if c.Agent && c.Store == StoreKubernetes {
+		st.Kube = &KubeState{APIServerBin: c.KubeAPIServerBin, KubectlBin: c.KubectlBin, URL: KubeAPIServerURL, Dir: kubeDir(c.Name)}
 	}
 	for i := 1; i <= c.Nodes; i++ {
 		n := Node{

@@ -23,6 +23,8 @@ type Report struct {
 	EtcdHealthy  bool            `json:"etcdHealthy"`
 	EtcdError    string          `json:"etcdError,omitempty"`
 	EtcdEndpoint string          `json:"etcdEndpoint"`
+	// KubeAPIServer is the lab's kube-apiserver (kube mode only).
+	KubeAPIServer *KubeStatus `json:"kubeAPIServer,omitempty"`
 	Nodes        []NodeStatus    `json:"nodes"`
 	Scenarios    []Applied       `json:"scenarios"`
 	Problems     []string        `json:"problems,omitempty"`
@@ -63,6 +65,16 @@ type PodStatus struct {
 	Server    ProcessStatus `json:"server"`
 }
 
+// KubeStatus is the lab's kube-apiserver in a Report.
+type KubeStatus struct {
+	ProcessStatus
+	URL             string `json:"url"`
+	AdminKubeconfig string `json:"adminKubeconfig"`
+	// Ready is true when /readyz answered 200.
+	Ready    bool   `json:"ready"`
+	NotReady string `json:"notReady,omitempty"`
+}
+
 // ProcessStatus is a recorded process and whether it still runs.
 type ProcessStatus struct {
 	PID   int    `json:"pid"`
@@ -95,6 +107,22 @@ func Status(ctx context.Context, name string) (*Report, error) {
 		r.Problems = append(r.Problems, "etcd does not answer: "+err.Error())
 	} else {
 		r.EtcdHealthy = true
+	}
+	if st.KubeMode() {
+		k := &KubeStatus{ProcessStatus: procStatus(st.Kube.APIServer), URL: st.Kube.URL, AdminKubeconfig: st.Kube.AdminKubeconfig}
+		switch {
+		case !k.Alive:
+			k.NotReady = "not running"
+			r.Problems = append(r.Problems, fmt.Sprintf("kube-apiserver (pid %d) is not running; see %s", k.PID, k.Log))
+		default:
+			if err := kubeHealthy(ctx, st, 3*time.Second); err != nil {
+				k.NotReady = err.Error()
+				r.Problems = append(r.Problems, "kube-apiserver does not answer: "+err.Error())
+			} else {
+				k.Ready = true
+			}
+		}
+		r.KubeAPIServer = k
 	}
 	for _, n := range st.Nodes {
 		ns := NodeStatus{Name: n.Name, Namespace: n.Namespace, Exists: nsExists(n.Namespace), IP: n.IP, Subnet: n.Subnet, Root: n.Root}
@@ -161,7 +189,15 @@ func (r *Report) Print(w io.Writer) {
 	if !r.EtcdHealthy {
 		etcd = "NOT HEALTHY"
 	}
-	fmt.Fprintf(w, "etcd: %s pid %d %s\n\n", r.EtcdEndpoint, r.Etcd.PID, etcd)
+	fmt.Fprintf(w, "etcd: %s pid %d %s\n", r.EtcdEndpoint, r.Etcd.PID, etcd)
+	if k := r.KubeAPIServer; k != nil {
+		state := "ready"
+		if !k.Ready {
+			state = "NOT READY"
+		}
+		fmt.Fprintf(w, "kube-apiserver: %s pid %d %s (admin kubeconfig %s)\n", k.URL, k.PID, state, k.AdminKubeconfig)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tNAMESPACE\tIP\tSUBNET\tPROCESS")
 	for _, n := range r.Nodes {

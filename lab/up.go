@@ -45,6 +45,14 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 			return nil, err
 		}
 	}
+	if c.Store == StoreKubernetes {
+		if c.KubeAPIServerBin, err = FindKubeAPIServer(c.KubeAPIServerBin); err != nil {
+			return nil, err
+		}
+		if c.KubectlBin, err = FindKubectl(c.KubectlBin); err != nil {
+			return nil, err
+		}
+	}
 	st = plan(c)
 	started := time.Now()
 	defer func() {
@@ -62,9 +70,16 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 	if err := st.save(); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(c.Out, "Building lab %q: %d nodes x %d pods, backend %s, %s mode (state in %s)\n", c.Name, c.Nodes, c.Pods, c.Backend, st.Mode, StateDir(c.Name))
+	mode := st.Mode
+	if st.KubeMode() {
+		mode += " (leases through kube-apiserver)"
+	}
+	fmt.Fprintf(c.Out, "Building lab %q: %d nodes x %d pods, backend %s, %s mode (state in %s)\n", c.Name, c.Nodes, c.Pods, c.Backend, mode, StateDir(c.Name))
 	steps := staticSteps(ctx, c, st)
-	if c.Agent {
+	switch {
+	case st.KubeMode():
+		steps = kubeSteps(ctx, c, st)
+	case c.Agent:
 		steps = agentSteps(ctx, c, st)
 	}
 	p := &progress{w: c.Out, total: len(steps)}
@@ -140,6 +155,62 @@ func agentSteps(ctx context.Context, c Config, st *State) []step {
 		}},
 		{"services: kube-proxy iptables rules on every node (masquerade is the agent's)", func() error {
 			return eachNode(ctx, st, func(n *Node) error { return applyFirewall(ctx, st, n) })
+		}},
+		{"checking: every pod server is up", func() error { return waitServers(ctx, st, 5*time.Second) }},
+	}...)
+}
+
+// kubeSteps build an agent-mode lab whose agents lease through a real
+// kube-apiserver (Config.Store = StoreKubernetes).
+func kubeSteps(ctx context.Context, c Config, st *State) []step {
+	return append(underlaySteps(ctx, st), []step{
+		{fmt.Sprintf("kube-apiserver: %s in %s (etcd prefix %s, RBAC, token users), waiting for /readyz (10-30 s)", KubeAPIServerURL, st.Underlay, KubeEtcdPrefix), func() error {
+			if err := startKubeAPIServer(ctx, st, c.Out); err != nil {
+				return err
+			}
+			return setupKubeRBAC(ctx, st)
+		}},
+		{fmt.Sprintf("Node objects with spec.podCIDR 10.244.<i>.0/24; in each node's root: kubeconfig (user twill-<node>, bound to ClusterRole twill), net-conf.json (Backend %s), CNI plugin and conflist", st.Backend), func() error {
+			if err := registerNodes(ctx, st); err != nil {
+				return err
+			}
+			return eachNode(ctx, st, func(n *Node) error {
+				if err := writeNetConfFile(st, n); err != nil {
+					return err
+				}
+				if err := installCNI(st, n); err != nil {
+					return err
+				}
+				return writeNodeFiles(st, n)
+			})
+		}},
+		{fmt.Sprintf("agents: `twill agent --store kubernetes` in each node (resync %s), waiting until every /readyz answers", c.AgentResync), func() error {
+			if err := eachNode(ctx, st, startAgent); err != nil {
+				return err
+			}
+			if err := st.save(); err != nil {
+				return err
+			}
+			if err := WaitAgentsReady(ctx, st, agentReadyTimeout, c.Out); err != nil {
+				return err
+			}
+			return readKubeLeases(ctx, st)
+		}},
+		{fmt.Sprintf("pods: %d per node through twill-cni (CNI ADD), each running `twill lab serve` on :%d", c.Pods, ServerPort), func() error {
+			return eachNode(ctx, st, func(n *Node) error {
+				for k := range n.Pods {
+					if err := setupPodCNI(ctx, st, n, &n.Pods[k]); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}},
+		{"services: kube-proxy iptables rules on every node (masquerade is the agent's)", func() error {
+			return eachNode(ctx, st, func(n *Node) error { return applyFirewall(ctx, st, n) })
+		}},
+		{fmt.Sprintf("API objects: Pods (status: their real addresses), Services and EndpointSlices in namespace %s", KubeNamespace), func() error {
+			return registerWorkloads(ctx, st)
 		}},
 		{"checking: every pod server is up", func() error { return waitServers(ctx, st, 5*time.Second) }},
 	}...)
@@ -250,6 +321,9 @@ func PrintSummary(w io.Writer, st *State) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\netcd: %s (in %s)   backend: %s\n", st.EtcdEndpoint, st.Underlay, st.Backend)
+	if st.KubeMode() {
+		fmt.Fprintf(w, "kube-apiserver: %s (in %s); admin kubeconfig %s; agents use %s in their roots\n", st.Kube.URL, st.Underlay, st.Kube.AdminKubeconfig, "etc/twill/kubeconfig")
+	}
 	fmt.Fprintf(w, "Services: 10.96.0.10:80 -> every pod :%d; 10.96.1.<i>:80 -> pod b of node<i>; 10.96.0.1:443 (rules only)\n", ServerPort)
 	fl := ""
 	if st.Name != DefaultName {
@@ -266,6 +340,11 @@ func PrintSummary(w io.Writer, st *State) {
 		hints = append(hints,
 			[2]string{fmt.Sprintf("twill lab stream%s node1-a %s:%d --for 10s & twill lab agent%s %s kill; twill lab agent%s %s start", fl, last.Pods[0].IP, EchoPort, fl, last.Name, fl, last.Name), "a TCP stream survives an agent kill -9 and restart"},
 			[2]string{fmt.Sprintf("twill lab exec%s node1 -- curl -s %s/metrics", fl, AgentHealthAddr), "node1's agent: lease, peers, repairs"})
+	}
+	if st.KubeMode() {
+		hints = append(hints,
+			[2]string{fmt.Sprintf("twill lab exec%s node1 -- kubectl get nodes -o wide", fl), "the Node objects (KUBECONFIG is the lab's admin)"},
+			[2]string{fmt.Sprintf("twill lab node%s delete %s", fl, last.Name), "delete a Node object: the other nodes drop its route"})
 	}
 	hints = append(hints, [][2]string{
 		{fmt.Sprintf("twill doctor --netns %s --root %s", st.Nodes[0].Namespace, st.Nodes[0].Root), "check node1"},

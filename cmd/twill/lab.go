@@ -38,6 +38,12 @@ A lab named "twill" (change with --name) looks like this:
                     running a tiny server on :8080 that answers every connection
                     with "<pod> <client ip:port>", and an echo service on :8081
 
+With 'lab up --store kubernetes' a real kube-apiserver runs in the underlay
+(https://192.168.77.1:6443, on the lab's etcd): each node is a Node object whose
+spec.podCIDR is its subnet, and the agents lease through it with a token bound
+to exactly the ClusterRole twill ships. 'lab exec' then sets KUBECONFIG (admin),
+so 'twill lab exec node1 -- kubectl get nodes' works.
+
 With 'lab up --static' the lab programs the pod network itself instead (no agent,
 no CNI plugin; pods at 10.244.i.(10+k)), a fixed picture for teaching and tracing.
 
@@ -72,6 +78,7 @@ Start with 'twill lab demo', or build one and explore it yourself.`,
 		newLabBreakCmd(&name), newLabFixCmd(&name), newLabScenariosCmd(),
 		newLabDemoCmd(&name), newLabServeCmd(),
 		newLabAgentCmd(&name), newLabEtcdCmd(&name), newLabStreamCmd(&name),
+		newLabNodeCmd(&name),
 	)
 	return cmd
 }
@@ -101,8 +108,22 @@ pod network without agent or plugin (pods at 10.244.i.(10+k)).
 etcd is found via --etcd-bin, $TWILL_ETCD_BIN, an "etcd" next to the twill
 binary, ./bin/etcd, then $PATH ('make tools' builds bin/etcd). twill-cni the
 same way: --cni-bin, $TWILL_CNI_BIN, next to twill, ./bin/twill-cni, $PATH
-('make build' builds bin/twill-cni).`,
+('make build' builds bin/twill-cni).
+
+--store kubernetes runs a real kube-apiserver in the underlay namespace
+(https://192.168.77.1:6443, etcd prefix /registry, RBAC, a static token file)
+and waits for its /readyz (10-30 s), installs the shipped ClusterRole "twill"
+and binds it to one token user per node (twill-node<i>), registers Node objects
+node1..N with spec.podCIDR 10.244.i.0/24, writes each node's kubeconfig and
+net-conf.json under its root (etc/twill/), and starts the agents with
+'--store kubernetes --kubeconfig ... --net-conf ...'. It then registers the lab's
+Pods (status: their real addresses), Services and EndpointSlices. The admin
+kubeconfig is /run/twill-lab/<name>/kube/admin.kubeconfig. kube-apiserver and
+kubectl are found like etcd: --kube-apiserver-bin / $TWILL_KUBE_APISERVER_BIN,
+--kubectl-bin / $TWILL_KUBECTL_BIN, next to twill, ./bin, $PATH ('make tools'
+builds both).`,
 		Example: `  twill lab up
+  twill lab up --store kubernetes       # agents lease through a real kube-apiserver
   twill lab up --nodes 2 --pods 3 --backend host-gw --name gw
   twill lab up --static                 # no agents: the lab programs the network`,
 		Args: cobra.NoArgs,
@@ -129,6 +150,9 @@ same way: --cni-bin, $TWILL_CNI_BIN, next to twill, ./bin/twill-cni, $PATH
 	fs.StringVar(&c.CNIBin, "cni-bin", "", "twill-cni plugin binary (default: search, see above)")
 	fs.DurationVar(&c.AgentResync, "agent-resync", 2*time.Second, "the agents' drift-repair interval (--resync)")
 	fs.DurationVar(&c.AgentTTL, "agent-ttl", lab.DefaultAgentTTL, "the agents' lease TTL (--etcd-ttl): a node whose agent is paused or gone keeps its lease this long")
+	fs.StringVar(&c.Store, "store", lab.StoreEtcd, "the agents' lease store: etcd, or kubernetes (a real kube-apiserver in the lab; Node spec.podCIDR is the subnet)")
+	fs.StringVar(&c.KubeAPIServerBin, "kube-apiserver-bin", "", "kube-apiserver binary for --store kubernetes (default: search, see above)")
+	fs.StringVar(&c.KubectlBin, "kubectl-bin", "", "kubectl binary for --store kubernetes, put first on PATH by 'lab exec' (default: search, see above)")
 	return cmd
 }
 
