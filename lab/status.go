@@ -18,18 +18,18 @@ type Report struct {
 	// process is alive and every agent that is not paused is ready
 	// (scenarios applied on purpose, and the paused agents that keep them,
 	// do not count).
-	Healthy      bool            `json:"healthy"`
-	Etcd         ProcessStatus   `json:"etcd"`
-	EtcdHealthy  bool            `json:"etcdHealthy"`
-	EtcdError    string          `json:"etcdError,omitempty"`
-	EtcdEndpoint string          `json:"etcdEndpoint"`
+	Healthy      bool          `json:"healthy"`
+	Etcd         ProcessStatus `json:"etcd"`
+	EtcdHealthy  bool          `json:"etcdHealthy"`
+	EtcdError    string        `json:"etcdError,omitempty"`
+	EtcdEndpoint string        `json:"etcdEndpoint"`
 	// KubeAPIServer is the lab's kube-apiserver (kube mode only).
-	KubeAPIServer *KubeStatus `json:"kubeAPIServer,omitempty"`
-	Nodes        []NodeStatus    `json:"nodes"`
-	Scenarios    []Applied       `json:"scenarios"`
-	Problems     []string        `json:"problems,omitempty"`
-	State        *State          `json:"-"`
-	Namespaces   map[string]bool `json:"-"`
+	KubeAPIServer *KubeStatus     `json:"kubeAPIServer,omitempty"`
+	Nodes         []NodeStatus    `json:"nodes"`
+	Scenarios     []Applied       `json:"scenarios"`
+	Problems      []string        `json:"problems,omitempty"`
+	State         *State          `json:"-"`
+	Namespaces    map[string]bool `json:"-"`
 }
 
 // NodeStatus is one node in a Report.
