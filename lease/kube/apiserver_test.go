@@ -307,17 +307,17 @@ func TestAgainstAPIServer(t *testing.T) {
 		}
 		err := s.SetNetworkAvailable(ctx)
 		var fe *kube.ForbiddenError
-		if !errors.As(err, &fe) || !strings.Contains(err.Error(), "forbidden: twill needs 'patch' on 'nodes/status' — see deploy/rbac.yaml") {
+		if !errors.As(err, &fe) || !strings.Contains(err.Error(), "forbidden: twill needs 'patch' on 'nodes/status' — see deploy/twill.yaml (ClusterRole twill)") {
 			t.Fatalf("SetNetworkAvailable without nodes/status: %v", err)
 		}
 		// On a node without twill's annotations yet: the patch is needed.
 		createNode(t, admin, "perm-2", "10.244.44.0/24")
 		_, err = store(t, noPatch).Acquire(ctx, cfg, request("perm-2", "192.168.70.4"))
-		if err == nil || !strings.Contains(err.Error(), "forbidden: twill needs 'patch' on 'nodes' — see deploy/rbac.yaml") {
+		if err == nil || !strings.Contains(err.Error(), "forbidden: twill needs 'patch' on 'nodes' — see deploy/twill.yaml (ClusterRole twill)") {
 			t.Fatalf("Acquire without patch on nodes: %v", err)
 		}
 		_, err = store(t, nobody).Acquire(ctx, cfg, request("perm-2", "192.168.70.4"))
-		if err == nil || !strings.Contains(err.Error(), "forbidden: twill needs 'get' on 'nodes' — see deploy/rbac.yaml") {
+		if err == nil || !strings.Contains(err.Error(), "forbidden: twill needs 'get' on 'nodes' — see deploy/twill.yaml (ClusterRole twill)") {
 			t.Fatalf("Acquire without get on nodes: %v", err)
 		}
 		// Watch cannot return an error: the informer's failures are logged.
@@ -328,7 +328,7 @@ func TestAgainstAPIServer(t *testing.T) {
 		}
 		s.Watch(ctx)
 		eventually(t, ctx, "the informer's error logged", func() bool {
-			return strings.Contains(log.String(), "forbidden: twill needs 'list' on 'nodes' — see deploy/rbac.yaml")
+			return strings.Contains(log.String(), "forbidden: twill needs 'list' on 'nodes' — see deploy/twill.yaml (ClusterRole twill)")
 		})
 	})
 }

@@ -19,7 +19,7 @@
 //
 // The permissions it needs are exactly RBACRules (nodes get/list/watch/patch,
 // nodes/status patch); a missing one is reported as
-// "forbidden: twill needs 'patch' on 'nodes/status' — see deploy/rbac.yaml".
+// "forbidden: twill needs 'patch' on 'nodes/status' — see deploy/twill.yaml (ClusterRole twill)".
 //
 // Package kubetest runs a real kube-apiserver for the tests.
 package kube

@@ -10,7 +10,7 @@ import (
 )
 
 // RBACFile is where the shipped RBAC lives, named in permission errors.
-const RBACFile = "deploy/rbac.yaml"
+const RBACFile = "deploy/twill.yaml (ClusterRole twill)"
 
 // ForbiddenError is an API request refused by authorization: the agent's
 // identity lacks Verb on Resource (e.g. "patch" on "nodes/status").

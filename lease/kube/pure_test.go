@@ -162,7 +162,7 @@ func TestForbiddenMessage(t *testing.T) {
 	api := apierrors.NewForbidden(schema.GroupResource{Resource: "nodes/status"}, "n1",
 		errors.New(`User "twill" cannot patch resource "nodes/status" in API group "" at the cluster scope`))
 	err := explain(api, "node n1: set condition NetworkUnavailable=False", "patch", "nodes/status")
-	want := "node n1: set condition NetworkUnavailable=False: forbidden: twill needs 'patch' on 'nodes/status' — see deploy/rbac.yaml"
+	want := "node n1: set condition NetworkUnavailable=False: forbidden: twill needs 'patch' on 'nodes/status' — see deploy/twill.yaml (ClusterRole twill)"
 	if !strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("got  %s\nwant %s…", err, want)
 	}
@@ -172,7 +172,7 @@ func TestForbiddenMessage(t *testing.T) {
 	}
 	// The server's words win over the caller's guess (list failed, not watch).
 	list := apierrors.NewForbidden(schema.GroupResource{Resource: "nodes"}, "", errors.New(`User "x" cannot list resource "nodes" in API group "" at the cluster scope`))
-	if got := explain(list, "follow the Node objects", "list,watch", "nodes").Error(); !strings.Contains(got, "forbidden: twill needs 'list' on 'nodes' — see deploy/rbac.yaml") {
+	if got := explain(list, "follow the Node objects", "list,watch", "nodes").Error(); !strings.Contains(got, "forbidden: twill needs 'list' on 'nodes' — see deploy/twill.yaml (ClusterRole twill)") {
 		t.Fatalf("list: %s", got)
 	}
 	other := apierrors.NewForbidden(schema.GroupResource{Resource: "nodes"}, "", errors.New("denied"))

@@ -12,7 +12,7 @@ import (
 const ClusterRoleName = "twill"
 
 // RBACRules are exactly the permissions the Kubernetes store uses, and so
-// the rules of the ClusterRole twill ships (deploy/rbac.yaml, the lab):
+// the rules of the ClusterRole twill ships (deploy/twill.yaml (ClusterRole twill), the lab):
 //
 //	nodes         get, list, watch   Acquire reads its Node; Watch and KeepAlive run Node informers
 //	nodes         patch              publish and remove the twill.io/* annotations
