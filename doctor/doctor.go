@@ -27,6 +27,8 @@ var checks = []check{
 	{"TW030", "service-vip-not-translated", checkServiceVIP},
 	{"TW031", "no-service-proxy", checkServiceProxy},
 	{"TW032", "ipvs-local-without-virtual-server", checkIPVSLocal},
+	{"TW033", "kubernetes-service-vip", checkKubernetesVIP},
+	{"TW034", "service-endpoints-mismatch", checkServiceEndpoints},
 	{"TW040", "overlay-route", checkOverlayRoutes},
 	{"TW041", "vxlan-neighbour", checkVxlanNeighbours},
 	{"TW042", "vxlan-fdb", checkVxlanFDB},

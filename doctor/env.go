@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/twillnet/twill/kubeview"
 	"github.com/twillnet/twill/netfilter"
 	"github.com/twillnet/twill/nodestate"
 	"github.com/twillnet/twill/subnetfile"
@@ -21,6 +22,10 @@ type Config struct {
 	KubernetesServiceIP netip.Addr
 	// Ignore lists check IDs to suppress.
 	Ignore []string
+	// Cluster is the Kubernetes API's view of Services, EndpointSlices
+	// and Pods (kubeview.Load, `twill doctor --kubeconfig`); nil skips the
+	// checks that compare the node with the API (TW033, TW034).
+	Cluster *kubeview.View
 }
 
 // DefaultServiceCIDR is kubeadm's default Service range.
