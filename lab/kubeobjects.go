@@ -231,6 +231,8 @@ func registerPod(ctx context.Context, c kubernetes.Interface, n *Node, p *Pod) e
 		Phase: corev1.PodRunning, HostIP: n.IP, HostIPs: []corev1.HostIP{{IP: n.IP}},
 		PodIP: p.IP, PodIPs: []corev1.PodIP{{IP: p.IP}}, StartTime: &now,
 		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now}},
+		ContainerStatuses: []corev1.ContainerStatus{{Name: "serve", Image: obj.Spec.Containers[0].Image, Ready: true,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}}},
 	}
 	if _, err := c.CoreV1().Pods(KubeNamespace).UpdateStatus(ctx, obj, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("kube: Pod %s/%s: status: %w", KubeNamespace, p.Name, err)
