@@ -26,6 +26,7 @@ type doctorOpts struct {
 	clusterCIDR string
 	serviceCIDR string
 	kubeSvcIP   string
+	kubeconfig  string
 }
 
 func newDoctorCmd() *cobra.Command {
@@ -49,7 +50,8 @@ Exit status: 0 no errors, 1 errors found, 2 doctor could not run.`,
   twill doctor --snapshot node1.json -o json
   twill doctor --fix                      # apply the safe fixes, then re-check
   twill doctor --ignore TW060,TW003       # suppress findings by ID
-  twill doctor --list                     # every check with its ID`,
+  twill doctor --list                     # every check with its ID
+  twill doctor --kubeconfig ~/.kube/config # also compare Services and endpoints with the API`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDoctor(cmd, &o) },
 	}
@@ -63,6 +65,7 @@ Exit status: 0 no errors, 1 errors found, 2 doctor could not run.`,
 	fs.StringVar(&o.clusterCIDR, "cluster-cidr", "", "pod network (default: read from the node's subnet file)")
 	fs.StringVar(&o.serviceCIDR, "service-cidr", doctor.DefaultServiceCIDR.String(), "the cluster's Service range")
 	fs.StringVar(&o.kubeSvcIP, "kubernetes-service-ip", "", "ClusterIP of default/kubernetes (default: first address of --service-cidr)")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", kubeconfigHelp+"; turns on TW033 and TW034")
 	return cmd
 }
 
@@ -142,6 +145,9 @@ func runDoctor(cmd *cobra.Command, o *doctorOpts) error {
 	snap, err := load()
 	if err != nil {
 		return &exitError{2, err}
+	}
+	if cfg.Cluster, err = loadAPIView(ctx, o.kubeconfig); err != nil {
+		return &exitError{2, fmt.Errorf("--kubeconfig: %w", err)}
 	}
 	res := doctorResult{Report: doctor.Run(snap, cfg)}
 	if o.fix {

@@ -26,6 +26,7 @@ type traceFlags struct {
 	labName         string
 	output          string
 	live            bool
+	kubeconfig      string
 }
 
 func newTraceCmd() *cobra.Command {
@@ -53,7 +54,8 @@ name), or from the live namespaces given with --netns (default: this one).
 Exit status: 0 when every path is established, 1 when some path fails, 2 on errors.`,
 		Example: `  twill trace --lab --from node1-a --to 10.96.1.1:80
   twill trace --snapshot node1.json --snapshot node2.json --from 10.244.1.10 --to 10.244.2.10:8080 -o json
-  twill trace --live --lab --from node1-a --to 10.96.0.10:80`,
+  twill trace --live --lab --from node1-a --to 10.96.0.10:80
+  twill trace --kubeconfig ~/.kube/config --from default/client --to default/web:http`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
@@ -71,6 +73,7 @@ Exit status: 0 when every path is established, 1 when some path fails, 2 on erro
 	fs.BoolVar(&f.useLab, "lab", false, "trace inside a running lab: capture all its nodes, resolve pod names")
 	fs.StringVar(&f.labName, "name", lab.DefaultName, "lab name (with --lab)")
 	fs.StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", kubeconfigHelp+"; lets --from name a pod (ns/pod) and --to a Service or pod (ns/svc[:port], ns/pod:port)")
 	fs.BoolVar(&f.live, "live", false, "also send one real probe with nftrace on and show the kernel's own trace (needs --lab, root)")
 	return cmd
 }
@@ -85,11 +88,22 @@ func runTrace(ctx context.Context, cmd *cobra.Command, f *traceFlags) error {
 	if f.live && !f.useLab {
 		return fmt.Errorf("--live needs --lab (it sends a real packet from a lab pod)")
 	}
-	req, err := parseTraceTarget(f.to, f.proto)
+	view, err := loadAPIView(ctx, f.kubeconfig)
+	if err != nil {
+		return fmt.Errorf("--kubeconfig: %w", err)
+	}
+	refs, err := resolveTraceRefs(view, f.from, f.to, f.proto, cmd.Flags().Changed("proto"))
 	if err != nil {
 		return err
 	}
-	req.From = f.from
+	for _, n := range refs.notes {
+		fmt.Fprintln(cmd.ErrOrStderr(), n)
+	}
+	req, err := parseTraceTarget(refs.to, refs.proto)
+	if err != nil {
+		return err
+	}
+	req.From = refs.from
 	if f.sport < 1 || f.sport > 65535 {
 		return fmt.Errorf("--sport %d: want 1..65535", f.sport)
 	}
