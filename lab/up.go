@@ -324,7 +324,11 @@ func PrintSummary(w io.Writer, st *State) {
 	if st.KubeMode() {
 		fmt.Fprintf(w, "kube-apiserver: %s (in %s); admin kubeconfig %s; agents use %s in their roots\n", st.Kube.URL, st.Underlay, st.Kube.AdminKubeconfig, "etc/twill/kubeconfig")
 	}
-	fmt.Fprintf(w, "Services: 10.96.0.10:80 -> every pod :%d; 10.96.1.<i>:80 -> pod b of node<i>; 10.96.0.1:443 (rules only)\n", ServerPort)
+	kubernetes := "10.96.0.1:443 (rules only)"
+	if st.KubeMode() {
+		kubernetes = "10.96.0.1:443 -> kube-apiserver 192.168.77.1:6443"
+	}
+	fmt.Fprintf(w, "Services: 10.96.0.10:80 -> every pod :%d; 10.96.1.<i>:80 -> pod b of node<i>; %s\n", ServerPort, kubernetes)
 	fl := ""
 	if st.Name != DefaultName {
 		fl = " --name " + st.Name
