@@ -27,6 +27,8 @@ demo: tools build
 ## test: every test, root ones included (run as root; they fail loudly otherwise).
 test: tools-kube build vet
 	$(GO) test -p 2 -count=1 -timeout 30m ./...
+	@echo "== the end-to-end suite again, with leases from the Kubernetes API (--store kubernetes)"
+	TWILL_E2E_STORE=kubernetes $(GO) test -count=1 -timeout 20m ./test/e2e
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi

@@ -65,10 +65,11 @@ func Exec(name, target string, argv []string) (int, error) {
 	return 0, nil
 }
 
-// kubeExecEnv is what Exec adds in kube mode: KUBECONFIG (the admin's) and
+// kubeExecEnv is what Exec adds in kube mode: KUBECONFIG (the admin's),
+// TWILL_STORE=kubernetes (so twill commands read leases from the API) and
 // PATH with kubectl's directory first.
 func kubeExecEnv(st *State) []string {
-	env := []string{"KUBECONFIG=" + st.Kube.AdminKubeconfig}
+	env := []string{"KUBECONFIG=" + st.Kube.AdminKubeconfig, "TWILL_STORE=kubernetes"}
 	if st.Kube.KubectlBin != "" {
 		env = append(env, "PATH="+filepath.Dir(st.Kube.KubectlBin)+string(os.PathListSeparator)+os.Getenv("PATH"))
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -12,9 +13,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/twillnet/twill/lease"
 	"github.com/twillnet/twill/lease/etcd"
+	"github.com/twillnet/twill/lease/kube"
 	"github.com/twillnet/twill/nodestate"
 	"github.com/twillnet/twill/nsrun"
 )
@@ -31,6 +34,9 @@ type captureFlags struct {
 	node          string
 	etcdEndpoints []string
 	etcdPrefix    string
+	// store says where the leases are: etcd, or the Kubernetes API (Node
+	// objects, through $KUBECONFIG or the in-cluster config).
+	store string
 }
 
 // register adds the capture flags to fs. Defaults come from the environment:
@@ -42,6 +48,7 @@ func (f *captureFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.node, "node", "", "node name to record in the snapshot")
 	fs.StringSliceVar(&f.etcdEndpoints, "etcd-endpoints", splitList(os.Getenv("TWILL_ETCD_ENDPOINTS")), "etcd endpoints to read all nodes' leases from, comma separated (env TWILL_ETCD_ENDPOINTS); reached from inside --netns")
 	fs.StringVar(&f.etcdPrefix, "etcd-prefix", lease.DefaultPrefix, "etcd key prefix of the leases")
+	fs.StringVar(&f.store, "store", envOr("TWILL_STORE", storeEtcd), "where to read all nodes' leases: etcd (--etcd-endpoints) or kubernetes (Node objects via $KUBECONFIG or the in-cluster config) (env TWILL_STORE)")
 }
 
 // options returns the nodestate capture options the flags describe.
@@ -57,7 +64,13 @@ func (f *captureFlags) capture(ctx context.Context) (*nodestate.Snapshot, error)
 	if err != nil {
 		return nil, err
 	}
-	if len(f.etcdEndpoints) > 0 {
+	if f.store == storeKubernetes {
+		leases, err := f.readKubeLeases(ctx)
+		if err != nil {
+			s.Errors = append(s.Errors, nodestate.CaptureError{Source: "leases", Err: err.Error()})
+		}
+		s.Leases = leases
+	} else if len(f.etcdEndpoints) > 0 {
 		leases, err := f.readLeases(ctx)
 		if err != nil {
 			s.Errors = append(s.Errors, nodestate.CaptureError{Source: "leases", Err: err.Error()})
@@ -86,6 +99,30 @@ func (f *captureFlags) readLeases(ctx context.Context) ([]nodestate.Lease, error
 	ls, err := etcd.List(ctx, c, f.etcdPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w (is etcd up and reachable from the node's namespace? leases not captured)", where, err)
+	}
+	return convertLeases(ls)
+}
+
+// readKubeLeases reads every Node's lease from the Kubernetes API, dialling
+// from inside the captured namespace.
+func (f *captureFlags) readKubeLeases(ctx context.Context) ([]nodestate.Lease, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	cfg, err := kube.LoadRESTConfig("")
+	if err != nil {
+		return nil, err
+	}
+	if f.netns != "" {
+		dial := nsrun.Dialer(f.netns)
+		cfg.Dial = func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) }
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	ls, err := kube.List(ctx, c)
+	if err != nil {
+		return nil, err
 	}
 	return convertLeases(ls)
 }

@@ -54,13 +54,22 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
-	if os.Getenv("TWILL_ETCD_BIN") == "" {
-		etcd, _ := filepath.Abs("../../bin/etcd")
-		if _, err := os.Stat(etcd); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e: bin/etcd missing: run `make tools` (or `make test`, which does)")
+	// The upstream binaries the lab runs, built by scripts/setup.sh into bin/.
+	tools := map[string]string{"TWILL_ETCD_BIN": "etcd"}
+	if store == "kubernetes" {
+		tools["TWILL_KUBE_APISERVER_BIN"] = "kube-apiserver"
+		tools["TWILL_KUBECTL_BIN"] = "kubectl"
+	}
+	for env, name := range tools {
+		if os.Getenv(env) != "" {
+			continue
+		}
+		p, _ := filepath.Abs("../../bin/" + name)
+		if _, err := os.Stat(p); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: bin/%s missing: run `make tools-kube` (or `make test`, which does)\n", name)
 			return 1
 		}
-		os.Setenv("TWILL_ETCD_BIN", etcd)
+		os.Setenv(env, p)
 	}
 	// A lab left by an interrupted earlier run of this name must not fail us.
 	exec.Command(twill, "lab", "down", "--name", labName).Run()
