@@ -10,13 +10,13 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/twillnet/twill/backend"
 	"github.com/twillnet/twill/backend/kernel"
 	"github.com/twillnet/twill/firewall"
 	"github.com/twillnet/twill/netconf"
 	"github.com/twillnet/twill/nodestate"
+	"github.com/twillnet/twill/nsrun"
 	"github.com/twillnet/twill/subnetfile"
 )
 
@@ -151,7 +151,7 @@ func hasLink(s *nodestate.Snapshot, name string) bool {
 
 // deleteLink removes a link in the namespace; a missing link is not an error.
 func deleteLink(ns, name string) error {
-	h, err := handleAt(ns)
+	h, err := nsrun.NetlinkHandle(ns)
 	if err != nil {
 		return err
 	}
@@ -168,16 +168,4 @@ func deleteLink(ns, name string) error {
 		return fmt.Errorf("delete link %s: %w", name, err)
 	}
 	return nil
-}
-
-func handleAt(ns string) (*netlink.Handle, error) {
-	if ns == "" {
-		return netlink.NewHandle()
-	}
-	nh, err := netns.GetFromName(ns)
-	if err != nil {
-		return nil, fmt.Errorf("netns %s: %w", ns, err)
-	}
-	defer nh.Close()
-	return netlink.NewHandleAt(nh)
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/twillnet/twill/nsrun"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // Iptables writes twill's rules as iptables chains (TWILL-POSTROUTING in
@@ -157,22 +156,10 @@ func (b *Iptables) Remove(ctx context.Context) error {
 	return nil
 }
 
-func ipsetHandle(ns string) (*netlink.Handle, error) {
-	if ns == "" {
-		return netlink.NewHandle()
-	}
-	nh, err := netns.GetFromName(ns)
-	if err != nil {
-		return nil, fmt.Errorf("netns %s: %w", ns, err)
-	}
-	defer nh.Close()
-	return netlink.NewHandleAt(nh)
-}
-
 // syncIpset creates the peer ipset when missing and makes its members the
 // peers, one add or delete per difference.
 func syncIpset(ns string, peers []netip.Addr) ([]Repair, error) {
-	h, err := ipsetHandle(ns)
+	h, err := nsrun.NetlinkHandle(ns)
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +196,7 @@ func syncIpset(ns string, peers []netip.Addr) ([]Repair, error) {
 }
 
 func destroyIpset(ns string) error {
-	h, err := ipsetHandle(ns)
+	h, err := nsrun.NetlinkHandle(ns)
 	if err != nil {
 		return err
 	}

@@ -10,8 +10,8 @@ import (
 
 	"github.com/twillnet/twill/backend"
 	"github.com/twillnet/twill/nodestate"
+	"github.com/twillnet/twill/nsrun"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -60,21 +60,7 @@ func nsName(ns string) string {
 }
 
 // handle opens a netlink handle whose sockets live in the namespace.
-func handle(ns string) (*netlink.Handle, error) {
-	if ns == "" {
-		return netlink.NewHandle()
-	}
-	nh, err := netns.GetFromName(ns)
-	if err != nil {
-		return nil, fmt.Errorf("netns %s: %w (does it exist? see `ip netns list`)", ns, err)
-	}
-	defer nh.Close()
-	h, err := netlink.NewHandleAt(nh)
-	if err != nil {
-		return nil, fmt.Errorf("netns %s: netlink: %w", ns, err)
-	}
-	return h, nil
-}
+func handle(ns string) (*netlink.Handle, error) { return nsrun.NetlinkHandle(ns) }
 
 // cachedHandle is a netlink handle that remembers device lookups within one
 // Apply: thousands of routes, neighbours and FDB entries on twill.1 then cost
