@@ -89,7 +89,7 @@ func StartServer(t testing.TB, o Options) *Server {
 		tlsArgs = []string{"--cert-file", filepath.Join(dir, "server.pem"), "--key-file", filepath.Join(dir, "server-key.pem"),
 			"--trusted-ca-file", s.CAFile, "--client-cert-auth"}
 	}
-	clientPort, peerPort := freePort(t), freePort(t)
+	clientPort, peerPort := FreePort(t), FreePort(t)
 	s.Endpoint = fmt.Sprintf("%s://127.0.0.1:%d", scheme, clientPort)
 	peer := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
 	s.argv = append([]string{bin,
@@ -110,10 +110,15 @@ func StartServer(t testing.TB, o Options) *Server {
 
 // Bin finds the etcd binary: $TWILL_ETCD_BIN, else bin/etcd in the module
 // root (found by walking up from the working directory to go.mod).
-func Bin() (string, error) {
-	if p := os.Getenv("TWILL_ETCD_BIN"); p != "" {
+func Bin() (string, error) { return FindBin("etcd", "TWILL_ETCD_BIN") }
+
+// FindBin finds an upstream program the tests run (etcd, kube-apiserver,
+// kubectl): $env when set, else bin/<name> in the module root. The error
+// says how to get it (`make tools` builds them from the Go module proxy).
+func FindBin(name, env string) (string, error) {
+	if p := os.Getenv(env); p != "" {
 		if err := executable(p); err != nil {
-			return "", fmt.Errorf("etcdtest: TWILL_ETCD_BIN=%s: %w: run `make tools` to build bin/etcd", p, err)
+			return "", fmt.Errorf("%s=%s: %w: run `make tools-kube` to build bin/%s", env, p, err, name)
 		}
 		return p, nil
 	}
@@ -123,15 +128,15 @@ func Bin() (string, error) {
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			p := filepath.Join(dir, "bin", "etcd")
+			p := filepath.Join(dir, "bin", name)
 			if err := executable(p); err != nil {
-				return "", fmt.Errorf("etcdtest: the real etcd is needed at %s: %w: run `make tools` (builds bin/etcd from the Go module proxy)", p, err)
+				return "", fmt.Errorf("the real %s is needed at %s: %w: run `make tools-kube` (builds it from the Go module proxy)", name, p, err)
 			}
 			return p, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("etcdtest: no go.mod above the working directory and TWILL_ETCD_BIN unset: run `make tools` and set TWILL_ETCD_BIN")
+			return "", fmt.Errorf("no go.mod above the working directory and %s unset: run `make tools-kube` and set %s", env, env)
 		}
 		dir = parent
 	}
@@ -148,11 +153,11 @@ func executable(p string) error {
 	return nil
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("etcdtest: free port: %v", err)
+		t.Fatalf("free port: %v", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port

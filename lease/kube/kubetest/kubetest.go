@@ -22,9 +22,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -131,7 +129,7 @@ func StartServer(t testing.TB, o Options) *Server {
 		t.Fatalf("kubetest: generate certificates and tokens: %v", err)
 	}
 	s.CAFile = f.CA
-	port := freePort(t)
+	port := etcdtest.FreePort(t)
 	s.URL = fmt.Sprintf("https://127.0.0.1:%d", port)
 	argv := []string{bin,
 		"--etcd-servers", o.EtcdEndpoint,
@@ -164,60 +162,13 @@ func StartServer(t testing.TB, o Options) *Server {
 // Bin finds kube-apiserver: $TWILL_KUBE_APISERVER_BIN, else
 // bin/kube-apiserver in the module root.
 func Bin() (string, error) {
-	return findBin("kube-apiserver", "TWILL_KUBE_APISERVER_BIN")
+	return etcdtest.FindBin("kube-apiserver", "TWILL_KUBE_APISERVER_BIN")
 }
 
 // KubectlBin finds kubectl: $TWILL_KUBECTL_BIN, else bin/kubectl in the
 // module root.
 func KubectlBin() (string, error) {
-	return findBin("kubectl", "TWILL_KUBECTL_BIN")
-}
-
-func findBin(name, env string) (string, error) {
-	if p := os.Getenv(env); p != "" {
-		if err := executable(p); err != nil {
-			return "", fmt.Errorf("kubetest: %s=%s: %w: run `make tools` to build bin/%s", env, p, err, name)
-		}
-		return p, nil
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			p := filepath.Join(dir, "bin", name)
-			if err := executable(p); err != nil {
-				return "", fmt.Errorf("kubetest: the real %s is needed at %s: %w: run `make tools` (builds it from k8s.io/kubernetes through the Go module proxy)", name, p, err)
-			}
-			return p, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("kubetest: no go.mod above the working directory and %s unset: run `make tools` and set %s", env, env)
-		}
-		dir = parent
-	}
-}
-
-func executable(p string) error {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return err
-	}
-	if fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return errors.New("not an executable file")
-	}
-	return nil
-}
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("kubetest: free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return etcdtest.FindBin("kubectl", "TWILL_KUBECTL_BIN")
 }
 
 // start runs the process and waits for /readyz.
