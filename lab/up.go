@@ -131,31 +131,9 @@ func agentSteps(ctx context.Context, c Config, st *State) []step {
 				return writeNodeFiles(st, n)
 			})
 		}},
-		{fmt.Sprintf("agents: `twill agent` in each node (resync %s), waiting until every /readyz answers", c.AgentResync), func() error {
-			if err := eachNode(ctx, st, startAgent); err != nil {
-				return err
-			}
-			if err := st.save(); err != nil {
-				return err
-			}
-			if err := WaitAgentsReady(ctx, st, agentReadyTimeout, c.Out); err != nil {
-				return err
-			}
-			return readLeases(ctx, st)
-		}},
-		{fmt.Sprintf("pods: %d per node through twill-cni (CNI ADD), each running `twill lab serve` on :%d", c.Pods, ServerPort), func() error {
-			return eachNode(ctx, st, func(n *Node) error {
-				for k := range n.Pods {
-					if err := setupPodCNI(ctx, st, n, &n.Pods[k]); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-		}},
-		{"services: kube-proxy iptables rules on every node (masquerade is the agent's)", func() error {
-			return eachNode(ctx, st, func(n *Node) error { return applyFirewall(ctx, st, n) })
-		}},
+		agentsStep(ctx, c, st, "`twill agent`", readLeases),
+		podsStep(ctx, c, st),
+		servicesStep(ctx, st),
 		{"checking: every pod server is up", func() error { return waitServers(ctx, st, 5*time.Second) }},
 	}...)
 }
@@ -184,31 +162,9 @@ func kubeSteps(ctx context.Context, c Config, st *State) []step {
 				return writeNodeFiles(st, n)
 			})
 		}},
-		{fmt.Sprintf("agents: `twill agent --store kubernetes` in each node (resync %s), waiting until every /readyz answers", c.AgentResync), func() error {
-			if err := eachNode(ctx, st, startAgent); err != nil {
-				return err
-			}
-			if err := st.save(); err != nil {
-				return err
-			}
-			if err := WaitAgentsReady(ctx, st, agentReadyTimeout, c.Out); err != nil {
-				return err
-			}
-			return readKubeLeases(ctx, st)
-		}},
-		{fmt.Sprintf("pods: %d per node through twill-cni (CNI ADD), each running `twill lab serve` on :%d", c.Pods, ServerPort), func() error {
-			return eachNode(ctx, st, func(n *Node) error {
-				for k := range n.Pods {
-					if err := setupPodCNI(ctx, st, n, &n.Pods[k]); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-		}},
-		{"services: kube-proxy iptables rules on every node (masquerade is the agent's)", func() error {
-			return eachNode(ctx, st, func(n *Node) error { return applyFirewall(ctx, st, n) })
-		}},
+		agentsStep(ctx, c, st, "`twill agent --store kubernetes`", readKubeLeases),
+		podsStep(ctx, c, st),
+		servicesStep(ctx, st),
 		{fmt.Sprintf("API objects: Pods (status: their real addresses), Services and EndpointSlices in namespace %s", KubeNamespace), func() error {
 			return registerWorkloads(ctx, st)
 		}},
@@ -358,4 +314,42 @@ func PrintSummary(w io.Writer, st *State) {
 	for _, h := range hints {
 		fmt.Fprintf(w, "  # %s\n  %s\n", h[1], h[0])
 	}
+}
+
+// agentsStep starts every node's agent, waits until all are ready, then
+// checks the leases they took (read with readLeases from their store).
+func agentsStep(ctx context.Context, c Config, st *State, what string, readLeases func(context.Context, *State) error) step {
+	return step{fmt.Sprintf("agents: %s in each node (resync %s), waiting until every /readyz answers", what, c.AgentResync), func() error {
+		if err := eachNode(ctx, st, startAgent); err != nil {
+			return err
+		}
+		if err := st.save(); err != nil {
+			return err
+		}
+		if err := WaitAgentsReady(ctx, st, agentReadyTimeout, c.Out); err != nil {
+			return err
+		}
+		return readLeases(ctx, st)
+	}}
+}
+
+// podsStep creates every pod through the real CNI plugin.
+func podsStep(ctx context.Context, c Config, st *State) step {
+	return step{fmt.Sprintf("pods: %d per node through twill-cni (CNI ADD), each running `twill lab serve` on :%d", c.Pods, ServerPort), func() error {
+		return eachNode(ctx, st, func(n *Node) error {
+			for k := range n.Pods {
+				if err := setupPodCNI(ctx, st, n, &n.Pods[k]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}}
+}
+
+// servicesStep loads the kube-proxy rules of the lab's Services on every node.
+func servicesStep(ctx context.Context, st *State) step {
+	return step{"services: kube-proxy iptables rules on every node (masquerade is the agent's)", func() error {
+		return eachNode(ctx, st, func(n *Node) error { return applyFirewall(ctx, st, n) })
+	}}
 }
