@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/twillnet/twill/kubecreds"
 	"github.com/twillnet/twill/nsrun"
 )
 
@@ -89,7 +90,7 @@ func nodeKubeconfig(root string) string { return filepath.Join(root, "etc/twill/
 func nodeNetConf(root string) string    { return filepath.Join(root, "etc/twill/net-conf.json") }
 
 // kubeAPIServerArgv is the lab's kube-apiserver command line.
-func kubeAPIServerArgv(bin string, f kubeFiles) []string {
+func kubeAPIServerArgv(bin string, f kubecreds.Files) []string {
 	return []string{bin,
 		"--etcd-servers", EtcdEndpoint,
 		"--etcd-prefix", KubeEtcdPrefix,
@@ -117,9 +118,9 @@ func kubeAPIServerArgv(bin string, f kubeFiles) []string {
 // kube-apiserver in the underlay namespace and waits for /readyz.
 func startKubeAPIServer(ctx context.Context, st *State, out io.Writer) error {
 	f := newKubeFiles(st.Name)
-	users := []kubeUser{{Name: KubeAdmin, Token: randomToken(), Group: "system:masters"}}
+	users := []kubecreds.User{{Name: KubeAdmin, Token: kubecreds.RandomToken(), Group: "system:masters"}}
 	for _, n := range st.Nodes {
-		users = append(users, kubeUser{Name: KubeNodeUser(n.Name), Token: randomToken()})
+		users = append(users, kubecreds.User{Name: KubeNodeUser(n.Name), Token: kubecreds.RandomToken()})
 	}
 	if err := writeKubeFiles(f, users); err != nil {
 		return fmt.Errorf("kube-apiserver: generate certificates and tokens in %s: %w", f.Dir, err)

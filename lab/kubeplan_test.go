@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/twillnet/twill/kubecreds"
 )
 
 func TestPlanKubeMode(t *testing.T) {
@@ -61,7 +63,7 @@ func TestValidateStore(t *testing.T) {
 }
 
 func TestTokenFileAndKubeconfig(t *testing.T) {
-	got := string(tokenFile([]kubeUser{{Name: "admin", Token: "t1", Group: "system:masters"}, {Name: "twill-node1", Token: "t2"}}))
+	got := string(kubecreds.TokenFile([]kubecreds.User{{Name: "admin", Token: "t1", Group: "system:masters"}, {Name: "twill-node1", Token: "t2"}}))
 	want := "t1,admin,uid-admin,\"system:masters\"\nt2,twill-node1,uid-twill-node1\n"
 	if got != want {
 		t.Errorf("token file:\n%s\nwant\n%s", got, want)

@@ -23,6 +23,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,6 +39,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/twillnet/twill/kubecreds"
 	"github.com/twillnet/twill/lease/etcd/etcdtest"
 	"github.com/twillnet/twill/lease/kube"
 )
@@ -85,9 +87,6 @@ type Server struct {
 	done   chan struct{}
 }
 
-// user is one line of the token file.
-type user struct{ name, token, groups string }
-
 // Start runs an API server (and an etcd for it) and returns the path of an
 // admin kubeconfig and a stop function (safe to call more than once; also
 // called at test cleanup).
@@ -109,23 +108,23 @@ func StartServer(t testing.TB, o Options) *Server {
 		o.EtcdEndpoint, _ = etcdtest.Start(t)
 	}
 	if o.EtcdPrefix == "" {
-		o.EtcdPrefix = "/registry-" + randomToken()[:8]
+		o.EtcdPrefix = "/registry-" + kubecreds.RandomToken()[:8]
 	}
 	dir := t.TempDir()
 	s := &Server{t: t, Dir: dir, LogFile: filepath.Join(dir, "kube-apiserver.log"), tokens: map[string]string{}}
-	users := []user{{name: Admin, groups: "system:masters"}, {name: Twill}}
+	users := []kubecreds.User{{Name: Admin, Group: "system:masters"}, {Name: Twill}}
 	for _, u := range o.Users {
 		if u == Admin || u == Twill || u == "" || strings.ContainsAny(u, ",\"\n") {
 			t.Fatalf("kubetest: user %q: pick another name (admin and twill exist; no commas or quotes)", u)
 		}
-		users = append(users, user{name: u})
+		users = append(users, kubecreds.User{Name: u})
 	}
 	for i := range users {
-		users[i].token = randomToken()
-		s.tokens[users[i].name] = users[i].token
+		users[i].Token = kubecreds.RandomToken()
+		s.tokens[users[i].Name] = users[i].Token
 	}
-	f, err := writeFiles(dir, users)
-	if err != nil {
+	f := kubecreds.Paths(dir)
+	if err := kubecreds.Write(f, "kubetest CA", []net.IP{net.IPv4(127, 0, 0, 1), net.IPv4(10, 96, 0, 1)}, 7*24*time.Hour, users); err != nil {
 		t.Fatalf("kubetest: generate certificates and tokens: %v", err)
 	}
 	s.CAFile = f.CA
@@ -295,25 +294,8 @@ func (s *Server) Client(userName string) kubernetes.Interface {
 func (s *Server) Kubeconfig(userName string) string {
 	s.t.Helper()
 	p := filepath.Join(s.Dir, "kubeconfig-"+userName)
-	kc := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: kubetest
-  cluster:
-    server: %s
-    certificate-authority: %s
-users:
-- name: %s
-  user:
-    token: %s
-contexts:
-- name: kubetest
-  context:
-    cluster: kubetest
-    user: %s
-current-context: kubetest
-`, s.URL, s.CAFile, userName, s.Token(userName), userName)
-	if err := os.WriteFile(p, []byte(kc), 0o600); err != nil {
+	kc := kubecreds.Kubeconfig("kubetest", s.URL, s.CAFile, userName, s.Token(userName))
+	if err := os.WriteFile(p, kc, 0o600); err != nil {
 		s.t.Fatalf("kubetest: write kubeconfig: %v", err)
 	}
 	return p
