@@ -83,10 +83,13 @@ func (s *Store) KeepAlive(ctx context.Context) <-chan error {
 					retry, again = minRetry, nil
 					break
 				}
-				s.log.Warn("lease keepalive: retrying", "err", err.Error(), "retry_in", retry.String())
+				// The error goes to the caller, who logs it; log it here only
+				// when the caller has not taken the previous one yet.
 				select {
 				case out <- err:
+					s.log.Debug("lease keepalive: retrying", "err", err.Error(), "retry_in", retry.String())
 				default:
+					s.log.Warn("lease keepalive: retrying", "err", err.Error(), "retry_in", retry.String())
 				}
 				again = time.After(retry)
 				retry = min(retry*2, maxRetry)
