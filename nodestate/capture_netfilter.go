@@ -5,8 +5,10 @@ package nodestate
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
+	"sync"
 
 	"github.com/twillnet/twill/nsrun"
 )
@@ -39,7 +41,7 @@ func captureIptables(ctx context.Context, s *Snapshot, ns, backend string) Iptab
 	} else {
 		b.Save6 = out
 	}
-	if out, err := runTool(ctx, ns, "iptables", "iptables-"+backend, "-V"); err != nil {
+	if out, err := toolVersion(ctx, ns, "iptables", "iptables-"+backend, "-V"); err != nil {
 		s.addErr("iptables-"+backend+"-version", err)
 	} else {
 		b.Version = strings.TrimSpace(out)
@@ -58,12 +60,38 @@ func captureNft(ctx context.Context, s *Snapshot, ns string) Nftables {
 	}
 	n.Available = true
 	n.JSON = out
-	if out, err := runTool(ctx, ns, "nftables", "nft", "-v"); err != nil {
+	if out, err := toolVersion(ctx, ns, "nftables", "nft", "-v"); err != nil {
 		s.addErr("nft-version", err)
 	} else {
 		n.Version = strings.TrimSpace(out)
 	}
 	return n
+}
+
+// versions caches tool version strings: a binary's version does not change
+// until the file does, and the agent captures every few seconds.
+var versions sync.Map // "path|mtime|args" -> string
+
+// toolVersion is runTool for a version query, answered from the cache while
+// the binary file is unchanged.
+func toolVersion(ctx context.Context, ns, pkg string, argv ...string) (string, error) {
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return runTool(ctx, ns, pkg, argv...)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return runTool(ctx, ns, pkg, argv...)
+	}
+	key := fmt.Sprintf("%s|%d|%s", path, fi.ModTime().UnixNano(), strings.Join(argv[1:], " "))
+	if v, ok := versions.Load(key); ok {
+		return v.(string), nil
+	}
+	out, err := runTool(ctx, ns, pkg, argv...)
+	if err == nil {
+		versions.Store(key, out)
+	}
+	return out, err
 }
 
 // runTool runs a tool inside the namespace. A tool that is not installed
