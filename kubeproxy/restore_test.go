@@ -2,45 +2,17 @@ package kubeproxy
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twillnet/twill/backend/testbed"
 	"github.com/twillnet/twill/netfilter"
 	"github.com/twillnet/twill/nsrun"
 )
-
-// requireRoot fails (never skips): these tests load rules into a kernel.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root to create a network namespace and load iptables rules in it; run it as root")
-	}
-}
-
-// newNetns creates a fresh network namespace named twill-t-kp-<random> and
-// removes it when the test ends.
-func newNetns(t *testing.T) string {
-	t.Helper()
-	var b [4]byte
-	rand.Read(b[:])
-	name := "twill-t-kp-" + hex.EncodeToString(b[:])
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	return name
-}
 
 // iptables-save prints MARK targets in their --set-xmark form.
 var (
@@ -59,7 +31,7 @@ func saveForm(rule string) string {
 // same rules, so the service chains, DNAT targets and probabilities
 // survived the kernel round trip.
 func TestRenderLoadsIntoBothBackends(t *testing.T) {
-	requireRoot(t)
+	testbed.RequireRoot(t)
 	svcs := append(sampleServices(), manyServices(200)...)
 	want, err := netfilter.ParseIptablesSave("render", RenderIptables(sampleConfig, svcs))
 	if err != nil {
@@ -71,7 +43,7 @@ func TestRenderLoadsIntoBothBackends(t *testing.T) {
 	}
 	for _, backend := range []string{"nft", "legacy"} {
 		t.Run(backend, func(t *testing.T) {
-			ns := newNetns(t)
+			ns := testbed.Netns(t, "kp")
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			if err := nsrun.Run(ctx, ns, "iptables-"+backend+"-restore", file); err != nil {

@@ -2,46 +2,20 @@ package netfilter
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/twillnet/twill/backend/testbed"
 	"github.com/twillnet/twill/nsrun"
 )
 
 // The tests in this file load rules into a fresh network namespace with
 // the real nft and iptables binaries and parse what they list back.
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root to create a network namespace and load rules in it; run it as root")
-	}
-}
-
-func newNetns(t *testing.T) string {
-	t.Helper()
-	var b [4]byte
-	rand.Read(b[:])
-	name := "twill-t-nf-" + hex.EncodeToString(b[:])
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	return name
-}
-
 func TestLiveNftJSON(t *testing.T) {
-	requireRoot(t)
-	ns := newNetns(t)
+	testbed.RequireRoot(t)
+	ns := testbed.Netns(t, "nf")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := nsrun.Run(ctx, ns, "nft", "-f", filepath.Join("testdata", "native.nft")); err != nil {
@@ -62,11 +36,11 @@ func TestLiveNftJSON(t *testing.T) {
 // + Flannel dump with each backend and parses the live iptables-save back:
 // same chains, same rules, nothing unknown.
 func TestLiveIptablesSaveBothBackends(t *testing.T) {
-	requireRoot(t)
+	testbed.RequireRoot(t)
 	want := mustParse(t, "docker-kube-flannel.legacy-save.txt")
 	for _, backend := range []string{"legacy", "nft"} {
 		t.Run(backend, func(t *testing.T) {
-			ns := newNetns(t)
+			ns := testbed.Netns(t, "nf")
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if err := nsrun.Run(ctx, ns, "iptables-"+backend+"-restore", filepath.Join("testdata", "docker-kube-flannel.legacy-save.txt")); err != nil {

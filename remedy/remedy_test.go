@@ -2,33 +2,17 @@ package remedy
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
+	"github.com/twillnet/twill/backend/testbed"
 	"github.com/twillnet/twill/doctor"
 	"github.com/twillnet/twill/nsrun"
 )
 
-// newNetns creates a namespace for one test and removes it at the end.
-func newNetns(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root to create network namespaces; run it as root (CI does)")
-	}
-	name := fmt.Sprintf("twill-t-remedy-%d", os.Getpid())
-	exec.Command("ip", "netns", "del", name).Run()
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	return name
-}
-
 func TestApplyIsIdempotentAndStaysInItsNamespace(t *testing.T) {
-	ns := newNetns(t)
+	testbed.RequireRoot(t)
+	ns := testbed.Netns(t, "remedy")
 	ctx := context.Background()
 	run := func(argv ...string) string {
 		out, err := nsrun.Output(ctx, ns, argv...)
@@ -68,7 +52,8 @@ func TestApplyIsIdempotentAndStaysInItsNamespace(t *testing.T) {
 }
 
 func TestApplyStopsAtTheFirstFailureAndSaysWhich(t *testing.T) {
-	ns := newNetns(t)
+	testbed.RequireRoot(t)
+	ns := testbed.Netns(t, "remedy")
 	err := Apply(context.Background(), ns, []doctor.Action{
 		{Kind: doctor.ActIptables, Backend: "nft", Table: "filter", Chain: "NO-SUCH-CHAIN", Rule: []string{"-j", "ACCEPT"}},
 		{Kind: doctor.ActSysctl, Name: "net.ipv4.ip_forward", Value: "1"},

@@ -1,5 +1,6 @@
 // Package testbed builds small throwaway clusters of network namespaces for
-// the root tests of backend/kernel and firewall: an underlay bridge in its own
+// the root tests (backend/kernel, firewall, and throwaway namespaces for
+// netfilter, kubeproxy and remedy tests): an underlay bridge in its own
 // namespace, node namespaces attached to it with an "eth0", one pod-like
 // namespace behind each node, and an "outside" namespace on the underlay.
 // Nothing here touches the caller's own namespace; everything is removed
