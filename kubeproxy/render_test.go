@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/twillnet/twill/netfilter"
 )
@@ -180,18 +179,21 @@ func manyServices(n int) []Service {
 	return svcs
 }
 
-func TestRenderTenThousandServicesIsFast(t *testing.T) {
-	svcs := manyServices(10000)
-	start := time.Now()
-	out := RenderIptables(sampleConfig, svcs)
-	took := time.Since(start)
+func TestRenderTenThousandServices(t *testing.T) {
+	out := RenderIptables(sampleConfig, manyServices(10000))
 	if n := strings.Count(out, "\n-A KUBE-SEP-"); n != 40000 {
 		t.Errorf("want 40000 KUBE-SEP rules (2 per endpoint), got %d", n)
 	}
-	if took > 5*time.Second { // generous: the machine is shared; O(n²) would take minutes
-		t.Errorf("rendering 10,000 services took %v, want well under a second", took)
+}
+
+// BenchmarkRenderIptables10kServices renders kube-proxy's rules for 10,000
+// Services with two endpoints each (speed is measured here, not asserted).
+func BenchmarkRenderIptables10kServices(b *testing.B) {
+	svcs := manyServices(10000)
+	b.ReportAllocs()
+	for b.Loop() {
+		RenderIptables(sampleConfig, svcs)
 	}
-	t.Logf("rendered 10,000 services (%d bytes) in %v", len(out), took)
 }
 
 func allRules(rs *netfilter.Ruleset) []*netfilter.Rule {

@@ -14,8 +14,8 @@ raw=$(mktemp)
 sys=$(mktemp)
 trap 'rm -f "$raw" "$sys"' EXIT
 
-echo "bench: CPU benchmarks (doctor, netfilter, trace; count=$COUNT)..." >&2
-go test -run '^$' -bench . -benchmem -count "$COUNT" ./doctor ./netfilter ./trace | tee "$raw" >&2
+echo "bench: CPU benchmarks (doctor, netfilter, trace, kubeproxy; count=$COUNT)..." >&2
+go test -run '^$' -bench . -benchmem -count "$COUNT" ./doctor ./netfilter ./trace ./kubeproxy | tee "$raw" >&2
 
 cpu=$(awk '
 	/^Benchmark/ {
