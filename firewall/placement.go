@@ -1,11 +1,14 @@
 package firewall
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 
-	"github.com/twillnet/twill/doctor"
 	"github.com/twillnet/twill/nodestate"
+	"github.com/twillnet/twill/trace"
 )
 
 // Placement is where the host's forward path drops new pod traffic, and so
@@ -45,17 +48,128 @@ func (p Placement) validate() error {
 }
 
 // Placements finds every place on the node's forward path that drops new
-// pod traffic, using doctor's evaluator (checks TW010/TW011) over the
-// snapshot with twill's own rules left out, so the answer stays the same
-// after twill's accepts are in. Put the result in Spec.ForwardAccept.
+// pod traffic, asking trace's evaluator (trace.Host.PodProbes and
+// ProbeHook, the same questions as doctor's TW010/TW011) over the snapshot
+// with twill's own rules left out, so the answer stays the same after
+// twill's accepts are in: the agent can re-assert them on every resync
+// without flapping. Put the result in Spec.ForwardAccept.
 func Placements(s *nodestate.Snapshot, network, subnet netip.Prefix) ([]Placement, error) {
-	drops, err := doctor.ForwardDrops(s, network, subnet)
+	if !network.IsValid() {
+		return nil, fmt.Errorf("firewall: placements: no pod network given")
+	}
+	clean, err := withoutTwill(s)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("firewall: placements: %w", err)
 	}
-	out := make([]Placement, 0, len(drops))
-	for _, d := range drops {
-		out = append(out, Placement{Backend: d.Backend, Family: d.Family, Table: d.Table, Chain: d.Chain})
+	h, err := trace.NewHost(clean)
+	if err != nil {
+		return nil, fmt.Errorf("firewall: placements: %w", err)
 	}
-	return out, nil
+	probes, _, err := h.PodProbes(trace.PodNetwork{Cluster: network, Subnet: subnet})
+	if err != nil {
+		return nil, fmt.Errorf("firewall: placements: %w", err)
+	}
+	var hps []trace.HookProbe
+	for _, p := range probes {
+		hps = append(hps, h.ProbeHook("FORWARD", p))
+	}
+	return PlacementsFor(hps), nil
+}
+
+// PlacementsFor turns the answers of forward-hook probes into the places
+// where an accept for the pod network must go: every filter chain that
+// drops or rejects a probe (an accept in another chain or backend does not
+// override it). For iptables the accept goes to DOCKER-USER when every
+// blocked probe passed there from FORWARD first (Docker rewrites FORWARD
+// but leaves DOCKER-USER alone), else to FORWARD.
+func PlacementsFor(hps []trace.HookProbe) []Placement {
+	var out []Placement
+	viaDocker := map[Placement]bool{}
+	for _, hp := range hps {
+		for _, v := range hp.Blocked() {
+			p := Placement{Backend: v.Backend, Family: v.Family, Table: v.Table, Chain: v.Chain}
+			if v.Backend != BackendNft && v.Table != "filter" {
+				continue // mangle/raw/security: not where accepts go
+			}
+			docker := v.Backend != BackendNft && slices.ContainsFunc(v.Jumps, func(j trace.Jump) bool { return j.From == v.Chain && j.To == "DOCKER-USER" })
+			if seen, ok := viaDocker[p]; ok {
+				viaDocker[p] = seen && docker
+				continue
+			}
+			viaDocker[p] = docker
+			out = append(out, p)
+		}
+	}
+	for i := range out {
+		if viaDocker[out[i]] {
+			out[i].Chain = "DOCKER-USER"
+		}
+	}
+	return out
+}
+
+// withoutTwill returns a copy of the snapshot without twill's own chains,
+// rules and jumps (comments "twill:...", chains TWILL-*, table twill).
+func withoutTwill(s *nodestate.Snapshot) (*nodestate.Snapshot, error) {
+	clean := *s
+	clean.Iptables.Legacy.Save = withoutTwillIptables(s.Iptables.Legacy.Save)
+	clean.Iptables.NFT.Save = withoutTwillIptables(s.Iptables.NFT.Save)
+	if strings.TrimSpace(s.Nftables.JSON) != "" {
+		j, err := withoutTwillNft(s.Nftables.JSON)
+		if err != nil {
+			return nil, fmt.Errorf("nft -j list ruleset: %w", err)
+		}
+		clean.Nftables.JSON = j
+	}
+	return &clean, nil
+}
+
+// withoutTwillIptables drops twill's own chains, rules and jumps from an
+// iptables-save dump.
+func withoutTwillIptables(save string) string {
+	if save == "" {
+		return ""
+	}
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(save, "\n") {
+		if strings.HasPrefix(line, ":TWILL-") || strings.HasPrefix(line, "-A TWILL-") ||
+			strings.Contains(line, " -j TWILL-") || (strings.HasPrefix(line, "-A ") && hasTwillComment(splitWords(strings.TrimSpace(line)))) {
+			continue
+		}
+		b.WriteString(line)
+	}
+	return b.String()
+}
+
+// withoutTwillNft drops the table twill and rules commented "twill:..."
+// from `nft -j list ruleset` output.
+func withoutTwillNft(text string) (string, error) {
+	var doc struct {
+		Nftables []map[string]json.RawMessage `json:"nftables"`
+	}
+	if err := json.Unmarshal([]byte(text), &doc); err != nil {
+		return "", err
+	}
+	kept := doc.Nftables[:0]
+	for _, obj := range doc.Nftables {
+		drop := false
+		for kind, body := range obj {
+			var o struct {
+				Name    string `json:"name"`
+				Table   string `json:"table"`
+				Comment string `json:"comment"`
+			}
+			if json.Unmarshal(body, &o) != nil {
+				continue
+			}
+			drop = drop || (kind == "table" && o.Name == NftTable) || (kind != "metainfo" && o.Table == NftTable) ||
+				(kind == "rule" && strings.HasPrefix(o.Comment, "twill:"))
+		}
+		if !drop {
+			kept = append(kept, obj)
+		}
+	}
+	doc.Nftables = kept
+	out, err := json.Marshal(doc)
+	return string(out), err
 }

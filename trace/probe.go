@@ -1,0 +1,413 @@
+package trace
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/twillnet/twill/nodestate"
+)
+
+// This file answers single questions about one node's netfilter rules with
+// the simulator's own compiled rule sets and chain walkers: "what does the
+// FORWARD hook of this node do with a new connection from a to b?". doctor's
+// forward checks (TW010, TW011, TW020) and the firewall's placement of the
+// pod-network accept ask it, so the rules are decoded and evaluated in one
+// place.
+
+// NewHost compiles one node snapshot for probing (ProbeHook, PodProbes).
+// Malformed rule dumps are errors naming the line.
+func NewHost(s *nodestate.Snapshot) (*Host, error) {
+	return compileHost(s, 0)
+}
+
+// Probe is a packet to ask one hook about.
+type Probe struct {
+	Src   netip.Addr `json:"src"`
+	Dst   netip.Addr `json:"dst"`
+	Proto string     `json:"proto"` // tcp, udp or icmp
+	Sport uint16     `json:"sport,omitempty"`
+	Dport uint16     `json:"dport,omitempty"`
+	// In and Out are the input and output devices as the hook sees them
+	// (-i, -o, iifname, oifname).
+	In  string `json:"in,omitempty"`
+	Out string `json:"out,omitempty"`
+	// PhysIn and PhysOut are the bridge ports of a frame that crosses a
+	// bridge with net.bridge.bridge-nf-call-iptables=1 (-m physdev); empty
+	// for routed packets.
+	PhysIn  string `json:"physIn,omitempty"`
+	PhysOut string `json:"physOut,omitempty"`
+	// CtState is the conntrack state the rules see; "" means NEW.
+	CtState string `json:"ctstate,omitempty"`
+}
+
+func (p Probe) String() string {
+	st := p.CtState
+	if st == "" {
+		st = "NEW"
+	}
+	s := fmt.Sprintf("%s %s -> %s", p.Proto, p.Src, p.Dst)
+	if p.Proto != "icmp" {
+		s = fmt.Sprintf("%s %s -> %s", p.Proto, p.Src, netip.AddrPortFrom(p.Dst, p.Dport))
+	}
+	s += fmt.Sprintf(" (in %s, out %s", orDash(p.In), orDash(p.Out))
+	if p.PhysIn != "" || p.PhysOut != "" {
+		s += fmt.Sprintf(", bridged %s -> %s", orDash(p.PhysIn), orDash(p.PhysOut))
+	}
+	return s + ", ctstate " + st + ")"
+}
+
+// Jump is a jump (or goto) a chain walk took.
+type Jump struct {
+	// From is the chain holding the rule, Rule its number (nft: handle).
+	From string `json:"from"`
+	Rule int    `json:"rule"`
+	// To is the chain jumped to.
+	To string `json:"to"`
+}
+
+// ChainVerdict is how one base chain of a hook ends for a probe, evaluated
+// as if the packet reached it (every earlier chain accepted it).
+type ChainVerdict struct {
+	// Backend is iptables-legacy, iptables-nft or nft.
+	Backend string `json:"backend"`
+	// Family is the nftables family ("ip", "inet"); empty for iptables.
+	Family string `json:"family,omitempty"`
+	// Table is the iptables table ("filter") or the nftables table's name.
+	Table string `json:"table"`
+	// Chain is the base chain ("FORWARD", or the nft chain's name).
+	Chain    string `json:"chain"`
+	Priority int    `json:"priority"`
+	// Verdict is accept, drop or reject; Reject says how (icmp-port-unreachable, tcp-reset).
+	Verdict string `json:"verdict"`
+	Reject  string `json:"reject,omitempty"`
+	// Steps are the rules that acted on the way, the deciding one (or the
+	// chain policy, with Rule 0) last.
+	Steps []Step `json:"steps"`
+	// Jumps are the jumps and gotos taken, in order.
+	Jumps []Jump `json:"jumps,omitempty"`
+	// Uncertain names the rules that could not be evaluated (assumed not to match).
+	Uncertain []string `json:"uncertain,omitempty"`
+	// Prob is the probability of this ending: below 1 only when statistic
+	// or numgen rules fork the walk (the chain is then listed once per ending).
+	Prob float64 `json:"prob"`
+}
+
+// Name names the base chain: "iptables-nft filter/FORWARD", "nft inet fw/forward".
+func (v ChainVerdict) Name() string {
+	t := v.Table
+	if v.Family != "" {
+		t = v.Family + " " + t
+	}
+	return fmt.Sprintf("%s %s/%s", v.Backend, t, v.Chain)
+}
+
+// Decider is the step that ended the walk: the deciding rule, or the policy.
+func (v ChainVerdict) Decider() Step {
+	if len(v.Steps) == 0 {
+		return Step{Chain: v.Chain, Action: "policy"}
+	}
+	return v.Steps[len(v.Steps)-1]
+}
+
+// Where says what decided, naming the rule as dumped: "filter/FORWARD
+// policy DROP", "filter/KUBE-FORWARD rule 2: -A KUBE-FORWARD ... -j DROP",
+// "inet fw chain forward rule handle 4: ip saddr 10.0.0.0/8 drop".
+func (v ChainVerdict) Where() string {
+	d := v.Decider()
+	if v.Backend == "nft" {
+		if d.Rule == 0 {
+			return fmt.Sprintf("%s %s chain %s %s", v.Family, v.Table, d.Chain, d.Action)
+		}
+		return fmt.Sprintf("%s %s chain %s rule handle %d: %s", v.Family, v.Table, d.Chain, d.Rule, d.Text)
+	}
+	if d.Rule == 0 {
+		return fmt.Sprintf("%s/%s %s", v.Table, d.Chain, d.Action)
+	}
+	return fmt.Sprintf("%s/%s rule %d: %s", v.Table, d.Chain, d.Rule, d.Text)
+}
+
+// HookOutcome is one way the whole hook can end for a probe.
+type HookOutcome struct {
+	// Verdict is accept, drop or reject.
+	Verdict string `json:"verdict"`
+	// By is the base chain that dropped or rejected; nil when accepted.
+	By *ChainVerdict `json:"by,omitempty"`
+	// Order is the order of equal-priority base chains this outcome
+	// depends on; empty when every order gives it. The kernel runs hooks of
+	// equal priority in the order they were registered, which a snapshot
+	// does not record.
+	Order string `json:"order,omitempty"`
+	// Prob is below 1 only when statistic rules fork a walk.
+	Prob float64 `json:"prob"`
+}
+
+// HookProbe is the answer to ProbeHook.
+type HookProbe struct {
+	Hook  string `json:"hook"`
+	Probe Probe  `json:"probe"`
+	// Chains are the hook's base chains of every backend in priority
+	// order, each evaluated as if the packet reached it: a drop in one does
+	// not hide a drop in another (both need an accept to let the packet pass).
+	Chains []ChainVerdict `json:"chains"`
+	// Outcomes are the possible ends of the hook: the first base chain in
+	// priority order that does not accept decides. Several when chains of
+	// equal priority disagree (their order is unknown) or rules are random.
+	Outcomes []HookOutcome `json:"outcomes"`
+}
+
+// Blocked returns the base chains that drop or reject the probe (with some
+// probability).
+func (hp HookProbe) Blocked() []ChainVerdict {
+	var out []ChainVerdict
+	for _, c := range hp.Chains {
+		if c.Verdict != "accept" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// ProbeHook evaluates every base chain of hook (PREROUTING, INPUT,
+// FORWARD, OUTPUT, POSTROUTING) on the node, of every backend, with the
+// probe packet, and says how each chain and the hook as a whole end.
+// Marks and NAT set by an accepting chain are seen by the chains after it.
+func (h *Host) ProbeHook(hook string, p Probe) HookProbe {
+	st := p.CtState
+	if st == "" {
+		st = "NEW"
+	}
+	env := hookEnv{hook: hook, in: p.In, out: p.Out, physIn: p.PhysIn, physOut: p.PhysOut,
+		bridged: p.PhysIn != "" || p.PhysOut != "", ctstate: st, allowNAT: st == "NEW",
+		localOut: hook == "OUTPUT"}
+	pkt := Packet{Src: p.Src, Dst: p.Dst, Proto: p.Proto, Sport: p.Sport, Dport: p.Dport}
+	if pkt.Proto == "tcp" && st == "NEW" {
+		pkt.Flags = "SYN"
+	}
+	hp := HookProbe{Hook: hook, Probe: p}
+	chains := h.chains[hook]
+	cur := hookOutcome{prob: 1, pkt: pkt, verdict: "accept"}
+	for i := range chains {
+		bc := &chains[i]
+		outs := h.runChains(cur.pkt, env, chains[i:i+1], hookOutcome{prob: 1, pkt: cur.pkt, ctmark: cur.ctmark, verdict: "accept"})
+		passed := false
+		for _, o := range outs {
+			hp.Chains = append(hp.Chains, chainVerdict(bc, o))
+			if o.verdict == "accept" && !passed {
+				cur, passed = o, true
+			}
+		}
+	}
+	hp.Outcomes = combineChains(hp.Chains, 1)
+	return hp
+}
+
+func chainVerdict(bc *baseChain, o hookOutcome) ChainVerdict {
+	v := ChainVerdict{Backend: bc.backend, Table: bc.table, Chain: bc.chain, Priority: bc.prio,
+		Verdict: o.verdict, Reject: o.reject, Steps: o.steps, Uncertain: o.uncertain, Prob: o.prob}
+	if bc.nftT != nil {
+		v.Family, v.Table = bc.nftT.family, bc.nftT.name
+	}
+	for _, s := range o.steps {
+		for _, verb := range []string{"jump ", "goto "} {
+			if to, ok := strings.CutPrefix(s.Action, verb); ok {
+				v.Jumps = append(v.Jumps, Jump{From: s.Chain, Rule: s.Rule, To: to})
+			}
+		}
+	}
+	return v
+}
+
+// combineChains derives the hook's possible outcomes from the chains'
+// (ordered by priority): the first chain that does not accept decides.
+// Chains of equal priority run in an order the snapshot does not record,
+// so when several of them can end the packet, each one's verdict is a
+// possible outcome, with the order it assumes.
+//
+// TODO(merge with the evaluator branch): runChains there follows every
+// order of equal-priority chains itself (hookOutcome.assume); the outcomes
+// can then be taken from one runChains call over the whole hook.
+func combineChains(cs []ChainVerdict, prob float64) []HookOutcome {
+	if len(cs) == 0 {
+		return []HookOutcome{{Verdict: "accept", Prob: prob}}
+	}
+	j := 0
+	for j < len(cs) && cs[j].Priority == cs[0].Priority {
+		j++
+	}
+	group, rest := cs[:j], cs[j:]
+	var stoppers []string
+	pass := map[string]float64{}
+	var names []string
+	for _, c := range group {
+		if _, seen := pass[c.Name()]; !seen {
+			names = append(names, c.Name())
+			pass[c.Name()] = 0
+		}
+		if c.Verdict == "accept" {
+			pass[c.Name()] += c.Prob
+		} else if !slices.Contains(stoppers, c.Name()) {
+			stoppers = append(stoppers, c.Name())
+		}
+	}
+	var out []HookOutcome
+	for i := range group {
+		c := &group[i]
+		if c.Verdict == "accept" {
+			continue
+		}
+		o := HookOutcome{Verdict: c.Verdict, By: c, Prob: prob * c.Prob}
+		if len(stoppers) > 1 {
+			others := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == c.Name() })
+			o.Order = fmt.Sprintf("%s runs before %s (equal priority %d: registration order, not recorded)", c.Name(), strings.Join(others, " and "), c.Priority)
+		}
+		out = append(out, o)
+	}
+	through := 1.0
+	for _, n := range names {
+		through *= min(pass[n], 1)
+	}
+	if through > 0 {
+		out = append(out, combineChains(rest, prob*through)...)
+	}
+	return out
+}
+
+// PodNetwork is what a caller knows of a node's pod network.
+type PodNetwork struct {
+	// Cluster is the whole pod network (--cluster-cidr, the subnet file);
+	// invalid when unknown.
+	Cluster netip.Prefix
+	// Subnet is this node's pod subnet; invalid: taken from the pod bridge's address.
+	Subnet netip.Prefix
+}
+
+// probePort is the destination port of the pod probes.
+const probePort = 8080
+
+// PodProbes returns the forwarded flows every pod network needs on this
+// node, as new TCP connections to port 8080:
+//
+//   - from a pod on another node to a pod here, and back (when
+//     n.Cluster is known): remote pods are behind a route into the cluster
+//     network that is not this node's subnet, or just past it;
+//   - between two pods on this node's bridge, when
+//     net.bridge.bridge-nf-call-iptables=1 (then bridged frames pass
+//     FORWARD) and the bridge has ports.
+//
+// Without n.Cluster the pod subnet is inferred from the pod bridge (cni0,
+// cbr0, or the only bridge with an IPv4 subnet other than docker0), and
+// only the same-node flow is probed. assumed says in words what was
+// inferred, for the evidence of a finding.
+func (h *Host) PodProbes(n PodNetwork) (probes []Probe, assumed []string, err error) {
+	br, local := h.podBridge(n.Cluster)
+	switch {
+	case n.Subnet.IsValid():
+		local = n.Subnet.Masked()
+	case local.IsValid() && n.Cluster.IsValid():
+		assumed = append(assumed, fmt.Sprintf("pod subnet %s taken from %s's address", local, br))
+	case local.IsValid():
+		assumed = append(assumed, fmt.Sprintf("pod subnet %s inferred from %s; cluster CIDR unknown (only pods on this node are probed)", local, br))
+	default:
+		return nil, nil, fmt.Errorf("pod network unknown (no subnet file, no pod bridge with an address, no cluster CIDR given)")
+	}
+	if br == "" {
+		br = "cni0"
+	}
+	localPod := local.Addr().Next().Next()
+	if n.Cluster.IsValid() && n.Cluster.Addr().Is4() {
+		remotePod, remoteDev := h.remotePod(n.Cluster.Masked(), local)
+		probes = append(probes,
+			Probe{Src: remotePod, Dst: localPod, Proto: "tcp", Dport: probePort, In: remoteDev, Out: br},
+			Probe{Src: localPod, Dst: remotePod, Proto: "tcp", Dport: probePort, In: br, Out: remoteDev})
+	}
+	ports := h.bridgePorts(br)
+	switch {
+	case !h.bridgeNF():
+		if len(probes) == 0 {
+			return nil, assumed, fmt.Errorf("pod traffic between pods of this node is bridged without the iptables hooks (net.bridge.bridge-nf-call-iptables is not 1) and the cluster CIDR is unknown: nothing to probe; pass --cluster-cidr")
+		}
+	case len(ports) == 0:
+		if len(probes) == 0 {
+			return nil, assumed, fmt.Errorf("bridge %s has no pod ports and the cluster CIDR is unknown: nothing to probe; pass --cluster-cidr", br)
+		}
+	default:
+		other := ports[len(ports)-1]
+		probes = append(probes, Probe{Src: localPod, Dst: localPod.Next(), Proto: "tcp", Dport: probePort, In: br, Out: br, PhysIn: ports[0], PhysOut: other})
+	}
+	return probes, assumed, nil
+}
+
+// podBridge finds the node's pod bridge and its subnet: cni0 or cbr0, else
+// the only bridge (not docker0) with an IPv4 subnet inside cluster (any,
+// when cluster is unknown).
+func (h *Host) podBridge(cluster netip.Prefix) (string, netip.Prefix) {
+	subnetOf := func(name string) netip.Prefix {
+		for _, p := range h.addrs[name] {
+			if p.Bits() < 32 && (!cluster.IsValid() || cluster.Contains(p.Addr())) {
+				return p.Masked()
+			}
+		}
+		return netip.Prefix{}
+	}
+	for _, name := range []string{"cni0", "cbr0"} {
+		if h.links[name] != nil {
+			return name, subnetOf(name)
+		}
+	}
+	var found []string
+	for name, l := range h.links {
+		if l.Kind == "bridge" && name != "docker0" && subnetOf(name).IsValid() {
+			found = append(found, name)
+		}
+	}
+	if len(found) != 1 {
+		return "", netip.Prefix{}
+	}
+	return found[0], subnetOf(found[0])
+}
+
+// bridgePorts lists the ports of bridge br, sorted.
+func (h *Host) bridgePorts(br string) []string {
+	var ports []string
+	for name, l := range h.links {
+		if l.Master == br {
+			ports = append(ports, name)
+		}
+	}
+	slices.Sort(ports)
+	return ports
+}
+
+// remotePod picks a pod address on another node and the device towards it:
+// behind the first route into cluster that is not the local subnet, else
+// just past the local subnet (via the vxlan device, else the default
+// route's device).
+func (h *Host) remotePod(cluster, local netip.Prefix) (netip.Addr, string) {
+	for _, r := range h.Snap.Routes {
+		if r.Table == nodestate.TableMain && r.Dst.IsValid() && r.Dst.Addr().Is4() && cluster.Contains(r.Dst.Addr()) && !r.Dst.Overlaps(local) && r.Dev != "" {
+			return r.Dst.Masked().Addr().Next().Next(), r.Dev
+		}
+	}
+	a := local.Masked().Addr()
+	for range 1 << (32 - local.Bits()) {
+		a = a.Next()
+	}
+	pod := a.Next().Next()
+	if !cluster.Contains(pod) {
+		pod = cluster.Masked().Addr().Next().Next()
+	}
+	dev := "eth0"
+	for _, r := range h.tables[nodestate.TableMain] {
+		if r.Dst.Bits() == 0 && r.Dev != "" {
+			dev = r.Dev
+		}
+	}
+	for _, l := range h.Snap.Links {
+		if l.Kind == "vxlan" {
+			return pod, l.Name
+		}
+	}
+	return pod, dev
+}
