@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twillnet/twill/firewall"
 	"github.com/twillnet/twill/nodestate"
 )
 
@@ -118,7 +119,6 @@ func TestChecks(t *testing.T) {
 	skips := map[string][]string{
 		"F6 neighbour stale (no leases)": {"TW040"},
 		"F6 FDB missing (no leases)":     {"TW040"},
-		"F6 subnet file missing":         {"TW010", "TW011"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -192,8 +192,8 @@ func TestForwardFixGoesWhereTheDropIs(t *testing.T) {
 		t.Fatalf("findings: %v", r.IDs())
 	}
 	for _, act := range r.Findings[0].Actions {
-		if act.Kind != ActIptables || act.Backend != "nft" || act.Table != "filter" || act.Chain != "DOCKER-USER" || !slices.Contains(act.Rule, "10.244.0.0/16") {
-			t.Fatalf("action %+v: want an accept of 10.244.0.0/16 in nft filter/DOCKER-USER", act)
+		if act.Kind != ActForwardAccept || act.Placement == nil || *act.Placement != (firewall.Placement{Backend: "iptables-nft", Table: "filter", Chain: "DOCKER-USER"}) || act.Network.String() != "10.244.0.0/16" {
+			t.Fatalf("action %+v: want an accept of 10.244.0.0/16 in iptables-nft filter/DOCKER-USER", act)
 		}
 	}
 	// The same drop in the legacy backend (and kube-proxy in nft): the fix
@@ -204,8 +204,50 @@ func TestForwardFixGoesWhereTheDropIs(t *testing.T) {
 	if !slices.Equal(r.IDs(), []string{"TW010", "TW020"}) {
 		t.Fatalf("findings: %v", r.IDs())
 	}
-	if act := r.Findings[0].Actions[0]; act.Backend != "legacy" || act.Chain != "DOCKER-USER" {
+	if act := r.Findings[0].Actions[0]; act.Placement == nil || act.Placement.Backend != "iptables-legacy" || act.Placement.Chain != "DOCKER-USER" {
 		t.Fatalf("action %+v: want legacy DOCKER-USER", act)
+	}
+}
+
+// Without a subnet file and --cluster-cidr the pod subnet comes from the
+// pod bridge: same-node pod traffic is bridged through FORWARD
+// (bridge-nf-call-iptables=1), so Docker's FORWARD DROP is still proven,
+// and the evidence says what was assumed.
+func TestForwardDropFromThePodBridgeAlone(t *testing.T) {
+	s := healthyNode(t)
+	s.Files.SubnetFiles = nil
+	s.Iptables.NFT.Save = withDockerForward(s.Iptables.NFT.Save)
+	r := Run(s, Config{})
+	i := slices.IndexFunc(r.Findings, func(f Finding) bool { return f.ID == "TW010" })
+	if i < 0 {
+		t.Fatalf("findings %v, not checked %+v: want TW010", r.IDs(), r.NotChecked)
+	}
+	f := r.Findings[i]
+	ev := strings.Join(f.Evidence, "\n")
+	for _, want := range []string{
+		"assumed: pod subnet 10.244.1.0/24 inferred from cni0; cluster CIDR unknown",
+		"iptables-nft: tcp 10.244.1.2 -> 10.244.1.3:8080 (in cni0, out cni0, bridged veth1a -> veth1b, ctstate NEW) is dropped by filter/FORWARD policy DROP",
+		"via FORWARD rule 1 -> DOCKER-USER",
+	} {
+		if !strings.Contains(ev, want) {
+			t.Errorf("evidence lacks %q:\n%s", want, ev)
+		}
+	}
+	if len(f.Actions) != 1 || f.Actions[0].Network.String() != "10.244.1.0/24" || f.Actions[0].Placement.Chain != "DOCKER-USER" {
+		t.Errorf("actions %+v: want the node's pod subnet accepted in DOCKER-USER", f.Actions)
+	}
+	if !strings.Contains(f.Fix, "--cluster-cidr") {
+		t.Errorf("fix %q does not say how to accept the whole pod network", f.Fix)
+	}
+	// The same node without br_netfilter: bridged frames skip FORWARD and
+	// nothing else can be probed without the cluster CIDR.
+	delete(s.Sysctls, "net.bridge.bridge-nf-call-iptables")
+	r = Run(s, Config{})
+	if slices.Contains(r.IDs(), "TW010") {
+		t.Errorf("TW010 without bridge-nf-call-iptables and without a cluster CIDR: %v", r.IDs())
+	}
+	if i := slices.IndexFunc(r.NotChecked, func(n NotChecked) bool { return n.ID == "TW010" }); i < 0 || !strings.Contains(r.NotChecked[i].Reason, "--cluster-cidr") {
+		t.Errorf("not checked %+v: want TW010 with a reason naming --cluster-cidr", r.NotChecked)
 	}
 }
 

@@ -1,7 +1,6 @@
 package doctor
 
 import (
-	"fmt"
 	"net/netip"
 	"strings"
 
@@ -52,6 +51,9 @@ type env struct {
 	parseErr map[string]error
 
 	links map[string]*nodestate.Link
+
+	// fwd is trace's answer to the pod probes (forward), computed on first use.
+	fwd *forward
 }
 
 func newEnv(s *nodestate.Snapshot, cfg Config) *env {
@@ -196,15 +198,4 @@ func (e *env) podBridge() string {
 		}
 	}
 	return ""
-}
-
-func joinArgs(args []string) string {
-	out := make([]string, len(args))
-	for i, a := range args {
-		if a == "" || strings.ContainsAny(a, " \t\"'") {
-			a = fmt.Sprintf("%q", a)
-		}
-		out[i] = a
-	}
-	return strings.Join(out, " ")
 }

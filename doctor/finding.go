@@ -1,6 +1,12 @@
 package doctor
 
-import "fmt"
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/twillnet/twill/firewall"
+)
 
 // Severity says how bad a finding is.
 type Severity string
@@ -47,10 +53,10 @@ type ActionKind string
 const (
 	// ActSysctl writes Value to the sysctl Name.
 	ActSysctl ActionKind = "sysctl"
-	// ActIptables inserts Rule at the top of Chain in Table, in Backend.
-	ActIptables ActionKind = "iptables"
-	// ActNft inserts Rule at the top of the nftables chain Family/Table/Chain.
-	ActNft ActionKind = "nft"
+	// ActForwardAccept inserts the firewall's accepts for Network at the
+	// top of the chain Placement names (firewall.EnsureForwardAccepts: the
+	// same rules the agent places).
+	ActForwardAccept ActionKind = "forward-accept"
 )
 
 // Action is one safe, idempotent change that fixes (part of) a finding.
@@ -59,30 +65,21 @@ type Action struct {
 	// Name and Value for ActSysctl, e.g. "net.ipv4.ip_forward", "1".
 	Name  string `json:"name,omitempty"`
 	Value string `json:"value,omitempty"`
-	// Backend is "legacy" or "nft" for ActIptables.
-	Backend string `json:"backend,omitempty"`
-	// Family is the nftables family for ActNft ("ip", "inet").
-	Family string `json:"family,omitempty"`
-	Table  string `json:"table,omitempty"`
-	Chain  string `json:"chain,omitempty"`
-	// Rule is the rule specification: iptables arguments after the chain
-	// name for ActIptables, nft rule text for ActNft.
-	Rule []string `json:"rule,omitempty"`
+	// Placement and Network for ActForwardAccept: where the drop is, and
+	// the pod network to accept there.
+	Placement *firewall.Placement `json:"placement,omitempty"`
+	Network   netip.Prefix        `json:"network,omitzero"`
 }
 
-// String renders the action as the command a person would type.
+// String renders the action as the commands a person would type.
 func (a Action) String() string {
 	switch a.Kind {
 	case ActSysctl:
 		return fmt.Sprintf("sysctl -w %s=%s", a.Name, a.Value)
-	case ActIptables:
-		bin := "iptables-nft"
-		if a.Backend == "legacy" {
-			bin = "iptables-legacy"
+	case ActForwardAccept:
+		if a.Placement != nil {
+			return strings.Join(a.Placement.Commands(a.Network), "; ")
 		}
-		return fmt.Sprintf("%s -t %s -I %s 1 %s", bin, a.Table, a.Chain, joinArgs(a.Rule))
-	case ActNft:
-		return fmt.Sprintf("nft insert rule %s %s %s %s", a.Family, a.Table, a.Chain, joinArgs(a.Rule))
 	}
 	return string(a.Kind)
 }

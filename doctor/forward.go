@@ -2,153 +2,152 @@ package doctor
 
 import (
 	"fmt"
-	"net/netip"
 	"strings"
 
-	"github.com/twillnet/twill/netfilter"
+	"github.com/twillnet/twill/firewall"
+	"github.com/twillnet/twill/trace"
 )
 
-// podProbes returns the two forwarded flows every pod network needs: a new
-// connection from a pod on another node to a pod here, and back. ok is false
-// when the pod network is unknown.
-func (e *env) podProbes() (probes []probe, ok bool) {
-	if !e.cluster.IsValid() || !e.cluster.Addr().Is4() {
-		return nil, false
+// forward is what trace's evaluator says the node's FORWARD hook does with
+// the pod probes (trace.Host.PodProbes); computed once per run and shared by
+// TW010, TW011 and TW020.
+type forward struct {
+	pods trace.PodProbes
+	hps  []trace.HookProbe
+	// why is set when nothing could be probed.
+	why string
+}
+
+func (e *env) forward() *forward {
+	if e.fwd != nil {
+		return e.fwd
 	}
-	br := e.podBridge()
-	if br == "" {
-		br = "cni0"
+	f := &forward{}
+	e.fwd = f
+	h, err := trace.NewHost(e.snap)
+	if err != nil {
+		f.why = err.Error()
+		return f
 	}
-	local := e.subnet
-	if !local.IsValid() {
-		for _, p := range e.addrsOf(br) {
-			if e.cluster.Contains(p.Addr()) {
-				local = p.Masked()
-			}
-		}
+	if f.pods, err = h.PodProbes(trace.PodNetwork{Cluster: e.cluster, Subnet: e.subnet}); err != nil {
+		f.why = err.Error()
+		return f
 	}
-	if !local.IsValid() {
-		return nil, false
+	for _, p := range f.pods.Probes {
+		f.hps = append(f.hps, h.ProbeHook("FORWARD", p))
 	}
-	localPod := local.Addr().Next().Next()
-	// A remote pod: behind a route into the cluster network that is not ours.
-	remotePod, remoteDev := netip.Addr{}, ""
-	for _, r := range e.snap.Routes {
-		if r.Table == 254 && r.Dst.IsValid() && r.Dst.Addr().Is4() && e.cluster.Contains(r.Dst.Addr()) && !r.Dst.Overlaps(local) && r.Dev != "" {
-			remotePod, remoteDev = r.Dst.Masked().Addr().Next().Next(), r.Dev
-			break
-		}
-	}
-	if !remotePod.IsValid() {
-		// No peer yet: synthesize one just past our subnet.
-		a := local.Masked().Addr()
-		for range 1 << (32 - local.Bits()) {
-			a = a.Next()
-		}
-		remotePod = a.Next().Next()
-		if !e.cluster.Contains(remotePod) {
-			remotePod = e.cluster.Masked().Addr().Next().Next()
-		}
-		remoteDev = "eth0"
-		if vx := e.vxlanLinks(); len(vx) > 0 {
-			remoteDev = vx[0].Name
-		}
-	}
-	locals := map[netip.Addr]bool{}
-	for _, a := range e.snap.Addrs {
-		locals[a.Prefix.Addr()] = true
-	}
-	in := probe{src: remotePod, dst: localPod, proto: "tcp", dport: 8080, in: remoteDev, out: br, ctstate: "NEW", local: locals}
-	out := probe{src: localPod, dst: remotePod, proto: "tcp", dport: 8080, in: br, out: remoteDev, ctstate: "NEW", local: locals}
-	return []probe{in, out}, true
+	return f
 }
 
 func checkForwardIptables(e *env) ([]Finding, string) {
 	if why := e.iptParseProblem(); why != "" {
 		return nil, why
 	}
-	bks := e.iptBackends()
-	if len(bks) == 0 {
+	if len(e.iptBackends()) == 0 {
 		return nil, e.iptUnavailable()
 	}
-	probes, ok := e.podProbes()
-	if !ok {
-		return nil, "pod network unknown (no subnet file and no pod bridge address): pass --cluster-cidr"
+	return forwardFindings(e, false)
+}
+
+func checkForwardNft(e *env) ([]Finding, string) {
+	if e.nft == nil {
+		if err, ok := e.parseErr["nft"]; ok {
+			return nil, fmt.Sprintf("nft rule set could not be parsed: %v", err)
+		}
+		if e.snap.Nftables.Err != "" {
+			return nil, "nft: " + e.snap.Nftables.Err
+		}
+		return nil, ""
+	}
+	return forwardFindings(e, true)
+}
+
+// forwardFindings reports every place (firewall.PlacementsFor: iptables
+// filter FORWARD per backend, native nft forward chains) that drops a pod
+// probe, with the rule that decided, and the firewall's accepts there as
+// the fix.
+func forwardFindings(e *env, native bool) ([]Finding, string) {
+	f := e.forward()
+	if f.why != "" {
+		return nil, f.why
+	}
+	network, scope := e.cluster, "the pod network"
+	if !network.IsValid() {
+		network, scope = f.pods.Subnet, "this node's pod subnet (the cluster CIDR is unknown: pass --cluster-cidr to accept the whole pod network)"
 	}
 	var out []Finding
-	for _, b := range bks {
-		filter := b.rs.Table("filter")
-		if filter == nil {
+	for _, pl := range firewall.PlacementsFor(f.hps) {
+		if (pl.Backend == firewall.BackendNft) != native {
 			continue
 		}
 		var evidence []string
-		var blocked bool
-		var decided verdict
-		for _, p := range probes {
-			v, err := evalBuiltin(filter, "FORWARD", p)
-			if err != nil {
-				evidence = append(evidence, fmt.Sprintf("iptables-%s: %v", b.name, err))
-				continue
-			}
-			if v.action == "ACCEPT" {
-				continue
-			}
-			blocked, decided = true, v
-			evidence = append(evidence, fmt.Sprintf("iptables-%s: %s is dropped by %s", b.name, p, v.describe("filter")))
-			if len(v.path) > 0 {
-				evidence = append(evidence, "  via "+strings.Join(v.path, " -> "))
-			}
-			for _, u := range v.uncertain {
-				evidence = append(evidence, fmt.Sprintf("  not evaluated (assumed not to match): %s/%s rule %d: %s", "filter", u.Chain, u.Num, u.Text))
+		for _, a := range f.pods.Assumed {
+			evidence = append(evidence, "assumed: "+a)
+		}
+		var first *trace.ChainVerdict
+		for _, hp := range f.hps {
+			for _, v := range hp.Blocked() {
+				if v.Backend != pl.Backend || v.Family != pl.Family || v.Table != pl.Table || (native && v.Chain != pl.Chain) {
+					continue
+				}
+				if first == nil {
+					first = &v
+				}
+				evidence = append(evidence, verdictEvidence(hp.Probe, v)...)
 			}
 		}
-		if !blocked {
-			continue
-		}
-		chain := forwardAcceptChain(filter)
-		cidr := e.cluster.String()
-		comment := "twill: accept the pod network (doctor --fix)"
-		f := Finding{
+		fix := fmt.Sprintf("accept %s where the drop is: %s (twill agent owns and re-asserts these)", scope, strings.Join(pl.Commands(network), "; "))
+		finding := Finding{
 			Severity: Error,
 			Failure:  "F3",
-			Title:    fmt.Sprintf("iptables-%s filter FORWARD drops pod traffic (%s)", b.name, shortVerdict(decided)),
 			Evidence: evidence,
-			Explanation: "New connections between pods on different nodes (and from outside to pods) are forwarded by this node and hit a DROP. " +
-				"Docker sets the FORWARD policy to DROP; kube-proxy's KUBE-FORWARD only accepts marked or established packets. Local traffic still works, so it looks like a network partition between nodes.",
-			Fix: fmt.Sprintf("accept the pod network where the drop is: iptables-%[1]s -I %[2]s 1 -s %[3]s -j ACCEPT; iptables-%[1]s -I %[2]s 1 -d %[3]s -j ACCEPT (twill agent owns and re-asserts these)", b.name, chain, cidr),
-			Actions: []Action{
-				{Kind: ActIptables, Backend: b.name, Table: "filter", Chain: chain, Rule: []string{"-d", cidr, "-m", "comment", "--comment", comment, "-j", "ACCEPT"}},
-				{Kind: ActIptables, Backend: b.name, Table: "filter", Chain: chain, Rule: []string{"-s", cidr, "-m", "comment", "--comment", comment, "-j", "ACCEPT"}},
-			},
+			Fix:      fix,
+			Actions:  []Action{{Kind: ActForwardAccept, Placement: &pl, Network: network}},
 		}
-		out = append(out, f)
+		if native {
+			finding.Title = fmt.Sprintf("nftables chain %s %s %s (hook forward) drops pod traffic", pl.Family, pl.Table, first.Chain)
+			finding.Explanation = "Every base chain on the forward hook must accept a packet for it to pass; an accept in another table does not override this drop. " +
+				"New connections between pods on different nodes (and between pods of this node, when bridge-nf-call-iptables=1) are dropped here."
+		} else {
+			finding.Title = fmt.Sprintf("%s filter FORWARD drops pod traffic (%s)", pl.Backend, shortVerdict(first.Decider()))
+			finding.Explanation = "New connections between pods on different nodes (and from outside to pods, and between pods of this node when bridge-nf-call-iptables=1) are forwarded by this node and hit a DROP. " +
+				"Docker sets the FORWARD policy to DROP; kube-proxy's KUBE-FORWARD only accepts marked or established packets. Traffic of the node itself still works, so it looks like a network partition between nodes."
+		}
+		out = append(out, finding)
 	}
 	return out, ""
 }
 
-func shortVerdict(v verdict) string {
-	if v.rule == nil {
-		return fmt.Sprintf("chain %s policy %s", v.chain, v.action)
+// verdictEvidence says what one base chain does with a probe, naming the
+// rule, the jumps on the way and what could not be evaluated.
+func verdictEvidence(p trace.Probe, v trace.ChainVerdict) []string {
+	what := "dropped"
+	if v.Verdict == "reject" {
+		what = "rejected"
 	}
-	return fmt.Sprintf("%s rule %d, -j %s", v.chain, v.rule.Num, v.action)
+	if v.Prob < 1 {
+		what += fmt.Sprintf(" (with probability %.3g)", v.Prob)
+	}
+	lines := []string{fmt.Sprintf("%s: %s is %s by %s", v.Backend, p, what, v.Where())}
+	if len(v.Jumps) > 0 {
+		var via []string
+		for _, j := range v.Jumps {
+			via = append(via, fmt.Sprintf("%s rule %d -> %s", j.From, j.Rule, j.To))
+		}
+		lines = append(lines, "  via "+strings.Join(via, ", "))
+	}
+	for _, u := range v.Uncertain {
+		lines = append(lines, "  uncertain: "+u)
+	}
+	return lines
 }
 
-// forwardAcceptChain picks the chain where an accept must go: Docker's
-// DOCKER-USER when FORWARD jumps there first (Docker rewrites FORWARD but
-// leaves DOCKER-USER alone), else FORWARD itself.
-func forwardAcceptChain(filter *netfilter.Table) string {
-	fwd := filter.Chain("FORWARD")
-	if fwd != nil && filter.Chain("DOCKER-USER") != nil {
-		for _, r := range fwd.Rules {
-			if r.Target == "DOCKER-USER" && !r.Source.Set() && !r.Destination.Set() && len(r.Matches) == 0 {
-				return "DOCKER-USER"
-			}
-			if r.Target == "ACCEPT" || r.Target == "DROP" || r.Target == "REJECT" {
-				break
-			}
-		}
+func shortVerdict(d trace.Step) string {
+	if d.Rule == 0 {
+		return fmt.Sprintf("chain %s %s", d.Chain, d.Action)
 	}
-	return "FORWARD"
+	verb, _, _ := strings.Cut(d.Action, " ")
+	return fmt.Sprintf("%s rule %d, -j %s", d.Chain, d.Rule, verb)
 }
 
 // iptUnavailable explains why no iptables backend could be read.

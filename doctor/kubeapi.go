@@ -257,7 +257,7 @@ func dnatTargets(t *netfilter.Table, start string, depth int, out map[netip.Addr
 			}
 			continue
 		}
-		if !standardTarget[r.Target] && t.Chain(r.Target) != nil {
+		if t.Chain(r.Target) != nil {
 			dnatTargets(t, r.Target, depth+1, out)
 		}
 	}

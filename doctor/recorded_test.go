@@ -37,7 +37,7 @@ func TestRecordedDockerForwardDrop(t *testing.T) {
 		t.Fatalf("errors %v, want [TW010]", errs)
 	}
 	a := r.Findings[slices.IndexFunc(r.Findings, func(f Finding) bool { return f.ID == "TW010" })].Actions
-	if len(a) != 2 || a[0].Chain != "DOCKER-USER" || a[0].Backend != "nft" {
+	if len(a) != 1 || a[0].Placement == nil || a[0].Placement.Chain != "DOCKER-USER" || a[0].Placement.Backend != "iptables-nft" {
 		t.Fatalf("fix actions %+v: want accepts in the nft backend's DOCKER-USER", a)
 	}
 }

@@ -8,6 +8,10 @@ import (
 	"github.com/twillnet/twill/netfilter"
 )
 
+// maxJumpDepth bounds the chain walks of the Service checks (the kernel
+// limits nesting too; a loop in a dump must not hang doctor).
+const maxJumpDepth = 64
+
 // dnatReachable reports whether some chain reachable from start (in table t)
 // holds a DNAT rule, bounded in depth.
 func dnatReachable(t *netfilter.Table, start string, depth int) bool {
@@ -22,7 +26,7 @@ func dnatReachable(t *netfilter.Table, start string, depth int) bool {
 		if r.Target == "DNAT" {
 			return true
 		}
-		if !standardTarget[r.Target] && t.Chain(r.Target) != nil && dnatReachable(t, r.Target, depth+1) {
+		if t.Chain(r.Target) != nil && dnatReachable(t, r.Target, depth+1) {
 			return true
 		}
 	}

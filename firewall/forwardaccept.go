@@ -15,11 +15,17 @@ import (
 	"sigs.k8s.io/knftables"
 )
 
-// ensureForwardAccepts inserts the pod-network accepts at the top of every
-// placement's chain where they are missing (FAILURES.md F3). This is the
-// one place twill writes outside its own backend: the accept must be in the
-// backend and chain that holds the drop, or the drop still wins.
-func ensureForwardAccepts(ctx context.Context, ns string, s Spec) ([]Repair, error) {
+// EnsureForwardAccepts inserts the pod-network accepts for s.Network at
+// the top of every placement's chain (s.ForwardAccept) where they are
+// missing (FAILURES.md F3), in the named network namespace ("" for the
+// caller's own). This is the one place twill writes outside its own
+// backend: the accept must be in the backend and chain that holds the drop,
+// or the drop still wins. Backends call it from Ensure; `twill doctor
+// --fix` calls it for the places doctor found.
+func EnsureForwardAccepts(ctx context.Context, ns string, s Spec) ([]Repair, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
 	var repairs []Repair
 	var errs []error
 	for _, p := range s.ForwardAccept {

@@ -109,7 +109,7 @@ func (b *Iptables) Ensure(ctx context.Context, s Spec) ([]Repair, error) {
 	if err != nil {
 		return repairs, fmt.Errorf("firewall %s (netns %s): %w", b.Binary, nsLabel(b.Netns), err)
 	}
-	fa, err := ensureForwardAccepts(ctx, b.Netns, s)
+	fa, err := EnsureForwardAccepts(ctx, b.Netns, s)
 	return append(repairs, fa...), err
 }
 

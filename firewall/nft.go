@@ -57,7 +57,7 @@ func (b *Nft) Ensure(ctx context.Context, s Spec) ([]Repair, error) {
 	if err != nil {
 		return repairs, fmt.Errorf("firewall nft (netns %s): %w", nsLabel(b.Netns), err)
 	}
-	fa, err := ensureForwardAccepts(ctx, b.Netns, s)
+	fa, err := EnsureForwardAccepts(ctx, b.Netns, s)
 	return append(repairs, fa...), err
 }
 

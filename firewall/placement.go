@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/twillnet/twill/nodestate"
@@ -29,6 +30,31 @@ func (p Placement) String() string {
 		return fmt.Sprintf("nft %s %s %s", p.Family, p.Table, p.Chain)
 	}
 	return fmt.Sprintf("%s %s %s", p.Backend, p.Table, p.Chain)
+}
+
+// Commands renders, as a person would type them, the commands that insert
+// the accepts for network at the top of the placement's chain (what
+// EnsureForwardAccepts does).
+func (p Placement) Commands(network netip.Prefix) []string {
+	s := Spec{Network: network}
+	var out []string
+	if p.Backend == BackendNft {
+		for _, r := range ForwardAcceptNft(s) {
+			out = append(out, fmt.Sprintf("nft insert rule %s %s %s %s comment %q", p.Family, p.Table, p.Chain, r.Rule, r.Comment))
+		}
+		return out
+	}
+	for _, r := range ForwardAcceptIptables(s) {
+		args := make([]string, len(r))
+		for i, a := range r {
+			if strings.ContainsAny(a, " \t\"'") {
+				a = strconv.Quote(a)
+			}
+			args[i] = a
+		}
+		out = append(out, fmt.Sprintf("%s -t %s -I %s 1 %s", p.Backend, p.Table, p.Chain, strings.Join(args, " ")))
+	}
+	return out
 }
 
 func (p Placement) validate() error {
@@ -65,12 +91,12 @@ func Placements(s *nodestate.Snapshot, network, subnet netip.Prefix) ([]Placemen
 	if err != nil {
 		return nil, fmt.Errorf("firewall: placements: %w", err)
 	}
-	probes, _, err := h.PodProbes(trace.PodNetwork{Cluster: network, Subnet: subnet})
+	pp, err := h.PodProbes(trace.PodNetwork{Cluster: network, Subnet: subnet})
 	if err != nil {
 		return nil, fmt.Errorf("firewall: placements: %w", err)
 	}
 	var hps []trace.HookProbe
-	for _, p := range probes {
+	for _, p := range pp.Probes {
 		hps = append(hps, h.ProbeHook("FORWARD", p))
 	}
 	return PlacementsFor(hps), nil

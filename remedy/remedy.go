@@ -1,7 +1,8 @@
 // Package remedy applies the safe fixes that doctor proposes (sysctls,
 // FORWARD accepts) to a live node or a named network namespace. It is the
 // thin adapter under `twill doctor --fix`: deciding what to change is
-// doctor's job, pure and tested on snapshots; this package only does it.
+// doctor's job, pure and tested on snapshots; writing a forward accept is
+// the firewall's (the same code the agent uses); this package only does it.
 package remedy
 
 import (
@@ -11,22 +12,25 @@ import (
 	"strings"
 
 	"github.com/twillnet/twill/doctor"
+	"github.com/twillnet/twill/firewall"
 	"github.com/twillnet/twill/nsrun"
 )
 
 // Apply carries out the actions in the named network namespace ("" for the
 // current one), in order, and stops at the first failure. Every action is
-// idempotent: an iptables rule that already exists is not added twice.
+// idempotent: an accept that already exists is not added twice.
 func Apply(ctx context.Context, netns string, actions []doctor.Action) error {
 	for _, a := range actions {
 		var err error
 		switch a.Kind {
 		case doctor.ActSysctl:
 			err = writeSysctl(netns, a.Name, a.Value)
-		case doctor.ActIptables:
-			err = insertIptables(ctx, netns, a)
-		case doctor.ActNft:
-			err = insertNft(ctx, netns, a)
+		case doctor.ActForwardAccept:
+			if a.Placement == nil {
+				err = fmt.Errorf("no placement")
+				break
+			}
+			_, err = firewall.EnsureForwardAccepts(ctx, netns, firewall.Spec{Network: a.Network, ForwardAccept: []firewall.Placement{*a.Placement}})
 		default:
 			err = fmt.Errorf("unknown action kind %q", a.Kind)
 		}
@@ -42,31 +46,4 @@ func writeSysctl(netns, name, value string) error {
 	return nsrun.Do(netns, func() error {
 		return os.WriteFile(path, []byte(value+"\n"), 0o644)
 	})
-}
-
-func insertIptables(ctx context.Context, netns string, a doctor.Action) error {
-	bin := "iptables-nft"
-	if a.Backend == "legacy" {
-		bin = "iptables-legacy"
-	}
-	check := append([]string{bin, "-w", "5", "-t", a.Table, "-C", a.Chain}, a.Rule...)
-	if nsrun.Run(ctx, netns, check...) == nil {
-		return nil // already there
-	}
-	ins := append([]string{bin, "-w", "5", "-t", a.Table, "-I", a.Chain, "1"}, a.Rule...)
-	return nsrun.Run(ctx, netns, ins...)
-}
-
-func insertNft(ctx context.Context, netns string, a doctor.Action) error {
-	out, err := nsrun.Output(ctx, netns, "nft", "list", "chain", a.Family, a.Table, a.Chain)
-	if err != nil {
-		return err
-	}
-	// nft prints the rule back without quotes around the comment.
-	want := strings.ReplaceAll(strings.Join(a.Rule, " "), `"`, ``)
-	if strings.Contains(strings.ReplaceAll(string(out), `"`, ``), want) {
-		return nil
-	}
-	args := append([]string{"nft", "insert", "rule", a.Family, a.Table, a.Chain}, a.Rule...)
-	return nsrun.Run(ctx, netns, args...)
 }

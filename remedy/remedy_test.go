@@ -2,11 +2,13 @@ package remedy
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/twillnet/twill/backend/testbed"
 	"github.com/twillnet/twill/doctor"
+	"github.com/twillnet/twill/firewall"
 	"github.com/twillnet/twill/nsrun"
 )
 
@@ -25,11 +27,11 @@ func TestApplyIsIdempotentAndStaysInItsNamespace(t *testing.T) {
 	run("iptables-nft", "-P", "FORWARD", "DROP")
 	run("nft", "add table inet fw")
 	run("nft", "add chain inet fw forward { type filter hook forward priority 0; policy drop; }")
-	comment := "twill: accept the pod network (doctor --fix)"
+	network := netip.MustParsePrefix("10.244.0.0/16")
 	actions := []doctor.Action{
 		{Kind: doctor.ActSysctl, Name: "net.ipv4.ip_forward", Value: "1"},
-		{Kind: doctor.ActIptables, Backend: "nft", Table: "filter", Chain: "DOCKER-USER", Rule: []string{"-s", "10.244.0.0/16", "-m", "comment", "--comment", comment, "-j", "ACCEPT"}},
-		{Kind: doctor.ActNft, Family: "inet", Table: "fw", Chain: "forward", Rule: []string{"ip", "saddr", "10.244.0.0/16", "accept", "comment", `"twill: accept the pod network"`}},
+		{Kind: doctor.ActForwardAccept, Network: network, Placement: &firewall.Placement{Backend: firewall.BackendIptablesNft, Table: "filter", Chain: "DOCKER-USER"}},
+		{Kind: doctor.ActForwardAccept, Network: network, Placement: &firewall.Placement{Backend: firewall.BackendNft, Family: "inet", Table: "fw", Chain: "forward"}},
 	}
 	for range 2 {
 		if err := Apply(ctx, ns, actions); err != nil {
@@ -39,11 +41,15 @@ func TestApplyIsIdempotentAndStaysInItsNamespace(t *testing.T) {
 	if v := strings.TrimSpace(run("cat", "/proc/sys/net/ipv4/ip_forward")); v != "1" {
 		t.Errorf("ip_forward in the namespace = %s, want 1", v)
 	}
-	if n := strings.Count(run("iptables-nft-save", "-t", "filter"), "-A DOCKER-USER -s 10.244.0.0/16"); n != 1 {
-		t.Errorf("DOCKER-USER holds the accept %d times, want once", n)
+	for _, want := range []string{"-A DOCKER-USER -s 10.244.0.0/16", "-A DOCKER-USER -d 10.244.0.0/16"} {
+		if n := strings.Count(run("iptables-nft-save", "-t", "filter"), want); n != 1 {
+			t.Errorf("DOCKER-USER holds %q %d times, want once", want, n)
+		}
 	}
-	if n := strings.Count(run("nft", "list", "chain", "inet", "fw", "forward"), "ip saddr 10.244.0.0/16 accept"); n != 1 {
-		t.Errorf("nft forward chain holds the accept %d times, want once", n)
+	for _, want := range []string{"ip saddr 10.244.0.0/16 accept", "ip daddr 10.244.0.0/16 accept"} {
+		if n := strings.Count(run("nft", "list", "chain", "inet", "fw", "forward"), want); n != 1 {
+			t.Errorf("nft forward chain holds %q %d times, want once", want, n)
+		}
 	}
 	// The legacy backend was not touched: fixes go only where the drop is.
 	if out := run("iptables-legacy-save"); strings.Contains(out, "10.244.0.0/16") {
@@ -55,7 +61,7 @@ func TestApplyStopsAtTheFirstFailureAndSaysWhich(t *testing.T) {
 	testbed.RequireRoot(t)
 	ns := testbed.Netns(t, "remedy")
 	err := Apply(context.Background(), ns, []doctor.Action{
-		{Kind: doctor.ActIptables, Backend: "nft", Table: "filter", Chain: "NO-SUCH-CHAIN", Rule: []string{"-j", "ACCEPT"}},
+		{Kind: doctor.ActForwardAccept, Network: netip.MustParsePrefix("10.244.0.0/16"), Placement: &firewall.Placement{Backend: firewall.BackendIptablesNft, Table: "filter", Chain: "NO-SUCH-CHAIN"}},
 		{Kind: doctor.ActSysctl, Name: "net.ipv4.ip_forward", Value: "1"},
 	})
 	if err == nil || !strings.Contains(err.Error(), "NO-SUCH-CHAIN") {

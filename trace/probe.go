@@ -286,6 +286,18 @@ type PodNetwork struct {
 // probePort is the destination port of the pod probes.
 const probePort = 8080
 
+// PodProbes is the answer of Host.PodProbes.
+type PodProbes struct {
+	// Probes are the flows to ask the FORWARD hook about.
+	Probes []Probe
+	// Subnet is the node's pod subnet the probes use, and Bridge its bridge.
+	Subnet netip.Prefix
+	Bridge string
+	// Assumed says in words what was inferred, for the evidence of a finding
+	// ("pod subnet 10.244.1.0/24 inferred from cni0; cluster CIDR unknown").
+	Assumed []string
+}
+
 // PodProbes returns the forwarded flows every pod network needs on this
 // node, as new TCP connections to port 8080:
 //
@@ -296,47 +308,45 @@ const probePort = 8080
 //     net.bridge.bridge-nf-call-iptables=1 (then bridged frames pass
 //     FORWARD) and the bridge has ports.
 //
-// Without n.Cluster the pod subnet is inferred from the pod bridge (cni0,
-// cbr0, or the only bridge with an IPv4 subnet other than docker0), and
-// only the same-node flow is probed. assumed says in words what was
-// inferred, for the evidence of a finding.
-func (h *Host) PodProbes(n PodNetwork) (probes []Probe, assumed []string, err error) {
+// Without n.Subnet the pod subnet is taken from the pod bridge (cni0, cbr0,
+// or the only bridge other than docker0 with an IPv4 subnet inside
+// n.Cluster); without n.Cluster only the same-node flow is probed. An
+// error says why there is nothing to probe.
+func (h *Host) PodProbes(n PodNetwork) (PodProbes, error) {
 	br, local := h.podBridge(n.Cluster)
+	var pp PodProbes
 	switch {
 	case n.Subnet.IsValid():
 		local = n.Subnet.Masked()
 	case local.IsValid() && n.Cluster.IsValid():
-		assumed = append(assumed, fmt.Sprintf("pod subnet %s taken from %s's address", local, br))
+		pp.Assumed = append(pp.Assumed, fmt.Sprintf("pod subnet %s taken from %s's address", local, br))
 	case local.IsValid():
-		assumed = append(assumed, fmt.Sprintf("pod subnet %s inferred from %s; cluster CIDR unknown (only pods on this node are probed)", local, br))
+		pp.Assumed = append(pp.Assumed, fmt.Sprintf("pod subnet %s inferred from %s; cluster CIDR unknown (only traffic between pods of this node was probed)", local, br))
 	default:
-		return nil, nil, fmt.Errorf("pod network unknown (no subnet file, no pod bridge with an address, no cluster CIDR given)")
+		return pp, fmt.Errorf("pod network unknown (no subnet file, no pod bridge with an address): pass --cluster-cidr")
 	}
 	if br == "" {
 		br = "cni0"
 	}
+	pp.Subnet, pp.Bridge = local, br
 	localPod := local.Addr().Next().Next()
 	if n.Cluster.IsValid() && n.Cluster.Addr().Is4() {
 		remotePod, remoteDev := h.remotePod(n.Cluster.Masked(), local)
-		probes = append(probes,
+		pp.Probes = append(pp.Probes,
 			Probe{Src: remotePod, Dst: localPod, Proto: "tcp", Dport: probePort, In: remoteDev, Out: br},
 			Probe{Src: localPod, Dst: remotePod, Proto: "tcp", Dport: probePort, In: br, Out: remoteDev})
 	}
 	ports := h.bridgePorts(br)
 	switch {
+	case h.bridgeNF() && len(ports) > 0:
+		pp.Probes = append(pp.Probes, Probe{Src: localPod, Dst: localPod.Next(), Proto: "tcp", Dport: probePort, In: br, Out: br, PhysIn: ports[0], PhysOut: ports[len(ports)-1]})
+	case len(pp.Probes) > 0:
 	case !h.bridgeNF():
-		if len(probes) == 0 {
-			return nil, assumed, fmt.Errorf("pod traffic between pods of this node is bridged without the iptables hooks (net.bridge.bridge-nf-call-iptables is not 1) and the cluster CIDR is unknown: nothing to probe; pass --cluster-cidr")
-		}
-	case len(ports) == 0:
-		if len(probes) == 0 {
-			return nil, assumed, fmt.Errorf("bridge %s has no pod ports and the cluster CIDR is unknown: nothing to probe; pass --cluster-cidr", br)
-		}
+		return pp, fmt.Errorf("the cluster CIDR is unknown and traffic between pods of this node is bridged without the iptables hooks (net.bridge.bridge-nf-call-iptables is not 1): nothing to probe; pass --cluster-cidr")
 	default:
-		other := ports[len(ports)-1]
-		probes = append(probes, Probe{Src: localPod, Dst: localPod.Next(), Proto: "tcp", Dport: probePort, In: br, Out: br, PhysIn: ports[0], PhysOut: other})
+		return pp, fmt.Errorf("the cluster CIDR is unknown and bridge %s has no pod ports: nothing to probe; pass --cluster-cidr", br)
 	}
-	return probes, assumed, nil
+	return pp, nil
 }
 
 // podBridge finds the node's pod bridge and its subnet: cni0 or cbr0, else
