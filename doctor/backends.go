@@ -45,19 +45,50 @@ func checkBackendSplit(e *env) ([]Finding, string) {
 		hint = "nft"
 	}
 	other := map[string]string{"nft": "legacy", "legacy": "nft"}[hint]
+	evidence := []string{
+		fmt.Sprintf("iptables-legacy-save: %d rules (%s)", nl, strings.Join(wl, ", ")),
+		fmt.Sprintf("iptables-nft-save: %d rules (%s)", nn, strings.Join(wn, ", ")),
+		fmt.Sprintf("kubelet's hint chains say the node's backend is %s", hint),
+	}
 	return []Finding{{
 		Severity: Error,
 		Failure:  "F4",
 		Title:    "iptables rules are split across the legacy and nf_tables backends",
-		Evidence: []string{
-			fmt.Sprintf("iptables-legacy-save: %d rules (%s)", nl, strings.Join(wl, ", ")),
-			fmt.Sprintf("iptables-nft-save: %d rules (%s)", nn, strings.Join(wn, ", ")),
-			fmt.Sprintf("kubelet's hint chains say the node's backend is %s", hint),
-		},
+		Evidence: append(evidence, splitOutcomes(e)...),
 		Explanation: "Both rule sets run, in an order nobody chose: an ACCEPT in one does not stop a DROP in the other, and tools that read only one backend show half the truth. " +
 			"This happens when a container ships an iptables binary of the other backend than the host.",
 		Fix: fmt.Sprintf("use one backend: find the component writing to iptables-%[1]s (iptables-%[1]s-save shows its chains), configure or upgrade it to use %[2]s (iptables-wrappers picks the host's backend), then flush the %[1]s tables", other, hint),
 	}}, ""
+}
+
+// splitOutcomes says, per pod probe, what the FORWARD hook does when the
+// backends' chains disagree: every possible outcome when it depends on the
+// order of equal-priority hooks (which the kernel does not record), or the
+// drop that wins whatever the order over an accept in the other backend.
+func splitOutcomes(e *env) []string {
+	f := e.forward()
+	var out []string
+	for _, hp := range f.hps {
+		var orders []string
+		for _, o := range hp.Outcomes {
+			if o.Order != "" && o.By != nil {
+				orders = append(orders, fmt.Sprintf("  if %s: %s by %s", o.Order, o.Verdict, o.By.Name()+": "+o.By.Where()))
+			}
+		}
+		if len(orders) > 0 {
+			out = append(out, fmt.Sprintf("FORWARD for %s depends on the order the kernel registered the equal-priority hooks, which it does not record:", hp.Probe))
+			out = append(out, orders...)
+			continue
+		}
+		for _, b := range hp.Blocked() {
+			for _, a := range hp.Chains {
+				if a.Verdict == "accept" && a.Priority == b.Priority && a.Backend != b.Backend && strings.HasPrefix(a.Backend, "iptables-") {
+					out = append(out, fmt.Sprintf("FORWARD for %s: %s accepts, but %s %ss it whatever the order (%s)", hp.Probe, a.Name(), b.Name(), b.Verdict, b.Where()))
+				}
+			}
+		}
+	}
+	return out
 }
 
 // guardChains are kube-proxy chains whose rules must never be unconditional

@@ -288,3 +288,45 @@ func TestMalformedDumpIsNotCheckedWithLine(t *testing.T) {
 		t.Fatalf("want TW010 not checked with the line of the error, got %+v", r.NotChecked)
 	}
 }
+
+// iptables-legacy drops and iptables-nft rejects in FORWARD, both at
+// priority 0: which one the packet meets first is the order the kernel
+// registered the tables, which no snapshot records. TW020 says so, with
+// both outcomes; TW010 names both places, each needing an accept.
+func TestSplitBackendsOrderDependentOutcome(t *testing.T) {
+	s := healthyNode(t)
+	s.Iptables.Legacy.Save = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -d 10.244.0.0/16 -j DROP\nCOMMIT\n"
+	s.Iptables.NFT.Save = strings.Replace(s.Iptables.NFT.Save, ":FORWARD ACCEPT [0:0]\n", ":FORWARD ACCEPT [0:0]\n-A FORWARD -d 10.244.0.0/16 -j REJECT --reject-with icmp-port-unreachable\n", 1)
+	r := Run(s, Config{})
+	if !slices.Equal(r.IDs(), []string{"TW010", "TW020"}) {
+		t.Fatalf("findings %v, want [TW010 TW020]", r.IDs())
+	}
+	var places []string
+	for _, f := range r.Findings {
+		if f.ID == "TW010" {
+			places = append(places, f.Actions[0].Placement.String())
+		}
+	}
+	slices.Sort(places)
+	if !slices.Equal(places, []string{"iptables-legacy filter FORWARD", "iptables-nft filter FORWARD"}) {
+		t.Errorf("TW010 places %v: want both backends' FORWARD", places)
+	}
+	ev := strings.Join(r.Findings[len(r.Findings)-1].Evidence, "\n")
+	for _, want := range []string{
+		"depends on the order the kernel registered the equal-priority hooks",
+		"if iptables-legacy filter/FORWARD runs before iptables-nft filter/FORWARD (equal priority 0: registration order, not recorded): drop by iptables-legacy filter/FORWARD: filter/FORWARD rule 1: -A FORWARD -d 10.244.0.0/16 -j DROP",
+		"if iptables-nft filter/FORWARD runs before iptables-legacy filter/FORWARD (equal priority 0: registration order, not recorded): reject by iptables-nft filter/FORWARD",
+	} {
+		if !strings.Contains(ev, want) {
+			t.Errorf("TW020 evidence lacks %q:\n%s", want, ev)
+		}
+	}
+	// Only one backend drops: the accept in the other does not help,
+	// whatever the order.
+	s.Iptables.NFT.Save = strings.Replace(s.Iptables.NFT.Save, "-A FORWARD -d 10.244.0.0/16 -j REJECT --reject-with icmp-port-unreachable\n", "-A FORWARD -d 10.244.0.0/16 -j ACCEPT\n", 1)
+	r = Run(s, Config{})
+	ev = strings.Join(r.Findings[len(r.Findings)-1].Evidence, "\n")
+	if want := "iptables-nft filter/FORWARD accepts, but iptables-legacy filter/FORWARD drops it whatever the order"; !strings.Contains(ev, want) {
+		t.Errorf("TW020 evidence lacks %q:\n%s", want, ev)
+	}
+}
