@@ -24,7 +24,7 @@ func (e *env) forward() *forward {
 	}
 	f := &forward{}
 	e.fwd = f
-	h, err := trace.NewHost(e.snap)
+	h, err := trace.NewHost(e.snap, "FORWARD")
 	if err != nil {
 		f.why = err.Error()
 		return f

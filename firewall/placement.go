@@ -87,7 +87,7 @@ func Placements(s *nodestate.Snapshot, network, subnet netip.Prefix) ([]Placemen
 	if err != nil {
 		return nil, fmt.Errorf("firewall: placements: %w", err)
 	}
-	h, err := trace.NewHost(clean)
+	h, err := trace.NewHost(clean, "FORWARD")
 	if err != nil {
 		return nil, fmt.Errorf("firewall: placements: %w", err)
 	}

@@ -17,9 +17,44 @@ import (
 // place.
 
 // NewHost compiles one node snapshot for probing (ProbeHook, PodProbes).
+// Given hooks, only the iptables tables attached to them are compiled
+// (filter, mangle and security for FORWARD; not kube-proxy's nat table with
+// thousands of Service rules), and only those hooks can be probed.
 // Malformed rule dumps are errors naming the line.
-func NewHost(s *nodestate.Snapshot) (*Host, error) {
+func NewHost(s *nodestate.Snapshot, hooks ...string) (*Host, error) {
+	if len(hooks) > 0 {
+		c := *s
+		c.Iptables.Legacy.Save = hookTables(s.Iptables.Legacy.Save, hooks)
+		c.Iptables.NFT.Save = hookTables(s.Iptables.NFT.Save, hooks)
+		s = &c
+	}
 	return compileHost(s, 0)
+}
+
+// hookTables cuts an iptables-save dump down to the tables attached to one
+// of hooks. Dropped lines are left empty, so line numbers in parse errors
+// stay those of the dump.
+func hookTables(save string, hooks []string) string {
+	var b strings.Builder
+	b.Grow(len(save) / 4)
+	keep := true
+	for len(save) > 0 {
+		line, rest, _ := strings.Cut(save, "\n")
+		save = rest
+		if name, ok := strings.CutPrefix(line, "*"); ok {
+			keep = slices.ContainsFunc(iptHooks[strings.TrimSpace(name)], func(hk struct {
+				chain string
+				prio  int
+			}) bool {
+				return slices.Contains(hooks, hk.chain)
+			})
+		}
+		if keep {
+			b.WriteString(line)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
 
 // Probe is a packet to ask one hook about.
