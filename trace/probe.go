@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -42,12 +43,10 @@ func hookTables(save string, hooks []string) string {
 		line, rest, _ := strings.Cut(save, "\n")
 		save = rest
 		if name, ok := strings.CutPrefix(line, "*"); ok {
-			keep = slices.ContainsFunc(iptHooks[strings.TrimSpace(name)], func(hk struct {
-				chain string
-				prio  int
-			}) bool {
-				return slices.Contains(hooks, hk.chain)
-			})
+			keep = false
+			for _, hk := range iptHooks[strings.TrimSpace(name)] {
+				keep = keep || slices.Contains(hooks, hk.chain)
+			}
 		}
 		if keep {
 			b.WriteString(line)
@@ -78,19 +77,11 @@ type Probe struct {
 }
 
 func (p Probe) String() string {
-	st := p.CtState
-	if st == "" {
-		st = "NEW"
-	}
-	s := fmt.Sprintf("%s %s -> %s", p.Proto, p.Src, p.Dst)
-	if p.Proto != "icmp" {
-		s = fmt.Sprintf("%s %s -> %s", p.Proto, p.Src, netip.AddrPortFrom(p.Dst, p.Dport))
-	}
-	s += fmt.Sprintf(" (in %s, out %s", orDash(p.In), orDash(p.Out))
+	s := fmt.Sprintf("%s %s -> %s (in %s, out %s", p.Proto, p.Src, netip.AddrPortFrom(p.Dst, p.Dport), orDash(p.In), orDash(p.Out))
 	if p.PhysIn != "" || p.PhysOut != "" {
 		s += fmt.Sprintf(", bridged %s -> %s", orDash(p.PhysIn), orDash(p.PhysOut))
 	}
-	return s + ", ctstate " + st + ")"
+	return s + ", ctstate " + cmp.Or(p.CtState, "NEW") + ")"
 }
 
 // Jump is a jump (or goto) a chain walk took.
@@ -141,7 +132,7 @@ func (v ChainVerdict) Name() string {
 // Decider is the step that ended the walk: the deciding rule, or the policy.
 func (v ChainVerdict) Decider() Step {
 	if len(v.Steps) == 0 {
-		return Step{Chain: v.Chain, Action: "policy"}
+		return Step{Chain: v.Chain}
 	}
 	return v.Steps[len(v.Steps)-1]
 }
@@ -151,16 +142,14 @@ func (v ChainVerdict) Decider() Step {
 // "inet fw chain forward rule handle 4: ip saddr 10.0.0.0/8 drop".
 func (v ChainVerdict) Where() string {
 	d := v.Decider()
+	at, rule := v.Table+"/"+d.Chain, "rule"
 	if v.Backend == "nft" {
-		if d.Rule == 0 {
-			return fmt.Sprintf("%s %s chain %s %s", v.Family, v.Table, d.Chain, d.Action)
-		}
-		return fmt.Sprintf("%s %s chain %s rule handle %d: %s", v.Family, v.Table, d.Chain, d.Rule, d.Text)
+		at, rule = fmt.Sprintf("%s %s chain %s", v.Family, v.Table, d.Chain), "rule handle"
 	}
 	if d.Rule == 0 {
-		return fmt.Sprintf("%s/%s %s", v.Table, d.Chain, d.Action)
+		return at + " " + d.Action
 	}
-	return fmt.Sprintf("%s/%s rule %d: %s", v.Table, d.Chain, d.Rule, d.Text)
+	return fmt.Sprintf("%s %s %d: %s", at, rule, d.Rule, d.Text)
 }
 
 // HookOutcome is one way the whole hook can end for a probe.
@@ -209,10 +198,7 @@ func (hp HookProbe) Blocked() []ChainVerdict {
 // probe packet, and says how each chain and the hook as a whole end.
 // Marks and NAT set by an accepting chain are seen by the chains after it.
 func (h *Host) ProbeHook(hook string, p Probe) HookProbe {
-	st := p.CtState
-	if st == "" {
-		st = "NEW"
-	}
+	st := cmp.Or(p.CtState, "NEW")
 	env := hookEnv{hook: hook, in: p.In, out: p.Out, physIn: p.PhysIn, physOut: p.PhysOut,
 		bridged: p.PhysIn != "" || p.PhysOut != "", ctstate: st, allowNAT: st == "NEW",
 		localOut: hook == "OUTPUT"}
@@ -427,32 +413,29 @@ func (h *Host) bridgePorts(br string) []string {
 
 // remotePod picks a pod address on another node and the device towards it:
 // behind the first route into cluster that is not the local subnet, else
-// just past the local subnet (via the vxlan device, else the default
-// route's device).
+// just past the local subnet via the vxlan device (else the default
+// route's, else eth0).
 func (h *Host) remotePod(cluster, local netip.Prefix) (netip.Addr, string) {
-	for _, r := range h.Snap.Routes {
-		if r.Table == nodestate.TableMain && r.Dst.IsValid() && r.Dst.Addr().Is4() && cluster.Contains(r.Dst.Addr()) && !r.Dst.Overlaps(local) && r.Dev != "" {
-			return r.Dst.Masked().Addr().Next().Next(), r.Dev
-		}
-	}
-	a := local.Masked().Addr()
-	for range 1 << (32 - local.Bits()) {
-		a = a.Next()
-	}
-	pod := a.Next().Next()
-	if !cluster.Contains(pod) {
-		pod = cluster.Masked().Addr().Next().Next()
-	}
 	dev := "eth0"
 	for _, r := range h.tables[nodestate.TableMain] {
+		if cluster.Contains(r.Dst.Addr()) && !r.Dst.Overlaps(local) && r.Dev != "" {
+			return r.Dst.Masked().Addr().Next().Next(), r.Dev
+		}
 		if r.Dst.Bits() == 0 && r.Dev != "" {
 			dev = r.Dev
 		}
 	}
 	for _, l := range h.Snap.Links {
 		if l.Kind == "vxlan" {
-			return pod, l.Name
+			dev = l.Name
 		}
 	}
-	return pod, dev
+	next := local.Masked().Addr()
+	for range 1 << (32 - local.Bits()) {
+		next = next.Next()
+	}
+	if pod := next.Next().Next(); cluster.Contains(pod) {
+		return pod, dev
+	}
+	return cluster.Masked().Addr().Next().Next(), dev
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/netip"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/twillnet/twill/backend/testbed"
@@ -111,43 +110,6 @@ func TestProbeRealRuleSets(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// Without the cluster CIDR the pod subnet is inferred from the bridge and
-// only the bridged same-node flow is probed; without br_netfilter's hooks
-// there is nothing to probe.
-func TestPodProbesFromTheBridge(t *testing.T) {
-	p := netip.MustParsePrefix
-	s := &nodestate.Snapshot{
-		Links: []nodestate.Link{
-			{Name: "docker0", Kind: "bridge"}, {Name: "cni0", Kind: "bridge"},
-			{Name: "veth1", Kind: "veth", Master: "cni0"}, {Name: "veth2", Kind: "veth", Master: "cni0"},
-		},
-		Addrs:   []nodestate.Addr{{Link: "docker0", Prefix: p("172.17.0.1/16")}, {Link: "cni0", Prefix: p("10.244.1.1/24")}},
-		Sysctls: map[string]string{"net.bridge.bridge-nf-call-iptables": "1"},
-	}
-	h, err := NewHost(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pp, err := h.PodProbes(PodNetwork{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := Probe{Src: netip.MustParseAddr("10.244.1.2"), Dst: netip.MustParseAddr("10.244.1.3"), Proto: "tcp", Dport: 8080, In: "cni0", Out: "cni0", PhysIn: "veth1", PhysOut: "veth2"}
-	if len(pp.Probes) != 1 || pp.Probes[0] != want {
-		t.Fatalf("probes %+v, want [%+v]", pp.Probes, want)
-	}
-	if len(pp.Assumed) != 1 || !strings.Contains(pp.Assumed[0], "pod subnet 10.244.1.0/24 inferred from cni0; cluster CIDR unknown") {
-		t.Errorf("assumed %q", pp.Assumed)
-	}
-	s.Sysctls["net.bridge.bridge-nf-call-iptables"] = "0"
-	if h, err = NewHost(s); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.PodProbes(PodNetwork{}); err == nil || !strings.Contains(err.Error(), "--cluster-cidr") {
-		t.Errorf("bridge-nf-call-iptables=0, no cluster CIDR: %v, want an error naming --cluster-cidr", err)
 	}
 }
 
