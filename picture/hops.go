@@ -8,8 +8,9 @@ import (
 	"github.com/twillnet/twill/trace"
 )
 
-// hop is one box of the diagram: one step of the trace, or several
-// consecutive netfilter rules of one hook, backend and table on one host.
+// hop is one box of the diagram: one step of the trace, or the
+// consecutive netfilter rules of one hook on one host (every backend and
+// table, in the order the kernel ran them).
 type hop struct {
 	Host  string
 	Stage string // trace's Step.Stage; "verdict" for a path's end
@@ -31,6 +32,8 @@ type hop struct {
 	// Drop is true when the hop ended the packet (DROP, REJECT, policy drop).
 	Drop  bool
 	Reply bool
+	// hooks are the hooks merged into a quiet hop.
+	hooks []string
 	// Outcome is set on verdict hops.
 	Outcome *trace.Outcome
 	Prob    float64
@@ -139,7 +142,7 @@ func hopsOf(steps []trace.Step, uncertain []string, reply bool) []hop {
 		s := steps[i]
 		j := i + 1
 		if s.Stage == "hook" && s.Chain != "" {
-			for j < len(steps) && steps[j].Stage == "hook" && steps[j].Host == s.Host && steps[j].Hook == s.Hook && steps[j].Backend == s.Backend && steps[j].Table == s.Table && steps[j].Chain != "" {
+			for j < len(steps) && steps[j].Stage == "hook" && steps[j].Host == s.Host && steps[j].Hook == s.Hook && steps[j].Chain != "" {
 				j++
 			}
 		}
@@ -189,7 +192,13 @@ func hopsOf(steps []trace.Step, uncertain []string, reply bool) []hop {
 		switch {
 		case s.Stage == "hook" && s.Chain != "":
 			d := decisive(group)
-			h.Title = fmt.Sprintf("%s · %s %s", s.Hook, s.Table, s.Backend)
+			var tables []string
+			for _, g := range group {
+				if t := g.Table + " " + g.Backend; !slices.Contains(tables, t) {
+					tables = append(tables, t)
+				}
+			}
+			h.Title = s.Hook + " · " + strings.Join(tables, ", ")
 			if d.Rule > 0 {
 				h.Sub = fmt.Sprintf("%s #%d: %s", d.Chain, d.Rule, d.Action)
 			} else {
@@ -207,8 +216,40 @@ func hopsOf(steps []trace.Step, uncertain []string, reply bool) []hop {
 			h.Sub = s.Text
 			h.Bypass = bypassesConntrack(s)
 		}
-		out = append(out, h)
+		if n := len(out); n > 0 && quiet(out[n-1]) && quiet(h) && out[n-1].Host == h.Host {
+			out[n-1] = mergeQuiet(out[n-1], h)
+		} else {
+			out = append(out, h)
+		}
 		i = j
 	}
 	return out
+}
+
+// quiet reports whether a hook hop only let the packet through: no
+// rewrite, no drop, nothing uncertain, no note.
+func quiet(h hop) bool {
+	return h.Stage == "hook" && h.Rewrite == "" && !h.Drop && !h.Uncertain && len(h.Notes) == 0
+}
+
+// mergeQuiet folds quiet hook hop b into a: consecutive hooks that only
+// accept are drawn as one box (their rules stay in the tooltip).
+func mergeQuiet(a, b hop) hop {
+	hooks := a.hooks
+	if len(hooks) == 0 {
+		hooks = []string{hookOf(a)}
+	}
+	hooks = append(hooks, hookOf(b))
+	a.hooks = hooks
+	a.Title = strings.Join(hooks, " → ") + " · accepted"
+	a.Rules = append(a.Rules, b.Rules...)
+	a.Sub = fmt.Sprintf("%d rules and policies, none rewrote or dropped", len(a.Rules))
+	a.key += b.key
+	return a
+}
+
+// hookOf is the hook named in a hook hop's title.
+func hookOf(h hop) string {
+	name, _, _ := strings.Cut(h.Title, " · ")
+	return name
 }

@@ -3,6 +3,7 @@ package picture
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/twillnet/twill/trace"
 )
@@ -94,9 +95,9 @@ type row struct {
 const (
 	podLaneW  = 230
 	verdictW  = 520
-	nodeLaneW = 340
+	nodeLaneW = 300
 	headerH   = 44
-	rowGap    = 14
+	rowGap    = 10
 	bandH     = 24
 	margin    = 12
 )
@@ -119,7 +120,7 @@ func hopHeight(h *hop) int {
 	if h.Outcome != nil && h.Outcome.Failure != nil {
 		n++
 	}
-	return 10 + 15*n
+	return 8 + 14*n
 }
 
 // nodeStages are the stages only a node (not a pod) has.
@@ -214,6 +215,8 @@ func branchText(r *trace.Result, n *branchNode, i, of int) string {
 	t := fmt.Sprintf("way %d of %d · %s", i+1, of, percent(p))
 	if why := firstNote(n.hop); why != "" {
 		t += " · " + why
+	} else if i == of-1 {
+		t += " · otherwise (no random rule before it was taken)"
 	}
 	if len(ends) == 1 {
 		t += " → " + ends[0]
@@ -231,11 +234,6 @@ func firstNote(h hop) string {
 }
 
 func percent(p float64) string {
-	switch {
-	case p >= 0.9995:
-		return "100%"
-	case p*100 == float64(int(p*100)):
-		return fmt.Sprintf("%d%%", int(p*100))
-	}
-	return fmt.Sprintf("%.1f%%", 100*p)
+	t := fmt.Sprintf("%.1f", 100*p)
+	return strings.TrimSuffix(t, ".0") + "%"
 }

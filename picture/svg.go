@@ -168,7 +168,7 @@ func writeHop(b *strings.Builder, d *diagram, rw row, i int) {
 	fmt.Fprintf(b, "<title>%s</title>", esc(strings.Join(tip, "\n")))
 	fmt.Fprintf(b, `<rect class="box" x="%d" y="%d" width="%d" height="%d" rx="5"/>`, x, rw.Y, w, rw.H)
 	chars := (w - 16) / 7
-	ty := rw.Y + 17
+	ty := rw.Y + 16
 	titleW := chars
 	if h.Rewrite != "" {
 		bw := 10 + 8*len([]rune(h.Rewrite))
@@ -180,19 +180,19 @@ func writeHop(b *strings.Builder, d *diagram, rw row, i int) {
 		title = "? " + title
 	}
 	fmt.Fprintf(b, `<text class="title" x="%d" y="%d">%s</text>`, x+8, ty, esc(clip(title, titleW)))
-	ty += 15
+	ty += 14
 	fmt.Fprintf(b, `<text class="sub mono" x="%d" y="%d">%s</text>`, x+8, ty, esc(clip(sub, chars)))
 	if h.Rewrite != "" {
-		ty += 15
+		ty += 14
 		fmt.Fprintf(b, `<text class="after mono" x="%d" y="%d">→ %s</text>`, x+8, ty, esc(clip(h.After, chars-2)))
 	}
 	if h.Bypass {
-		ty += 15
+		ty += 14
 		fmt.Fprintf(b, `<g class="bypass-marker" id="bypass-%d"><path d="M%d,%d l6,-11 l6,11 z"/><text x="%d" y="%d">%s</text></g>`,
 			i, x+8, ty+2, x+20, ty, esc(clip("bypassed conntrack: no reverse NAT", chars-2)))
 	}
 	if h.Outcome != nil && h.Outcome.Failure != nil {
-		ty += 15
+		ty += 14
 		f := h.Outcome.Failure
 		fmt.Fprintf(b, `<text class="failure" x="%d" y="%d">%s</text>`, x+8, ty, esc(clip(fmt.Sprintf("FAILURES.md %s · twill doctor %s", f.ID, f.Check), chars)))
 	}

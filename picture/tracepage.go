@@ -36,6 +36,7 @@ var traceTmpl = template.Must(template.New("trace").Funcs(funcs).Parse(`<!DOCTYP
 <style>{{css}}</style>
 </head>
 <body>
+<div id="overview">
 <header>
 <h1>twill trace</h1>
 <div class="mono" id="packet">{{.R.Packet}} from {{.R.Client}}</div>
@@ -65,6 +66,7 @@ var traceTmpl = template.Must(template.New("trace").Funcs(funcs).Parse(`<!DOCTYP
 {{.SVG}}
 </div>
 </section>
+</div>
 <section id="hops">
 <h2>Hops</h2>
 {{- range $i, $p := .R.Paths}}
