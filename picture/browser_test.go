@@ -299,3 +299,32 @@ func TestBrowserTraceSVG(t *testing.T) {
 		t.Errorf("no bypass marker in the SVG")
 	}
 }
+
+// TestBrowserDoctorPage renders doctor's report of the F1 node (with its
+// snapshot embedded) and checks the page in Chromium.
+func TestBrowserDoctorPage(t *testing.T) {
+	bctx := browser(t)
+	page := f1DoctorPage(t)
+	file := writeFile(t, "doctor.html", func(f *os.File) error { return WriteDoctorHTML(f, page) })
+	ctx := open(t, bctx, file)
+	if count(t, ctx, "article.finding.sev-ERROR#TW002") != 1 {
+		t.Errorf("no ERROR finding TW002 on the page")
+	}
+	if !anyContains(texts(t, ctx, "#TW002 a"), "FAILURES.md F1") {
+		t.Errorf("TW002 does not link FAILURES.md F1")
+	}
+	if !anyContains(texts(t, ctx, "#TW002 pre.fix"), "bridge-nf-call-iptables") {
+		t.Errorf("TW002's fix is not shown")
+	}
+	rules := texts(t, ctx, "#node .rules")
+	if len(rules) != 3 || !anyContains(rules, "iptables-nft: ") {
+		t.Errorf("rule counts per backend: %q", rules)
+	}
+	if !anyContains(texts(t, ctx, "#node td div"), "net.bridge.bridge-nf-call-iptables = 0") {
+		t.Errorf("the key sysctl is not in the node summary")
+	}
+	if count(t, ctx, "#snapshot-download") != 1 {
+		t.Errorf("no snapshot download link")
+	}
+	screenshot(t, ctx, "#report", "doctor-f1", 1)
+}
