@@ -29,7 +29,7 @@ const docsImages = "../docs/images"
 // browser starts headless Chromium for the test. Chromium is part of the
 // test setup (scripts/setup.sh --kube installs Debian's chromium): without
 // it the test fails, it does not skip.
-func browser(t *testing.T) context.Context {
+func browser(t testing.TB) context.Context {
 	t.Helper()
 	var path string
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
