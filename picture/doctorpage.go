@@ -130,9 +130,9 @@ func WriteDoctorHTML(w io.Writer, p DoctorPage) error {
 			warns++
 		}
 	}
-	headline := fmt.Sprintf("%d errors, %d warnings, %d findings in all, %d checks not run", r.Errors(), warns, len(r.Findings), len(r.NotChecked))
+	headline := fmt.Sprintf("%s, %s, %s in all (%s not run)", plural(r.Errors(), "error"), plural(warns, "warning"), plural(len(r.Findings), "finding"), plural(len(r.NotChecked), "check"))
 	if len(r.Findings) == 0 {
-		headline = fmt.Sprintf("no problems found (%d checks not run)", len(r.NotChecked))
+		headline = fmt.Sprintf("no problems found (%s not run)", plural(len(r.NotChecked), "check"))
 	}
 	data := struct {
 		DoctorPage
@@ -163,4 +163,12 @@ func WriteDoctorHTML(w io.Writer, p DoctorPage) error {
 		return fmt.Errorf("doctor page: %w", err)
 	}
 	return nil
+}
+
+// plural renders "1 error", "2 errors".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
