@@ -24,15 +24,7 @@ type DoctorPage struct {
 	Applied []doctor.Action
 }
 
-var doctorTmpl = template.Must(template.New("doctor").Funcs(funcs).Parse(`<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="color-scheme" content="light dark">
-<title>twill doctor: {{.Where}}</title>
-<style>{{css}}</style>
-</head>
+var doctorTmpl = template.Must(template.Must(pages.Clone()).New("doctor").Parse(`{{template "head" (print "twill doctor: " .Where)}}
 <body>
 <div id="report">
 <header>

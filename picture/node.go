@@ -118,14 +118,35 @@ func orNone(s string) string {
 	return s
 }
 
+// notReadable says why a dump has nothing to count, "" when it has.
+func notReadable(available bool, err, dump string) string {
+	switch {
+	case !available:
+		return "not available: " + orNone(err)
+	case strings.TrimSpace(dump) == "":
+		return "no tables"
+	}
+	return ""
+}
+
+// sumTables fills c from the tables of a dump: each one's label and rule
+// count, and the total.
+func sumTables[T any](c *ruleCount, tables []T, count func(T) (string, int)) {
+	var parts []string
+	for _, t := range tables {
+		label, n := count(t)
+		c.Total += n
+		parts = append(parts, fmt.Sprintf("%s %d", label, n))
+	}
+	c.Tables = strings.Join(parts, ", ")
+	if len(parts) == 0 {
+		c.Tables = "no tables"
+	}
+}
+
 func iptCount(name string, b nodestate.IptablesBackend) ruleCount {
 	c := ruleCount{Backend: name}
-	switch {
-	case !b.Available:
-		c.Tables = "not available: " + orNone(b.Err)
-		return c
-	case strings.TrimSpace(b.Save) == "":
-		c.Tables = "no tables"
+	if c.Tables = notReadable(b.Available, b.Err, b.Save); c.Tables != "" {
 		return c
 	}
 	rs, err := netfilter.ParseIptablesSave(name, b.Save)
@@ -133,17 +154,14 @@ func iptCount(name string, b nodestate.IptablesBackend) ruleCount {
 		c.Tables = "unreadable: " + err.Error()
 		return c
 	}
-	var parts []string
-	for _, t := range rs.Tables {
+	sumTables(&c, rs.Tables, func(t *netfilter.Table) (string, int) {
+		c.names = append(c.names, t.Name)
 		n := 0
 		for _, ch := range t.Chains {
 			n += len(ch.Rules)
 		}
-		c.Total += n
-		c.names = append(c.names, t.Name)
-		parts = append(parts, fmt.Sprintf("%s %d", t.Name, n))
-	}
-	c.Tables = strings.Join(parts, ", ")
+		return t.Name, n
+	})
 	return c
 }
 
@@ -151,12 +169,7 @@ func iptCount(name string, b nodestate.IptablesBackend) ruleCount {
 // the iptables-nft dump, which nft lists too (marked, not hidden).
 func nftCount(nf nodestate.Nftables, ipt []string) ruleCount {
 	c := ruleCount{Backend: "nftables"}
-	switch {
-	case !nf.Available:
-		c.Tables = "not available: " + orNone(nf.Err)
-		return c
-	case strings.TrimSpace(nf.JSON) == "":
-		c.Tables = "no tables"
+	if c.Tables = notReadable(nf.Available, nf.Err, nf.JSON); c.Tables != "" {
 		return c
 	}
 	rs, err := netfilter.ParseNftJSON("nftables", []byte(nf.JSON))
@@ -164,22 +177,16 @@ func nftCount(nf nodestate.Nftables, ipt []string) ruleCount {
 		c.Tables = "unreadable: " + err.Error()
 		return c
 	}
-	var parts []string
-	for _, t := range rs.Tables {
+	sumTables(&c, rs.Tables, func(t *netfilter.NftTable) (string, int) {
+		label := t.Family + " " + t.Name
+		if t.Family == "ip" && slices.Contains(ipt, t.Name) {
+			label += " (also listed by iptables-nft)"
+		}
 		n := 0
 		for _, ch := range t.Chains {
 			n += len(ch.Rules)
 		}
-		c.Total += n
-		p := fmt.Sprintf("%s %s %d", t.Family, t.Name, n)
-		if t.Family == "ip" && slices.Contains(ipt, t.Name) {
-			p += " (also listed by iptables-nft)"
-		}
-		parts = append(parts, p)
-	}
-	c.Tables = strings.Join(parts, ", ")
-	if len(parts) == 0 {
-		c.Tables = "no tables"
-	}
+		return label, n
+	})
 	return c
 }

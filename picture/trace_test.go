@@ -131,3 +131,25 @@ func TestTraceEscapes(t *testing.T) {
 	}
 	wellFormed(t, s.Bytes())
 }
+
+// A rule the simulator could not evaluate is flagged on its hop.
+func TestUncertainHop(t *testing.T) {
+	pk := &trace.Packet{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), Proto: "tcp", Sport: 1, Dport: 2}
+	steps := []trace.Step{
+		{Host: "n1", Stage: "route", Text: "forward", Packet: pk},
+		{Host: "n1", Stage: "hook", Hook: "FORWARD", Backend: "iptables-nft", Table: "filter", Chain: "FORWARD", Rule: 3, Text: "-A FORWARD -m weird -j ACCEPT", Action: "ACCEPT"},
+		{Host: "n1", Stage: "hook", Hook: "POSTROUTING", Backend: "iptables-nft", Table: "nat", Chain: "POSTROUTING", Action: "policy ACCEPT"},
+	}
+	hops := hopsOf(steps, []string{"iptables-nft filter/FORWARD rule 3 (-A FORWARD -m weird -j ACCEPT): match weird"}, false)
+	if len(hops) != 3 || !hops[1].Uncertain || hops[0].Uncertain || hops[2].Uncertain {
+		t.Fatalf("want only the FORWARD hop uncertain (and not folded into POSTROUTING): %+v", hops)
+	}
+	r := &trace.Result{Client: "n1", Packet: *pk, Uncertain: true, Paths: []*trace.Path{{Prob: 1, Forward: steps, Outcome: trace.Outcome{Kind: trace.Lost}, Uncertain: []string{"iptables-nft filter/FORWARD rule 3 (-A FORWARD -m weird -j ACCEPT): match weird"}}}}
+	var b bytes.Buffer
+	if err := WriteTraceHTML(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), `class="hop stage-hook uncertain"`) || !strings.Contains(b.String(), `id="uncertain"`) {
+		t.Errorf("the uncertain hop or the page's uncertain note is missing")
+	}
+}

@@ -26,15 +26,19 @@ var funcs = template.FuncMap{
 	"inc":      func(i int) int { return i + 1 },
 }
 
-var traceTmpl = template.Must(template.New("trace").Funcs(funcs).Parse(`<!DOCTYPE html>
+// pages holds the templates of every page; "head" is their common start
+// (it takes the page title).
+var pages = template.Must(template.New("head").Funcs(funcs).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark">
-<title>twill trace: {{.R.Packet}} from {{.R.Client}}</title>
+<title>{{.}}</title>
 <style>{{css}}</style>
-</head>
+</head>`))
+
+var traceTmpl = template.Must(template.Must(pages.Clone()).New("trace").Parse(`{{template "head" (printf "twill trace: %s from %s" .R.Packet .R.Client)}}
 <body>
 <div id="overview">
 <header>
