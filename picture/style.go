@@ -100,5 +100,7 @@ svg.trace .band rect { fill: var(--band); }
 svg.trace .band text { font-weight: 600; }
 svg.trace .band.reply-band text { fill: var(--reply); }
 svg.trace .band.fork text, svg.trace .band.branch text { fill: var(--fg); }
+svg.trace .lab-node.broken rect.head { stroke: var(--bad); stroke-width: 2.5; }
+svg.trace .broken-marker text { fill: var(--bad); font-weight: 700; }
 svg.trace .band.branch rect { fill: none; stroke: var(--path); stroke-dasharray: 1 3; }
 `
