@@ -20,7 +20,7 @@ func labReport() *lab.Report {
 		n := lab.NodeStatus{Name: fmt.Sprintf("node%d", i), Exists: true, IP: fmt.Sprintf("192.168.77.%d", 10+i), Subnet: fmt.Sprintf("10.244.%d.0/24", i),
 			Agent: &lab.AgentStatus{ProcessStatus: lab.ProcessStatus{PID: 100 + i, Alive: true}, Ready: i != 1, Paused: i == 1}}
 		for k, c := range []string{"a", "b"} {
-			n.Pods = append(n.Pods, lab.PodStatus{Name: fmt.Sprintf("node%d-%s", i, c), Exists: true, IP: fmt.Sprintf("10.244.%d.%d", i, 10+k), Server: lab.ProcessStatus{PID: 200 + i, Alive: true}})
+			n.Pods = append(n.Pods, lab.PodStatus{Name: fmt.Sprintf("node%d-%s", i, c), Exists: true, IP: fmt.Sprintf("10.244.%d.%d", i, 2+k), Server: lab.ProcessStatus{PID: 200 + i, Alive: true}})
 		}
 		r.Nodes = append(r.Nodes, n)
 	}
