@@ -40,6 +40,7 @@ h2 { font-size: 1.1rem; margin: 1.5rem 0 .5rem; border-bottom: 1px solid var(--l
 code, .mono, pre { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 12px; }
 pre { white-space: pre-wrap; word-break: break-word; background: var(--panel); border: 1px solid var(--line); border-radius: 6px; padding: .5rem; margin: .3rem 0; }
 .muted { color: var(--muted); }
+a { color: var(--path); }
 .badge { display: inline-block; border-radius: 999px; padding: 0 .5em; font-size: 12px; font-weight: 600; border: 1px solid currentColor; }
 .sev-ERROR, .verdict-bad { color: var(--bad); }
 .sev-WARNING, .uncertain { color: var(--warn); }
