@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 export TWILL_ETCD_BIN := $(CURDIR)/bin/etcd
 GO ?= go
 
-.PHONY: all tools tools-kube build demo test bench fuzz vet clean
+.PHONY: all tools tools-kube build demo test bench fuzz vet pictures clean
 
 all: build
 
@@ -33,6 +33,10 @@ test: tools-kube build vet
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet ./...
+
+## pictures: retake the screenshots of trace and doctor pages shown in docs/ (headless Chromium).
+pictures: tools-kube
+	$(GO) test -count=1 ./picture -run Browser -update
 
 ## bench: benchmarks with a table of results (also written to docs/benchmarks.md).
 bench: tools build

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Installs what twill's lab, demo and tests need on a Debian machine where you
-# are root: the Debian packages below, and real etcd, cnitool, kube-apiserver
+# are root: the Debian packages below (with --kube, for the tests, also
+# chromium), and real etcd, cnitool, kube-apiserver
 # and kubectl binaries built from the Go module proxy into bin/ (cached: rebuilt
 # only when tools/ changes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(iptables nftables iproute2 conntrack iperf3 tcpdump ethtool ipset procps)
+# The tests (--kube, make test) also open the HTML pages of trace and doctor
+# in headless Chromium; the demo does not need it.
+if [ "${1:-}" = "--kube" ]; then
+	pkgs+=(chromium)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/twillnet/twill/doctor"
 	"github.com/twillnet/twill/nodestate"
+	"github.com/twillnet/twill/picture"
 	"github.com/twillnet/twill/remedy"
 )
 
@@ -48,6 +49,7 @@ Exit status: 0 no errors, 1 errors found, 2 doctor could not run.`,
 		Example: `  twill doctor                            # this node, live
   twill doctor --netns twill-node1 --root /run/twill-lab/twill/nodes/node1/root
   twill doctor --snapshot node1.json -o json
+  twill doctor -o html > node.html           # a report to attach to a ticket
   twill doctor --fix                      # apply the safe fixes, then re-check
   twill doctor --ignore TW060,TW003       # suppress findings by ID
   twill doctor --list                     # every check with its ID
@@ -58,7 +60,7 @@ Exit status: 0 no errors, 1 errors found, 2 doctor could not run.`,
 	fs := cmd.Flags()
 	o.capture.register(fs)
 	fs.StringVar(&o.snapshot, "snapshot", "", "check a snapshot file (from `twill snapshot`) instead of the live node")
-	fs.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	fs.StringVarP(&o.output, "output", "o", "text", "output format: text, json or html (a self-contained report with the node's summary, for a ticket)")
 	fs.StringSliceVar(&o.ignore, "ignore", nil, "check IDs to suppress, e.g. TW060,TW003")
 	fs.BoolVar(&o.fix, "fix", false, "apply the safe fixes (sysctls, FORWARD accepts), then check again")
 	fs.BoolVar(&o.list, "list", false, "list every check with its ID and exit")
@@ -103,8 +105,8 @@ func (o *doctorOpts) config() (doctor.Config, error) {
 			return cfg, fmt.Errorf("--ignore %s: no such check (see twill doctor --list)", id)
 		}
 	}
-	if o.output != "text" && o.output != "json" {
-		return cfg, fmt.Errorf("-o %q: want text or json", o.output)
+	if o.output != "text" && o.output != "json" && o.output != "html" {
+		return cfg, fmt.Errorf("-o %q: want text, json or html", o.output)
 	}
 	if o.fix && o.snapshot != "" {
 		return cfg, errors.New("--fix changes a live node; it cannot be combined with --snapshot")
@@ -182,13 +184,18 @@ func runDoctor(cmd *cobra.Command, o *doctorOpts) error {
 			fmt.Fprintln(w, "Nothing to fix automatically.")
 		}
 	}
-	if o.output == "json" {
+	switch o.output {
+	case "json":
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(res); err != nil {
 			return &exitError{2, err}
 		}
-	} else {
+	case "html":
+		if err := picture.WriteDoctorHTML(w, picture.DoctorPage{Report: res.Report, Snapshot: snap, Applied: res.Applied}); err != nil {
+			return &exitError{2, err}
+		}
+	default:
 		res.Report.WriteText(w, false)
 	}
 	if res.Errors() > 0 {

@@ -40,7 +40,7 @@ func TestDoctorRejectsBadInputWithoutRunning(t *testing.T) {
 		{[]string{"--snapshot", bad, "--fix"}, "cannot be combined with --snapshot"},
 		{[]string{"--ignore", "TW999"}, "TW999: no such check"},
 		{[]string{"--cluster-cidr", "10.244.0.0/33"}, "--cluster-cidr"},
-		{[]string{"-o", "yaml"}, "want text or json"},
+		{[]string{"-o", "yaml"}, "want text, json or html"},
 		{[]string{"--netns", "twill-t-does-not-exist"}, "ip netns list"},
 	} {
 		out, code := runDoctorCmd(t, c.args...)
@@ -81,5 +81,12 @@ func TestDoctorListsChecks(t *testing.T) {
 	out, code := runDoctorCmd(t, "--list")
 	if code != 0 || !strings.Contains(out, "TW002  bridge-nf-call-iptables") {
 		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
+func TestDoctorSnapshotHTML(t *testing.T) {
+	out, code := runDoctorCmd(t, "--snapshot", traceData+"f1-node1.json", "-o", "html")
+	if code != 1 || !strings.HasPrefix(out, "<!DOCTYPE html>") || !strings.Contains(out, `id="TW002"`) || !strings.Contains(out, "FAILURES.md F1") {
+		t.Fatalf("exit %d (want 1), output:\n%.400s", code, out)
 	}
 }

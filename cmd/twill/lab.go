@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/twillnet/twill/lab"
+	"github.com/twillnet/twill/picture"
 )
 
 func newLabCmd() *cobra.Command {
@@ -196,8 +197,12 @@ is not a problem).`,
 				}
 			case "text":
 				r.Print(cmd.OutOrStdout())
+			case "html":
+				if err := picture.WriteLabHTML(cmd.OutOrStdout(), r); err != nil {
+					return err
+				}
 			default:
-				return fmt.Errorf("-o %q: want text or json", output)
+				return fmt.Errorf("-o %q: want text, json or html", output)
 			}
 			if !r.Healthy {
 				return &exitError{code: 1, err: fmt.Errorf("lab %s is not healthy", r.Name)}
@@ -205,7 +210,7 @@ is not a problem).`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, json or html (a picture of the topology)")
 	return cmd
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -9,13 +10,16 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/twillnet/twill/doctor"
 	"github.com/twillnet/twill/nodestate"
+	"github.com/twillnet/twill/picture"
 )
 
 func newSnapshotCmd() *cobra.Command {
 	var (
 		cf     captureFlags
 		output string
+		report string
 		quiet  bool
 	)
 	cmd := &cobra.Command{
@@ -44,7 +48,10 @@ Run it as root: netlink dumps, iptables-save and nft need it.`,
   twill snapshot -q | jq '.routes[] | select(.dev == "twill.1")'
 
   # then check it
-  twill doctor --snapshot node.json`,
+  twill doctor --snapshot node.json
+
+  # for a ticket: the snapshot and doctor's report of the same capture, in one page
+  twill snapshot -o node.json --report node.html`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := cf.capture(cmd.Context())
@@ -54,6 +61,11 @@ Run it as root: netlink dumps, iptables-save and nft need it.`,
 			if err := writeSnapshot(output, cmd.OutOrStdout(), s); err != nil {
 				return err
 			}
+			if report != "" {
+				if err := writeReport(report, s); err != nil {
+					return err
+				}
+			}
 			if !quiet {
 				fmt.Fprintln(cmd.ErrOrStderr(), summarize(s, output))
 			}
@@ -62,6 +74,7 @@ Run it as root: netlink dumps, iptables-save and nft need it.`,
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "-", `write the snapshot to FILE (atomically); "-" is standard output`)
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "do not print the summary line on standard error")
+	cmd.Flags().StringVar(&report, "report", "", "also write doctor's report of this capture as a self-contained HTML page to FILE, with the snapshot embedded")
 	cf.register(cmd.Flags())
 	return cmd
 }
@@ -100,6 +113,36 @@ func writeSnapshot(path string, stdout io.Writer, s *nodestate.Snapshot) error {
 		return fmt.Errorf("write snapshot %s: %w", path, err)
 	}
 	done = true
+	return nil
+}
+
+// writeReport writes doctor's HTML report of s, with s embedded, to path
+// (atomically, like the snapshot).
+func writeReport(path string, s *nodestate.Snapshot) error {
+	var b bytes.Buffer
+	page := picture.DoctorPage{Report: doctor.Run(s, doctor.Config{}), Snapshot: s, EmbedSnapshot: true}
+	if err := picture.WriteDoctorHTML(&b, page); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write report %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b.Bytes()); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write report %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write report %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write report %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write report %s: %w", path, err)
+	}
 	return nil
 }
 

@@ -315,3 +315,27 @@ func TestSnapshotCommandReadsLeases(t *testing.T) {
 		t.Errorf("summary %q", stderr)
 	}
 }
+
+func TestSnapshotCommandReport(t *testing.T) {
+	snapRequireRoot(t)
+	ns := snapTestNetns(t)
+	t.Setenv("TWILL_ETCD_ENDPOINTS", "")
+	dir := t.TempDir()
+	out, report := filepath.Join(dir, "node1.json"), filepath.Join(dir, "node1.html")
+	if _, _, err := runSnapshot(t, "--netns", ns, "--root", t.TempDir(), "--node", "node1", "-q", "-o", out, "--report", report); err != nil {
+		t.Fatal(err)
+	}
+	page, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<!DOCTYPE html>", "twill doctor: node1 (netns " + ns + ")", `id="findings"`, `id="snapshot-download" download="node1.json" href="data:application/json;base64,`} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Errorf("want the snapshot and the report, got %v", entries)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/twillnet/twill/lab"
 	"github.com/twillnet/twill/nodestate"
+	"github.com/twillnet/twill/picture"
 	"github.com/twillnet/twill/trace"
 )
 
@@ -54,6 +55,7 @@ name), or from the live namespaces given with --netns (default: this one).
 Exit status: 0 when every path is established, 1 when some path fails, 2 on errors.`,
 		Example: `  twill trace --lab --from node1-a --to 10.96.1.1:80
   twill trace --snapshot node1.json --snapshot node2.json --from 10.244.1.10 --to 10.244.2.10:8080 -o json
+  twill trace --lab --from node1-a --to 10.96.1.1:80 -o html > f1.html
   twill trace --live --lab --from node1-a --to 10.96.0.10:80
   twill trace --kubeconfig ~/.kube/config --from default/client --to default/web:http`,
 		Args: cobra.NoArgs,
@@ -72,7 +74,7 @@ Exit status: 0 when every path is established, 1 when some path fails, 2 on erro
 	fs.StringArrayVar(&f.netns, "netns", nil, "capture this named network namespace live as a node (repeat for several)")
 	fs.BoolVar(&f.useLab, "lab", false, "trace inside a running lab: capture all its nodes, resolve pod names")
 	fs.StringVar(&f.labName, "name", lab.DefaultName, "lab name (with --lab)")
-	fs.StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+	fs.StringVarP(&f.output, "output", "o", "text", "output format: text, json, html (a self-contained page with the path drawn) or svg")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", kubeconfigHelp+"; lets --from name a pod (ns/pod) and --to a Service or pod (ns/svc[:port], ns/pod:port)")
 	fs.BoolVar(&f.live, "live", false, "also send one real probe with nftrace on and show the kernel's own trace (needs --lab, root)")
 	return cmd
@@ -82,8 +84,13 @@ func runTrace(ctx context.Context, cmd *cobra.Command, f *traceFlags) error {
 	if f.from == "" || f.to == "" {
 		return fmt.Errorf("--from and --to are required (e.g. --from node1-a --to 10.96.0.10:80)")
 	}
-	if f.output != "text" && f.output != "json" {
-		return fmt.Errorf("-o %q: want text or json", f.output)
+	switch f.output {
+	case "text", "json", "html", "svg":
+	default:
+		return fmt.Errorf("-o %q: want text, json, html or svg", f.output)
+	}
+	if f.live && (f.output == "html" || f.output == "svg") {
+		return fmt.Errorf("--live prints the kernel's own trace as text or json; leave out -o %s", f.output)
 	}
 	if f.live && !f.useLab {
 		return fmt.Errorf("--live needs --lab (it sends a real packet from a lab pod)")
@@ -160,14 +167,23 @@ func runTrace(ctx context.Context, cmd *cobra.Command, f *traceFlags) error {
 			return err
 		}
 	}
-	if f.output == "json" {
+	switch f.output {
+	case "html":
+		if err := picture.WriteTraceHTML(out, res); err != nil {
+			return err
+		}
+	case "svg":
+		if err := picture.WriteTraceSVG(out, res); err != nil {
+			return err
+		}
+	case "json":
 		if live != nil {
 			return trace.WriteJSONWithLive(out, res, live)
 		}
 		if err := res.WriteJSON(out); err != nil {
 			return err
 		}
-	} else {
+	default:
 		res.WriteText(out)
 		if live != nil {
 			live.WriteText(out)

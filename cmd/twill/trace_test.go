@@ -68,7 +68,8 @@ func TestTraceRejectsBadInput(t *testing.T) {
 		{[]string{"--from", "x", "--to", "nonsense"}, "want IP or IP:PORT"},
 		{[]string{"--from", "x", "--to", "10.96.0.1"}, "needs a port"},
 		{[]string{"--from", "x", "--to", "10.96.0.1:80", "--proto", "sctp"}, "want tcp, udp or icmp"},
-		{[]string{"--from", "x", "--to", "10.96.0.1:80", "-o", "yaml"}, "want text or json"},
+		{[]string{"--from", "x", "--to", "10.96.0.1:80", "-o", "yaml"}, "want text, json, html or svg"},
+		{[]string{"--from", "x", "--to", "10.96.0.1:80", "--live", "--lab", "-o", "html"}, "leave out -o html"},
 		{[]string{"--from", "x", "--to", "10.96.0.1:80", "--snapshot", traceData + "missing.json"}, "missing.json"},
 		{[]string{"--from", "nobody", "--to", "10.96.0.1:80", "--snapshot", traceData + "healthy-node1.json"}, "not a pod, node or address"},
 		{[]string{"--from", "x", "--to", "10.96.0.1:80", "--live", "--snapshot", traceData + "healthy-node1.json"}, "--live needs --lab"},
@@ -77,5 +78,17 @@ func TestTraceRejectsBadInput(t *testing.T) {
 		if code != 2 || !strings.Contains(out, c.want) {
 			t.Errorf("trace %v: exit %d, output %q; want exit 2 and %q", c.args, code, out, c.want)
 		}
+	}
+}
+
+func TestTraceSnapshotsHTMLAndSVG(t *testing.T) {
+	args := []string{"--snapshot", traceData + "f1-node1.json", "--snapshot", traceData + "healthy-node2.json", "--from", "10.244.1.10", "--to", "10.96.1.1:80"}
+	out, code := runTraceCmd(t, append(args, "-o", "html")...)
+	if code != 1 || !strings.HasPrefix(out, "<!DOCTYPE html>") || !strings.Contains(out, `class="bypass-marker"`) || !strings.Contains(out, "FAILURES.md F1") {
+		t.Fatalf("-o html: exit %d (want 1), output:\n%.400s", code, out)
+	}
+	out, code = runTraceCmd(t, append(args, "-o", "svg")...)
+	if code != 1 || !strings.HasPrefix(out, "<?xml") || !strings.Contains(out, "<svg") || !strings.Contains(out, `class="bypass-marker"`) {
+		t.Fatalf("-o svg: exit %d (want 1), output:\n%.400s", code, out)
 	}
 }
