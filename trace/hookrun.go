@@ -57,12 +57,13 @@ func (r *run) hook(f *flow, h *Host, env hookEnv, next func(*flow)) {
 
 // runPart runs some base chains of a hook and calls next per accepting outcome.
 func (r *run) runPart(f *flow, h *Host, env hookEnv, chains []baseChain, next func(*flow)) {
-	start := hookOutcome{prob: 1, pkt: f.pkt, verdict: "accept", notrack: f.pass.notrack}
+	start := hookOutcome{prob: 1, pkt: f.pkt, verdict: "accept", notrack: f.pass.notrack, assume: f.assume}
 	for _, o := range h.runChains(f.pkt, env, chains, start) {
 		g := f.clone()
 		g.prob *= o.prob
 		g.steps = append(g.steps, hostSteps(h, o.steps)...)
 		g.uncertain = append(g.uncertain, o.uncertain...)
+		g.assume = o.assume
 		g.pkt = o.pkt
 		g.pass.notrack = o.notrack
 		if o.verdict != "accept" {
@@ -182,12 +183,13 @@ func (r *run) hookTracked(f *flow, h *Host, env hookEnv, chains []baseChain, nex
 	}
 	env.allowNAT = pass.created && !pass.notrack
 	before := f.pkt
-	start := hookOutcome{prob: 1, pkt: f.pkt, verdict: "accept", notrack: pass.notrack}
+	start := hookOutcome{prob: 1, pkt: f.pkt, verdict: "accept", notrack: pass.notrack, assume: f.assume}
 	for _, o := range h.runChains(f.pkt, env, chains, start) {
 		g := f.clone()
 		g.prob *= o.prob
 		g.steps = append(g.steps, hostSteps(h, o.steps)...)
 		g.uncertain = append(g.uncertain, o.uncertain...)
+		g.assume = o.assume
 		g.pkt = o.pkt
 		g.pass.notrack = o.notrack
 		if o.verdict != "accept" {

@@ -78,9 +78,16 @@ type Path struct {
 	Outcome Outcome `json:"outcome"`
 	// Uncertain lists what could not be evaluated on this path, naming rules.
 	Uncertain []string `json:"uncertain,omitempty"`
+	// Assumes lists the orders of equal-priority base chains this path
+	// takes, when the order changes the outcome (Result.OrderUnknown says
+	// why they are not known). Paths with different Assumes are
+	// alternatives, not branches of one packet: Prob is the probability
+	// given those orders.
+	Assumes []string `json:"assumes,omitempty"`
 
 	// bridgedNoNF lists nodes where the reply was bridged without the IP hooks.
 	bridgedNoNF []string
+	assume      []orderChoice
 }
 
 // Result is a trace: every path with its probability.
@@ -95,33 +102,45 @@ type Result struct {
 	Uncertain bool `json:"uncertain"`
 	// Notes are caveats on the whole trace.
 	Notes []string `json:"notes,omitempty"`
+	// OrderUnknown names every group of base chains that hook in at the
+	// same hook and priority where the order changed the outcome: the
+	// kernel's order is not known, so every order is reported (each path
+	// says which it assumes).
+	OrderUnknown []string `json:"orderUnknown,omitempty"`
 }
 
 // Summary is one distinct outcome with its total probability.
 type Summary struct {
 	Outcome
 	Prob float64 `json:"prob"`
+	// Assumes are the orders of equal-priority base chains the outcome
+	// depends on (empty: whatever the order). Prob is given those orders.
+	Assumes []string `json:"assumes,omitempty"`
 }
 
 // Summaries merges paths with the same outcome (kind, receiver, source seen,
-// where), most likely first.
+// where) under the same assumed hook orders: the outcomes that hold
+// whatever the order first, then per assumed order; most likely first.
 func (r *Result) Summaries() []Summary {
 	var out []Summary
 	for _, p := range r.Paths {
 		found := false
 		for i := range out {
 			o := &out[i]
-			if o.Kind == p.Outcome.Kind && o.Receiver == p.Outcome.Receiver && o.SeenSrc.Addr() == p.Outcome.SeenSrc.Addr() && o.SeenDst == p.Outcome.SeenDst && o.Where == p.Outcome.Where {
+			if o.Kind == p.Outcome.Kind && o.Receiver == p.Outcome.Receiver && o.SeenSrc.Addr() == p.Outcome.SeenSrc.Addr() && o.SeenDst == p.Outcome.SeenDst && o.Where == p.Outcome.Where && slices.Equal(o.Assumes, p.Assumes) {
 				o.Prob += p.Prob
 				found = true
 				break
 			}
 		}
 		if !found {
-			out = append(out, Summary{Outcome: p.Outcome, Prob: p.Prob})
+			out = append(out, Summary{Outcome: p.Outcome, Prob: p.Prob, Assumes: p.Assumes})
 		}
 	}
 	slices.SortStableFunc(out, func(a, b Summary) int {
+		if c := slices.Compare(a.Assumes, b.Assumes); c != 0 {
+			return c
+		}
 		switch {
 		case a.Prob > b.Prob:
 			return -1

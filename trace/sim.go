@@ -41,6 +41,9 @@ type flow struct {
 	// iptables hooks (for F1).
 	bridgedNoNF []string
 	pass        ctPass
+	// assume are the orders of equal-priority base chains this path took
+	// (see runTied).
+	assume []orderChoice
 }
 
 func (f *flow) clone() *flow {
@@ -48,6 +51,7 @@ func (f *flow) clone() *flow {
 	n.steps = slices.Clip(f.steps)
 	n.uncertain = slices.Clip(f.uncertain)
 	n.bridgedNoNF = slices.Clip(f.bridgedNoNF)
+	n.assume = slices.Clip(f.assume)
 	n.ct = f.ct.clone()
 	return &n
 }
@@ -87,7 +91,10 @@ func (r *run) finish(f *flow, o Outcome) {
 		}
 		o = seen
 	}
-	p := &Path{Prob: f.prob, Outcome: o, Uncertain: f.uncertain, bridgedNoNF: f.bridgedNoNF}
+	p := &Path{Prob: f.prob, Outcome: o, Uncertain: f.uncertain, bridgedNoNF: f.bridgedNoNF, assume: f.assume}
+	for _, c := range f.assume {
+		p.Assumes = append(p.Assumes, c.String())
+	}
 	if f.reply {
 		p.Forward, p.Reply = f.fwd, f.steps
 	} else {
@@ -160,6 +167,11 @@ func (w *World) Trace(req Request) (*Result, error) {
 	for _, p := range res.Paths {
 		if len(p.Uncertain) > 0 {
 			res.Uncertain = true
+		}
+		for _, c := range p.assume {
+			if t := c.tie(); !slices.Contains(res.OrderUnknown, t) {
+				res.OrderUnknown = append(res.OrderUnknown, t)
+			}
 		}
 		p.Outcome.Failure = diagnose(w, res, p)
 	}
@@ -521,7 +533,7 @@ func (r *run) vxlanXmit(f *flow, h *Host, l *nodestate.Link, rt routeResult) {
 		return
 	}
 	// The outer packet is sent by the node itself: OUTPUT and POSTROUTING.
-	of := &flow{prob: 1, pkt: outer, ct: conntrack{}}
+	of := &flow{prob: 1, pkt: outer, ct: conntrack{}, assume: f.assume}
 	sub := &run{w: r.w}
 	oks := []*flow{}
 	sub.hookUntracked(of, h, hookEnv{hook: "OUTPUT", out: ort.dev, localOut: true}, func(of *flow) {
@@ -534,6 +546,7 @@ func (r *run) vxlanXmit(f *flow, h *Host, l *nodestate.Link, rt routeResult) {
 		g.prob *= p.Prob
 		g.steps = append(g.steps, p.Forward...)
 		g.uncertain = append(g.uncertain, p.Uncertain...)
+		g.assume = p.assume
 		r.finish(g, Outcome{Kind: p.Outcome.Kind, Where: "vxlan packet: " + p.Outcome.Where})
 	}
 	for _, of := range oks {
@@ -541,6 +554,7 @@ func (r *run) vxlanXmit(f *flow, h *Host, l *nodestate.Link, rt routeResult) {
 		g.prob *= of.prob
 		g.steps = append(g.steps, of.steps...)
 		g.uncertain = append(g.uncertain, of.uncertain...)
+		g.assume = of.assume
 		r.underlayToVtep(g, h, ort, of.pkt, inner, mac)
 	}
 }
@@ -556,7 +570,7 @@ func (r *run) underlayToVtep(f *flow, h *Host, ort routeResult, outer, inner Pac
 	}
 	f.add(Step{Host: h.Name, Stage: "wire", Text: fmt.Sprintf("underlay: out of %s to %s (%s)", ort.dev, outer.Dst, peer.Name)})
 	// Outer packet on the receiving node: PREROUTING, INPUT, then the VTEP.
-	of := &flow{prob: 1, pkt: outer, ct: conntrack{}}
+	of := &flow{prob: 1, pkt: outer, ct: conntrack{}, assume: f.assume}
 	of.pkt.Mark = 0
 	sub := &run{w: r.w}
 	var oks []*flow
@@ -568,12 +582,14 @@ func (r *run) underlayToVtep(f *flow, h *Host, ort routeResult, outer, inner Pac
 		g.prob *= p.Prob
 		g.steps = append(g.steps, p.Forward...)
 		g.uncertain = append(g.uncertain, p.Uncertain...)
+		g.assume = p.assume
 		r.finish(g, Outcome{Kind: p.Outcome.Kind, Where: "vxlan packet: " + p.Outcome.Where})
 	}
 	for _, of := range oks {
 		g := f.clone()
 		g.prob *= of.prob
 		g.steps = append(g.steps, of.steps...)
+		g.assume = of.assume
 		var vtep *nodestate.Link
 		for _, l := range peer.Snap.Links {
 			if l.Kind == "vxlan" && l.Vxlan != nil && uint16(l.Vxlan.Port) == outer.Dport {
@@ -602,11 +618,13 @@ func (r *run) underlayToVtep(f *flow, h *Host, ort routeResult, outer, inner Pac
 // vxlan outer packet): ctstate NEW, NAT allowed.
 func (r *run) hookUntracked(f *flow, h *Host, env hookEnv, next func(*flow)) {
 	env.ctstate, env.allowNAT = "NEW", true
-	for _, o := range h.runHook(f.pkt, env) {
+	start := hookOutcome{prob: 1, pkt: f.pkt, ctmark: env.ctmark, verdict: "accept", assume: f.assume}
+	for _, o := range h.runChains(f.pkt, env, h.chains[env.hook], start) {
 		g := f.clone()
 		g.prob *= o.prob
 		g.steps = append(g.steps, o.steps...)
 		g.uncertain = append(g.uncertain, o.uncertain...)
+		g.assume = o.assume
 		g.pkt = o.pkt
 		if o.verdict != "accept" {
 			r.hookDrop(g, h, env, o)

@@ -33,6 +33,13 @@ func labPods() []Pod {
 
 func world(t testing.TB, files ...string) *World {
 	t.Helper()
+	return worldWith(t, nil, files...)
+}
+
+// worldWith loads testdata snapshots, lets set (if not nil) change the last
+// one, and adds the lab's pods of those nodes.
+func worldWith(t testing.TB, set func(s *nodestate.Snapshot), files ...string) *World {
+	t.Helper()
 	var snaps []*nodestate.Snapshot
 	for _, f := range files {
 		s, err := nodestate.LoadFile("testdata/" + f + ".json")
@@ -40,6 +47,9 @@ func world(t testing.TB, files ...string) *World {
 			t.Fatal(err)
 		}
 		snaps = append(snaps, s)
+	}
+	if set != nil {
+		set(snaps[len(snaps)-1])
 	}
 	var pods []Pod
 	for _, p := range labPods() {
