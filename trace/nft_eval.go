@@ -42,7 +42,7 @@ type errAbsent struct{}
 
 func (errAbsent) Error() string { return "absent" }
 
-var protoNum = map[string]uint64{"tcp": 6, "udp": 17, "icmp": 1}
+var protoNum = map[string]uint64{"tcp": 6, "udp": 17, "icmp": 1, "sctp": 132}
 
 // nftExpr evaluates a left-hand expression.
 func nftExpr(raw json.RawMessage, c *pktCtx) (nval, error) {

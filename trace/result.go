@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -14,9 +15,30 @@ type Request struct {
 	// To is the destination address and Port its port (0 for icmp).
 	To    netip.Addr `json:"to"`
 	Port  uint16     `json:"port,omitempty"`
-	Proto string     `json:"proto"` // tcp (default), udp, icmp
+	Proto string     `json:"proto"` // tcp (default), udp, sctp, icmp
 	// Sport is the client's source port (default 40000).
 	Sport uint16 `json:"sport,omitempty"`
+}
+
+// Protocols are the protocols a trace can follow.
+var Protocols = []string{"tcp", "udp", "sctp", "icmp"}
+
+// Validate checks a request's protocol (Protocols; "" is tcp), its port
+// (needed except for icmp) and that the destination is IPv4.
+func (r Request) Validate() error {
+	switch p := strings.ToLower(r.Proto); p {
+	case "", "tcp", "udp", "sctp":
+		if r.Port == 0 {
+			return fmt.Errorf("--to %s: --proto %s needs a port (--to IP:PORT)", r.To, cmp.Or(p, "tcp"))
+		}
+	case "icmp":
+	default:
+		return fmt.Errorf("--proto %q: want %s", r.Proto, strings.Join(Protocols, ", "))
+	}
+	if !r.To.Is4() {
+		return fmt.Errorf("--to %s: only IPv4 is simulated", r.To)
+	}
+	return nil
 }
 
 // Outcome kinds.

@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"cmp"
 	"fmt"
 	"github.com/twillnet/twill/nodestate"
 	"net/netip"
@@ -109,18 +110,11 @@ func (w *World) Trace(req Request) (*Result, error) {
 		req.Proto = "tcp"
 	}
 	req.Proto = strings.ToLower(req.Proto)
-	switch req.Proto {
-	case "tcp", "udp":
-		if req.Port == 0 {
-			return nil, fmt.Errorf("--to %s: %s needs a port (--to IP:PORT)", req.To, req.Proto)
-		}
-	case "icmp":
-		req.Port = 0
-	default:
-		return nil, fmt.Errorf("--proto %q: want tcp, udp or icmp", req.Proto)
+	if err := req.Validate(); err != nil {
+		return nil, err
 	}
-	if !req.To.Is4() {
-		return nil, fmt.Errorf("--to %s: only IPv4 is simulated", req.To)
+	if req.Proto == "icmp" {
+		req.Port = 0
 	}
 	if req.Sport == 0 && req.Proto != "icmp" {
 		req.Sport = 40000
@@ -130,6 +124,8 @@ func (w *World) Trace(req Request) (*Result, error) {
 	switch req.Proto {
 	case "tcp":
 		f.pkt.Flags = "SYN"
+	case "sctp":
+		f.pkt.Flags = "INIT"
 	case "icmp":
 		f.pkt.Flags = "echo-request"
 	}
@@ -336,6 +332,9 @@ func (r *run) ipRcv(f *flow, h *Host, iif, physIn string) {
 
 // afterPre: the routing decision for a received packet, then INPUT or FORWARD.
 func (r *run) afterPre(f *flow, h *Host, iif, physIn string) {
+	if r.martianLoopback(f, h, iif, false) {
+		return
+	}
 	rt := h.lookup(f.pkt, iif)
 	switch rt.typ {
 	case "local":
@@ -438,8 +437,47 @@ func (r *run) outAfterRoute(f *flow, h *Host, rt routeResult) {
 		r.noRoute(f, h, rt)
 		return
 	}
+	if r.martianLoopback(f, h, rt.dev, true) {
+		return
+	}
 	env := hookEnv{hook: "POSTROUTING", out: rt.dev, nexthop: rt.nexthop.String(), localOut: true}
 	r.hook(f, h, env, func(f *flow) { r.xmit(f, h, rt) })
+}
+
+// martianLoopback ends the path when a loopback address (127.0.0.0/8) is
+// routed on another device without net.ipv4.conf.{all,DEV}.route_localnet=1:
+// the kernel's input routing drops a received packet with a loopback source
+// or destination (martian), and output routing refuses a loopback source
+// out of a non-loopback device — as after kube-proxy DNATs a call to a
+// localhost NodePort to a pod.
+func (r *run) martianLoopback(f *flow, h *Host, dev string, out bool) bool {
+	src, dst := f.pkt.Src.IsLoopback(), f.pkt.Dst.IsLoopback() && !out
+	if dev == "lo" || dev == "" || (!src && !dst) {
+		return false
+	}
+	if h.links[dev] != nil && h.links[dev].Kind == "loopback" {
+		return false
+	}
+	all, dv := h.routeLocalnet("all"), h.routeLocalnet(dev)
+	if all == "1" || dv == "1" {
+		return false
+	}
+	if all == "" && dv == "" {
+		f.uncertain = append(f.uncertain, fmt.Sprintf("%s: net.ipv4.conf.all.route_localnet and net.ipv4.conf.%s.route_localnet are not in the snapshot; the kernel default 0 is assumed", h.Name, dev))
+	}
+	which, a := "destination", f.pkt.Dst
+	if src {
+		which, a = "source", f.pkt.Src
+	}
+	dir := "received on"
+	if out {
+		dir = "routed out of"
+	}
+	what := fmt.Sprintf("loopback %s %s %s %s with net.ipv4.conf.all.route_localnet=%s and net.ipv4.conf.%s.route_localnet=%s: martian, dropped (localhost NodePorts need route_localnet=1)",
+		which, a, dir, dev, cmp.Or(all, "0 (assumed)"), dev, cmp.Or(dv, "0 (assumed)"))
+	f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "route", Text: what})
+	r.finish(f, Outcome{Kind: Dropped, Where: h.Name + ": " + what})
+	return true
 }
 
 // xmit: the packet leaves h by rt.dev towards rt.nexthop.
@@ -692,6 +730,8 @@ func (r *run) startReply(f *flow, receiver string, send func(*flow)) {
 	switch p.Proto {
 	case "tcp":
 		f.pkt.Flags = "SYN,ACK"
+	case "sctp":
+		f.pkt.Flags = "INIT_ACK"
 	case "icmp":
 		f.pkt.Flags = "echo-reply"
 	}

@@ -317,7 +317,8 @@ func TestBadRequests(t *testing.T) {
 	for _, r := range []Request{
 		{From: "nobody", To: netip.MustParseAddr("10.244.1.11"), Port: 80},
 		{From: "node1-a", To: netip.MustParseAddr("10.244.1.11")},
-		{From: "node1-a", To: netip.MustParseAddr("10.244.1.11"), Port: 80, Proto: "sctp"},
+		{From: "node1-a", To: netip.MustParseAddr("10.244.1.11"), Port: 80, Proto: "gre"},
+		{From: "node1-a", To: netip.MustParseAddr("10.244.1.11"), Proto: "sctp"},
 		{From: "node1-a", To: netip.MustParseAddr("fd00::1"), Port: 80},
 	} {
 		if _, err := w.Trace(r); err == nil {

@@ -66,7 +66,7 @@ Exit status: 0 when every path is established, 1 when some path fails, 2 on erro
 	fs := cmd.Flags()
 	fs.StringVar(&f.from, "from", "", "sender: a pod name (with --lab), a pod address, a node name or a node address")
 	fs.StringVar(&f.to, "to", "", "destination IP[:PORT] (a pod, a Service ClusterIP, a node)")
-	fs.StringVar(&f.proto, "proto", "tcp", "protocol: tcp, udp or icmp")
+	fs.StringVar(&f.proto, "proto", "tcp", "protocol: "+strings.Join(trace.Protocols, ", "))
 	fs.IntVar(&f.sport, "sport", 40000, "the client's source port")
 	fs.StringArrayVar(&f.snapshots, "snapshot", nil, "a node snapshot file from 'twill snapshot' (repeat for several nodes)")
 	fs.StringArrayVar(&f.netns, "netns", nil, "capture this named network namespace live as a node (repeat for several)")
@@ -200,14 +200,5 @@ func parseTraceTarget(to, proto string) (trace.Request, error) {
 		}
 		req.Port = uint16(n)
 	}
-	switch req.Proto {
-	case "tcp", "udp":
-		if req.Port == 0 {
-			return req, fmt.Errorf("--to %s: --proto %s needs a port (IP:PORT)", to, req.Proto)
-		}
-	case "icmp":
-	default:
-		return req, fmt.Errorf("--proto %q: want tcp, udp or icmp", proto)
-	}
-	return req, nil
+	return req, req.Validate()
 }
