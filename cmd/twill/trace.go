@@ -14,6 +14,7 @@ import (
 	"github.com/twillnet/twill/lab"
 	"github.com/twillnet/twill/nodestate"
 	"github.com/twillnet/twill/trace"
+	"github.com/twillnet/twill/trace/tracelab"
 )
 
 // traceFlags are the flags of `twill trace`.
@@ -116,7 +117,7 @@ func runTrace(ctx context.Context, cmd *cobra.Command, f *traceFlags) error {
 		if len(f.snapshots) > 0 || len(f.netns) > 0 {
 			return fmt.Errorf("--lab captures the lab's nodes itself; leave out --snapshot and --netns")
 		}
-		w, st, err = trace.LabWorld(ctx, f.labName)
+		w, st, err = tracelab.World(ctx, f.labName)
 	case len(f.snapshots) > 0:
 		var snaps []*nodestate.Snapshot
 		for _, p := range f.snapshots {
@@ -153,16 +154,16 @@ func runTrace(ctx context.Context, cmd *cobra.Command, f *traceFlags) error {
 		return err
 	}
 	out := cmd.OutOrStdout()
-	var live *trace.LiveResult
+	var live *tracelab.LiveResult
 	if f.live {
-		live, err = trace.Live(ctx, st, req)
+		live, err = tracelab.Live(ctx, st, req)
 		if err != nil {
 			return err
 		}
 	}
 	if f.output == "json" {
 		if live != nil {
-			return trace.WriteJSONWithLive(out, res, live)
+			return tracelab.WriteJSONWithLive(out, res, live)
 		}
 		if err := res.WriteJSON(out); err != nil {
 			return err

@@ -23,6 +23,7 @@ import (
 	"github.com/twillnet/twill/lab"
 	"github.com/twillnet/twill/nsrun"
 	"github.com/twillnet/twill/trace"
+	"github.com/twillnet/twill/trace/tracelab"
 )
 
 // TestMain lets the test binary act as the lab's pod server.
@@ -123,7 +124,7 @@ func differential(t *testing.T, seed uint64, cases int) (agree, total int) {
 			if err := apply(t, st, rd); err != nil {
 				t.Fatalf("lab %d round %d: %v", li, ri, err)
 			}
-			w, _, err := trace.LabWorld(context.Background(), st.Name)
+			w, _, err := tracelab.World(context.Background(), st.Name)
 			if err != nil {
 				t.Fatalf("capture: %v", err)
 			}
@@ -295,7 +296,7 @@ func TestLive(t *testing.T) {
 	st := upLab(t, lab.BackendVXLAN, 2, 2)
 	ctx := context.Background()
 	req := trace.Request{From: "node1-a", To: lab.LocalVIP(1).Addr(), Port: lab.LocalVIP(1).Port(), Proto: "tcp", Sport: 41000}
-	live, err := trace.Live(ctx, st, req)
+	live, err := tracelab.Live(ctx, st, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,14 +311,14 @@ func TestLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	req.Sport = 41001
-	live, err = trace.Live(ctx, st, req)
+	live, err = tracelab.Live(ctx, st, req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if live.OK {
 		t.Fatalf("with F1 the probe should fail, got %q", live.Probe)
 	}
-	w, _, err := trace.LabWorld(ctx, st.Name)
+	w, _, err := tracelab.World(ctx, st.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
