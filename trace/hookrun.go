@@ -255,6 +255,10 @@ func (r *run) hookDrop(f *flow, h *Host, env hookEnv, o hookOutcome) {
 			where = fmt.Sprintf("%s: %s %s %s/%s %s", h.Name, env.hook, s.Backend, s.Table, s.Chain, s.Action)
 		}
 	}
+	f.decided = &nfDecision{verdict: o.verdict}
+	if n := len(o.steps); n > 0 {
+		f.decided.step = o.steps[n-1]
+	}
 	kind := Dropped
 	if o.verdict == "reject" {
 		kind = Unreachable
@@ -267,13 +271,13 @@ func (r *run) hookDrop(f *flow, h *Host, env hookEnv, o hookOutcome) {
 		// is sent straight out of that port, without ip_local_out and NAT.
 		if e := f.entry(); e != nil && e.dnat && f.pass.host == h.Name {
 			f.add(Step{Host: h.Name, Stage: "hook", Text: fmt.Sprintf("the TCP reset is sent from %s, the address after DNAT, not the Service address the client called: the client ignores it and keeps waiting", netip.AddrPortFrom(f.pkt.Dst, f.pkt.Dport))})
-			r.finish(f, Outcome{Kind: Reset, Where: where + " (reset from the DNAT target address, ignored by the client)", ReplyFrom: netip.AddrPortFrom(f.pkt.Dst, f.pkt.Dport)})
+			r.finish(f, Outcome{Kind: Reset, Cause: CauseNetfilter, Where: where + " (reset from the DNAT target address, ignored by the client)", ReplyFrom: netip.AddrPortFrom(f.pkt.Dst, f.pkt.Dport)})
 			return
 		}
 	}
 	if f.reply {
 		out := f.seen
-		out.Kind = ReplyDropped
+		out.Kind, out.Cause = ReplyDropped, CauseNetfilter
 		out.Where = where
 		switch {
 		case f.rejectKind != "":
@@ -287,7 +291,7 @@ func (r *run) hookDrop(f *flow, h *Host, env hookEnv, o hookOutcome) {
 		return
 	}
 	if kind == Dropped {
-		r.finish(f, Outcome{Kind: kind, Where: where})
+		r.finish(f, Outcome{Kind: kind, Cause: CauseNetfilter, Where: where})
 		return
 	}
 	r.answerClient(f, h, kind, where, o.reject, nil)

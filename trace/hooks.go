@@ -477,5 +477,6 @@ func (h *Host) applyNAT(o *hookOutcome, n *natAction, env hookEnv, bc *baseChain
 	pk := o.pkt
 	if len(o.steps) > 0 {
 		o.steps[len(o.steps)-1].Packet = &pk
+		o.steps[len(o.steps)-1].nat = n.kind
 	}
 }

@@ -41,6 +41,10 @@ type Step struct {
 	Packet *Packet `json:"packet,omitempty"`
 	// Note is a caveat (probability of a branch, an assumption).
 	Note string `json:"note,omitempty"`
+
+	// nat is the kind of NAT the step applied (DNAT, SNAT, MASQUERADE,
+	// REDIRECT), "" for none.
+	nat string
 }
 
 // chainOutcome is one way a base chain can end for a packet.

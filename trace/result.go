@@ -80,9 +80,39 @@ type Outcome struct {
 	ReplyFrom netip.AddrPort `json:"replyFrom,omitzero"`
 	// Where says where the packet (or the reply) was dropped and by what.
 	Where string `json:"where,omitempty"`
+	// Cause says in one word what ended the path (where the decision was
+	// made), for programs: Where is for people and may be reworded.
+	Cause Cause `json:"cause,omitempty"`
 	// Failure names the FAILURES.md entry and doctor check the path matches.
 	Failure *Failure `json:"failure,omitempty"`
 }
+
+// Cause is what ended a path, set where the simulator decides it.
+type Cause string
+
+// Causes.
+const (
+	// CauseNetfilter: a netfilter rule or chain policy dropped or rejected
+	// the packet (the path's last hook step names it).
+	CauseNetfilter Cause = "netfilter"
+	// CauseForwardingOff: net.ipv4.ip_forward=0 on a node that had to forward.
+	CauseForwardingOff Cause = "ip-forward-off"
+	// CauseRoute: no route, or a blackhole, unreachable or prohibit route.
+	CauseRoute Cause = "route"
+	// CauseNoNeighbour: no neighbour entry (VTEP MAC) for a vxlan next hop.
+	CauseNoNeighbour Cause = "no-neighbour"
+	// CauseStaleNeighbour: the neighbour entry holds a MAC that is not the
+	// peer's VTEP MAC.
+	CauseStaleNeighbour Cause = "stale-neighbour"
+	// CauseNoFDB: no FDB entry (underlay address) for the VTEP MAC.
+	CauseNoFDB Cause = "no-fdb"
+	// CauseLocalRoute: accepted by a local route on a non-loopback device
+	// (kube-ipvs0).
+	CauseLocalRoute Cause = "local-route"
+	// CauseRouteLocalnet: a loopback address on another device without
+	// net.ipv4.conf.*.route_localnet=1 (martian).
+	CauseRouteLocalnet Cause = "route-localnet"
+)
 
 // Failure ties a path to FAILURES.md and a doctor check.
 type Failure struct {
@@ -110,6 +140,13 @@ type Path struct {
 	// bridgedNoNF lists nodes where the reply was bridged without the IP hooks.
 	bridgedNoNF []string
 	assume      []orderChoice
+	decided     *nfDecision
+}
+
+// nfDecision is the netfilter step that dropped or rejected a packet.
+type nfDecision struct {
+	step    Step
+	verdict string // drop, reject
 }
 
 // Result is a trace: every path with its probability.
