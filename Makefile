@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 export TWILL_ETCD_BIN := $(CURDIR)/bin/etcd
 GO ?= go
 
-.PHONY: all tools tools-kube build demo test bench fuzz vet pictures clean
+.PHONY: all tools tools-kube build demo test bench fuzz vet pictures clean difftrace-seeds
 
 all: build
 
@@ -29,6 +29,14 @@ test: tools-kube build vet
 	$(GO) test -p 2 -count=1 -timeout 30m ./...
 	@echo "== the end-to-end suite again, with leases from the Kubernetes API (--store kubernetes)"
 	TWILL_E2E_STORE=kubernetes $(GO) test -count=1 -timeout 20m ./test/e2e
+
+## difftrace-seeds: the differential test of `twill trace` against the kernel over SEEDS
+## random seeds (default 20) of CASES probes each (default 504, about 4 minutes per seed
+## on 2 vCPUs; root).
+SEEDS ?= 20
+CASES ?= 504
+difftrace-seeds: tools
+	TWILL_DIFFTRACE_SEEDS=$(SEEDS) TWILL_DIFFTRACE_CASES=$(CASES) $(GO) test -count=1 -timeout 600m -run TestDifferential -v ./test/difftrace
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi

@@ -26,6 +26,7 @@ var matchSpecs = map[string]optSpec{
 		"--tcp-flags": 2, "--syn": 0, "--tcp-option": 1,
 	},
 	"udp":       {"--sport": 1, "--source-port": 1, "--dport": 1, "--destination-port": 1},
+	"sctp":      {"--sport": 1, "--source-port": 1, "--dport": 1, "--destination-port": 1, "--chunk-types": 2},
 	"icmp":      {"--icmp-type": 1},
 	"icmp6":     {"--icmpv6-type": 1},
 	"multiport": {"--ports": 1, "--sports": 1, "--dports": 1, "--source-ports": 1, "--destination-ports": 1},
@@ -85,6 +86,7 @@ var protoMatch = map[string]string{
 	"tcp": "tcp", "6": "tcp",
 	"udp": "udp", "17": "udp",
 	"icmp": "icmp", "1": "icmp",
+	"sctp": "sctp", "132": "sctp",
 	"ipv6-icmp": "icmp6", "icmpv6": "icmp6", "58": "icmp6",
 }
 

@@ -94,3 +94,7 @@ func word(m map[int]string, n int) string {
 // link name is kept as is, dots included ("net.ipv4.conf.twill.1.rp_filter"),
 // where sysctl(8) would print "twill/1".
 func RPFilterKey(link string) string { return "net.ipv4.conf." + link + ".rp_filter" }
+
+// RouteLocalnetKey returns the Sysctls key of a link's route_localnet
+// setting, named like RPFilterKey.
+func RouteLocalnetKey(link string) string { return "net.ipv4.conf." + link + ".route_localnet" }

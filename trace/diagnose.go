@@ -9,14 +9,13 @@ import (
 // end matches, if any.
 func diagnose(w *World, res *Result, p *Path) *Failure {
 	o := p.Outcome
-	where := o.Where
 	backends := map[string]bool{}
 	dnat := false
 	for _, s := range p.Forward {
 		if (s.Backend == "iptables-legacy" || s.Backend == "iptables-nft") && s.Rule > 0 {
 			backends[s.Backend] = true
 		}
-		if strings.HasPrefix(s.Action, "DNAT") {
+		if s.nat == "DNAT" || s.nat == "REDIRECT" {
 			dnat = true
 		}
 	}
@@ -29,25 +28,29 @@ func diagnose(w *World, res *Result, p *Path) *Failure {
 		}
 		return nil
 	}
-	last := lastHook(p)
+	var d *nfDecision
+	if o.Cause == CauseNetfilter {
+		d = p.decided
+	}
 	switch {
-	case strings.Contains(where, "ip_forward=0"):
+	case o.Cause == CauseForwardingOff:
 		return &Failure{ID: "F2", Check: "TW001", Why: "the node does not forward (net.ipv4.ip_forward=0)"}
-	case last != nil && last.Chain == "KUBE-FIREWALL" && strings.Contains(last.Text, "-j DROP") && !strings.Contains(last.Text, "--mark"):
+	case d != nil && d.step.Chain == "KUBE-FIREWALL" && d.verdict == "drop" && d.step.Rule > 0 && !strings.Contains(d.step.Text, "--mark"):
+		// The rule as dumped has lost its mark match.
 		return &Failure{ID: "F4", Check: "TW021", Why: "KUBE-FIREWALL's DROP lost its mark match (iptables version skew): it drops everything"}
-	case last != nil && last.Hook == "FORWARD" && strings.HasPrefix(last.Action, "policy DROP") && last.Backend != "nft":
-		why := fmt.Sprintf("%s %s/FORWARD has policy DROP and no rule accepts this new forwarded flow (Docker sets this)", last.Backend, last.Table)
+	case d != nil && d.step.Hook == "FORWARD" && d.step.Rule == 0 && d.verdict == "drop" && d.step.Backend != "nft":
+		why := fmt.Sprintf("%s %s/FORWARD has policy DROP and no rule accepts this new forwarded flow (Docker sets this)", d.step.Backend, d.step.Table)
 		if backends["iptables-legacy"] && backends["iptables-nft"] {
 			why += "; rules are split across iptables-legacy and iptables-nft (F4, TW020)"
 		}
 		return &Failure{ID: "F3", Check: "TW010", Why: why}
-	case last != nil && last.Hook == "FORWARD" && last.Backend == "nft" && (strings.Contains(last.Action, "DROP") || strings.Contains(last.Action, "drop")):
-		return &Failure{ID: "F3", Check: "TW011", Why: fmt.Sprintf("native nftables chain %s %s drops the forwarded flow; every base chain on the forward hook must accept", last.Table, last.Chain)}
-	case strings.Contains(where, "no neighbour") || strings.Contains(where, "stale neighbour"):
+	case d != nil && d.step.Hook == "FORWARD" && d.step.Backend == "nft" && d.verdict == "drop":
+		return &Failure{ID: "F3", Check: "TW011", Why: fmt.Sprintf("native nftables chain %s %s drops the forwarded flow; every base chain on the forward hook must accept", d.step.Table, d.step.Chain)}
+	case o.Cause == CauseNoNeighbour || o.Cause == CauseStaleNeighbour:
 		return &Failure{ID: "F6", Check: "TW041", Why: "the vxlan neighbour entry of the peer's VTEP is missing or stale"}
-	case strings.Contains(where, "no FDB entry"):
+	case o.Cause == CauseNoFDB:
 		return &Failure{ID: "F6", Check: "TW042", Why: "the vxlan FDB entry of the peer's VTEP MAC is missing"}
-	case o.Kind == Local && strings.Contains(where, "local route on"):
+	case o.Kind == Local && o.Cause == CauseLocalRoute:
 		return &Failure{ID: "F5b", Check: "TW032", Why: "a local route (kube-ipvs0) accepts the Service IP on the node; without an IPVS virtual server nothing answers"}
 	}
 	if backends["iptables-legacy"] && backends["iptables-nft"] && o.Kind != Established {
@@ -59,22 +62,6 @@ func diagnose(w *World, res *Result, p *Path) *Failure {
 	}
 	if (o.Kind == Lost || o.Kind == Unreachable) && w.podFor(first) != nil {
 		return &Failure{ID: "F6", Check: "TW040", Why: fmt.Sprintf("no route to the pod subnet of %s (the overlay route of that peer is missing)", first)}
-	}
-	return nil
-}
-
-func lastHook(p *Path) *Step {
-	steps := p.Forward
-	if len(p.Reply) > 0 {
-		steps = p.Reply
-	}
-	for i := len(steps) - 1; i >= 0; i-- {
-		if steps[i].Stage == "hook" {
-			return &steps[i]
-		}
-		if steps[i].Stage != "conntrack" {
-			return nil
-		}
 	}
 	return nil
 }

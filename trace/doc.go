@@ -33,6 +33,7 @@
 // result names the rule; it never guesses silently.
 //
 // Entry points: NewWorld (snapshots and pods), World.Trace (one probe) and
-// Result's Text and JSON renderings. LabWorld builds a World from a running
-// lab.
+// Result's Text and JSON renderings. Package trace/tracelab builds a World
+// from a running lab and sends real probes (--live); trace itself imports no
+// lab, etcd or Kubernetes client code (TestNoLabOrClientDependencies).
 package trace

@@ -57,12 +57,13 @@ func (r *run) hook(f *flow, h *Host, env hookEnv, next func(*flow)) {
 
 // runPart runs some base chains of a hook and calls next per accepting outcome.
 func (r *run) runPart(f *flow, h *Host, env hookEnv, chains []baseChain, next func(*flow)) {
-	start := hookOutcome{prob: 1, pkt: f.pkt, verdict: "accept", notrack: f.pass.notrack}
+	start := hookOutcome{prob: 1, pkt: f.pkt, verdict: "accept", notrack: f.pass.notrack, assume: f.assume}
 	for _, o := range h.runChains(f.pkt, env, chains, start) {
 		g := f.clone()
 		g.prob *= o.prob
 		g.steps = append(g.steps, hostSteps(h, o.steps)...)
 		g.uncertain = append(g.uncertain, o.uncertain...)
+		g.assume = o.assume
 		g.pkt = o.pkt
 		g.pass.notrack = o.notrack
 		if o.verdict != "accept" {
@@ -182,12 +183,13 @@ func (r *run) hookTracked(f *flow, h *Host, env hookEnv, chains []baseChain, nex
 	}
 	env.allowNAT = pass.created && !pass.notrack
 	before := f.pkt
-	start := hookOutcome{prob: 1, pkt: f.pkt, verdict: "accept", notrack: pass.notrack}
+	start := hookOutcome{prob: 1, pkt: f.pkt, verdict: "accept", notrack: pass.notrack, assume: f.assume}
 	for _, o := range h.runChains(f.pkt, env, chains, start) {
 		g := f.clone()
 		g.prob *= o.prob
 		g.steps = append(g.steps, hostSteps(h, o.steps)...)
 		g.uncertain = append(g.uncertain, o.uncertain...)
+		g.assume = o.assume
 		g.pkt = o.pkt
 		g.pass.notrack = o.notrack
 		if o.verdict != "accept" {
@@ -253,6 +255,10 @@ func (r *run) hookDrop(f *flow, h *Host, env hookEnv, o hookOutcome) {
 			where = fmt.Sprintf("%s: %s %s %s/%s %s", h.Name, env.hook, s.Backend, s.Table, s.Chain, s.Action)
 		}
 	}
+	f.decided = &nfDecision{verdict: o.verdict}
+	if n := len(o.steps); n > 0 {
+		f.decided.step = o.steps[n-1]
+	}
 	kind := Dropped
 	if o.verdict == "reject" {
 		kind = Unreachable
@@ -265,13 +271,13 @@ func (r *run) hookDrop(f *flow, h *Host, env hookEnv, o hookOutcome) {
 		// is sent straight out of that port, without ip_local_out and NAT.
 		if e := f.entry(); e != nil && e.dnat && f.pass.host == h.Name {
 			f.add(Step{Host: h.Name, Stage: "hook", Text: fmt.Sprintf("the TCP reset is sent from %s, the address after DNAT, not the Service address the client called: the client ignores it and keeps waiting", netip.AddrPortFrom(f.pkt.Dst, f.pkt.Dport))})
-			r.finish(f, Outcome{Kind: Reset, Where: where + " (reset from the DNAT target address, ignored by the client)", ReplyFrom: netip.AddrPortFrom(f.pkt.Dst, f.pkt.Dport)})
+			r.finish(f, Outcome{Kind: Reset, Cause: CauseNetfilter, Where: where + " (reset from the DNAT target address, ignored by the client)", ReplyFrom: netip.AddrPortFrom(f.pkt.Dst, f.pkt.Dport)})
 			return
 		}
 	}
 	if f.reply {
 		out := f.seen
-		out.Kind = ReplyDropped
+		out.Kind, out.Cause = ReplyDropped, CauseNetfilter
 		out.Where = where
 		switch {
 		case f.rejectKind != "":
@@ -285,7 +291,7 @@ func (r *run) hookDrop(f *flow, h *Host, env hookEnv, o hookOutcome) {
 		return
 	}
 	if kind == Dropped {
-		r.finish(f, Outcome{Kind: kind, Where: where})
+		r.finish(f, Outcome{Kind: kind, Cause: CauseNetfilter, Where: where})
 		return
 	}
 	r.answerClient(f, h, kind, where, o.reject, nil)

@@ -14,7 +14,7 @@ type baseChain struct {
 	hook    string // PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING
 	prio    int
 	nat     bool
-	order   int // tie-break: legacy before nft before native
+	order   int // listing order at equal priority (not the kernel's: see runTied)
 
 	ipt  *iptRuleset
 	iptT *iptTable
@@ -67,8 +67,8 @@ func (h *Host) compileNetfilter() error {
 			src = nft
 		}
 		// At equal priority the kernel runs hooks in registration order,
-		// which a snapshot does not record. iptables-nft is assumed first
-		// (it is the host's backend; legacy tables appear later, F4).
+		// which a snapshot does not record; runTied follows every order
+		// where it matters. prioOrder only makes the listing deterministic.
 		prioOrder := 1 - order
 		if !b.raw {
 			continue
@@ -168,6 +168,11 @@ type hookOutcome struct {
 	notrack   bool
 	steps     []Step
 	uncertain []string
+	// assume lists the orders of equal-priority base chains this outcome
+	// depends on (empty when the order made no difference). Orders already
+	// in the start outcome are kept: a packet meets the same order every
+	// time it passes the same hook.
+	assume []orderChoice
 }
 
 // runHook passes the packet through every base chain of the hook in
@@ -178,56 +183,29 @@ func (h *Host) runHook(p Packet, env hookEnv) []hookOutcome {
 }
 
 // runChains passes the packet through the given base chains in order,
-// starting from outcome start.
+// starting from outcome start. Base chains of equal priority run in the
+// order the kernel registered them, which it does not expose: where that
+// order changes the outcome, every order is followed (runTied).
 func (h *Host) runChains(p Packet, env hookEnv, chains []baseChain, start hookOutcome) []hookOutcome {
 	cur := []hookOutcome{start}
-	for i := range chains {
-		bc := &chains[i]
+	for i := 0; i < len(chains); {
+		j := i + 1
+		for j < len(chains) && chains[j].prio == chains[i].prio {
+			j++
+		}
 		var next []hookOutcome
 		for _, o := range cur {
-			if o.verdict != "accept" {
+			switch {
+			case o.verdict != "accept":
 				next = append(next, o)
-				continue
-			}
-			if bc.nat && (!env.allowNAT || o.notrack || o.dnat != nil || o.snat != nil) {
-				next = append(next, o)
-				continue
-			}
-			ctx := pktCtx{Packet: o.pkt, ctmark: o.ctmark, ctstate: env.ctstate, ctdnat: env.ctdnat || o.dnat != nil,
-				ctsnat: env.ctsnat, ctreply: env.ctreply, in: env.in, out: env.out, physIn: env.physIn, physOut: env.physOut,
-				bridged: env.bridged, hook: env.hook, host: h, localOut: env.localOut}
-			if o.notrack {
-				ctx.ctstate = "UNTRACKED"
-			}
-			var cos []chainOutcome
-			if bc.ipt != nil {
-				cos = runIptChain(bc.ipt, bc.iptT, bc.iptC, ctx)
-			} else {
-				cos = runNftChain(bc, ctx)
-			}
-			for _, co := range cos {
-				n := o
-				n.steps = append(slices.Clip(o.steps), co.steps...)
-				n.uncertain = append(slices.Clip(o.uncertain), co.uncertain...)
-				n.prob = o.prob * co.prob
-				n.pkt = co.ctx.Packet
-				n.ctmark = co.ctx.ctmark
-				n.notrack = o.notrack || co.notrack
-				n.verdict = co.verdict
-				if co.verdict != "accept" {
-					n.by = bc.name()
-					n.reject = co.reject
-					if tie := h.sameRank(env.hook, bc); tie != "" {
-						n.uncertain = append(n.uncertain, fmt.Sprintf("%s decided, but %s hooks in at the same priority %d: their order is the order the tables were registered (not in a snapshot); assumed iptables-nft first (F4)", bc.name(), tie, bc.prio))
-					}
-				}
-				if co.nat != nil && co.verdict == "accept" {
-					h.applyNAT(&n, co.nat, env, bc)
-				}
-				next = append(next, n)
+			case j-i == 1:
+				next = append(next, h.runChain(env, &chains[i], o)...)
+			default:
+				next = append(next, h.runTied(env, chains[i:j], o)...)
 			}
 		}
 		cur = next
+		i = j
 	}
 	for i := range cur {
 		for k := range cur[i].steps {
@@ -236,6 +214,228 @@ func (h *Host) runChains(p Packet, env hookEnv, chains []baseChain, start hookOu
 		}
 	}
 	return cur
+}
+
+// runSeq runs base chains one after the other, in the order given.
+func (h *Host) runSeq(env hookEnv, chains []*baseChain, o hookOutcome) []hookOutcome {
+	cur := []hookOutcome{o}
+	for _, bc := range chains {
+		var next []hookOutcome
+		for _, x := range cur {
+			if x.verdict != "accept" {
+				next = append(next, x)
+				continue
+			}
+			next = append(next, h.runChain(env, bc, x)...)
+		}
+		cur = next
+	}
+	return cur
+}
+
+// runChain passes outcome o (which accepted so far) through base chain bc.
+func (h *Host) runChain(env hookEnv, bc *baseChain, o hookOutcome) []hookOutcome {
+	if bc.nat && (!env.allowNAT || o.notrack || o.dnat != nil || o.snat != nil) {
+		return []hookOutcome{o}
+	}
+	ctx := pktCtx{Packet: o.pkt, ctmark: o.ctmark, ctstate: env.ctstate, ctdnat: env.ctdnat || o.dnat != nil,
+		ctsnat: env.ctsnat, ctreply: env.ctreply, in: env.in, out: env.out, physIn: env.physIn, physOut: env.physOut,
+		bridged: env.bridged, hook: env.hook, host: h, localOut: env.localOut}
+	if o.notrack {
+		ctx.ctstate = "UNTRACKED"
+	}
+	var cos []chainOutcome
+	if bc.ipt != nil {
+		cos = runIptChain(bc.ipt, bc.iptT, bc.iptC, ctx)
+	} else {
+		cos = runNftChain(bc, ctx)
+	}
+	out := make([]hookOutcome, 0, len(cos))
+	for _, co := range cos {
+		n := o
+		n.steps = append(slices.Clip(o.steps), co.steps...)
+		n.uncertain = append(slices.Clip(o.uncertain), co.uncertain...)
+		n.prob = o.prob * co.prob
+		n.pkt = co.ctx.Packet
+		n.ctmark = co.ctx.ctmark
+		n.notrack = o.notrack || co.notrack
+		n.verdict = co.verdict
+		if co.verdict != "accept" {
+			n.by = bc.name()
+			n.reject = co.reject
+		}
+		if co.nat != nil && co.verdict == "accept" {
+			h.applyNAT(&n, co.nat, env, bc)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// maxOrders bounds the orders of one group of equal-priority base chains
+// that are followed (4 chains: all 24).
+const maxOrders = 24
+
+// orderChoice is one assumed order of the base chains that hook in at the
+// same hook and priority on a host.
+type orderChoice struct {
+	host, hook string
+	prio       int
+	chains     []string // chain names (baseChain.name) in the assumed order
+}
+
+func (c orderChoice) key() string { return fmt.Sprintf("%s|%s|%d", c.host, c.hook, c.prio) }
+
+// String says the order in words: "node2 FORWARD (priority 0): iptables-legacy
+// filter/FORWARD first, then iptables-nft filter/FORWARD".
+func (c orderChoice) String() string {
+	return fmt.Sprintf("%s %s (priority %d): %s first, then %s", c.host, c.hook, c.prio, c.chains[0], strings.Join(c.chains[1:], ", then "))
+}
+
+// tie says why the order is unknown, naming every chain of the group.
+func (c orderChoice) tie() string {
+	names := slices.Clone(c.chains)
+	slices.Sort(names)
+	both := "all"
+	if len(names) == 2 {
+		both = "both"
+	}
+	return fmt.Sprintf("%s: %s %s hook %s at priority %d; the kernel runs hooks of equal priority in the order they were registered, which a snapshot does not record: every order is followed",
+		c.host, strings.Join(names, " and "), both, c.hook, c.prio)
+}
+
+// runTied runs a group of base chains of equal priority. When the packet
+// passes all of them unchanged in one order, any order gives the same and
+// that is the answer. Otherwise every order (up to maxOrders) is run, and
+// when orders end differently each outcome carries the order it assumes.
+// An order met before on this path (o.assume) is kept.
+func (h *Host) runTied(env hookEnv, group []baseChain, o hookOutcome) []hookOutcome {
+	key := orderChoice{host: h.Name, hook: env.hook, prio: group[0].prio}.key()
+	for _, c := range o.assume {
+		if c.key() == key {
+			return h.runSeq(env, arrangeChains(group, c.chains), o)
+		}
+	}
+	ptrs := make([]*baseChain, len(group))
+	for i := range group {
+		ptrs[i] = &group[i]
+	}
+	def := h.runSeq(env, ptrs, o)
+	if passedUnchanged(def, o) {
+		return def
+	}
+	type alt struct {
+		order []*baseChain
+		outs  []hookOutcome
+		sig   string
+	}
+	var alts []alt
+	perms, all := permutations(len(group), maxOrders)
+	for pi, pm := range perms {
+		order := make([]*baseChain, len(pm))
+		for k, x := range pm {
+			order[k] = ptrs[x]
+		}
+		outs := def // perms[0] is the listed order
+		if pi > 0 {
+			outs = h.runSeq(env, order, o)
+		}
+		sig := outcomeSetKey(outs)
+		if slices.ContainsFunc(alts, func(a alt) bool { return a.sig == sig }) {
+			continue
+		}
+		alts = append(alts, alt{order, outs, sig})
+	}
+	if len(alts) == 1 {
+		return def
+	}
+	var res []hookOutcome
+	for _, a := range alts {
+		c := orderChoice{host: h.Name, hook: env.hook, prio: group[0].prio}
+		for _, bc := range a.order {
+			c.chains = append(c.chains, bc.name())
+		}
+		for _, x := range a.outs {
+			x.assume = append(slices.Clip(x.assume), c)
+			if !all {
+				x.uncertain = append(slices.Clip(x.uncertain), fmt.Sprintf("%s %s: %d base chains at priority %d; only %d of their orders were followed", h.Name, env.hook, len(group), group[0].prio, maxOrders))
+			}
+			res = append(res, x)
+		}
+	}
+	return res
+}
+
+// arrangeChains returns the chains of group in the order of names.
+func arrangeChains(group []baseChain, names []string) []*baseChain {
+	out := make([]*baseChain, 0, len(group))
+	for _, n := range names {
+		for i := range group {
+			if group[i].name() == n {
+				out = append(out, &group[i])
+				break
+			}
+		}
+	}
+	return out
+}
+
+// passedUnchanged reports whether every outcome accepted the packet of o
+// without changing it, its marks, conntrack or NAT: then the chains saw
+// the same packet whatever their order, and their order cannot matter.
+func passedUnchanged(outs []hookOutcome, o hookOutcome) bool {
+	for _, x := range outs {
+		if x.verdict != "accept" || x.pkt != o.pkt || x.ctmark != o.ctmark || x.notrack != o.notrack || x.dnat != o.dnat || x.snat != o.snat {
+			return false
+		}
+	}
+	return true
+}
+
+// outcomeSetKey identifies the set of ways a group of chains ended: the
+// verdict, the deciding rule, the packet, marks and NAT of every outcome.
+func outcomeSetKey(outs []hookOutcome) string {
+	keys := make([]string, 0, len(outs))
+	for _, x := range outs {
+		last := ""
+		if n := len(x.steps); n > 0 && x.verdict != "accept" {
+			s := x.steps[n-1]
+			last = fmt.Sprintf("%s/%s/%s/%d/%s", s.Backend, s.Table, s.Chain, s.Rule, s.Action)
+		}
+		keys = append(keys, fmt.Sprintf("%s|%s|%s|%s|%v|%d|%v|%v|%v|%.6g", x.verdict, x.reject, x.by, last, x.pkt, x.ctmark, x.notrack, x.dnat, x.snat, x.prob))
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, "\n")
+}
+
+// permutations lists the orders of n items, the identity first, at most
+// limit of them; all is false when some were left out.
+func permutations(n, limit int) (perms [][]int, all bool) {
+	cur := make([]int, n)
+	for i := range cur {
+		cur[i] = i
+	}
+	total := 1
+	for i := 2; i <= n && total <= limit; i++ {
+		total *= i
+	}
+	var rec func(k int)
+	rec = func(k int) {
+		if len(perms) >= limit {
+			return
+		}
+		if k == n {
+			perms = append(perms, slices.Clone(cur))
+			return
+		}
+		for i := k; i < n; i++ {
+			cur[k], cur[i] = cur[i], cur[k]
+			rec(k + 1)
+			cur[k], cur[i] = cur[i], cur[k]
+		}
+	}
+	rec(0)
+	return perms, total <= limit
 }
 
 // applyNAT applies a NAT target to the packet of an outcome.
@@ -277,17 +477,6 @@ func (h *Host) applyNAT(o *hookOutcome, n *natAction, env hookEnv, bc *baseChain
 	pk := o.pkt
 	if len(o.steps) > 0 {
 		o.steps[len(o.steps)-1].Packet = &pk
+		o.steps[len(o.steps)-1].nat = n.kind
 	}
-}
-
-// sameRank names another iptables backend's base chain with rules at the
-// same hook and priority as bc, whose relative order is undefined.
-func (h *Host) sameRank(hook string, bc *baseChain) string {
-	for i := range h.chains[hook] {
-		o := &h.chains[hook][i]
-		if o.ipt != nil && bc.ipt != nil && o.backend != bc.backend && o.prio == bc.prio && (len(o.iptC.rules) > 0 || o.iptC.policy == "DROP") {
-			return o.name()
-		}
-	}
-	return ""
 }

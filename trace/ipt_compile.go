@@ -148,6 +148,8 @@ func compileIptRule(r *netfilter.Rule) *iptRule {
 			p = "udp"
 		case "1":
 			p = "icmp"
+		case "132":
+			p = "sctp"
 		}
 		neg := r.Protocol.Negated
 		cr.conds = append(cr.conds, func(c *pktCtx) tri { return boolTri(p == "all" || c.Proto == p).neg(neg) })

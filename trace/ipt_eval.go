@@ -41,6 +41,10 @@ type Step struct {
 	Packet *Packet `json:"packet,omitempty"`
 	// Note is a caveat (probability of a branch, an assumption).
 	Note string `json:"note,omitempty"`
+
+	// nat is the kind of NAT the step applied (DNAT, SNAT, MASQUERADE,
+	// REDIRECT), "" for none.
+	nat string
 }
 
 // chainOutcome is one way a base chain can end for a packet.
@@ -145,17 +149,24 @@ func (w *iptWalk) walk(o chainOutcome, stack []frame) {
 		}
 		r := top.c.rules[idx]
 		top.i = idx + 1
-		if r.unknown != "" {
-			o.uncertain = append(o.uncertain, fmt.Sprintf("%s %s/%s rule %d (%s): %s; assumed not to match", w.rs.backend, w.table.name, top.c.name, r.r.Num, r.r.Text, r.unknown))
-			continue
-		}
+		// Every understood condition first: one that fails decides,
+		// whatever the parts that cannot be evaluated would say.
 		m := yes
 		for _, c := range r.conds {
-			if m = c(&o.ctx); m != yes {
+			x := c(&o.ctx)
+			if x == no {
+				m = no
 				break
+			}
+			if x == unknown {
+				m = unknown
 			}
 		}
 		if m == no {
+			continue
+		}
+		if r.unknown != "" {
+			o.uncertain = append(o.uncertain, fmt.Sprintf("%s %s/%s rule %d (%s): %s, and every other condition of the rule matches; assumed not to match", w.rs.backend, w.table.name, top.c.name, r.r.Num, r.r.Text, r.unknown))
 			continue
 		}
 		if m == unknown {

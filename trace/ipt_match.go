@@ -134,7 +134,7 @@ func compileMatch(cr *iptRule, m *netfilter.Match) {
 		default:
 			fail("mode %q", mode)
 		}
-	case "tcp", "udp":
+	case "tcp", "udp", "sctp":
 		proto := m.Module
 		add(func(c *pktCtx) tri { return boolTri(c.Proto == proto) })
 		for _, o := range m.Options {
@@ -155,6 +155,10 @@ func compileMatch(cr *iptRule, m *netfilter.Match) {
 					return boolTri(inPorts(p, pr)).neg(neg)
 				})
 			case "--syn":
+				if proto != "tcp" {
+					fail("%s is a tcp option", o.Name)
+					return
+				}
 				add(func(c *pktCtx) tri { return boolTri(c.Flags == "SYN").neg(neg) })
 			case "--tcp-flags":
 				if len(o.Values) < 2 {
@@ -188,7 +192,7 @@ func compileMatch(cr *iptRule, m *netfilter.Match) {
 			neg := o.Negated
 			name := o.Name
 			add(func(c *pktCtx) tri {
-				if c.Proto != "tcp" && c.Proto != "udp" {
+				if c.Proto != "tcp" && c.Proto != "udp" && c.Proto != "sctp" {
 					return no
 				}
 				var ok bool

@@ -179,6 +179,8 @@ func canonWord(s string) string {
 		return "17"
 	case "icmp":
 		return "1"
+	case "sctp":
+		return "132"
 	}
 	if a, err := netip.ParseAddr(s); err == nil {
 		return a.String()

@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -41,7 +42,7 @@ type errAbsent struct{}
 
 func (errAbsent) Error() string { return "absent" }
 
-var protoNum = map[string]uint64{"tcp": 6, "udp": 17, "icmp": 1}
+var protoNum = map[string]uint64{"tcp": 6, "udp": 17, "icmp": 1, "sctp": 132}
 
 // nftExpr evaluates a left-hand expression.
 func nftExpr(raw json.RawMessage, c *pktCtx) (nval, error) {
@@ -316,6 +317,10 @@ func (s *nftSet) lookup(v nval, t *nftTable) (json.RawMessage, bool, error) {
 	return nil, false, nil
 }
 
+// nftNoEffect are the statements that do not change the packet or the
+// verdict (limit: assumed under the rate).
+var nftNoEffect = map[string]bool{"counter": true, "comment": true, "log": true, "set": true, "limit": true, "quota": true}
+
 type nftFrame struct {
 	t *nftTable
 	c *nftChain
@@ -389,8 +394,15 @@ func (w *nftWalk) rule(o *chainOutcome, stack *[]nftFrame, c *nftChain, r *nftRu
 		o.uncertain = append(o.uncertain, fmt.Sprintf("nft %s chain %s handle %d (%s): %s; rule skipped", w.bc.table, c.name, r.r.Handle, r.text, why))
 		return true
 	}
+	// pending is a match that cannot be evaluated: the later matches are
+	// still evaluated, and one that fails decides (the rule does not
+	// apply); the rule is uncertain only when it gets to act.
+	pending := ""
 	for si, st := range r.stmts {
 		for k, v := range st {
+			if pending != "" && k != "match" && !nftNoEffect[k] {
+				return unc(pending + ", and every other match of the rule matches")
+			}
 			switch k {
 			case "match":
 				var m struct {
@@ -399,14 +411,16 @@ func (w *nftWalk) rule(o *chainOutcome, stack *[]nftFrame, c *nftChain, r *nftRu
 					Right json.RawMessage `json:"right"`
 				}
 				if err := json.Unmarshal(v, &m); err != nil {
-					return unc("bad match")
+					pending = cmp.Or(pending, "bad match")
+					continue
 				}
 				lv, err := nftExpr(m.Left, &o.ctx)
 				if _, absent := err.(errAbsent); absent {
 					return true
 				}
 				if err != nil {
-					return unc(err.Error())
+					pending = cmp.Or(pending, err.Error())
+					continue
 				}
 				var ok bool
 				switch m.Op {
@@ -418,7 +432,8 @@ func (w *nftWalk) rule(o *chainOutcome, stack *[]nftFrame, c *nftChain, r *nftRu
 				case "<", ">", "<=", ">=":
 					n, e := nftNumber(m.Right)
 					if e != nil || !lv.isNum {
-						return unc("comparison " + m.Op)
+						pending = cmp.Or(pending, "comparison "+m.Op)
+						continue
 					}
 					switch m.Op {
 					case "<":
@@ -431,16 +446,19 @@ func (w *nftWalk) rule(o *chainOutcome, stack *[]nftFrame, c *nftChain, r *nftRu
 						ok = lv.num >= n
 					}
 				default:
-					return unc("operator " + m.Op)
+					pending = cmp.Or(pending, "operator "+m.Op)
+					continue
 				}
 				if err != nil {
-					return unc(err.Error())
+					pending = cmp.Or(pending, err.Error())
+					continue
 				}
 				if !ok {
 					return true
 				}
 			case "counter", "comment", "log", "set", "limit", "quota":
-				// No effect on the verdict (limit: assumed under the rate).
+				// No effect on the verdict (limit: assumed under the rate);
+				// see nftNoEffect.
 			case "accept", "drop":
 				o.verdict = k
 				w.step(o, c, r, strings.ToUpper(k), "")
@@ -528,6 +546,7 @@ func (w *nftWalk) rule(o *chainOutcome, stack *[]nftFrame, c *nftChain, r *nftRu
 			}
 		}
 	}
+	// Matches only (pending or not): the rule changes nothing either way.
 	return true
 }
 

@@ -9,7 +9,7 @@ import (
 type Packet struct {
 	Src   netip.Addr `json:"src"`
 	Dst   netip.Addr `json:"dst"`
-	Proto string     `json:"proto"` // "tcp", "udp" or "icmp"
+	Proto string     `json:"proto"` // "tcp", "udp", "sctp" or "icmp"
 	Sport uint16     `json:"sport,omitempty"`
 	Dport uint16     `json:"dport,omitempty"`
 	// Flags are the TCP flags ("SYN", "SYN,ACK"); ICMP type for icmp ("echo-request").

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -26,10 +27,29 @@ func (r *Result) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "trace %s from %s\n\n", r.Packet, r.Client)
 	sums := r.Summaries()
 	fmt.Fprintf(w, "Verdict:\n")
-	for _, s := range sums {
-		fmt.Fprintf(w, "  %5.1f%%  %s\n", 100*s.Prob, s.Outcome)
+	if len(r.OrderUnknown) > 0 {
+		fmt.Fprintf(w, "  The outcome depends on the order of base chains hooked in at equal priority:\n")
+		for _, t := range r.OrderUnknown {
+			fmt.Fprintf(w, "    %s\n", t)
+		}
+	}
+	var group []string
+	for i, s := range sums {
+		indent := "  "
+		if len(r.OrderUnknown) > 0 {
+			indent = "    "
+			if i == 0 || !slices.Equal(s.Assumes, group) {
+				group = s.Assumes
+				if len(group) == 0 {
+					fmt.Fprintf(w, "  whatever the order:\n")
+				} else {
+					fmt.Fprintf(w, "  if %s:\n", strings.Join(group, "; and "))
+				}
+			}
+		}
+		fmt.Fprintf(w, "%s%5.1f%%  %s\n", indent, 100*s.Prob, s.Outcome)
 		if f := s.Failure; f != nil {
-			fmt.Fprintf(w, "          matches FAILURES.md %s (twill doctor %s): %s\n", f.ID, f.Check, f.Why)
+			fmt.Fprintf(w, "%s        matches FAILURES.md %s (twill doctor %s): %s\n", indent, f.ID, f.Check, f.Why)
 		}
 	}
 	if r.Uncertain {
@@ -40,12 +60,15 @@ func (r *Result) WriteText(w io.Writer) {
 	}
 	shown := map[string]bool{}
 	for i, p := range r.Paths {
-		key := p.Outcome.Kind + p.Outcome.Receiver + p.Outcome.Where + p.Outcome.SeenSrc.Addr().String()
+		key := p.Outcome.Kind + p.Outcome.Receiver + p.Outcome.Where + p.Outcome.SeenSrc.Addr().String() + strings.Join(p.Assumes, ";")
 		if shown[key] {
 			continue
 		}
 		shown[key] = true
 		fmt.Fprintf(w, "\nPath %d (probability %.4g): %s\n", i+1, p.Prob, p.Outcome)
+		for _, a := range p.Assumes {
+			fmt.Fprintf(w, "  assuming %s\n", a)
+		}
 		writeSteps(w, "  ", p.Forward)
 		if len(p.Reply) > 0 {
 			fmt.Fprintf(w, "  -- reply --\n")

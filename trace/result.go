@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -14,9 +15,30 @@ type Request struct {
 	// To is the destination address and Port its port (0 for icmp).
 	To    netip.Addr `json:"to"`
 	Port  uint16     `json:"port,omitempty"`
-	Proto string     `json:"proto"` // tcp (default), udp, icmp
+	Proto string     `json:"proto"` // tcp (default), udp, sctp, icmp
 	// Sport is the client's source port (default 40000).
 	Sport uint16 `json:"sport,omitempty"`
+}
+
+// Protocols are the protocols a trace can follow.
+var Protocols = []string{"tcp", "udp", "sctp", "icmp"}
+
+// Validate checks a request's protocol (Protocols; "" is tcp), its port
+// (needed except for icmp) and that the destination is IPv4.
+func (r Request) Validate() error {
+	switch p := strings.ToLower(r.Proto); p {
+	case "", "tcp", "udp", "sctp":
+		if r.Port == 0 {
+			return fmt.Errorf("--to %s: --proto %s needs a port (--to IP:PORT)", r.To, cmp.Or(p, "tcp"))
+		}
+	case "icmp":
+	default:
+		return fmt.Errorf("--proto %q: want %s", r.Proto, strings.Join(Protocols, ", "))
+	}
+	if !r.To.Is4() {
+		return fmt.Errorf("--to %s: only IPv4 is simulated", r.To)
+	}
+	return nil
 }
 
 // Outcome kinds.
@@ -58,9 +80,39 @@ type Outcome struct {
 	ReplyFrom netip.AddrPort `json:"replyFrom,omitzero"`
 	// Where says where the packet (or the reply) was dropped and by what.
 	Where string `json:"where,omitempty"`
+	// Cause says in one word what ended the path (where the decision was
+	// made), for programs: Where is for people and may be reworded.
+	Cause Cause `json:"cause,omitempty"`
 	// Failure names the FAILURES.md entry and doctor check the path matches.
 	Failure *Failure `json:"failure,omitempty"`
 }
+
+// Cause is what ended a path, set where the simulator decides it.
+type Cause string
+
+// Causes.
+const (
+	// CauseNetfilter: a netfilter rule or chain policy dropped or rejected
+	// the packet (the path's last hook step names it).
+	CauseNetfilter Cause = "netfilter"
+	// CauseForwardingOff: net.ipv4.ip_forward=0 on a node that had to forward.
+	CauseForwardingOff Cause = "ip-forward-off"
+	// CauseRoute: no route, or a blackhole, unreachable or prohibit route.
+	CauseRoute Cause = "route"
+	// CauseNoNeighbour: no neighbour entry (VTEP MAC) for a vxlan next hop.
+	CauseNoNeighbour Cause = "no-neighbour"
+	// CauseStaleNeighbour: the neighbour entry holds a MAC that is not the
+	// peer's VTEP MAC.
+	CauseStaleNeighbour Cause = "stale-neighbour"
+	// CauseNoFDB: no FDB entry (underlay address) for the VTEP MAC.
+	CauseNoFDB Cause = "no-fdb"
+	// CauseLocalRoute: accepted by a local route on a non-loopback device
+	// (kube-ipvs0).
+	CauseLocalRoute Cause = "local-route"
+	// CauseRouteLocalnet: a loopback address on another device without
+	// net.ipv4.conf.*.route_localnet=1 (martian).
+	CauseRouteLocalnet Cause = "route-localnet"
+)
 
 // Failure ties a path to FAILURES.md and a doctor check.
 type Failure struct {
@@ -78,9 +130,23 @@ type Path struct {
 	Outcome Outcome `json:"outcome"`
 	// Uncertain lists what could not be evaluated on this path, naming rules.
 	Uncertain []string `json:"uncertain,omitempty"`
+	// Assumes lists the orders of equal-priority base chains this path
+	// takes, when the order changes the outcome (Result.OrderUnknown says
+	// why they are not known). Paths with different Assumes are
+	// alternatives, not branches of one packet: Prob is the probability
+	// given those orders.
+	Assumes []string `json:"assumes,omitempty"`
 
 	// bridgedNoNF lists nodes where the reply was bridged without the IP hooks.
 	bridgedNoNF []string
+	assume      []orderChoice
+	decided     *nfDecision
+}
+
+// nfDecision is the netfilter step that dropped or rejected a packet.
+type nfDecision struct {
+	step    Step
+	verdict string // drop, reject
 }
 
 // Result is a trace: every path with its probability.
@@ -95,33 +161,45 @@ type Result struct {
 	Uncertain bool `json:"uncertain"`
 	// Notes are caveats on the whole trace.
 	Notes []string `json:"notes,omitempty"`
+	// OrderUnknown names every group of base chains that hook in at the
+	// same hook and priority where the order changed the outcome: the
+	// kernel's order is not known, so every order is reported (each path
+	// says which it assumes).
+	OrderUnknown []string `json:"orderUnknown,omitempty"`
 }
 
 // Summary is one distinct outcome with its total probability.
 type Summary struct {
 	Outcome
 	Prob float64 `json:"prob"`
+	// Assumes are the orders of equal-priority base chains the outcome
+	// depends on (empty: whatever the order). Prob is given those orders.
+	Assumes []string `json:"assumes,omitempty"`
 }
 
 // Summaries merges paths with the same outcome (kind, receiver, source seen,
-// where), most likely first.
+// where) under the same assumed hook orders: the outcomes that hold
+// whatever the order first, then per assumed order; most likely first.
 func (r *Result) Summaries() []Summary {
 	var out []Summary
 	for _, p := range r.Paths {
 		found := false
 		for i := range out {
 			o := &out[i]
-			if o.Kind == p.Outcome.Kind && o.Receiver == p.Outcome.Receiver && o.SeenSrc.Addr() == p.Outcome.SeenSrc.Addr() && o.SeenDst == p.Outcome.SeenDst && o.Where == p.Outcome.Where {
+			if o.Kind == p.Outcome.Kind && o.Receiver == p.Outcome.Receiver && o.SeenSrc.Addr() == p.Outcome.SeenSrc.Addr() && o.SeenDst == p.Outcome.SeenDst && o.Where == p.Outcome.Where && slices.Equal(o.Assumes, p.Assumes) {
 				o.Prob += p.Prob
 				found = true
 				break
 			}
 		}
 		if !found {
-			out = append(out, Summary{Outcome: p.Outcome, Prob: p.Prob})
+			out = append(out, Summary{Outcome: p.Outcome, Prob: p.Prob, Assumes: p.Assumes})
 		}
 	}
 	slices.SortStableFunc(out, func(a, b Summary) int {
+		if c := slices.Compare(a.Assumes, b.Assumes); c != 0 {
+			return c
+		}
 		switch {
 		case a.Prob > b.Prob:
 			return -1

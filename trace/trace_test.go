@@ -33,6 +33,13 @@ func labPods() []Pod {
 
 func world(t testing.TB, files ...string) *World {
 	t.Helper()
+	return worldWith(t, nil, files...)
+}
+
+// worldWith loads testdata snapshots, lets set (if not nil) change the last
+// one, and adds the lab's pods of those nodes.
+func worldWith(t testing.TB, set func(s *nodestate.Snapshot), files ...string) *World {
+	t.Helper()
 	var snaps []*nodestate.Snapshot
 	for _, f := range files {
 		s, err := nodestate.LoadFile("testdata/" + f + ".json")
@@ -40,6 +47,9 @@ func world(t testing.TB, files ...string) *World {
 			t.Fatal(err)
 		}
 		snaps = append(snaps, s)
+	}
+	if set != nil {
+		set(snaps[len(snaps)-1])
 	}
 	var pods []Pod
 	for _, p := range labPods() {
@@ -307,7 +317,8 @@ func TestBadRequests(t *testing.T) {
 	for _, r := range []Request{
 		{From: "nobody", To: netip.MustParseAddr("10.244.1.11"), Port: 80},
 		{From: "node1-a", To: netip.MustParseAddr("10.244.1.11")},
-		{From: "node1-a", To: netip.MustParseAddr("10.244.1.11"), Port: 80, Proto: "sctp"},
+		{From: "node1-a", To: netip.MustParseAddr("10.244.1.11"), Port: 80, Proto: "gre"},
+		{From: "node1-a", To: netip.MustParseAddr("10.244.1.11"), Proto: "sctp"},
 		{From: "node1-a", To: netip.MustParseAddr("fd00::1"), Port: 80},
 	} {
 		if _, err := w.Trace(r); err == nil {

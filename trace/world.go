@@ -247,6 +247,13 @@ func (h *Host) sysctl(name string) (string, bool) {
 	return v, ok
 }
 
+// routeLocalnet returns net.ipv4.conf.DEV.route_localnet ("all" for the
+// global one), "" when the snapshot does not have it.
+func (h *Host) routeLocalnet(dev string) string {
+	v, _ := h.sysctl(nodestate.RouteLocalnetKey(dev))
+	return v
+}
+
 // forwarding reports whether net.ipv4.ip_forward is on (unknown counts as on).
 func (h *Host) forwarding() bool {
 	v, ok := h.sysctl("net.ipv4.ip_forward")

@@ -15,6 +15,7 @@ import (
 	"github.com/twillnet/twill/nodestate"
 	"github.com/twillnet/twill/picture"
 	"github.com/twillnet/twill/trace"
+	"github.com/twillnet/twill/trace/tracelab"
 )
 
 // traceFlags are the flags of `twill trace`.
@@ -68,7 +69,7 @@ Exit status: 0 when every path is established, 1 when some path fails, 2 on erro
 	fs := cmd.Flags()
 	fs.StringVar(&f.from, "from", "", "sender: a pod name (with --lab), a pod address, a node name or a node address")
 	fs.StringVar(&f.to, "to", "", "destination IP[:PORT] (a pod, a Service ClusterIP, a node)")
-	fs.StringVar(&f.proto, "proto", "tcp", "protocol: tcp, udp or icmp")
+	fs.StringVar(&f.proto, "proto", "tcp", "protocol: "+strings.Join(trace.Protocols, ", "))
 	fs.IntVar(&f.sport, "sport", 40000, "the client's source port")
 	fs.StringArrayVar(&f.snapshots, "snapshot", nil, "a node snapshot file from 'twill snapshot' (repeat for several nodes)")
 	fs.StringArrayVar(&f.netns, "netns", nil, "capture this named network namespace live as a node (repeat for several)")
@@ -123,7 +124,7 @@ func runTrace(ctx context.Context, cmd *cobra.Command, f *traceFlags) error {
 		if len(f.snapshots) > 0 || len(f.netns) > 0 {
 			return fmt.Errorf("--lab captures the lab's nodes itself; leave out --snapshot and --netns")
 		}
-		w, st, err = trace.LabWorld(ctx, f.labName)
+		w, st, err = tracelab.World(ctx, f.labName)
 	case len(f.snapshots) > 0:
 		var snaps []*nodestate.Snapshot
 		for _, p := range f.snapshots {
@@ -160,9 +161,9 @@ func runTrace(ctx context.Context, cmd *cobra.Command, f *traceFlags) error {
 		return err
 	}
 	out := cmd.OutOrStdout()
-	var live *trace.LiveResult
+	var live *tracelab.LiveResult
 	if f.live {
-		live, err = trace.Live(ctx, st, req)
+		live, err = tracelab.Live(ctx, st, req)
 		if err != nil {
 			return err
 		}
@@ -178,7 +179,7 @@ func runTrace(ctx context.Context, cmd *cobra.Command, f *traceFlags) error {
 		}
 	case "json":
 		if live != nil {
-			return trace.WriteJSONWithLive(out, res, live)
+			return tracelab.WriteJSONWithLive(out, res, live)
 		}
 		if err := res.WriteJSON(out); err != nil {
 			return err
@@ -216,14 +217,5 @@ func parseTraceTarget(to, proto string) (trace.Request, error) {
 		}
 		req.Port = uint16(n)
 	}
-	switch req.Proto {
-	case "tcp", "udp":
-		if req.Port == 0 {
-			return req, fmt.Errorf("--to %s: --proto %s needs a port (IP:PORT)", to, req.Proto)
-		}
-	case "icmp":
-	default:
-		return req, fmt.Errorf("--proto %q: want tcp, udp or icmp", proto)
-	}
-	return req, nil
+	return req, req.Validate()
 }

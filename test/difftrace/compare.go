@@ -56,24 +56,31 @@ func Observe(line string, err error) Observed {
 	return Observed{Kind: "ok", Receiver: f[0], Src: ap.Addr()}
 }
 
-// Expected is one outcome the simulator allows, in the probe's terms.
+// Expected is one outcome the simulator declares possible, in the probe's
+// terms.
 type Expected struct {
 	Kinds    []string // observed kinds this outcome is consistent with
 	Receiver string
 	Src      netip.Addr
 	Prob     float64
 	From     trace.Outcome
+	// Assumes are the orders of equal-priority base chains the outcome
+	// needs (empty: whatever the order); see trace.Result.OrderUnknown.
+	Assumes []string
 }
 
-// Expect maps the simulated paths to the observable outcomes. The lab's pod
-// servers listen on lab.ServerPort only, and nothing listens on the nodes.
+// Expect maps the simulated outcomes to observable ones: the set of
+// outcomes the simulator declares possible, over random branches and over
+// every order of equal-priority base chains it could not know. The lab's
+// pod servers listen on lab.ServerPort only, and nothing listens on the
+// nodes.
 func Expect(res *trace.Result) []Expected {
 	var out []Expected
 	for _, s := range res.Summaries() {
 		if s.Prob < 1e-9 {
 			continue
 		}
-		e := Expected{Prob: s.Prob, From: s.Outcome}
+		e := Expected{Prob: s.Prob, From: s.Outcome, Assumes: s.Assumes}
 		switch s.Kind {
 		case trace.Established:
 			if s.SeenDst.Port() != lab.ServerPort {
@@ -102,7 +109,20 @@ func Expect(res *trace.Result) []Expected {
 	return out
 }
 
-// Agree reports whether the observation is one of the expected outcomes.
+// Ambiguous reports whether the expected outcomes differ by an unknown
+// order of base chains (the simulator declares more than one answer).
+func Ambiguous(exp []Expected) bool {
+	for _, e := range exp {
+		if len(e.Assumes) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Agree reports whether the observation is in the set of expected
+// outcomes. When the simulator declares one outcome only, that outcome
+// must be what the kernel did.
 func Agree(exp []Expected, obs Observed) bool {
 	for _, e := range exp {
 		for _, k := range e.Kinds {

@@ -1,4 +1,4 @@
-package trace
+package tracelab
 
 import (
 	"bufio"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/twillnet/twill/lab"
 	"github.com/twillnet/twill/nsrun"
+	"github.com/twillnet/twill/trace"
 )
 
 // liveTable is the nft table --live adds (and removes) in every lab node.
@@ -37,7 +38,7 @@ type LiveResult struct {
 // Live sends one real probe from a lab pod (or node) with nftrace enabled on
 // every node for packets of the probe's client port, and collects `nft
 // monitor trace` from every node. Everything it adds is removed again.
-func Live(ctx context.Context, st *lab.State, req Request) (*LiveResult, error) {
+func Live(ctx context.Context, st *lab.State, req trace.Request) (*LiveResult, error) {
 	from, err := st.Find(req.From)
 	if err != nil {
 		return nil, err
@@ -116,7 +117,7 @@ func Live(ctx context.Context, st *lab.State, req Request) (*LiveResult, error) 
 
 // probe connects from namespace ns with a fixed source port and reads the
 // server's line (lab pods answer "<name> <client as seen>").
-func probe(ctx context.Context, ns string, req Request, sport uint16) (string, error) {
+func probe(ctx context.Context, ns string, req trace.Request, sport uint16) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var line string
@@ -198,12 +199,12 @@ func (l *LiveResult) WriteText(w io.Writer) {
 }
 
 // WriteJSONWithLive writes the simulation and the kernel's trace as one JSON object.
-func WriteJSONWithLive(w io.Writer, r *Result, l *LiveResult) error {
+func WriteJSONWithLive(w io.Writer, r *trace.Result, l *LiveResult) error {
 	out := struct {
-		*Result
-		Summary  []Summary   `json:"summary"`
-		Failures []Failure   `json:"failures,omitempty"`
-		Live     *LiveResult `json:"live"`
+		*trace.Result
+		Summary  []trace.Summary `json:"summary"`
+		Failures []trace.Failure `json:"failures,omitempty"`
+		Live     *LiveResult     `json:"live"`
 	}{r, r.Summaries(), r.Failures(), l}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

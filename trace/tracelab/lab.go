@@ -1,4 +1,4 @@
-package trace
+package tracelab
 
 import (
 	"context"
@@ -7,14 +7,15 @@ import (
 
 	"github.com/twillnet/twill/lab"
 	"github.com/twillnet/twill/nodestate"
+	"github.com/twillnet/twill/trace"
 )
 
-// LabPods returns the pods of a lab as the simulator models them.
-func LabPods(st *lab.State) []Pod {
-	var pods []Pod
+// Pods returns the pods of a lab as the simulator models them.
+func Pods(st *lab.State) []trace.Pod {
+	var pods []trace.Pod
 	for _, n := range st.Nodes {
 		for _, p := range n.Pods {
-			pods = append(pods, Pod{
+			pods = append(pods, trace.Pod{
 				Name: p.Name, Node: n.Name,
 				IP:       netip.PrefixFrom(netip.MustParseAddr(p.IP), netip.MustParsePrefix(n.Subnet).Bits()),
 				Gateway:  netip.MustParseAddr(n.Gateway),
@@ -26,9 +27,9 @@ func LabPods(st *lab.State) []Pod {
 	return pods
 }
 
-// CaptureLab snapshots every node of a running lab (live, from its
+// Capture snapshots every node of a running lab (live, from its
 // namespaces).
-func CaptureLab(ctx context.Context, st *lab.State) ([]*nodestate.Snapshot, error) {
+func Capture(ctx context.Context, st *lab.State) ([]*nodestate.Snapshot, error) {
 	var snaps []*nodestate.Snapshot
 	for _, n := range st.Nodes {
 		s, err := nodestate.Capture(ctx, nodestate.CaptureOptions{Netns: n.Namespace, Root: n.Root, Node: n.Name})
@@ -40,16 +41,16 @@ func CaptureLab(ctx context.Context, st *lab.State) ([]*nodestate.Snapshot, erro
 	return snaps, nil
 }
 
-// LabWorld captures a running lab's nodes and builds the World with its pods.
-func LabWorld(ctx context.Context, name string) (*World, *lab.State, error) {
+// World captures a running lab's nodes and builds the trace.World with its pods.
+func World(ctx context.Context, name string) (*trace.World, *lab.State, error) {
 	st, err := lab.Load(name)
 	if err != nil {
 		return nil, nil, err
 	}
-	snaps, err := CaptureLab(ctx, st)
+	snaps, err := Capture(ctx, st)
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err := NewWorld(snaps, LabPods(st))
+	w, err := trace.NewWorld(snaps, Pods(st))
 	return w, st, err
 }
