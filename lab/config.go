@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"regexp"
 	"time"
+
+	"github.com/twillnet/twill/subnetfile"
 )
 
 // DefaultName is the lab name used when none is given.
@@ -183,8 +185,9 @@ func NodeSubnet(i int) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i), 0}), 24)
 }
 
-// NodeGateway is cni0's address on node i (the pods' default gateway).
-func NodeGateway(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 244, byte(i), 1}) }
+// NodeGateway is cni0's address on node i (the pods' default gateway):
+// subnetfile.Gateway of its subnet, as the agent and twill-cni decide it.
+func NodeGateway(i int) netip.Addr { return subnetfile.Gateway(NodeSubnet(i)).Addr() }
 
 // PodIP is the address of pod k on node i in static mode. In agent mode the
 // twill-cni plugin picks the address (usually .2, .3, ...): read Pod.IP.

@@ -32,8 +32,9 @@ func setupNodePodNetwork(st *State, n *Node) error {
 		if err := h.LinkAdd(br); err != nil {
 			return fmt.Errorf("node %s: add bridge %s: %w", n.Name, podBridge, err)
 		}
-		if err := h.AddrAdd(br, &netlink.Addr{IPNet: ipNet(netip.MustParseAddr(n.Gateway), 24)}); err != nil {
-			return fmt.Errorf("node %s: address %s/24 on %s: %w", n.Name, n.Gateway, podBridge, err)
+		gw := subnetfile.Gateway(netip.MustParsePrefix(n.Subnet))
+		if err := h.AddrAdd(br, &netlink.Addr{IPNet: prefixAddrNet(gw)}); err != nil {
+			return fmt.Errorf("node %s: address %s on %s: %w", n.Name, gw, podBridge, err)
 		}
 		if err := h.LinkSetUp(br); err != nil {
 			return fmt.Errorf("node %s: %s up: %w", n.Name, podBridge, err)
@@ -146,7 +147,7 @@ func ignoreMissing(err error) error {
 func writeNodeFiles(st *State, n *Node) error {
 	return subnetfile.Write(n.Root+subnetfile.TwillPath, subnetfile.Info{
 		Network: ClusterCIDR,
-		Subnet:  netip.MustParsePrefix(n.Gateway + "/24"),
+		Subnet:  subnetfile.Gateway(netip.MustParsePrefix(n.Subnet)),
 		MTU:     PodMTU(st.Backend),
 		IPMasq:  true,
 		Backend: st.Backend,
