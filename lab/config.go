@@ -56,6 +56,11 @@ type Config struct {
 	Pods int
 	// Backend is BackendVXLAN (default) or BackendHostGW.
 	Backend string
+	// DirectRouting sets the vxlan backend's DirectRouting option in the
+	// lab's net-conf.json: the agents route peers on the underlay segment
+	// directly (all of a lab's nodes share one) and use vxlan only for the
+	// others. vxlan and agent mode only.
+	DirectRouting bool
 	// EtcdBin is the etcd binary; empty searches for it (see FindEtcd).
 	EtcdBin string
 	// Self is the twill binary started in each pod as `Self lab serve ...`;
@@ -145,6 +150,12 @@ func (c Config) Validate() error {
 	}
 	if c.Backend != BackendVXLAN && c.Backend != BackendHostGW {
 		return fmt.Errorf("--backend %q: want %q or %q", c.Backend, BackendVXLAN, BackendHostGW)
+	}
+	if c.DirectRouting && c.Backend != BackendVXLAN {
+		return fmt.Errorf("--direct-routing is an option of the vxlan backend, not %s (drop --backend %s)", c.Backend, c.Backend)
+	}
+	if c.DirectRouting && !c.Agent {
+		return fmt.Errorf("--direct-routing needs agent mode: the agents program the direct routes (drop --static)")
 	}
 	if c.Store != StoreEtcd && c.Store != StoreKubernetes {
 		return fmt.Errorf("--store %q: want %q or %q", c.Store, StoreEtcd, StoreKubernetes)

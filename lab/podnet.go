@@ -151,6 +151,8 @@ func writeNodeFiles(st *State, n *Node) error {
 		MTU:     PodMTU(st.Backend),
 		IPMasq:  true,
 		Backend: st.Backend,
+		// As the agent writes it (it rewrites this seed file).
+		DirectRouting: st.DirectRouting,
 	})
 }
 
