@@ -180,7 +180,9 @@ func TestOverlayOnFlannelsDevice(t *testing.T) {
 		t.Fatalf("overlay findings on flannel.1: %v", got)
 	}
 	// And drift on it is still seen.
-	s.Neighbors = slices.DeleteFunc(s.Neighbors, func(n nodestate.Neighbor) bool { return n.Dev == "flannel.1" && n.IP == netip.MustParseAddr("10.244.2.0") })
+	s.Neighbors = slices.DeleteFunc(s.Neighbors, func(n nodestate.Neighbor) bool {
+		return n.Dev == "flannel.1" && n.IP == netip.MustParseAddr("10.244.2.0")
+	})
 	if got := overlayFindings(Run(s, Config{})); !slices.Equal(got, []string{"TW041 ERROR"}) {
 		t.Fatalf("missing neighbour on flannel.1: %v", got)
 	}
