@@ -12,7 +12,8 @@ import (
 	"github.com/twillnet/twill/nsrun"
 )
 
-// Sysctl names captured for every namespace, beside the per-link rp_filter.
+// Sysctl names captured for every namespace, beside the per-link rp_filter
+// and route_localnet.
 var captureSysctls = []string{
 	"net.ipv4.ip_forward",
 	"net.ipv6.conf.all.forwarding",
@@ -21,6 +22,8 @@ var captureSysctls = []string{
 	"net.bridge.bridge-nf-call-arptables",
 	"net.ipv4.conf.all.rp_filter",
 	"net.ipv4.conf.default.rp_filter",
+	"net.ipv4.conf.all.route_localnet",
+	"net.ipv4.conf.default.route_localnet",
 	"net.netfilter.nf_conntrack_max",
 	"net.netfilter.nf_conntrack_count",
 }
@@ -40,7 +43,8 @@ func captureProc(s *Snapshot, ns string) {
 		want = append(want, entry{k, "/proc/sys/" + strings.ReplaceAll(k, ".", "/")})
 	}
 	for _, l := range s.Links {
-		want = append(want, entry{RPFilterKey(l.Name), "/proc/sys/net/ipv4/conf/" + l.Name + "/rp_filter"})
+		want = append(want, entry{RPFilterKey(l.Name), "/proc/sys/net/ipv4/conf/" + l.Name + "/rp_filter"},
+			entry{RouteLocalnetKey(l.Name), "/proc/sys/net/ipv4/conf/" + l.Name + "/route_localnet"})
 	}
 	s.Sysctls = map[string]string{}
 	var ipvsText string

@@ -94,3 +94,9 @@ func word(m map[int]string, n int) string {
 // link name is kept as is, dots included ("net.ipv4.conf.twill.1.rp_filter"),
 // where sysctl(8) would print "twill/1".
 func RPFilterKey(link string) string { return "net.ipv4.conf." + link + ".rp_filter" }
+
+// RouteLocalnetKey is the Sysctls key of a link's route_localnet
+// ("all" and "default" are captured too): whether the kernel routes
+// packets from or to 127.0.0.0/8 off the loopback device, which
+// kube-proxy's localhost NodePorts need.
+func RouteLocalnetKey(link string) string { return "net.ipv4.conf." + link + ".route_localnet" }
