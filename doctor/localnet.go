@@ -9,8 +9,8 @@ import (
 	"github.com/twillnet/twill/nodestate"
 )
 
-// loopback is the IPv4 loopback network.
-var loopback = netip.MustParsePrefix("127.0.0.0/8")
+// localhost is the address localhost NodePort calls go to.
+var localhost = netip.MustParseAddr("127.0.0.1")
 
 // localhostNodePorts returns the kube-proxy (iptables mode) rules that send
 // packets addressed to 127.0.0.0/8 into a KUBE-NODEPORTS chain holding
@@ -49,7 +49,7 @@ func acceptsLoopback(r *netfilter.Rule) bool {
 		if err != nil {
 			return false // unknown: do not guess
 		}
-		covers := p.Contains(loopback.Addr())
+		covers := p.Contains(localhost)
 		return covers != r.Destination.Negated
 	}
 	if m := r.Match("addrtype"); m != nil {
