@@ -23,7 +23,7 @@ type Config struct {
 	// Ignore lists check IDs to suppress.
 	Ignore []string
 	// Cluster is the Kubernetes API's view of Services, EndpointSlices
-	// and Pods (kubeview.Load, `twill doctor --kubeconfig`); nil skips the
+	// and Pods (apiload.Load, `twill doctor --kubeconfig`); nil skips the
 	// checks that compare the node with the API (TW033, TW034).
 	Cluster *kubeview.View
 }
