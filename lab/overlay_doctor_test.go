@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/twillnet/twill/backend"
 	"github.com/twillnet/twill/doctor"
 	"github.com/twillnet/twill/lease"
@@ -141,6 +143,15 @@ func snapshots(t *testing.T, st *State, twill, label string) map[string]*nodesta
 // putLease writes a lease without TTL into the lab's etcd.
 func putLease(t *testing.T, st *State, l lease.Lease) {
 	t.Helper()
+	withEtcd(t, st, func(ctx context.Context, c *clientv3.Client) error {
+		return leaseetcd.Put(ctx, c, lease.DefaultPrefix, l, 0)
+	})
+}
+
+// withEtcd calls f with a client of the lab's etcd, bounded to 5 seconds,
+// and fails the test on any error.
+func withEtcd(t *testing.T, st *State, f func(context.Context, *clientv3.Client) error) {
+	t.Helper()
 	c, err := etcdClient(st)
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +159,7 @@ func putLease(t *testing.T, st *State, l lease.Lease) {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := leaseetcd.Put(ctx, c, lease.DefaultPrefix, l, 0); err != nil {
+	if err := f(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,28 +11,12 @@ import (
 // agents route every peer via its underlay address on eth0 (the vxlan device
 // stays up for peers off the segment), and doctor agrees on every node.
 func TestDirectRouting(t *testing.T) {
-	name := labName + "d"
-	tw(t, "lab", "down", "--name", name)
-	if r := tw(t, "lab", "up", "--direct-routing", "--nodes", "3", "--pods", "1", "--name", name); r.code != 0 {
-		t.Fatalf("lab up --direct-routing: exit %d\n%s", r.code, r.out)
-	}
-	defer tw(t, "lab", "down", "--name", name)
+	name := otherLab(t, "d", "--direct-routing", "--nodes", "3", "--pods", "1")
 
 	everyPairTalks(t, name)
+	doctorCleanEverywhere(t, name)
 	st := status(t, name)
-	for _, node := range []string{"node1", "node2", "node3"} {
-		r := tw(t, "lab", "exec", node, "--name", name, "--", twill, "doctor")
-		if r.code != 0 || !strings.Contains(r.out, "no problems found") {
-			t.Errorf("doctor on DirectRouting %s: exit %d\n%s", node, r.code, r.out)
-		}
-	}
-	routes := tw(t, "lab", "exec", "node1", "--name", name, "--", "ip", "route").out
-	for _, n := range st.Nodes[1:] {
-		want := fmt.Sprintf("%s via %s dev eth0", n.Subnet, n.IP)
-		if !strings.Contains(routes, want) {
-			t.Errorf("node1 lacks the direct route %q:\n%s", want, routes)
-		}
-	}
+	routes := peersRoutedDirectly(t, name, st)
 	if strings.Contains(routes, "dev twill.1") {
 		t.Errorf("DirectRouting node routes same-segment peers through vxlan:\n%s", routes)
 	}
@@ -50,12 +33,5 @@ func TestDirectRouting(t *testing.T) {
 		t.Errorf("after routing %s through vxlan: error findings %v (exit %d), want [TW040]", peer.Subnet, ids, code)
 	}
 	tw(t, "lab", "agent", "node1", "resume", "--name", name)
-	want := fmt.Sprintf("%s via %s dev eth0", peer.Subnet, peer.IP)
-	end := time.Now().Add(15 * time.Second)
-	for !strings.Contains(tw(t, "lab", "exec", "node1", "--name", name, "--", "ip", "route").out, want) {
-		if time.Now().After(end) {
-			t.Fatalf("direct route %q not repaired within 15s", want)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitForRoute(t, name, peer.Subnet+" via "+peer.IP+" dev eth0", 15*time.Second)
 }
