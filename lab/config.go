@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/twillnet/twill/backend"
+	"github.com/twillnet/twill/netconf"
 	"github.com/twillnet/twill/subnetfile"
 )
 
@@ -229,10 +231,12 @@ func underlayPort(i int) string { return fmt.Sprintf("veth-n%d", i) }
 // hostVeth is the node end of pod k's veth on node i.
 func hostVeth(i, k int) string { return fmt.Sprintf("veth%d%c", i, 'a'+k) }
 
-// PodMTU is the pod MTU of a backend (vxlan costs 50 bytes).
-func PodMTU(backend string) int {
-	if backend == BackendVXLAN {
-		return 1450
-	}
-	return 1500
+// underlayMTU is the MTU of the lab's underlay links (the kernel's default
+// for veths).
+const underlayMTU = 1500
+
+// PodMTU is the pod MTU of a backend on the lab's underlay, as the agent
+// decides it (backend.PodMTU: vxlan costs 50 bytes).
+func PodMTU(backendType string) int {
+	return backend.PodMTU(netconf.Config{Backend: netconf.Backend{Type: backendType}}, underlayMTU)
 }
