@@ -224,19 +224,9 @@ func (ov *overlay) changeFinding(c be.Change, title, what, fix string) Finding {
 	if c.Action == be.ActionDelete && c.Reason == "not desired" {
 		sev = Warning
 	}
-	ev := []string{fmt.Sprintf("%s %s %s (%s)", wantVerb(c.Action), c.Kind, c.Object(), c.Reason)}
+	ev := []string{fmt.Sprintf("the agent would %s %s %s (%s)", c.Action, c.Kind, c.Object(), c.Reason)}
 	ev = append(ev, ov.assumed...)
 	return Finding{Severity: sev, Failure: "F6", Title: title, Evidence: ev, Explanation: overlayExplain(what), Fix: fix + "; or " + overlayFix}
-}
-
-func wantVerb(action string) string {
-	switch action {
-	case be.ActionDelete:
-		return "expected no"
-	case be.ActionReplace:
-		return "expected"
-	}
-	return "missing"
 }
 
 func checkOverlayRoutes(e *env) ([]Finding, string) {
