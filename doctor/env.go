@@ -52,6 +52,9 @@ type env struct {
 	parseErr map[string]error
 
 	links map[string]*nodestate.Link
+
+	// overlayMemo holds expectedOverlay's answer once computed (overlay.go).
+	overlayMemo *overlayMemo
 }
 
 func newEnv(s *nodestate.Snapshot, cfg Config) *env {

@@ -42,8 +42,23 @@ type noOverlay struct{ why string }
 
 func (n noOverlay) Error() string { return n.why }
 
-// expectedOverlay computes the node's expected overlay from the snapshot.
+// overlayMemo is expectedOverlay's answer, computed once per run.
+type overlayMemo struct {
+	ov  *overlay
+	err error
+}
+
+// expectedOverlay returns the node's expected overlay (computed once).
 func (e *env) expectedOverlay() (*overlay, error) {
+	if e.overlayMemo == nil {
+		ov, err := e.computeOverlay()
+		e.overlayMemo = &overlayMemo{ov, err}
+	}
+	return e.overlayMemo.ov, e.overlayMemo.err
+}
+
+// computeOverlay computes the node's expected overlay from the snapshot.
+func (e *env) computeOverlay() (*overlay, error) {
 	ov := &overlay{leases: map[netip.Prefix]nodestate.Lease{}, peersKnown: len(e.snap.Leases) > 0}
 	for _, l := range e.snap.Leases {
 		ov.leases[l.Subnet.Masked()] = l
