@@ -96,7 +96,7 @@ type agent struct {
 	cfg   netconf.Config
 	self  lease.Lease
 	peers []lease.Lease
-	under underlay
+	under backend.Underlay
 	// programmed is true after the first successful reconcile: later
 	// changes are drift repairs (counted), the first ones are set-up.
 	programmed bool
@@ -152,7 +152,7 @@ func (a *agent) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: read node state: %w", err)
 	}
-	u, err := findUnderlay(snap, a.opt.Iface, a.opt.PublicIP)
+	u, err := backend.FindUnderlay(snap, a.opt.Iface, a.opt.PublicIP)
 	if err != nil {
 		return fmt.Errorf("agent: underlay: %w", err)
 	}

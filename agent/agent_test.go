@@ -136,8 +136,7 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
 // seedSubnetFile makes the node ask for the subnet the testbed's pod already uses.
 func seedSubnetFile(t *testing.T, root string, nd testbed.Node) {
 	t.Helper()
-	gw := nd.Subnet.Addr().Next()
-	info := subnetfile.Info{Network: testbed.Network, Subnet: netipPrefix(gw.String() + "/24"), MTU: 1450, IPMasq: true, Backend: "vxlan"}
+	info := subnetfile.Info{Network: testbed.Network, Subnet: subnetfile.Gateway(nd.Subnet), MTU: 1450, IPMasq: true, Backend: "vxlan"}
 	if err := subnetfile.Write(filepath.Join(root, subnetfile.TwillPath), info); err != nil {
 		t.Fatal(err)
 	}

@@ -112,10 +112,7 @@ func (a *agent) reconcileOnce(ctx context.Context) ([]Repair, error) {
 	if err != nil {
 		return repairs, err
 	}
-	want, err := backend.Compute(backend.Node{
-		Self: self, Peers: peers, Config: cfg,
-		UnderlayDev: u.Dev, UnderlayIP: u.IP, UnderlayMTU: u.MTU, UnderlayNets: u.Nets,
-	})
+	want, err := backend.Compute(backend.NodeOf(self, peers, cfg, u))
 	var peerErrs backend.PeerErrors
 	if errors.As(err, &peerErrs) {
 		for _, pe := range peerErrs {
@@ -155,10 +152,12 @@ func (a *agent) reconcileOnce(ctx context.Context) ([]Repair, error) {
 func (a *agent) ensureSubnetFiles(self netip.Prefix, cfg netconf.Config, mtu int) ([]Repair, error) {
 	info := subnetfile.Info{
 		Network: cfg.Network,
-		Subnet:  netip.PrefixFrom(self.Masked().Addr().Next(), self.Bits()),
+		Subnet:  subnetfile.Gateway(self),
 		MTU:     mtu,
 		IPMasq:  true,
 		Backend: cfg.Backend.Type,
+		// DirectRouting is only meaningful (and only written) for vxlan.
+		DirectRouting: cfg.Backend.Type == netconf.BackendVXLAN && cfg.Backend.DirectRouting,
 	}
 	files := map[string]string{a.subnetPath(): info.Render()}
 	if a.opt.FlannelSubnetEnv {

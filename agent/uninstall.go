@@ -67,7 +67,7 @@ func Uninstall(ctx context.Context, o UninstallOptions) ([]string, error) {
 	}
 	dev := o.Iface
 	if dev == "" {
-		if u, err := findUnderlay(snap, "", netip.Addr{}); err == nil {
+		if u, err := backend.FindUnderlay(snap, "", netip.Addr{}); err == nil {
 			dev = u.Dev
 		}
 	}

@@ -60,18 +60,21 @@ func Compute(n Node) (Desired, error) {
 		Routes:    []nodestate.Route{},
 		Neighbors: []nodestate.Neighbor{},
 		FDB:       []nodestate.FDBEntry{},
-		Own:       Ownership{Network: cfg.Network.Masked(), Subnet: self, VxlanDev: DeviceName(vni(cfg)), UnderlayDev: n.UnderlayDev},
+		Own:       Ownership{Network: cfg.Network.Masked(), Subnet: self, VxlanDev: n.VxlanDev, UnderlayDev: n.UnderlayDev},
+	}
+	if d.Own.VxlanDev == "" {
+		d.Own.VxlanDev = DeviceName(vni(cfg))
 	}
 	var perr PeerErrors
 	peers := sortedPeers(n.Peers, self)
 
 	switch typ {
 	case netconf.BackendHostGW:
-		d.MTU = n.UnderlayMTU
+		d.MTU = PodMTU(cfg, n.UnderlayMTU)
 		for _, p := range peers {
 			pip, err := peerIP(p)
 			if err == nil && !onSegment(pip, n.UnderlayNets) {
-				err = fmt.Errorf("its underlay address %s is not on this node's L2 segment (%s): host-gw needs all nodes on one L2 segment; use the vxlan backend", pip, prefixList(n.UnderlayNets))
+				err = peerErr(PeerOffSegment, "its underlay address %s is not on this node's L2 segment (%s): host-gw needs all nodes on one L2 segment; use the vxlan backend", pip, prefixList(n.UnderlayNets))
 			}
 			if err == nil {
 				err = inNetwork(p, cfg.Network)
@@ -83,10 +86,7 @@ func Compute(n Node) (Desired, error) {
 			d.Routes = append(d.Routes, underlayRoute(p.Subnet.Masked(), pip, n.UnderlayDev))
 		}
 	case netconf.BackendVXLAN:
-		mtu := cfg.Backend.MTU
-		if mtu == 0 {
-			mtu = n.UnderlayMTU - VxlanOverhead
-		}
+		mtu := PodMTU(cfg, n.UnderlayMTU)
 		d.MTU = mtu
 		dev := d.Own.VxlanDev
 		d.Links = append(d.Links, LinkSpec{
@@ -140,11 +140,7 @@ func checkNode(n Node, typ string) error {
 		return fmt.Errorf("backend: underlay MTU %d of %s: want > 0", n.UnderlayMTU, n.UnderlayDev)
 	}
 	if typ == netconf.BackendVXLAN {
-		mtu := n.Config.Backend.MTU
-		if mtu == 0 {
-			mtu = n.UnderlayMTU - VxlanOverhead
-		}
-		if mtu < 576 {
+		if mtu := PodMTU(n.Config, n.UnderlayMTU); mtu < 576 {
 			return fmt.Errorf("backend: vxlan MTU %d is below 576 (underlay %s MTU %d; net-conf.json Backend.MTU %d)", mtu, n.UnderlayDev, n.UnderlayMTU, n.Config.Backend.MTU)
 		}
 	}
@@ -182,7 +178,7 @@ func sortedPeers(all []lease.Lease, self netip.Prefix) []lease.Lease {
 func peerIP(p lease.Lease) (netip.Addr, error) {
 	a, err := netip.ParseAddr(p.Attrs.PublicIP)
 	if err != nil || !a.Is4() {
-		return a, fmt.Errorf("PublicIP %q is not an IPv4 address", p.Attrs.PublicIP)
+		return a, peerErr(PeerBadAddress, "PublicIP %q is not an IPv4 address", p.Attrs.PublicIP)
 	}
 	return a, nil
 }
@@ -193,20 +189,51 @@ func peerMAC(p lease.Lease) (string, error) {
 	}
 	mac, err := net.ParseMAC(p.Attrs.BackendData.VtepMAC)
 	if err != nil || len(mac) != 6 {
-		return "", fmt.Errorf("VtepMAC %q is not an Ethernet MAC", p.Attrs.BackendData.VtepMAC)
+		return "", peerErr(PeerNoVtepMAC, "VtepMAC %q is not an Ethernet MAC", p.Attrs.BackendData.VtepMAC)
 	}
 	return mac.String(), nil
 }
 
 func inNetwork(p lease.Lease, network netip.Prefix) error {
 	if !p.Subnet.IsValid() || !network.Contains(p.Subnet.Addr()) || p.Subnet.Bits() < network.Bits() {
-		return fmt.Errorf("subnet %v is not inside network %s", p.Subnet, network)
+		return peerErr(PeerOutsideNetwork, "subnet %v is not inside network %s", p.Subnet, network)
 	}
 	return nil
 }
 
+// causedError is a peer problem with its Cause (a Peer* constant).
+type causedError struct {
+	cause string
+	msg   string
+}
+
+func (e causedError) Error() string { return e.msg }
+
+func peerErr(cause, format string, args ...any) error {
+	return causedError{cause, fmt.Sprintf(format, args...)}
+}
+
 func peerError(p lease.Lease, ip netip.Addr, err error) PeerError {
-	return PeerError{Node: p.Attrs.Node, PublicIP: ip, Subnet: p.Subnet, Reason: err.Error()}
+	pe := PeerError{Node: p.Attrs.Node, PublicIP: ip, Subnet: p.Subnet, Reason: err.Error()}
+	var c causedError
+	if errors.As(err, &c) {
+		pe.Cause = c.cause
+	}
+	return pe
+}
+
+// PodMTU is the MTU pods (and the vxlan device) must use with cfg's backend
+// on an underlay of underlayMTU: the configured Backend.MTU, else the
+// underlay's MTU less VxlanOverhead for vxlan, or the underlay's MTU for
+// host-gw.
+func PodMTU(cfg netconf.Config, underlayMTU int) int {
+	if cfg.Backend.Type == netconf.BackendHostGW {
+		return underlayMTU
+	}
+	if cfg.Backend.MTU != 0 {
+		return cfg.Backend.MTU
+	}
+	return underlayMTU - VxlanOverhead
 }
 
 func onSegment(ip netip.Addr, nets []netip.Prefix) bool {

@@ -33,6 +33,17 @@ type Node struct {
 	// prefixes of UnderlayDev's addresses): its L2 segments. Peers inside one
 	// can be reached without a router (host-gw, vxlan DirectRouting).
 	UnderlayNets []netip.Prefix
+	// VxlanDev names the vxlan device; empty (the agent) means
+	// DeviceName(VNI). doctor sets it to the vxlan device it finds on a node
+	// another agent programmed (Flannel's "flannel.1"), so the expected
+	// objects hang on the device that is there.
+	VxlanDev string
+}
+
+// NodeOf is the Node of a node whose underlay u is known: the fields the
+// agent and doctor fill in the same way.
+func NodeOf(self lease.Lease, peers []lease.Lease, cfg netconf.Config, u Underlay) Node {
+	return Node{Self: self, Peers: peers, Config: cfg, UnderlayDev: u.Dev, UnderlayIP: u.IP, UnderlayMTU: u.MTU, UnderlayNets: u.Nets}
 }
 
 // LinkSpec is the desired vxlan device.
@@ -96,12 +107,28 @@ type Desired struct {
 	Own Ownership `json:"own"`
 }
 
+// Why a peer could not be programmed (PeerError.Cause).
+const (
+	// PeerBadAddress: the lease's PublicIP is not an IPv4 address.
+	PeerBadAddress = "bad-address"
+	// PeerOutsideNetwork: the lease's subnet is not inside the network.
+	PeerOutsideNetwork = "outside-network"
+	// PeerOffSegment: host-gw, and the peer is not on this node's L2 segment.
+	PeerOffSegment = "off-segment"
+	// PeerNoVtepMAC: vxlan, and the lease has no usable VtepMAC.
+	PeerNoVtepMAC = "no-vtep-mac"
+)
+
 // PeerError is a peer lease the backend could not program, and why.
 type PeerError struct {
 	Node     string       `json:"node"`
 	PublicIP netip.Addr   `json:"publicIP"`
 	Subnet   netip.Prefix `json:"subnet"`
-	Reason   string       `json:"reason"`
+	// Cause is one of the Peer* constants, for callers that act on the
+	// kind of problem (doctor's TW045 reports PeerOffSegment).
+	Cause string `json:"cause"`
+	// Reason says what is wrong in words, for people.
+	Reason string `json:"reason"`
 }
 
 func (e PeerError) Error() string {

@@ -73,8 +73,9 @@ func NodeFromInfo(path string, info subnetfile.Info, mtuOverride int) (Node, err
 	}
 	gw := info.Subnet.Addr()
 	if gw == subnet.Addr() {
-		// Written in network form (10.244.1.0/24): the gateway is the first host.
-		gw = gw.Next()
+		// Written in network form (10.244.1.0/24): the gateway is the one
+		// the agent would have written.
+		gw = subnetfile.Gateway(subnet).Addr()
 	}
 	if gw == lastAddr(subnet) {
 		return Node{}, fmt.Errorf("subnet file %s: SUBNET %s: the gateway cannot be the broadcast address", path, info.Subnet)

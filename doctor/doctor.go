@@ -40,6 +40,7 @@ var checks = []check{
 	{"TW060", "rp-filter", checkRPFilter},
 	{"TW061", "conntrack-full", checkConntrack},
 	{"TW062", "cidr-overlap", checkCIDROverlap},
+	{"TW063", "route-localnet", checkRouteLocalnet},
 }
 
 // Check describes one registered check for listings (`twill doctor --list`).

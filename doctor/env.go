@@ -22,7 +22,7 @@ type Config struct {
 	// Ignore lists check IDs to suppress.
 	Ignore []string
 	// Cluster is the Kubernetes API's view of Services, EndpointSlices
-	// and Pods (kubeview.Load, `twill doctor --kubeconfig`); nil skips the
+	// and Pods (apiload.Load, `twill doctor --kubeconfig`); nil skips the
 	// checks that compare the node with the API (TW033, TW034).
 	Cluster *kubeview.View
 }
@@ -54,6 +54,8 @@ type env struct {
 
 	// fwd is trace's answer to the pod probes (forward), computed on first use.
 	fwd *forward
+	// overlayMemo holds expectedOverlay's answer once computed (overlay.go).
+	overlayMemo *overlayMemo
 }
 
 func newEnv(s *nodestate.Snapshot, cfg Config) *env {

@@ -11,7 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/twillnet/twill/kubeview"
+	"github.com/twillnet/twill/kubeview/apiload"
 	"github.com/twillnet/twill/lease/kube/kubetest"
 )
 
@@ -62,7 +62,7 @@ func TestAPIChecksWithRealAPIServer(t *testing.T) {
 	}
 	web["10.244.3.11"] = false
 	slice("web", web)
-	v, err := kubeview.Load(ctx, s.Kubeconfig(kubetest.Admin))
+	v, err := apiload.Load(ctx, s.Kubeconfig(kubetest.Admin))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,41 +1,367 @@
 package doctor
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 
+	be "github.com/twillnet/twill/backend"
+	"github.com/twillnet/twill/lease"
+	"github.com/twillnet/twill/netconf"
 	"github.com/twillnet/twill/nodestate"
 )
 
-// peers returns the other nodes' leases and whether leases were captured.
-func (e *env) peers() ([]nodestate.Lease, bool) {
-	if len(e.snap.Leases) == 0 {
-		return nil, false
-	}
-	locals := map[netip.Addr]bool{}
-	for _, a := range e.snap.Addrs {
-		locals[a.Prefix.Addr()] = true
-	}
-	var out []nodestate.Lease
-	for _, l := range e.snap.Leases {
-		if locals[l.PublicIP] || (e.subnet.IsValid() && l.Subnet.Masked() == e.subnet) {
-			continue
-		}
-		out = append(out, l)
-	}
-	return out, true
+// The overlay checks (TW040-TW045) do not decide what the overlay should
+// be: they rebuild the agent's input from the snapshot (its lease and its
+// peers' leases, the backend options the agent recorded in the subnet file,
+// the underlay as backend.FindUnderlay picks it), ask backend.Compute, and
+// compare with backend.Diff, exactly as the agent's drift repair does. A
+// node the agent programmed is therefore clean by construction, whatever the
+// backend (vxlan, vxlan with DirectRouting, host-gw).
+
+// overlay is the expected overlay of the node and how the node differs.
+type overlay struct {
+	// want is backend.Compute's answer; peerErrs the peers it skipped.
+	want     be.Desired
+	peerErrs be.PeerErrors
+	// changes are what the agent would change (backend.Diff); only
+	// meaningful when peersKnown.
+	changes []be.Change
+	// peersKnown: the snapshot holds the leases, so the peer set is known.
+	peersKnown bool
+	// leases maps a pod subnet to its lease, to name nodes in findings.
+	leases map[netip.Prefix]nodestate.Lease
+	// assumed lists what doctor had to assume because the snapshot does
+	// not record it; it is added to the findings' evidence.
+	assumed []string
 }
 
-// routeTo finds the main-table route whose destination is exactly dst.
-func (e *env) routeTo(dst netip.Prefix) *nodestate.Route {
-	for i, r := range e.snap.Routes {
-		if r.Table == nodestate.TableMain && r.Dst.Masked() == dst.Masked() {
-			return &e.snap.Routes[i]
+// noOverlay says why the expected overlay could not be computed.
+type noOverlay struct{ why string }
+
+func (n noOverlay) Error() string { return n.why }
+
+// overlayMemo is expectedOverlay's answer, computed once per run.
+type overlayMemo struct {
+	ov  *overlay
+	err error
+}
+
+// expectedOverlay returns the node's expected overlay (computed once).
+func (e *env) expectedOverlay() (*overlay, error) {
+	if e.overlayMemo == nil {
+		ov, err := e.computeOverlay()
+		e.overlayMemo = &overlayMemo{ov, err}
+	}
+	return e.overlayMemo.ov, e.overlayMemo.err
+}
+
+// computeOverlay computes the node's expected overlay from the snapshot.
+func (e *env) computeOverlay() (*overlay, error) {
+	ov := &overlay{leases: map[netip.Prefix]nodestate.Lease{}, peersKnown: len(e.snap.Leases) > 0}
+	for _, l := range e.snap.Leases {
+		ov.leases[l.Subnet.Masked()] = l
+	}
+	self, selfFound := e.selfLease()
+	subnet := e.subnet
+	if !subnet.IsValid() && selfFound {
+		subnet = self.Subnet.Masked()
+	}
+	if !subnet.IsValid() {
+		return nil, noOverlay{"this node's pod subnet is unknown: no subnet file, and no lease with one of this node's addresses (pass --etcd-endpoints)"}
+	}
+	network := e.cluster
+	if !network.IsValid() {
+		network = coveringPrefix(subnet, e.snap.Leases)
+		ov.assumed = append(ov.assumed, fmt.Sprintf("pod network assumed to be %s (no subnet file; pass --cluster-cidr)", network))
+	}
+	cfg := netconf.Config{Network: network}
+	vx := e.overlayVxlanLink()
+	switch {
+	case e.subnetInfo != nil && e.subnetInfo.Backend != "":
+		cfg.Backend.Type = e.subnetInfo.Backend
+		cfg.Backend.DirectRouting = e.subnetInfo.DirectRouting
+	case selfFound && self.Backend != "":
+		cfg.Backend.Type = self.Backend
+	case vx != nil:
+		cfg.Backend.Type = netconf.BackendVXLAN
+	default:
+		cfg.Backend.Type = netconf.BackendHostGW
+	}
+	if cfg.Backend.Type == netconf.BackendVXLAN && vx != nil {
+		cfg.Backend.VNI, cfg.Backend.Port = vx.Vxlan.VNI, vx.Vxlan.Port
+	}
+	u, err := e.underlay(self, selfFound, vx)
+	if err != nil {
+		return nil, noOverlay{"the node's underlay is unknown: " + err.Error()}
+	}
+	if !selfFound {
+		self = nodestate.Lease{Subnet: subnet, PublicIP: u.IP, Backend: cfg.Backend.Type}
+	}
+	if cfg.Backend.Type == netconf.BackendVXLAN && (e.subnetInfo == nil || e.subnetInfo.Backend == "") {
+		// Flannel's subnet file does not record DirectRouting: the routes tell.
+		cfg.Backend.DirectRouting = e.routesDirectly(u.Dev, network, subnet)
+		ov.assumed = append(ov.assumed, fmt.Sprintf("DirectRouting assumed %t (the subnet file does not record it)", cfg.Backend.DirectRouting))
+	}
+	peers := make([]lease.Lease, 0, len(e.snap.Leases))
+	for _, l := range e.snap.Leases {
+		peers = append(peers, storeLease(l))
+	}
+	n := be.NodeOf(storeLease(self), peers, cfg, u)
+	if vx != nil && vx.Name != be.DeviceName(vx.Vxlan.VNI) {
+		n.VxlanDev = vx.Name
+	}
+	want, err := be.Compute(n)
+	if !errors.As(err, &ov.peerErrs) && err != nil {
+		return nil, noOverlay{"the expected overlay cannot be computed: " + err.Error()}
+	}
+	ov.want = want
+	if ov.peersKnown {
+		ov.changes = be.Diff(want, e.snap)
+	}
+	return ov, nil
+}
+
+// storeLease is the store's form of a snapshot lease, as backend.Compute
+// takes it. This is the one place doctor converts leases.
+func storeLease(l nodestate.Lease) lease.Lease {
+	out := lease.Lease{Subnet: l.Subnet, Attrs: lease.Attrs{BackendType: l.Backend, Node: l.Node}}
+	if l.PublicIP.IsValid() {
+		out.Attrs.PublicIP = l.PublicIP.String()
+	}
+	if l.VtepMAC != "" {
+		out.Attrs.BackendData = &lease.BackendData{VtepMAC: l.VtepMAC}
+	}
+	return out
+}
+
+// selfLease finds this node's lease: the one for its subnet file's subnet,
+// else the one whose public IP is an address of this node.
+func (e *env) selfLease() (nodestate.Lease, bool) {
+	if e.subnet.IsValid() {
+		for _, l := range e.snap.Leases {
+			if l.Subnet.Masked() == e.subnet {
+				return l, true
+			}
 		}
+	}
+	for _, l := range e.snap.Leases {
+		for _, a := range e.snap.Addrs {
+			if l.PublicIP.IsValid() && a.Prefix.Addr() == l.PublicIP {
+				return l, true
+			}
+		}
+	}
+	return nodestate.Lease{}, false
+}
+
+// overlayVxlanLink is the node's pod-network vxlan device: twill's
+// ("twill.<VNI>") when there is one, else the first vxlan device (Flannel's
+// "flannel.1" on a node Flannel programmed); nil when none.
+func (e *env) overlayVxlanLink() *nodestate.Link {
+	vx := e.vxlanLinks()
+	for _, l := range vx {
+		if l.Name == be.DeviceName(l.Vxlan.VNI) {
+			return l
+		}
+	}
+	if len(vx) > 0 {
+		return vx[0]
 	}
 	return nil
 }
+
+// underlay picks the underlay the way the agent does: the interface that
+// holds the node's lease address, else the vxlan device's underlay device,
+// else the default route's.
+func (e *env) underlay(self nodestate.Lease, selfFound bool, vx *nodestate.Link) (be.Underlay, error) {
+	if selfFound && self.PublicIP.IsValid() {
+		if u, err := be.FindUnderlay(e.snap, "", self.PublicIP); err == nil {
+			return u, nil
+		}
+	}
+	iface := ""
+	if vx != nil && vx.Vxlan != nil {
+		iface = vx.Vxlan.Dev
+	}
+	return be.FindUnderlay(e.snap, iface, netip.Addr{})
+}
+
+// routesDirectly reports whether a main-table route into the pod network
+// (not the node's own subnet) goes straight through the underlay device:
+// the sign of vxlan DirectRouting when the config is not recorded.
+func (e *env) routesDirectly(dev string, network, self netip.Prefix) bool {
+	for _, r := range e.snap.Routes {
+		if r.Table == nodestate.TableMain && r.Dev == dev && r.Gateway.IsValid() && network.Contains(r.Dst.Addr()) && r.Dst.Masked() != self {
+			return true
+		}
+	}
+	return false
+}
+
+// coveringPrefix is the smallest prefix holding subnet and every leased
+// subnet: the pod network as far as the leases show it.
+func coveringPrefix(subnet netip.Prefix, leases []nodestate.Lease) netip.Prefix {
+	p := subnet.Masked()
+	for _, l := range leases {
+		for !p.Contains(l.Subnet.Addr()) || p.Bits() > l.Subnet.Bits() {
+			p = netip.PrefixFrom(p.Addr(), p.Bits()-1).Masked()
+		}
+	}
+	return p
+}
+
+func overlayExplain(what string) string {
+	return "Each peer needs its overlay entries: with vxlan a route to its pod subnet via its VTEP address on the vxlan device, a permanent neighbour mapping that address to " +
+		"the peer's VTEP MAC, and an FDB entry sending that MAC to the peer's underlay address; with host-gw, or vxlan DirectRouting to a peer on the same segment, " +
+		"a route via the peer's underlay address. With the " + what + " missing or stale, packets to that node's pods are black-holed or go astray."
+}
+
+const overlayFix = "restart the node's network agent (twill agent re-programs peers from the store and repairs drift by itself)"
+
+// nodeOf names the node owning subnet dst for findings.
+func (ov *overlay) nodeOf(dst netip.Prefix) string {
+	if l, ok := ov.leases[dst.Masked()]; ok && l.Node != "" {
+		return fmt.Sprintf("node %s at %s", l.Node, l.PublicIP)
+	}
+	if l, ok := ov.leases[dst.Masked()]; ok {
+		return fmt.Sprintf("node at %s", l.PublicIP)
+	}
+	return "no current lease"
+}
+
+// changeFinding turns one difference between the node and its expected
+// overlay into a finding. A leftover object no lease asks for is a warning;
+// anything missing or wrong is an error.
+func (ov *overlay) changeFinding(c be.Change, title, what, fix string) Finding {
+	sev := Error
+	if c.Action == be.ActionDelete && c.Reason == "not desired" {
+		sev = Warning
+	}
+	ev := []string{fmt.Sprintf("the agent would %s %s %s (%s)", c.Action, c.Kind, c.Object(), c.Reason)}
+	ev = append(ev, ov.assumed...)
+	return Finding{Severity: sev, Failure: "F6", Title: title, Evidence: ev, Explanation: overlayExplain(what), Fix: fix + "; or " + overlayFix}
+}
+
+func checkOverlayRoutes(e *env) ([]Finding, string) {
+	ov, err := e.expectedOverlay()
+	if err != nil {
+		return nil, err.Error()
+	}
+	if !ov.peersKnown {
+		return nil, "no leases in the snapshot, so the expected peers are unknown (pass --etcd-endpoints, or run inside the lab with `twill lab exec`)"
+	}
+	var out []Finding
+	for _, c := range ov.changes {
+		if c.Kind != be.KindRoute {
+			continue
+		}
+		r := *c.Route
+		var title, fix string
+		switch c.Action {
+		case be.ActionDelete:
+			title = fmt.Sprintf("route %s should not exist (%s; %s)", be.RouteString(r), ov.nodeOf(r.Dst), c.Reason)
+			fix = "ip route del " + be.RouteString(r)
+		default:
+			title = fmt.Sprintf("route to %s (%s) is %s, want %s", r.Dst, ov.nodeOf(r.Dst), routeState(c), be.RouteString(r))
+			fix = "ip route replace " + be.RouteString(r)
+		}
+		out = append(out, ov.changeFinding(c, title, "route", fix))
+	}
+	for _, pe := range ov.peerErrs {
+		if pe.Cause == be.PeerOffSegment {
+			continue // TW045
+		}
+		out = append(out, Finding{Severity: Error, Failure: "F6",
+			Title:       fmt.Sprintf("no overlay to %s: its lease cannot be used: %s", peerName(pe), pe.Reason),
+			Evidence:    append([]string{pe.Error()}, ov.assumed...),
+			Explanation: "The agent skips a peer whose lease it cannot program, so this node has no path to that node's pods.",
+			Fix:         "fix the peer's lease: restart the agent on that node so it publishes a complete lease (public IP, VTEP MAC, backend)"})
+	}
+	return out, ""
+}
+
+func routeState(c be.Change) string {
+	if c.Action == be.ActionAdd {
+		return "missing"
+	}
+	return strings.TrimPrefix(c.Reason, "was ")
+}
+
+func peerName(pe be.PeerError) string {
+	if pe.Node != "" {
+		return "node " + pe.Node
+	}
+	return "the node at " + pe.PublicIP.String()
+}
+
+func checkVxlanNeighbours(e *env) ([]Finding, string) {
+	ov, err := e.expectedOverlay()
+	if err != nil || !ov.peersKnown {
+		return checkVxlanNeighboursWithoutLeases(e), ""
+	}
+	var out []Finding
+	for _, c := range ov.changes {
+		if c.Kind != be.KindNeighbor {
+			continue
+		}
+		n := *c.Neighbor
+		who := "no current lease"
+		for dst := range ov.leases {
+			if dst.Addr() == n.IP {
+				who = ov.nodeOf(dst)
+			}
+		}
+		var title, fix string
+		switch c.Action {
+		case be.ActionDelete:
+			title = fmt.Sprintf("neighbour %s lladdr %s on %s is not expected (%s)", n.IP, n.MAC, n.Dev, who)
+			fix = fmt.Sprintf("ip neigh del %s dev %s", n.IP, n.Dev)
+		case be.ActionAdd:
+			title = fmt.Sprintf("no neighbour entry for %s on %s (%s's VTEP MAC is %s)", n.IP, n.Dev, who, n.MAC)
+			fix = fmt.Sprintf("ip neigh replace %s lladdr %s dev %s nud permanent", n.IP, n.MAC, n.Dev)
+		default:
+			title = fmt.Sprintf("neighbour %s on %s is stale: %s (%s's VTEP MAC is %s)", n.IP, n.Dev, c.Reason, who, n.MAC)
+			fix = fmt.Sprintf("ip neigh replace %s lladdr %s dev %s nud permanent", n.IP, n.MAC, n.Dev)
+		}
+		out = append(out, ov.changeFinding(c, title, "neighbour entry", fix))
+	}
+	return out, ""
+}
+
+func checkVxlanFDB(e *env) ([]Finding, string) {
+	ov, err := e.expectedOverlay()
+	if err != nil || !ov.peersKnown {
+		return checkVxlanFDBWithoutLeases(e), ""
+	}
+	var out []Finding
+	for _, c := range ov.changes {
+		if c.Kind != be.KindFDB {
+			continue
+		}
+		f := *c.FDB
+		var title, fix string
+		switch c.Action {
+		case be.ActionDelete:
+			title = fmt.Sprintf("FDB entry %s on %s to %s is not expected (%s)", f.MAC, f.Dev, f.Dst, c.Reason)
+			fix = fmt.Sprintf("bridge fdb del %s dev %s dst %s self", f.MAC, f.Dev, f.Dst)
+		case be.ActionAdd:
+			title = fmt.Sprintf("no FDB entry for VTEP MAC %s on %s (want dst %s)", f.MAC, f.Dev, f.Dst)
+			fix = fmt.Sprintf("bridge fdb replace %s dev %s dst %s self permanent", f.MAC, f.Dev, f.Dst)
+		default:
+			title = fmt.Sprintf("FDB entry %s on %s is stale: %s", f.MAC, f.Dev, c.Reason)
+			fix = fmt.Sprintf("bridge fdb replace %s dev %s dst %s self permanent", f.MAC, f.Dev, f.Dst)
+		}
+		out = append(out, ov.changeFinding(c, title, "FDB entry", fix))
+	}
+	return out, ""
+}
+
+// Without leases the expected peers are unknown; what can still be checked
+// is that the vxlan entries that exist agree with each other: every route
+// via a vxlan device has a neighbour, and every such neighbour's MAC has an
+// FDB entry.
 
 func (e *env) neighbor(dev string, ip netip.Addr) *nodestate.Neighbor {
 	for i, n := range e.snap.Neighbors {
@@ -55,53 +381,6 @@ func (e *env) fdbFor(dev, mac string) *nodestate.FDBEntry {
 	return nil
 }
 
-func overlayExplain(what string) string {
-	return "vxlan needs three entries per remote node: a route to its pod subnet via its VTEP address, a permanent neighbour mapping that address to the remote VTEP MAC, " +
-		"and an FDB entry sending that MAC to the node's underlay address. With the " + what + " missing or stale, every packet to that node's pods is silently black-holed."
-}
-
-const overlayFix = "restart the node's network agent (twill agent re-programs peers from the store and repairs drift by itself)"
-
-func checkOverlayRoutes(e *env) ([]Finding, string) {
-	peers, ok := e.peers()
-	if !ok {
-		return nil, "no leases in the snapshot, so the expected peers are unknown (pass --etcd-endpoints, or run inside the lab with `twill lab exec`)"
-	}
-	vx := e.vxlanLinks()
-	var out []Finding
-	for _, p := range peers {
-		var wantDev string
-		var wantGw netip.Addr
-		switch p.Backend {
-		case "host-gw":
-			wantGw = p.PublicIP
-		default:
-			if len(vx) == 0 {
-				continue // TW044 and friends report a missing vxlan device
-			}
-			wantDev, wantGw = vx[0].Name, p.Subnet.Masked().Addr()
-		}
-		r := e.routeTo(p.Subnet)
-		var problem string
-		switch {
-		case r == nil:
-			problem = fmt.Sprintf("no route to %s (node %s at %s)", p.Subnet, p.Node, p.PublicIP)
-		case r.Gateway != wantGw || (wantDev != "" && r.Dev != wantDev):
-			problem = fmt.Sprintf("route to %s goes via %s dev %s, want via %s dev %s", p.Subnet, r.Gateway, r.Dev, wantGw, orDefault(wantDev, "(underlay)"))
-		case wantDev != "" && !r.Onlink:
-			problem = fmt.Sprintf("route to %s via %s dev %s lacks the onlink flag", p.Subnet, r.Gateway, r.Dev)
-		default:
-			continue
-		}
-		fix := fmt.Sprintf("ip route replace %s via %s dev %s onlink; or %s", p.Subnet, wantGw, wantDev, overlayFix)
-		if p.Backend == "host-gw" {
-			fix = fmt.Sprintf("ip route replace %s via %s; or %s", p.Subnet, wantGw, overlayFix)
-		}
-		out = append(out, Finding{Severity: Error, Failure: "F6", Title: problem, Evidence: []string{problem}, Explanation: overlayExplain("route"), Fix: fix})
-	}
-	return out, ""
-}
-
 // vxlanPeerRoutes returns the routes that send traffic through a vxlan device.
 func (e *env) vxlanPeerRoutes() map[string][]nodestate.Route {
 	out := map[string][]nodestate.Route{}
@@ -113,47 +392,6 @@ func (e *env) vxlanPeerRoutes() map[string][]nodestate.Route {
 		}
 	}
 	return out
-}
-
-// leaseFor finds the peer lease owning a subnet.
-func leaseFor(peers []nodestate.Lease, dst netip.Prefix) *nodestate.Lease {
-	for i := range peers {
-		if peers[i].Subnet.Masked() == dst.Masked() {
-			return &peers[i]
-		}
-	}
-	return nil
-}
-
-func checkVxlanNeighbours(e *env) ([]Finding, string) {
-	peers, _ := e.peers()
-	var out []Finding
-	for dev, routes := range e.vxlanPeerRoutes() {
-		for _, r := range routes {
-			n := e.neighbor(dev, r.Gateway)
-			l := leaseFor(peers, r.Dst)
-			var problem string
-			switch {
-			case n == nil || n.MAC == "":
-				problem = fmt.Sprintf("no neighbour entry for %s on %s (route %s)", r.Gateway, dev, r.Dst)
-			case l != nil && l.VtepMAC != "" && !strings.EqualFold(n.MAC, l.VtepMAC):
-				problem = fmt.Sprintf("neighbour %s on %s has MAC %s, but node %s's VTEP MAC is %s (stale)", r.Gateway, dev, n.MAC, l.Node, l.VtepMAC)
-			case l == nil && e.fdbFor(dev, n.MAC) == nil && e.unreferencedFDB(dev) != nil:
-				u := e.unreferencedFDB(dev)
-				problem = fmt.Sprintf("neighbour %s on %s has MAC %s, which no FDB entry knows, while FDB entry %s -> %s is used by no neighbour (stale)", r.Gateway, dev, n.MAC, u.MAC, u.Dst)
-			default:
-				continue
-			}
-			want := "<remote VTEP MAC>"
-			if l != nil && l.VtepMAC != "" {
-				want = l.VtepMAC
-			}
-			out = append(out, Finding{Severity: Error, Failure: "F6", Title: problem, Evidence: []string{problem},
-				Explanation: overlayExplain("neighbour entry"),
-				Fix:         fmt.Sprintf("ip neigh replace %s lladdr %s dev %s nud permanent; or %s", r.Gateway, want, dev, overlayFix)})
-		}
-	}
-	return out, ""
 }
 
 // unreferencedFDB returns a vxlan FDB entry whose MAC no neighbour uses.
@@ -172,85 +410,94 @@ func (e *env) unreferencedFDB(dev string) *nodestate.FDBEntry {
 	return nil
 }
 
-func checkVxlanFDB(e *env) ([]Finding, string) {
-	peers, _ := e.peers()
+const withoutLeases = "(no leases in the snapshot: checked only that the vxlan entries present agree with each other)"
+
+func checkVxlanNeighboursWithoutLeases(e *env) []Finding {
 	var out []Finding
 	for dev, routes := range e.vxlanPeerRoutes() {
 		for _, r := range routes {
 			n := e.neighbor(dev, r.Gateway)
-			l := leaseFor(peers, r.Dst)
-			mac := ""
-			switch {
-			case l != nil && l.VtepMAC != "":
-				mac = l.VtepMAC
-			case n != nil && n.MAC != "":
-				if l == nil && e.fdbFor(dev, n.MAC) == nil && e.unreferencedFDB(dev) != nil {
-					continue // a stale neighbour: TW041 reports it
-				}
-				mac = n.MAC
-			default:
-				continue
-			}
-			f := e.fdbFor(dev, mac)
 			var problem string
 			switch {
-			case f == nil:
-				problem = fmt.Sprintf("no FDB entry for VTEP MAC %s on %s (route %s via %s)", mac, dev, r.Dst, r.Gateway)
-			case l != nil && f.Dst != l.PublicIP:
-				problem = fmt.Sprintf("FDB entry %s on %s sends to %s, but node %s is at %s (stale)", mac, dev, f.Dst, l.Node, l.PublicIP)
+			case n == nil || n.MAC == "":
+				problem = fmt.Sprintf("no neighbour entry for %s on %s (route %s)", r.Gateway, dev, r.Dst)
+			case e.fdbFor(dev, n.MAC) == nil && e.unreferencedFDB(dev) != nil:
+				u := e.unreferencedFDB(dev)
+				problem = fmt.Sprintf("neighbour %s on %s has MAC %s, which no FDB entry knows, while FDB entry %s -> %s is used by no neighbour (stale)", r.Gateway, dev, n.MAC, u.MAC, u.Dst)
 			default:
 				continue
 			}
-			dst := "<remote node IP>"
-			if l != nil {
-				dst = l.PublicIP.String()
-			}
-			out = append(out, Finding{Severity: Error, Failure: "F6", Title: problem, Evidence: []string{problem},
-				Explanation: overlayExplain("FDB entry"),
-				Fix:         fmt.Sprintf("bridge fdb replace %s dev %s dst %s self permanent; or %s", mac, dev, dst, overlayFix)})
+			out = append(out, Finding{Severity: Error, Failure: "F6", Title: problem, Evidence: []string{problem, withoutLeases},
+				Explanation: overlayExplain("neighbour entry"),
+				Fix:         fmt.Sprintf("ip neigh replace %s lladdr <remote VTEP MAC> dev %s nud permanent; or %s", r.Gateway, dev, overlayFix)})
 		}
 	}
-	return out, ""
+	return out
 }
 
-// underlayMTU returns the MTU of the device carrying vxlan traffic (or the
-// default route's device).
-func (e *env) underlayMTU(vx *nodestate.Link) (string, int) {
-	dev := ""
-	if vx != nil && vx.Vxlan != nil {
-		dev = vx.Vxlan.Dev
-	}
-	if dev == "" {
-		for _, r := range e.snap.Routes {
-			if r.Table == nodestate.TableMain && r.Dst.Bits() == 0 && r.Dst.Addr().Is4() {
-				dev = r.Dev
-				break
+func checkVxlanFDBWithoutLeases(e *env) []Finding {
+	var out []Finding
+	for dev, routes := range e.vxlanPeerRoutes() {
+		for _, r := range routes {
+			n := e.neighbor(dev, r.Gateway)
+			if n == nil || n.MAC == "" || e.fdbFor(dev, n.MAC) != nil || e.unreferencedFDB(dev) != nil {
+				continue // no neighbour, or a stale one: TW041 reports it
 			}
+			problem := fmt.Sprintf("no FDB entry for VTEP MAC %s on %s (route %s via %s)", n.MAC, dev, r.Dst, r.Gateway)
+			out = append(out, Finding{Severity: Error, Failure: "F6", Title: problem, Evidence: []string{problem, withoutLeases},
+				Explanation: overlayExplain("FDB entry"),
+				Fix:         fmt.Sprintf("bridge fdb replace %s dev %s dst <remote node IP> self permanent; or %s", n.MAC, dev, overlayFix)})
 		}
 	}
-	if l := e.links[dev]; l != nil {
-		return dev, l.MTU
+	return out
+}
+
+// podMTU is the MTU pods must fit in: backend.PodMTU of the node's backend
+// and underlay (what the agent writes into the subnet file), or the vxlan
+// device's MTU when that is smaller. why names where the limit comes from.
+func (e *env) podMTU() (limit int, why string, ok bool) {
+	vx := e.overlayVxlanLink()
+	iface := ""
+	if vx != nil {
+		iface = vx.Vxlan.Dev
 	}
-	return "", 0
+	u, err := be.FindUnderlay(e.snap, iface, netip.Addr{})
+	if err != nil {
+		return 0, "", false
+	}
+	cfg := netconf.Config{Backend: netconf.Backend{Type: netconf.BackendHostGW}}
+	if vx != nil {
+		cfg.Backend.Type = netconf.BackendVXLAN
+	}
+	limit = be.PodMTU(cfg, u.MTU)
+	why = fmt.Sprintf("underlay %s MTU %d", u.Dev, u.MTU)
+	if vx != nil {
+		why = fmt.Sprintf("underlay %s MTU %d less %d bytes of vxlan", u.Dev, u.MTU, be.VxlanOverhead)
+		if vx.MTU < limit {
+			limit, why = vx.MTU, fmt.Sprintf("vxlan device %s MTU %d", vx.Name, vx.MTU)
+		}
+	}
+	return limit, why, true
 }
 
 func checkVxlanMTU(e *env) ([]Finding, string) {
+	vx := e.overlayVxlanLink()
+	if vx == nil {
+		return nil, ""
+	}
+	u, err := be.FindUnderlay(e.snap, vx.Vxlan.Dev, netip.Addr{})
+	if err != nil {
+		return nil, ""
+	}
 	var out []Finding
-	for _, vx := range e.vxlanLinks() {
-		dev, mtu := e.underlayMTU(vx)
-		if mtu == 0 {
-			continue
-		}
-		overhead := 50
-		if vx.Vxlan.Local.Is6() {
-			overhead = 70
-		}
-		if vx.MTU > mtu-overhead {
+	for _, l := range e.vxlanLinks() {
+		want := be.PodMTU(netconf.Config{Backend: netconf.Backend{Type: netconf.BackendVXLAN}}, u.MTU)
+		if l.MTU > want {
 			out = append(out, Finding{Severity: Error, Failure: "F6",
-				Title:       fmt.Sprintf("vxlan device %s MTU %d is larger than underlay %s MTU %d minus %d bytes of encapsulation", vx.Name, vx.MTU, dev, mtu, overhead),
-				Evidence:    []string{fmt.Sprintf("%s mtu %d, %s mtu %d", vx.Name, vx.MTU, dev, mtu)},
+				Title:       fmt.Sprintf("vxlan device %s MTU %d is larger than underlay %s MTU %d minus %d bytes of encapsulation", l.Name, l.MTU, u.Dev, u.MTU, be.VxlanOverhead),
+				Evidence:    []string{fmt.Sprintf("%s mtu %d, %s mtu %d", l.Name, l.MTU, u.Dev, u.MTU)},
 				Explanation: "Full-size packets no longer fit in one underlay frame after encapsulation: small requests work, large transfers hang.",
-				Fix:         fmt.Sprintf("ip link set %s mtu %d (and the pods' MTU to the same)", vx.Name, mtu-overhead)})
+				Fix:         fmt.Sprintf("ip link set %s mtu %d (and the pods' MTU to the same)", l.Name, want)})
 		}
 	}
 	return out, ""
@@ -261,13 +508,8 @@ func checkPodMTU(e *env) ([]Finding, string) {
 	if br == "" {
 		return nil, ""
 	}
-	limit, limitWhy := 0, ""
-	if vx := e.vxlanLinks(); len(vx) > 0 {
-		limit, limitWhy = vx[0].MTU, fmt.Sprintf("vxlan device %s MTU %d", vx[0].Name, vx[0].MTU)
-	} else if dev, mtu := e.underlayMTU(nil); mtu > 0 {
-		limit, limitWhy = mtu, fmt.Sprintf("underlay %s MTU %d", dev, mtu)
-	}
-	if limit == 0 {
+	limit, limitWhy, ok := e.podMTU()
+	if !ok {
 		return nil, ""
 	}
 	var evidence []string
@@ -290,14 +532,36 @@ func checkPodMTU(e *env) ([]Finding, string) {
 }
 
 func checkHostGWSegment(e *env) ([]Finding, string) {
+	ov, err := e.expectedOverlay()
+	if err != nil || !ov.peersKnown {
+		return checkHostGWRoutesWithoutLeases(e), ""
+	}
 	var out []Finding
+	for _, pe := range ov.peerErrs {
+		if pe.Cause != be.PeerOffSegment {
+			continue
+		}
+		out = append(out, Finding{Severity: Error, Failure: "F6",
+			Title:       fmt.Sprintf("host-gw cannot reach %s: %s is not on this node's segment", peerName(pe), pe.PublicIP),
+			Evidence:    append([]string{pe.Error()}, ov.assumed...),
+			Explanation: "host-gw only works when all nodes share one L2 segment: the agent programs no route to a peer it cannot reach directly, so that node's pods are unreachable from here.",
+			Fix:         "use the vxlan backend (or vxlan with DirectRouting) when nodes are on different subnets"})
+	}
+	return out, ""
+}
+
+// checkHostGWRoutesWithoutLeases reports pod-network routes via a gateway
+// that is not on the route's device's segment (no onlink), which the kernel
+// cannot forward.
+func checkHostGWRoutesWithoutLeases(e *env) []Finding {
+	if !e.cluster.IsValid() {
+		return nil
+	}
 	vxNames := map[string]bool{}
 	for _, l := range e.vxlanLinks() {
 		vxNames[l.Name] = true
 	}
-	if !e.cluster.IsValid() {
-		return nil, ""
-	}
+	var out []Finding
 	for _, r := range e.snap.Routes {
 		if r.Table != nodestate.TableMain || !r.Gateway.IsValid() || vxNames[r.Dev] || r.Onlink || !e.cluster.Contains(r.Dst.Addr()) {
 			continue
@@ -317,12 +581,5 @@ func checkHostGWSegment(e *env) ([]Finding, string) {
 			Explanation: "host-gw only works when all nodes share one L2 segment: a pod-subnet route via a node that is not directly reachable black-holes that node's pods.",
 			Fix:         "use the vxlan backend (or vxlan with DirectRouting) when nodes are on different subnets"})
 	}
-	return out, ""
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
+	return out
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/twillnet/twill/backend"
 	"github.com/twillnet/twill/lease"
 	leaseetcd "github.com/twillnet/twill/lease/etcd"
@@ -212,17 +214,11 @@ func allPairs(t *testing.T, st *State) {
 // listLeases reads the leases in the lab's etcd, by node name.
 func listLeases(t *testing.T, st *State) map[string]lease.Lease {
 	t.Helper()
-	c, err := etcdClient(st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ls, err := leaseetcd.List(ctx, c, lease.DefaultPrefix)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var ls []lease.Lease
+	withEtcd(t, st, func(ctx context.Context, c *clientv3.Client) (err error) {
+		ls, err = leaseetcd.List(ctx, c, lease.DefaultPrefix)
+		return err
+	})
 	out := map[string]lease.Lease{}
 	for _, l := range ls {
 		out[l.Attrs.Node] = l

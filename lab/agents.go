@@ -104,7 +104,7 @@ func agentArgv(c Config, n Node) []string {
 // writeNetConfFile writes the lab's net-conf.json to node n's root, where
 // its agent reads it in kube mode.
 func writeNetConfFile(st *State, n *Node) error {
-	cfg, err := netConf(st.Backend)
+	cfg, err := netConf(st)
 	if err != nil {
 		return err
 	}
@@ -119,14 +119,23 @@ func writeNetConfFile(st *State, n *Node) error {
 }
 
 // netConf is the lab's cluster network config, as stored in etcd.
-func netConf(backend string) (netconf.Config, error) {
-	return netconf.Parse("lab net-conf.json", []byte(fmt.Sprintf(`{"Network": %q, "Backend": {"Type": %q}}`, ClusterCIDR, backend)))
+func netConf(st *State) (netconf.Config, error) {
+	return netconf.Parse("lab net-conf.json", []byte(fmt.Sprintf(`{"Network": %q, "Backend": {"Type": %q, "DirectRouting": %t}}`, ClusterCIDR, st.Backend, st.DirectRouting)))
+}
+
+// BackendName is the lab's backend as people say it: "vxlan",
+// "vxlan (DirectRouting)" or "host-gw".
+func (st *State) BackendName() string {
+	if st.DirectRouting {
+		return st.Backend + " (DirectRouting)"
+	}
+	return st.Backend
 }
 
 // putNetConf stores the lab's net-conf.json at <prefix>/config in etcd,
 // where every agent reads it.
 func putNetConf(ctx context.Context, st *State) error {
-	cfg, err := netConf(st.Backend)
+	cfg, err := netConf(st)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,10 @@ import (
 	"net/netip"
 	"regexp"
 	"time"
+
+	"github.com/twillnet/twill/backend"
+	"github.com/twillnet/twill/netconf"
+	"github.com/twillnet/twill/subnetfile"
 )
 
 // DefaultName is the lab name used when none is given.
@@ -54,6 +58,11 @@ type Config struct {
 	Pods int
 	// Backend is BackendVXLAN (default) or BackendHostGW.
 	Backend string
+	// DirectRouting sets the vxlan backend's DirectRouting option in the
+	// lab's net-conf.json: the agents route peers on the underlay segment
+	// directly (all of a lab's nodes share one) and use vxlan only for the
+	// others. vxlan and agent mode only.
+	DirectRouting bool
 	// EtcdBin is the etcd binary; empty searches for it (see FindEtcd).
 	EtcdBin string
 	// Self is the twill binary started in each pod as `Self lab serve ...`;
@@ -144,6 +153,12 @@ func (c Config) Validate() error {
 	if c.Backend != BackendVXLAN && c.Backend != BackendHostGW {
 		return fmt.Errorf("--backend %q: want %q or %q", c.Backend, BackendVXLAN, BackendHostGW)
 	}
+	if c.DirectRouting && c.Backend != BackendVXLAN {
+		return fmt.Errorf("--direct-routing is an option of the vxlan backend, not %s (drop --backend %s)", c.Backend, c.Backend)
+	}
+	if c.DirectRouting && !c.Agent {
+		return fmt.Errorf("--direct-routing needs agent mode: the agents program the direct routes (drop --static)")
+	}
 	if c.Store != StoreEtcd && c.Store != StoreKubernetes {
 		return fmt.Errorf("--store %q: want %q or %q", c.Store, StoreEtcd, StoreKubernetes)
 	}
@@ -183,8 +198,9 @@ func NodeSubnet(i int) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i), 0}), 24)
 }
 
-// NodeGateway is cni0's address on node i (the pods' default gateway).
-func NodeGateway(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 244, byte(i), 1}) }
+// NodeGateway is cni0's address on node i (the pods' default gateway):
+// subnetfile.Gateway of its subnet, as the agent and twill-cni decide it.
+func NodeGateway(i int) netip.Addr { return subnetfile.Gateway(NodeSubnet(i)).Addr() }
 
 // PodIP is the address of pod k on node i in static mode. In agent mode the
 // twill-cni plugin picks the address (usually .2, .3, ...): read Pod.IP.
@@ -215,10 +231,12 @@ func underlayPort(i int) string { return fmt.Sprintf("veth-n%d", i) }
 // hostVeth is the node end of pod k's veth on node i.
 func hostVeth(i, k int) string { return fmt.Sprintf("veth%d%c", i, 'a'+k) }
 
-// PodMTU is the pod MTU of a backend (vxlan costs 50 bytes).
-func PodMTU(backend string) int {
-	if backend == BackendVXLAN {
-		return 1450
-	}
-	return 1500
+// underlayMTU is the MTU of the lab's underlay links (the kernel's default
+// for veths).
+const underlayMTU = 1500
+
+// PodMTU is the pod MTU of a backend on the lab's underlay, as the agent
+// decides it (backend.PodMTU: vxlan costs 50 bytes).
+func PodMTU(backendType string) int {
+	return backend.PodMTU(netconf.Config{Backend: netconf.Backend{Type: backendType}}, underlayMTU)
 }

@@ -71,6 +71,8 @@ func TestValidate(t *testing.T) {
 	for _, c := range []Config{
 		{Name: "Bad_Name"}, {Name: "-x"}, {Name: strings.Repeat("a", 40)},
 		{Nodes: MaxNodes + 1}, {Pods: -1}, {Backend: "ipip"},
+		{Backend: BackendHostGW, DirectRouting: true, Agent: true}, // a vxlan option
+		{DirectRouting: true}, // static: no agent to program it
 	} {
 		if err := c.withDefaults().Validate(); err == nil {
 			t.Errorf("config %+v accepted", c)
@@ -78,6 +80,9 @@ func TestValidate(t *testing.T) {
 	}
 	if err := (Config{}).withDefaults().Validate(); err != nil {
 		t.Errorf("defaults rejected: %v", err)
+	}
+	if err := (Config{DirectRouting: true, Agent: true}).withDefaults().Validate(); err != nil {
+		t.Errorf("vxlan DirectRouting in agent mode rejected: %v", err)
 	}
 }
 

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/twillnet/twill/backend"
 	"github.com/twillnet/twill/lease"
 	leaseetcd "github.com/twillnet/twill/lease/etcd"
 	"github.com/twillnet/twill/subnetfile"
@@ -32,8 +34,9 @@ func setupNodePodNetwork(st *State, n *Node) error {
 		if err := h.LinkAdd(br); err != nil {
 			return fmt.Errorf("node %s: add bridge %s: %w", n.Name, podBridge, err)
 		}
-		if err := h.AddrAdd(br, &netlink.Addr{IPNet: ipNet(netip.MustParseAddr(n.Gateway), 24)}); err != nil {
-			return fmt.Errorf("node %s: address %s/24 on %s: %w", n.Name, n.Gateway, podBridge, err)
+		gw := subnetfile.Gateway(netip.MustParsePrefix(n.Subnet))
+		if err := h.AddrAdd(br, &netlink.Addr{IPNet: prefixAddrNet(gw)}); err != nil {
+			return fmt.Errorf("node %s: address %s on %s: %w", n.Name, gw, podBridge, err)
 		}
 		if err := h.LinkSetUp(br); err != nil {
 			return fmt.Errorf("node %s: %s up: %w", n.Name, podBridge, err)
@@ -76,37 +79,91 @@ func setupNodePodNetwork(st *State, n *Node) error {
 // peerObjects are the kernel objects node n needs to reach peer p.
 type peerObjects struct {
 	route *netlink.Route
-	neigh *netlink.Neigh // vxlan only
-	fdb   *netlink.Neigh // vxlan only
+	neigh *netlink.Neigh // vxlan only (nil for a peer routed directly)
+	fdb   *netlink.Neigh // vxlan only (nil for a peer routed directly)
 }
 
-// peerState computes, from the node's netlink handle, what n needs for peer p.
-func peerState(h *netlink.Handle, st *State, n, p *Node) (peerObjects, error) {
-	subnet := netip.MustParsePrefix(p.Subnet)
-	if st.Backend == BackendHostGW {
-		eth, err := h.LinkByName(nodeUplink)
-		if err != nil {
-			return peerObjects{}, fmt.Errorf("node %s: %w", n.Name, err)
-		}
-		return peerObjects{route: &netlink.Route{
-			LinkIndex: eth.Attrs().Index,
-			Dst:       prefixNet(subnet),
-			Gw:        net.IP(netip.MustParseAddr(p.IP).AsSlice()),
-		}}, nil
+// labNode is node n as backend.Compute sees it: its lease, every node's
+// lease, the lab's net-conf and its underlay (eth0 on the lab's segment).
+func labNode(st *State, n *Node) (backend.Node, error) {
+	cfg, err := netConf(st)
+	if err != nil {
+		return backend.Node{}, err
 	}
-	vx, err := h.LinkByName(vxlanDev)
+	peers := make([]lease.Lease, len(st.Nodes))
+	for i := range st.Nodes {
+		peers[i] = nodeLease(st, &st.Nodes[i])
+	}
+	ip := netip.MustParseAddr(n.IP)
+	u := backend.Underlay{Dev: nodeUplink, IP: ip, MTU: underlayMTU, Nets: []netip.Prefix{netip.PrefixFrom(UnderlayGateway, 24).Masked()}}
+	return backend.NodeOf(nodeLease(st, n), peers, cfg, u), nil
+}
+
+// nodeLease is node n's lease, as its agent (or, static, the lab) publishes it.
+func nodeLease(st *State, n *Node) lease.Lease {
+	l := lease.Lease{Subnet: netip.MustParsePrefix(n.Subnet), Attrs: lease.Attrs{
+		PublicIP: n.IP, BackendType: st.Backend, Node: n.Name,
+	}}
+	if n.VtepMAC != "" {
+		l.Attrs.BackendData = &lease.BackendData{VtepMAC: n.VtepMAC}
+	}
+	return l
+}
+
+// peerState asks backend.Compute (the agent's own decision) what node n
+// needs for peer p, and returns it in netlink's form with n's link indexes.
+func peerState(h *netlink.Handle, st *State, n, p *Node) (peerObjects, error) {
+	node, err := labNode(st, n)
+	if err != nil {
+		return peerObjects{}, err
+	}
+	want, err := backend.Compute(node)
 	if err != nil {
 		return peerObjects{}, fmt.Errorf("node %s: %w", n.Name, err)
 	}
-	idx := vx.Attrs().Index
-	mac, _ := net.ParseMAC(p.VtepMAC)
-	vtep := net.IP(subnet.Masked().Addr().AsSlice())
-	return peerObjects{
-		route: &netlink.Route{LinkIndex: idx, Dst: prefixNet(subnet), Gw: vtep, Flags: int(netlink.FLAG_ONLINK)},
-		neigh: &netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_PERMANENT, IP: vtep, HardwareAddr: mac},
-		fdb: &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT, Flags: netlink.NTF_SELF,
-			IP: net.IP(netip.MustParseAddr(p.IP).AsSlice()), HardwareAddr: mac},
-	}, nil
+	subnet := netip.MustParsePrefix(p.Subnet).Masked()
+	index := func(dev string) (int, error) {
+		l, err := h.LinkByName(dev)
+		if err != nil {
+			return 0, fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		return l.Attrs().Index, nil
+	}
+	var o peerObjects
+	for _, r := range want.Routes {
+		if r.Dst != subnet {
+			continue
+		}
+		idx, err := index(r.Dev)
+		if err != nil {
+			return peerObjects{}, err
+		}
+		o.route = &netlink.Route{LinkIndex: idx, Dst: prefixNet(r.Dst), Gw: net.IP(r.Gateway.AsSlice())}
+		if r.Onlink {
+			o.route.Flags = int(netlink.FLAG_ONLINK)
+		}
+	}
+	if o.route == nil {
+		return peerObjects{}, fmt.Errorf("node %s: the backend programs no route to peer %s (%s)", n.Name, p.Name, p.Subnet)
+	}
+	for _, nb := range want.Neighbors {
+		if nb.IP != subnet.Addr() {
+			continue
+		}
+		idx, err := index(nb.Dev)
+		if err != nil {
+			return peerObjects{}, err
+		}
+		mac, _ := net.ParseMAC(nb.MAC)
+		o.neigh = &netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_PERMANENT, IP: net.IP(nb.IP.AsSlice()), HardwareAddr: mac}
+		for _, f := range want.FDB {
+			if strings.EqualFold(f.MAC, nb.MAC) && f.Dev == nb.Dev {
+				o.fdb = &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT, Flags: netlink.NTF_SELF,
+					IP: net.IP(f.Dst.AsSlice()), HardwareAddr: mac}
+			}
+		}
+	}
+	return o, nil
 }
 
 // programPeer makes node n's route, neighbour and FDB entry for peer p what
@@ -146,10 +203,12 @@ func ignoreMissing(err error) error {
 func writeNodeFiles(st *State, n *Node) error {
 	return subnetfile.Write(n.Root+subnetfile.TwillPath, subnetfile.Info{
 		Network: ClusterCIDR,
-		Subnet:  netip.MustParsePrefix(n.Gateway + "/24"),
+		Subnet:  subnetfile.Gateway(netip.MustParsePrefix(n.Subnet)),
 		MTU:     PodMTU(st.Backend),
 		IPMasq:  true,
 		Backend: st.Backend,
+		// As the agent writes it (it rewrites this seed file).
+		DirectRouting: st.DirectRouting,
 	})
 }
 
@@ -164,13 +223,7 @@ func writeLeases(ctx context.Context, st *State) error {
 	defer cancel()
 	for i := range st.Nodes {
 		n := &st.Nodes[i]
-		l := lease.Lease{Subnet: netip.MustParsePrefix(n.Subnet), Attrs: lease.Attrs{
-			PublicIP: n.IP, BackendType: st.Backend, Node: n.Name,
-		}}
-		if n.VtepMAC != "" {
-			l.Attrs.BackendData = &lease.BackendData{VtepMAC: n.VtepMAC}
-		}
-		if err := leaseetcd.Put(ctx, c, lease.DefaultPrefix, l, 0); err != nil {
+		if err := leaseetcd.Put(ctx, c, lease.DefaultPrefix, nodeLease(st, n), 0); err != nil {
 			return fmt.Errorf("node %s: %w", n.Name, err)
 		}
 	}

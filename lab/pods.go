@@ -61,8 +61,9 @@ func setupPod(st *State, n *Node, p *Pod) error {
 				return fmt.Errorf("pod %s: mtu %d: %w", p.Name, mtu, err)
 			}
 		}
-		if err := h.AddrAdd(eth, &netlink.Addr{IPNet: ipNet(netip.MustParseAddr(p.IP), 24)}); err != nil {
-			return fmt.Errorf("pod %s: address %s/24: %w", p.Name, p.IP, err)
+		addr := netip.PrefixFrom(netip.MustParseAddr(p.IP), netip.MustParsePrefix(n.Subnet).Bits())
+		if err := h.AddrAdd(eth, &netlink.Addr{IPNet: prefixAddrNet(addr)}); err != nil {
+			return fmt.Errorf("pod %s: address %s: %w", p.Name, addr, err)
 		}
 		if err := h.LinkSetUp(eth); err != nil {
 			return fmt.Errorf("pod %s: eth0 up: %w", p.Name, err)

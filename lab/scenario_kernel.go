@@ -18,7 +18,7 @@ func fixPeer(_ context.Context, st *State, n, peer *Node) error { return program
 
 func breakFDB(_ context.Context, st *State, n, peer *Node) error {
 	return withHandle(n.Namespace, func(h *netlink.Handle) error {
-		o, err := peerState(h, st, n, peer)
+		o, err := vxlanPeerState(h, st, n, peer)
 		if err != nil {
 			return err
 		}
@@ -28,13 +28,23 @@ func breakFDB(_ context.Context, st *State, n, peer *Node) error {
 
 func breakNeigh(_ context.Context, st *State, n, peer *Node) error {
 	return withHandle(n.Namespace, func(h *netlink.Handle) error {
-		o, err := peerState(h, st, n, peer)
+		o, err := vxlanPeerState(h, st, n, peer)
 		if err != nil {
 			return err
 		}
 		o.neigh.HardwareAddr, _ = net.ParseMAC(StaleMAC(peer.Index))
 		return h.NeighSet(o.neigh)
 	})
+}
+
+// vxlanPeerState is peerState for a scenario that breaks a vxlan entry:
+// a peer routed directly (DirectRouting) has none.
+func vxlanPeerState(h *netlink.Handle, st *State, n, peer *Node) (peerObjects, error) {
+	o, err := peerState(h, st, n, peer)
+	if err == nil && (o.neigh == nil || o.fdb == nil) {
+		err = fmt.Errorf("node %s routes peer %s directly (DirectRouting): it has no vxlan neighbour or FDB entry to break; try F6-route", n.Name, peer.Name)
+	}
+	return o, err
 }
 
 func breakRoute(_ context.Context, st *State, n, peer *Node) error {

@@ -77,7 +77,7 @@ var scenarios = []Scenario{
 	{ID: "F6-mtu", Section: "F6", Check: "TW043", layer: "mtu", vxlanOnly: true,
 		Summary: "the node's pod veths (both ends) and cni0 get MTU 1500 while twill.1 stays 1450",
 		Effect:  "small packets pass, large ones across nodes are lost",
-		apply:   setPodMTU(1500), undo: setPodMTU(1450)},
+		apply:   setPodMTU(underlayMTU), undo: setPodMTU(PodMTU(BackendVXLAN))},
 }
 
 // LookupScenario finds a scenario by ID or alias, ignoring case.

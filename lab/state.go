@@ -33,6 +33,8 @@ func NodeRoot(name, node string) string {
 type State struct {
 	Name    string `json:"name"`
 	Backend string `json:"backend"`
+	// DirectRouting is the vxlan backend's DirectRouting option.
+	DirectRouting bool `json:"directRouting,omitempty"`
 	// Mode is ModeStatic or ModeAgent ("" in labs made before modes: static).
 	Mode    string    `json:"mode,omitempty"`
 	Created time.Time `json:"created"`
@@ -105,16 +107,17 @@ type Applied struct {
 // plan computes the state of a lab from its config, before anything exists.
 func plan(c Config) *State {
 	st := &State{
-		Name:         c.Name,
-		Backend:      c.Backend,
-		Created:      time.Now().UTC().Truncate(time.Second),
-		Binary:       c.Self,
-		EtcdBin:      c.EtcdBin,
-		CNIBin:       c.CNIBin,
-		Mode:         ModeStatic,
-		Underlay:     UnderlayNS(c.Name),
-		EtcdEndpoint: EtcdEndpoint,
-		EtcdDataDir:  filepath.Join(StateDir(c.Name), "etcd"),
+		Name:          c.Name,
+		Backend:       c.Backend,
+		DirectRouting: c.DirectRouting,
+		Created:       time.Now().UTC().Truncate(time.Second),
+		Binary:        c.Self,
+		EtcdBin:       c.EtcdBin,
+		CNIBin:        c.CNIBin,
+		Mode:          ModeStatic,
+		Underlay:      UnderlayNS(c.Name),
+		EtcdEndpoint:  EtcdEndpoint,
+		EtcdDataDir:   filepath.Join(StateDir(c.Name), "etcd"),
 	}
 	if c.Agent {
 		st.Store = c.Store

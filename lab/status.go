@@ -184,7 +184,11 @@ func (r *Report) Print(w io.Writer) {
 		}
 		return "DOWN"
 	}
-	fmt.Fprintf(w, "Lab %q, backend %s, %s mode\n", r.Name, r.Backend, r.Mode)
+	backend := r.Backend
+	if r.State != nil {
+		backend = r.State.BackendName()
+	}
+	fmt.Fprintf(w, "Lab %q, backend %s, %s mode\n", r.Name, backend, r.Mode)
 	etcd := "healthy"
 	if !r.EtcdHealthy {
 		etcd = "NOT HEALTHY"

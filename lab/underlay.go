@@ -14,6 +14,10 @@ func ipNet(a netip.Addr, bits int) *net.IPNet {
 	return &net.IPNet{IP: net.IP(a.AsSlice()), Mask: net.CIDRMask(bits, a.BitLen())}
 }
 
+// prefixAddrNet converts an address with its prefix length (10.244.1.1/24)
+// into netlink's form, keeping the host bits.
+func prefixAddrNet(p netip.Prefix) *net.IPNet { return ipNet(p.Addr(), p.Bits()) }
+
 // prefixNet converts a prefix into netlink's form.
 func prefixNet(p netip.Prefix) *net.IPNet { return ipNet(p.Masked().Addr(), p.Bits()) }
 

@@ -74,7 +74,7 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 	if st.KubeMode() {
 		mode += " (leases through kube-apiserver)"
 	}
-	fmt.Fprintf(c.Out, "Building lab %q: %d nodes x %d pods, backend %s, %s mode (state in %s)\n", c.Name, c.Nodes, c.Pods, c.Backend, mode, StateDir(c.Name))
+	fmt.Fprintf(c.Out, "Building lab %q: %d nodes x %d pods, backend %s, %s mode (state in %s)\n", c.Name, c.Nodes, c.Pods, st.BackendName(), mode, StateDir(c.Name))
 	steps := staticSteps(ctx, c, st)
 	switch {
 	case st.KubeMode():
@@ -118,7 +118,7 @@ func underlaySteps(ctx context.Context, st *State) []step {
 // agentSteps build an agent-mode lab: real agents, pods through twill-cni.
 func agentSteps(ctx context.Context, c Config, st *State) []step {
 	return append(underlaySteps(ctx, st), []step{
-		{fmt.Sprintf("net-conf.json in etcd (Network %s, Backend %s); CNI plugin and conflist and a seed subnet file in each node's root", ClusterCIDR, st.Backend), func() error {
+		{fmt.Sprintf("net-conf.json in etcd (Network %s, Backend %s); CNI plugin and conflist and a seed subnet file in each node's root", ClusterCIDR, st.BackendName()), func() error {
 			if err := putNetConf(ctx, st); err != nil {
 				return err
 			}
@@ -148,7 +148,7 @@ func kubeSteps(ctx context.Context, c Config, st *State) []step {
 			}
 			return setupKubeRBAC(ctx, st)
 		}},
-		{fmt.Sprintf("Node objects with spec.podCIDR 10.244.<i>.0/24; in each node's root: kubeconfig (user twill-<node>, bound to ClusterRole twill), net-conf.json (Backend %s), CNI plugin and conflist", st.Backend), func() error {
+		{fmt.Sprintf("Node objects with spec.podCIDR 10.244.<i>.0/24; in each node's root: kubeconfig (user twill-<node>, bound to ClusterRole twill), net-conf.json (Backend %s), CNI plugin and conflist", st.BackendName()), func() error {
 			if err := registerNodes(ctx, st); err != nil {
 				return err
 			}
@@ -276,7 +276,7 @@ func PrintSummary(w io.Writer, st *State) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Namespace, n.IP, n.Subnet, pods)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\netcd: %s (in %s)   backend: %s\n", st.EtcdEndpoint, st.Underlay, st.Backend)
+	fmt.Fprintf(w, "\netcd: %s (in %s)   backend: %s\n", st.EtcdEndpoint, st.Underlay, st.BackendName())
 	if st.KubeMode() {
 		fmt.Fprintf(w, "kube-apiserver: %s (in %s); admin kubeconfig %s; agents use %s in their roots\n", st.Kube.URL, st.Underlay, st.Kube.AdminKubeconfig, "etc/twill/kubeconfig")
 	}

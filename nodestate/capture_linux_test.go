@@ -98,6 +98,7 @@ func buildNode(t *testing.T, ns, peer string) {
 		{sysctlBin, "-w", "net.ipv4.ip_forward=1"},
 		{sysctlBin, "-w", "net.bridge.bridge-nf-call-iptables=0"},
 		{sysctlBin, "-w", "net.ipv4.conf.twill/1.rp_filter=2"},
+		{sysctlBin, "-w", "net.ipv4.conf.all.route_localnet=1"},
 		{sysctlBin, "-w", "net.ipv4.conf.cni0.route_localnet=1"},
 	}
 	for _, s := range steps {
@@ -259,8 +260,10 @@ func TestCaptureVxlanNode(t *testing.T) {
 		"net.ipv4.ip_forward":                "1",
 		"net.bridge.bridge-nf-call-iptables": "0",
 		RPFilterKey("twill.1"):               "2",
+		RouteLocalnetKey("all"):              "1",
+		RouteLocalnetKey("default"):          "0",
 		RouteLocalnetKey("cni0"):             "1",
-		"net.ipv4.conf.all.route_localnet":   "0",
+		RouteLocalnetKey("twill.1"):          "0",
 	} {
 		if got, ok := s.Sysctls[k]; !ok || got != want {
 			t.Errorf("sysctl %s = %q (present %t), want %q", k, got, ok, want)

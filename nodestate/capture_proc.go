@@ -23,6 +23,7 @@ var captureSysctls = []string{
 	"net.ipv4.conf.all.rp_filter",
 	"net.ipv4.conf.default.rp_filter",
 	"net.ipv4.conf.all.route_localnet",
+	"net.ipv4.conf.default.route_localnet",
 	"net.netfilter.nf_conntrack_max",
 	"net.netfilter.nf_conntrack_count",
 }

@@ -95,6 +95,8 @@ func word(m map[int]string, n int) string {
 // where sysctl(8) would print "twill/1".
 func RPFilterKey(link string) string { return "net.ipv4.conf." + link + ".rp_filter" }
 
-// RouteLocalnetKey returns the Sysctls key of a link's route_localnet
-// setting, named like RPFilterKey.
+// RouteLocalnetKey is the Sysctls key of a link's route_localnet
+// ("all" and "default" are captured too): whether the kernel routes
+// packets from or to 127.0.0.0/8 off the loopback device, which
+// kube-proxy's localhost NodePorts need.
 func RouteLocalnetKey(link string) string { return "net.ipv4.conf." + link + ".route_localnet" }

@@ -35,6 +35,18 @@ type Info struct {
 	IPMasq bool
 	// Backend is "vxlan" or "host-gw" (twill format only).
 	Backend string
+	// DirectRouting is the vxlan backend's DirectRouting option (twill
+	// format only): peers on this node's segment are routed directly.
+	// doctor reads it to expect the routes the agent programs.
+	DirectRouting bool
+}
+
+// Gateway is the pod gateway of a node's pod subnet: its first address,
+// with the subnet's length (10.244.1.0/24 -> 10.244.1.1/24). The agent
+// writes it as SUBNET, the CNI plugin puts it on the pod bridge and makes
+// it the pods' default route, and the lab does the same: one decision.
+func Gateway(subnet netip.Prefix) netip.Prefix {
+	return netip.PrefixFrom(subnet.Masked().Addr().Next(), subnet.Bits())
 }
 
 // Parse reads a subnet file's content. src names it in errors. Both TWILL_ and
@@ -71,6 +83,8 @@ func Parse(src, content string) (Info, error) {
 			info.IPMasq, err = strconv.ParseBool(val)
 		case "BACKEND":
 			info.Backend = val
+		case "DIRECT_ROUTING":
+			info.DirectRouting, err = strconv.ParseBool(val)
 		}
 		if err != nil {
 			return Info{}, fmt.Errorf("%s: line %d: %s: %w", src, n, key, err)
@@ -101,24 +115,71 @@ func (i Info) render(prefix string, backend bool) string {
 	if backend && i.Backend != "" {
 		fmt.Fprintf(&b, "%sBACKEND=%s\n", prefix, i.Backend)
 	}
+	if backend && i.DirectRouting {
+		fmt.Fprintf(&b, "%sDIRECT_ROUTING=true\n", prefix)
+	}
 	return b.String()
 }
 
-// Write writes the file in twill's format atomically (temporary file and
-// rename), creating its directory.
+// Write writes the file in twill's format durably (see WriteContent),
+// creating its directory.
 func Write(path string, i Info) error { return WriteContent(path, i.Render()) }
 
-// WriteContent writes already rendered content atomically.
+// WriteContent writes already rendered content atomically and durably: a
+// temporary file in the same directory is written and fsynced, renamed over
+// path, and the directory is fsynced, so after a crash or power loss the
+// file holds either the old or the new content, never a torn or empty one.
 func WriteContent(path, content string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := writeDurably(path, []byte(content)); err != nil {
 		return fmt.Errorf("subnet file %s: %w", path, err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
-		return fmt.Errorf("subnet file %s: %w", path, err)
+	return nil
+}
+
+// syncFile flushes a file or directory to stable storage; tests wrap it to
+// see the calls.
+var syncFile = func(f *os.File) error { return f.Sync() }
+
+func writeDurably(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return err
+	}
+	if err := syncFile(f); err != nil {
+		return fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("subnet file %s: %w", path, err)
+		return err
+	}
+	ok = true
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := syncFile(d); err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
 	return nil
 }

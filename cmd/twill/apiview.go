@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/twillnet/twill/kubeview"
+	"github.com/twillnet/twill/kubeview/apiload"
 )
 
 // kubeconfigAuto is the --kubeconfig value of doctor and trace that means
@@ -25,5 +26,5 @@ func loadAPIView(ctx context.Context, kubeconfig string) (*kubeview.View, error)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return kubeview.Load(ctx, kubeconfig)
+	return apiload.Load(ctx, kubeconfig)
 }

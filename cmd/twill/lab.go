@@ -146,6 +146,7 @@ builds both).`,
 	fs.IntVar(&c.Nodes, "nodes", 3, fmt.Sprintf("number of nodes (1-%d)", lab.MaxNodes))
 	fs.IntVar(&c.Pods, "pods", 2, fmt.Sprintf("pods per node (1-%d)", lab.MaxPods))
 	fs.StringVar(&c.Backend, "backend", lab.BackendVXLAN, "pod network backend: vxlan or host-gw")
+	fs.BoolVar(&c.DirectRouting, "direct-routing", false, "vxlan with DirectRouting: the agents route peers on the same segment directly, vxlan only to the others")
 	fs.StringVar(&c.EtcdBin, "etcd-bin", "", "etcd binary (default: search, see above)")
 	fs.BoolVar(&static, "static", false, "program the pod network statically: no agents, no CNI plugin")
 	fs.StringVar(&c.CNIBin, "cni-bin", "", "twill-cni plugin binary (default: search, see above)")

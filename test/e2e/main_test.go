@@ -169,7 +169,13 @@ func (r report) errorIDs() []string {
 // report and exit code.
 func doctor(t *testing.T, node string, extra ...string) (report, int) {
 	t.Helper()
-	args := append([]string{"lab", "exec", node, "--name", labName, "--", twill, "doctor", "-o", "json"}, extra...)
+	return doctorOn(t, labName, node, extra...)
+}
+
+// doctorOn is doctor on a node of lab name.
+func doctorOn(t *testing.T, name, node string, extra ...string) (report, int) {
+	t.Helper()
+	args := append([]string{"lab", "exec", node, "--name", name, "--", twill, "doctor", "-o", "json"}, extra...)
 	r := tw(t, args...)
 	if r.code == 2 {
 		t.Fatalf("doctor could not run on %s:\n%s", node, r.out)

@@ -1,4 +1,7 @@
-package kubeview
+// Package apiload reads a kubeview.View from a live Kubernetes API server
+// with client-go. It is kept apart from kubeview so that the packages that
+// only consume a View (doctor, trace) do not pull client-go in.
+package apiload
 
 import (
 	"context"
@@ -10,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/twillnet/twill/kubeview"
 	"github.com/twillnet/twill/lease/kube"
 )
 
@@ -17,7 +21,7 @@ import (
 // pod's in-cluster config, else $KUBECONFIG; see kube.LoadRESTConfig).
 // The user needs list on services, pods and discovery.k8s.io
 // endpointslices in all namespaces (the "view" ClusterRole has them).
-func Load(ctx context.Context, kubeconfig string) (*View, error) {
+func Load(ctx context.Context, kubeconfig string) (*kubeview.View, error) {
 	cfg, err := kube.LoadRESTConfig(kubeconfig)
 	if err != nil {
 		return nil, err
@@ -30,7 +34,7 @@ func Load(ctx context.Context, kubeconfig string) (*View, error) {
 }
 
 // LoadFrom reads the View with an existing client.
-func LoadFrom(ctx context.Context, c kubernetes.Interface) (*View, error) {
+func LoadFrom(ctx context.Context, c kubernetes.Interface) (*kubeview.View, error) {
 	svcs, err := c.CoreV1().Services("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list Services in all namespaces: %w (the user needs list on services; the built-in view ClusterRole has it)", err)
@@ -48,16 +52,16 @@ func LoadFrom(ctx context.Context, c kubernetes.Interface) (*View, error) {
 
 // build converts API objects to a View (pure; unparsable addresses are
 // left out).
-func build(svcs []corev1.Service, eps []discoveryv1.EndpointSlice, pods []corev1.Pod) *View {
-	v := &View{Services: []Service{}, Pods: []Pod{}}
+func build(svcs []corev1.Service, eps []discoveryv1.EndpointSlice, pods []corev1.Pod) *kubeview.View {
+	v := &kubeview.View{Services: []kubeview.Service{}, Pods: []kubeview.Pod{}}
 	index := map[string]int{}
 	for _, s := range svcs {
-		out := Service{Namespace: s.Namespace, Name: s.Name}
+		out := kubeview.Service{Namespace: s.Namespace, Name: s.Name}
 		if a, err := netip.ParseAddr(s.Spec.ClusterIP); err == nil {
 			out.ClusterIP = a
 		}
 		for _, p := range s.Spec.Ports {
-			out.Ports = append(out.Ports, ServicePort{Name: p.Name, Protocol: protocol(p.Protocol), Port: uint16(p.Port)})
+			out.Ports = append(out.Ports, kubeview.ServicePort{Name: p.Name, Protocol: protocol(p.Protocol), Port: uint16(p.Port)})
 		}
 		index[out.Key()] = len(v.Services)
 		v.Services = append(v.Services, out)
@@ -84,7 +88,7 @@ func build(svcs []corev1.Service, eps []discoveryv1.EndpointSlice, pods []corev1
 					if p.Port == nil {
 						continue
 					}
-					pe := Endpoint{Addr: netip.AddrPortFrom(ip, uint16(*p.Port)), Ready: ready, Node: node, Protocol: "TCP"}
+					pe := kubeview.Endpoint{Addr: netip.AddrPortFrom(ip, uint16(*p.Port)), Ready: ready, Node: node, Protocol: "TCP"}
 					if p.Name != nil {
 						pe.PortName = *p.Name
 					}
@@ -97,7 +101,7 @@ func build(svcs []corev1.Service, eps []discoveryv1.EndpointSlice, pods []corev1
 		}
 	}
 	for _, p := range pods {
-		out := Pod{Namespace: p.Namespace, Name: p.Name, Node: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork}
+		out := kubeview.Pod{Namespace: p.Namespace, Name: p.Name, Node: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork}
 		if a, err := netip.ParseAddr(p.Status.PodIP); err == nil {
 			out.IP = a
 		}

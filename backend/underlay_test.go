@@ -1,4 +1,4 @@
-package agent
+package backend
 
 import (
 	"net/netip"
@@ -22,15 +22,15 @@ func labNode() *nodestate.Snapshot {
 }
 
 func TestFindUnderlay(t *testing.T) {
-	u, err := findUnderlay(labNode(), "", netip.Addr{})
+	u, err := FindUnderlay(labNode(), "", netip.Addr{})
 	if err != nil || u.Dev != "eth0" || u.IP.String() != "192.168.77.11" || u.MTU != 1500 || len(u.Nets) != 1 || u.Nets[0].String() != "192.168.77.0/24" {
 		t.Fatalf("default route: %+v %v", u, err)
 	}
-	u, err = findUnderlay(labNode(), "eth1", netip.Addr{})
+	u, err = FindUnderlay(labNode(), "eth1", netip.Addr{})
 	if err != nil || u.Dev != "eth1" || u.IP.String() != "172.16.0.5" || u.MTU != 9000 {
 		t.Fatalf("--iface eth1: %+v %v", u, err)
 	}
-	u, err = findUnderlay(labNode(), "", netip.MustParseAddr("172.16.0.5"))
+	u, err = FindUnderlay(labNode(), "", netip.MustParseAddr("172.16.0.5"))
 	if err != nil || u.Dev != "eth1" {
 		t.Fatalf("--public-ip: %+v %v", u, err)
 	}
@@ -44,15 +44,13 @@ func TestFindUnderlay(t *testing.T) {
 		if c.ip != "" {
 			ip = netip.MustParseAddr(c.ip)
 		}
-		if _, err := findUnderlay(labNode(), c.iface, ip); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("findUnderlay(%q, %q) = %v, want %q", c.iface, c.ip, err, c.want)
+		if _, err := FindUnderlay(labNode(), c.iface, ip); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("FindUnderlay(%q, %q) = %v, want %q", c.iface, c.ip, err, c.want)
 		}
 	}
 	s := labNode()
 	s.Routes = nil
-	if _, err := findUnderlay(s, "", netip.Addr{}); err == nil || !strings.Contains(err.Error(), "--iface") {
+	if _, err := FindUnderlay(s, "", netip.Addr{}); err == nil || !strings.Contains(err.Error(), "--iface") {
 		t.Errorf("no default route: %v", err)
 	}
 }
-
-func netipPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }

@@ -1,0 +1,77 @@
+package backend
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/twillnet/twill/nodestate"
+)
+
+// Underlay is the node's interface toward the other nodes, as the agent
+// picks it (FindUnderlay) and as Compute needs it (Node.Underlay*).
+type Underlay struct {
+	// Dev is the interface name ("eth0").
+	Dev string
+	// IP is the node's address toward its peers (the lease's PublicIP).
+	IP netip.Addr
+	// MTU is Dev's MTU.
+	MTU int
+	// Nets are the prefixes of Dev's IPv4 addresses: the node's L2 segments.
+	Nets []netip.Prefix
+}
+
+// FindUnderlay picks the underlay from the node's state: the interface named
+// iface (or holding publicIP, or carrying the default route), and its
+// address (publicIP, or the interface's first global IPv4 address). It is
+// pure: the agent calls it on the node it programs, doctor on the snapshot
+// it checks, so both see the same underlay.
+func FindUnderlay(s *nodestate.Snapshot, iface string, publicIP netip.Addr) (Underlay, error) {
+	dev := iface
+	if dev == "" && publicIP.IsValid() {
+		for _, a := range s.Addrs {
+			if a.Prefix.Addr() == publicIP {
+				dev = a.Link
+			}
+		}
+		if dev == "" {
+			return Underlay{}, fmt.Errorf("--public-ip %s is not an address of this node", publicIP)
+		}
+	}
+	if dev == "" {
+		for _, r := range s.Routes {
+			if r.Table == nodestate.TableMain && r.Dst.Bits() == 0 && r.Dst.Addr().Is4() && r.Dev != "" {
+				dev = r.Dev
+				break
+			}
+		}
+		if dev == "" {
+			return Underlay{}, fmt.Errorf("no default route to pick the underlay interface from: pass --iface or --public-ip")
+		}
+	}
+	u := Underlay{Dev: dev}
+	found := false
+	for _, l := range s.Links {
+		if l.Name == dev {
+			u.MTU, found = l.MTU, true
+		}
+	}
+	if !found {
+		return Underlay{}, fmt.Errorf("interface %s does not exist (see `ip link`)", dev)
+	}
+	for _, a := range s.Addrs {
+		if a.Link != dev || !a.Prefix.Addr().Is4() {
+			continue
+		}
+		u.Nets = append(u.Nets, a.Prefix.Masked())
+		if !u.IP.IsValid() && a.Prefix.Addr().IsGlobalUnicast() && (!publicIP.IsValid() || a.Prefix.Addr() == publicIP) {
+			u.IP = a.Prefix.Addr()
+		}
+	}
+	if publicIP.IsValid() {
+		u.IP = publicIP
+	}
+	if !u.IP.IsValid() {
+		return Underlay{}, fmt.Errorf("interface %s has no IPv4 address to use as this node's public IP: pass --public-ip", dev)
+	}
+	return u, nil
+}
