@@ -314,8 +314,8 @@ func TestSplitBackendsOrderDependentOutcome(t *testing.T) {
 	ev := strings.Join(r.Findings[len(r.Findings)-1].Evidence, "\n")
 	for _, want := range []string{
 		"depends on the order the kernel registered the equal-priority hooks",
-		"if iptables-legacy filter/FORWARD runs before iptables-nft filter/FORWARD (equal priority 0: registration order, not recorded): drop by iptables-legacy filter/FORWARD: filter/FORWARD rule 1: -A FORWARD -d 10.244.0.0/16 -j DROP",
-		"if iptables-nft filter/FORWARD runs before iptables-legacy filter/FORWARD (equal priority 0: registration order, not recorded): reject by iptables-nft filter/FORWARD",
+		"if node1 FORWARD (priority 0): iptables-legacy filter/FORWARD first, then iptables-nft filter/FORWARD: drop by iptables-legacy filter/FORWARD: filter/FORWARD rule 1: -A FORWARD -d 10.244.0.0/16 -j DROP",
+		"if node1 FORWARD (priority 0): iptables-nft filter/FORWARD first, then iptables-legacy filter/FORWARD: reject by iptables-nft filter/FORWARD",
 	} {
 		if !strings.Contains(ev, want) {
 			t.Errorf("TW020 evidence lacks %q:\n%s", want, ev)

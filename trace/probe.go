@@ -220,7 +220,8 @@ func (h *Host) ProbeHook(hook string, p Probe) HookProbe {
 			}
 		}
 	}
-	hp.Outcomes = combineChains(hp.Chains, 1)
+	whole := h.runChains(pkt, env, chains, hookOutcome{prob: 1, pkt: pkt, verdict: "accept"})
+	hp.Outcomes = hookOutcomes(hp.Chains, whole)
 	return hp
 }
 
@@ -240,59 +241,35 @@ func chainVerdict(bc *baseChain, o hookOutcome) ChainVerdict {
 	return v
 }
 
-// combineChains derives the hook's possible outcomes from the chains'
-// (ordered by priority): the first chain that does not accept decides.
-// Chains of equal priority run in an order the snapshot does not record,
-// so when several of them can end the packet, each one's verdict is a
-// possible outcome, with the order it assumes.
-//
-// TODO(merge with the evaluator branch): runChains there follows every
-// order of equal-priority chains itself (hookOutcome.assume); the outcomes
-// can then be taken from one runChains call over the whole hook.
-func combineChains(cs []ChainVerdict, prob float64) []HookOutcome {
-	if len(cs) == 0 {
-		return []HookOutcome{{Verdict: "accept", Prob: prob}}
-	}
-	j := 0
-	for j < len(cs) && cs[j].Priority == cs[0].Priority {
-		j++
-	}
-	group, rest := cs[:j], cs[j:]
-	var stoppers []string
-	pass := map[string]float64{}
-	var names []string
-	for _, c := range group {
-		if _, seen := pass[c.Name()]; !seen {
-			names = append(names, c.Name())
-			pass[c.Name()] = 0
+// hookOutcomes turns the walk of the whole hook (runChains: the same code a
+// trace runs, equal-priority orders included) into the probe's outcomes,
+// pointing each drop at its chain in cs.
+func hookOutcomes(cs []ChainVerdict, outs []hookOutcome) []HookOutcome {
+	var res []HookOutcome
+	for _, o := range outs {
+		ho := HookOutcome{Verdict: o.verdict, Prob: o.prob}
+		if o.verdict != "accept" {
+			for i := range cs {
+				if cs[i].Name() == o.by && cs[i].Verdict == o.verdict {
+					ho.By = &cs[i]
+					break
+				}
+			}
 		}
-		if c.Verdict == "accept" {
-			pass[c.Name()] += c.Prob
-		} else if !slices.Contains(stoppers, c.Name()) {
-			stoppers = append(stoppers, c.Name())
+		var orders []string
+		for _, c := range o.assume {
+			orders = append(orders, c.String())
 		}
-	}
-	var out []HookOutcome
-	for i := range group {
-		c := &group[i]
-		if c.Verdict == "accept" {
+		ho.Order = strings.Join(orders, "; ")
+		if k := slices.IndexFunc(res, func(r HookOutcome) bool {
+			return r.Verdict == ho.Verdict && r.By == ho.By && r.Order == ho.Order
+		}); k >= 0 {
+			res[k].Prob += ho.Prob
 			continue
 		}
-		o := HookOutcome{Verdict: c.Verdict, By: c, Prob: prob * c.Prob}
-		if len(stoppers) > 1 {
-			others := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == c.Name() })
-			o.Order = fmt.Sprintf("%s runs before %s (equal priority %d: registration order, not recorded)", c.Name(), strings.Join(others, " and "), c.Priority)
-		}
-		out = append(out, o)
+		res = append(res, ho)
 	}
-	through := 1.0
-	for _, n := range names {
-		through *= min(pass[n], 1)
-	}
-	if through > 0 {
-		out = append(out, combineChains(rest, prob*through)...)
-	}
-	return out
+	return res
 }
 
 // PodNetwork is what a caller knows of a node's pod network.

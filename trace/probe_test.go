@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/twillnet/twill/backend/testbed"
@@ -113,23 +114,41 @@ func TestProbeRealRuleSets(t *testing.T) {
 	}
 }
 
-// Equal-priority chains that both stop the packet give one outcome per
-// order; a random (statistic) drop gives a drop and the later chains'
+// The probe's outcomes come from the same walk a trace makes: tied
+// chains that both stop the packet give one outcome per order, each with
+// the order it assumes; one of two tied chains dropping gives that drop
+// whatever the order; a random drop gives a drop and the later chain's
 // verdict, each with its probability.
-func TestCombineChains(t *testing.T) {
-	v := func(name string, prio int, verdict string, prob float64) ChainVerdict {
-		return ChainVerdict{Backend: name, Table: "filter", Chain: "FORWARD", Priority: prio, Verdict: verdict, Prob: prob}
+func TestProbeHookOutcomes(t *testing.T) {
+	nftSave := func(rules ...string) string {
+		return "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n" + strings.Join(rules, "\n") + "\nCOMMIT\n"
 	}
-	outs := combineChains([]ChainVerdict{v("iptables-nft", 0, "reject", 1), v("iptables-legacy", 0, "drop", 1)}, 1)
-	if len(outs) != 2 || outs[0].Verdict != "reject" || outs[1].Verdict != "drop" || outs[0].Order == "" || outs[1].Order == "" {
-		t.Fatalf("tied chains: %+v", outs)
+	p := Probe{Src: netip.MustParseAddr("10.244.2.2"), Dst: netip.MustParseAddr("10.244.1.2"), Proto: "tcp", Sport: 40000, Dport: 8080, In: "eth0", Out: "cni0"}
+	probe := func(legacy, nft string) HookProbe {
+		t.Helper()
+		s := &nodestate.Snapshot{Node: "n1"}
+		s.Iptables.Legacy.Save, s.Iptables.NFT.Save = legacy, nft
+		h, err := NewHost(s, "FORWARD")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.ProbeHook("FORWARD", p)
 	}
-	outs = combineChains([]ChainVerdict{v("iptables-nft", 0, "accept", 1), v("iptables-legacy", 0, "drop", 1)}, 1)
-	if len(outs) != 1 || outs[0].Verdict != "drop" || outs[0].Order != "" {
-		t.Fatalf("one of two tied chains drops: %+v", outs)
+	hp := probe(legacyForward("-A FORWARD -j DROP"), nftSave("-A FORWARD -j REJECT --reject-with icmp-port-unreachable"))
+	if len(hp.Outcomes) != 2 {
+		t.Fatalf("tied chains that both stop: want 2 outcomes, got %+v", hp.Outcomes)
 	}
-	outs = combineChains([]ChainVerdict{v("iptables-nft", -150, "drop", 0.25), v("iptables-nft", -150, "accept", 0.75), v("nft", 0, "reject", 1)}, 1)
-	if len(outs) != 2 || outs[0].Verdict != "drop" || outs[0].Prob != 0.25 || outs[1].Verdict != "reject" || outs[1].Prob != 0.75 {
-		t.Fatalf("random drop: %+v", outs)
+	for _, o := range hp.Outcomes {
+		if o.By == nil || o.Order == "" || !strings.HasPrefix(o.Order, o.By.Name()+" first") && !strings.Contains(o.Order, ": "+o.By.Name()+" first") {
+			t.Errorf("outcome %+v should name its chain and the order where that chain runs first", o)
+		}
+	}
+	hp = probe(legacyForward("-A FORWARD -j DROP"), nftSave())
+	if len(hp.Outcomes) != 1 || hp.Outcomes[0].Verdict != "drop" || hp.Outcomes[0].Order != "" || hp.Outcomes[0].By == nil || hp.Outcomes[0].By.Backend != "iptables-legacy" {
+		t.Fatalf("one of two tied chains drops: %+v", hp.Outcomes)
+	}
+	hp = probe("", nftSave("-A FORWARD -m statistic --mode random --probability 0.25 -j DROP", "-A FORWARD -j REJECT --reject-with icmp-port-unreachable"))
+	if len(hp.Outcomes) != 2 || hp.Outcomes[0].Verdict != "drop" || hp.Outcomes[0].Prob != 0.25 || hp.Outcomes[1].Verdict != "reject" || hp.Outcomes[1].Prob != 0.75 {
+		t.Fatalf("random drop: %+v", hp.Outcomes)
 	}
 }
