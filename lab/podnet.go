@@ -165,7 +165,7 @@ func writeLeases(ctx context.Context, st *State) error {
 	for i := range st.Nodes {
 		n := &st.Nodes[i]
 		l := lease.Lease{Subnet: netip.MustParsePrefix(n.Subnet), Attrs: lease.Attrs{
-			PublicIP: n.IP, BackendType: st.Backend, Node: n.Name,
+			PublicIP: netip.MustParseAddr(n.IP), BackendType: st.Backend, Node: n.Name,
 		}}
 		if n.VtepMAC != "" {
 			l.Attrs.BackendData = &lease.BackendData{VtepMAC: n.VtepMAC}

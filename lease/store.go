@@ -39,7 +39,7 @@ func (r Request) Check() error {
 // Lease returns the lease the request publishes for subnet sn.
 func (r Request) Lease(sn netip.Prefix) Lease {
 	return Lease{Subnet: sn, Attrs: Attrs{
-		PublicIP:    r.PublicIP.String(),
+		PublicIP:    r.PublicIP,
 		BackendType: r.BackendType,
 		BackendData: r.BackendData,
 		Node:        r.Node,
@@ -50,6 +50,9 @@ func (r Request) Lease(sn netip.Prefix) Lease {
 // included, sorted by subnet.
 type Event struct {
 	Leases []Lease
+	// Rejected are the entries the store holds that do not even decode
+	// (ReasonMalformed), sorted by key. Leases still go through Accept.
+	Rejected []Rejected
 }
 
 // Store keeps the cluster's network config and the nodes' subnet leases.
@@ -73,6 +76,12 @@ type Store interface {
 // ErrNoConfig is returned by Store.Config when the store holds no network
 // config.
 var ErrNoConfig = errors.New("no network config in the store")
+
+// ErrIncompatibleConfig is returned by Store.Acquire when the network config
+// does not fit the leases in the store (another SubnetLen than the cluster
+// was built with), or this node's lease overlaps an older one: the agent
+// must not start with it.
+var ErrIncompatibleConfig = errors.New("network config incompatible with the leases in the store")
 
 // ErrNoFreeSubnet is returned by Store.Acquire when every subnet between
 // SubnetMin and SubnetMax is leased to another node.

@@ -100,7 +100,7 @@ func LeaseOf(n NodeInfo, network netip.Prefix) (l lease.Lease, ok bool, err erro
 		return lease.Lease{}, false, fmt.Errorf("node %s: annotation %s=%q: not an IP address", n.Name, AnnotationPublicIP, ip)
 	}
 	l = lease.Lease{Subnet: sn, Attrs: lease.Attrs{
-		PublicIP:    addr.String(),
+		PublicIP:    addr,
 		BackendType: n.Annotations[AnnotationBackendType],
 		Node:        n.Name,
 	}}

@@ -75,7 +75,7 @@ func TestAgainstAPIServer(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Acquire after the podCIDR was set: %v", err)
 		}
-		if l.Subnet != netip.MustParsePrefix("10.244.7.0/24") || l.Attrs.Node != "acq-1" || l.Attrs.PublicIP != "192.168.50.1" {
+		if l.Subnet != netip.MustParsePrefix("10.244.7.0/24") || l.Attrs.Node != "acq-1" || l.Attrs.PublicIP.String() != "192.168.50.1" {
 			t.Fatalf("lease = %+v", l)
 		}
 		n, err := admin.CoreV1().Nodes().Get(ctx, "acq-1", metav1.GetOptions{})

@@ -74,9 +74,9 @@ func TestLeaseOf(t *testing.T) {
 		wantErr string
 	}{
 		{"published", NodeInfo{Name: "n2", PodCIDR: "10.244.2.0/24", Annotations: ann},
-			lease.Lease{Subnet: netip.MustParsePrefix("10.244.2.0/24"), Attrs: lease.Attrs{PublicIP: "192.168.1.11", BackendType: "vxlan", BackendData: &lease.BackendData{VtepMAC: "0e:00:00:00:00:02"}, Node: "n2"}}, true, ""},
+			lease.Lease{Subnet: netip.MustParsePrefix("10.244.2.0/24"), Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("192.168.1.11"), BackendType: "vxlan", BackendData: &lease.BackendData{VtepMAC: "0e:00:00:00:00:02"}, Node: "n2"}}, true, ""},
 		{"dual-stack takes the IPv4 podCIDR", NodeInfo{Name: "n2", PodCIDRs: []string{"fd00:10::/64", "10.244.2.0/24"}, Annotations: ann},
-			lease.Lease{Subnet: netip.MustParsePrefix("10.244.2.0/24"), Attrs: lease.Attrs{PublicIP: "192.168.1.11", BackendType: "vxlan", BackendData: &lease.BackendData{VtepMAC: "0e:00:00:00:00:02"}, Node: "n2"}}, true, ""},
+			lease.Lease{Subnet: netip.MustParsePrefix("10.244.2.0/24"), Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("192.168.1.11"), BackendType: "vxlan", BackendData: &lease.BackendData{VtepMAC: "0e:00:00:00:00:02"}, Node: "n2"}}, true, ""},
 		{"not a twill node", NodeInfo{Name: "n3", PodCIDR: "10.244.3.0/24"}, lease.Lease{}, false, ""},
 		{"no podCIDR yet", NodeInfo{Name: "n3", Annotations: ann}, lease.Lease{}, false, ""},
 		{"bad public ip", NodeInfo{Name: "n4", PodCIDR: "10.244.4.0/24", Annotations: map[string]string{AnnotationPublicIP: "nope"}}, lease.Lease{}, false,
@@ -128,7 +128,7 @@ func TestSubnetErrors(t *testing.T) {
 	}
 }
 
-func TestLeaseSetSortedAndOverlapsLeftOut(t *testing.T) {
+func TestLeaseSetSortedAndMalformedLeftOut(t *testing.T) {
 	node := func(name, cidr, ip string) any {
 		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{AnnotationPublicIP: ip, AnnotationBackendType: "host-gw"}},
 			Spec: corev1.NodeSpec{PodCIDR: cidr}}
@@ -136,20 +136,20 @@ func TestLeaseSetSortedAndOverlapsLeftOut(t *testing.T) {
 	objs := []any{
 		node("c", "10.244.3.0/24", "10.0.0.3"),
 		node("a", "10.244.1.0/24", "10.0.0.1"),
-		node("b", "10.244.1.0/24", "10.0.0.2"), // same podCIDR as a: a (smaller name) keeps it
+		node("b", "10.244.1.0/24", "10.0.0.2"), // same podCIDR as a: kept here, lease.Accept decides
 		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "plain"}, Spec: corev1.NodeSpec{PodCIDR: "10.244.9.0/24"}},
 		node("far", "10.1.0.0/24", "10.0.0.9"),
 	}
-	set, problems := leaseSet(objs, network)
+	set, bad := leaseSet(objs, network)
 	var names []string
 	for _, l := range set {
 		names = append(names, l.Attrs.Node+"="+l.Subnet.String())
 	}
-	if got := strings.Join(names, " "); got != "a=10.244.1.0/24 c=10.244.3.0/24" {
+	if got := strings.Join(names, " "); got != "a=10.244.1.0/24 b=10.244.1.0/24 c=10.244.3.0/24" {
 		t.Fatalf("set = %s", got)
 	}
-	if !strings.Contains(problems["b"], "overlaps node a's 10.244.1.0/24") || !strings.Contains(problems["far"], "outside the cluster network") || len(problems) != 2 {
-		t.Fatalf("problems = %v", problems)
+	if len(bad) != 1 || bad[0].Key != "node/far" || bad[0].Reason != lease.ReasonMalformed || !strings.Contains(bad[0].Detail, "outside the cluster network") {
+		t.Fatalf("rejected = %v", bad)
 	}
 	empty, _ := leaseSet(nil, network)
 	if empty == nil || len(empty) != 0 {
