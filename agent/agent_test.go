@@ -35,6 +35,26 @@ type running struct {
 	done   chan error
 	store  *etcd.Store
 	once   sync.Once
+	logs   *logBuffer
+}
+
+// logBuffer collects an agent's log lines (safe for concurrent use).
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns everything logged so far.
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // startAgent runs a real agent in-process for testbed node nd, against the
@@ -50,12 +70,12 @@ func startAgent(t *testing.T, endpoint string, nd testbed.Node, root string, cfg
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &running{root: root, cancel: cancel, done: make(chan error, 1), store: store}
+	r := &running{root: root, cancel: cancel, done: make(chan error, 1), store: store, logs: &logBuffer{}}
 	healthCh := make(chan string, 1)
 	opt := Options{
 		Node: nd.Name, Iface: "eth0", Root: root, NetConf: cfg, Resync: 300 * time.Millisecond,
 		HealthAddr: "127.0.0.1:0", OnHealth: func(a string) { healthCh <- a },
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log: slog.New(slog.NewTextHandler(r.logs, nil)),
 	}
 	go func() {
 		r.done <- Run(ctx, opt, Deps{Store: store, Kernel: NodeKernel{Netns: nd.NS, Root: root}, Firewall: &NodeFirewall{Backend: fw}})
@@ -336,6 +356,7 @@ func startStream(t *testing.T, client, server string, serverIP netip.Addr) *stre
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		conn, err := ln.Accept()
+		ln.Close() // one stream per listener: the port is free for the next
 		if err != nil {
 			return
 		}

@@ -117,9 +117,10 @@ func (a *agent) reconcileOnce(ctx context.Context) ([]Repair, error) {
 		UnderlayDev: u.Dev, UnderlayIP: u.IP, UnderlayMTU: u.MTU, UnderlayNets: u.Nets,
 	})
 	var peerErrs backend.PeerErrors
+	var logged []error
 	if errors.As(err, &peerErrs) {
 		for _, pe := range peerErrs {
-			a.log.Error("peer not programmed", "peer", pe.Node, "public_ip", pe.PublicIP.String(), "subnet", pe.Subnet.String(), "reason", pe.Reason)
+			logged = append(logged, pe)
 		}
 	} else if err != nil {
 		return repairs, fmt.Errorf("compute desired state: %w", err)
@@ -130,6 +131,7 @@ func (a *agent) reconcileOnce(ctx context.Context) ([]Repair, error) {
 			n++
 		}
 	}
+	a.logPeerErrors(logged)
 	a.m.peers.Set(float64(n - len(peerErrs)))
 	applied, err := a.deps.Kernel.Apply(ctx, backend.Diff(want, snap))
 	for _, r := range applied {
@@ -214,8 +216,7 @@ func (a *agent) announce(ctx context.Context) {
 		return
 	}
 	if err := r.SetNetworkAvailable(ctx); err != nil {
-		a.m.storeErrors.Inc()
-		a.log.Error("store", "op", "set node condition NetworkUnavailable=False", "err", err.Error())
+		a.storeFailed("set node condition NetworkUnavailable=False", err)
 		return
 	}
 	a.announced = true

@@ -73,6 +73,14 @@ type Store interface {
 	Release(ctx context.Context) error
 }
 
+// Pinger is a Store that can say cheaply whether it answers: the agent
+// calls Ping at every resync to show store outages (twill_store_up, the
+// store field of /readyz) and to notice their end.
+type Pinger interface {
+	// Ping makes one small read; an error means the store did not answer.
+	Ping(ctx context.Context) error
+}
+
 // ErrNoConfig is returned by Store.Config when the store holds no network
 // config.
 var ErrNoConfig = errors.New("no network config in the store")

@@ -91,7 +91,11 @@ func (s *Store) acquire(ctx context.Context, cfg netconf.Config, req lease.Reque
 			if err != nil {
 				continue // not a subnet key: cannot collide with one we create
 			}
-			taken.add(sn)
+			if sn.Masked() == sn {
+				// A key with host bits is rejected by every node
+				// (lease.Check): it blocks nothing.
+				taken.add(sn)
+			}
 			var a lease.Attrs
 			if len(kv.Value) <= lease.MaxValueSize && json.Unmarshal(kv.Value, &a) == nil && a.Node == req.Node {
 				mine = append(mine, kv)
@@ -194,7 +198,8 @@ func (s *Store) acquire(ctx context.Context, cfg netconf.Config, req lease.Reque
 	return lease.Lease{}, fmt.Errorf("lease for node %s: its existing lease kept changing during %d attempts (another agent with the same node name?)", req.Node, maxListRounds)
 }
 
-// held is the set of subnets an allocation must not overlap, for
+// held is the set of subnets an allocation must not overlap (keys without
+// host bits), for
 // candidates that are aligned /n prefixes: keys of length n or longer block
 // the one /n that contains them (a map lookup), shorter keys (rare: a
 // config change or a hostile key) are checked one by one.

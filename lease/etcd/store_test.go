@@ -688,8 +688,9 @@ func putRaw(t *testing.T, c *clientv3.Client, key, value string) {
 	}
 }
 
-// A new lease overlaps no key in the store: not a key with host bits, not a
-// longer or shorter prefix inside it.
+// A new lease overlaps no valid key in the store: not a longer or shorter
+// prefix inside it. A key with host bits is rejected by every node and
+// blocks nothing.
 func TestAcquireNeverOverlaps(t *testing.T) {
 	t.Parallel()
 	ep, _ := etcdtest.Start(t)
@@ -697,7 +698,7 @@ func TestAcquireNeverOverlaps(t *testing.T) {
 	cfg := mustConfig(t, `{"Network": "10.244.0.0/16", "SubnetMax": "10.244.6.0"}`)
 	v := `{"PublicIP":"192.168.0.99","BackendType":"vxlan","Node":"other"}`
 	putRaw(t, s.Client(), "10.244.1.128-25", v) // inside 10.244.1.0/24
-	putRaw(t, s.Client(), "10.244.2.5-24", v)   // host bits: 10.244.2.0/24
+	putRaw(t, s.Client(), "10.244.2.5-24", v)   // host bits: rejected everywhere, blocks nothing
 	putRaw(t, s.Client(), "10.244.4.0-23", v)   // covers .4 and .5
 	var got []string
 	for i := range 2 {
@@ -709,8 +710,11 @@ func TestAcquireNeverOverlaps(t *testing.T) {
 		}
 		got = append(got, l.Subnet.String())
 	}
-	if want := "10.244.3.0/24 10.244.6.0/24"; strings.Join(got, " ") != want {
+	if want := "10.244.2.0/24 10.244.3.0/24"; strings.Join(got, " ") != want {
 		t.Fatalf("allocated %v, want %s (every other subnet overlaps a key)", got, want)
+	}
+	if l, err := newStore(t, ep, 0).Acquire(ctxT(t, 10*time.Second), cfg, request("n8", 8)); err != nil || l.Subnet.String() != "10.244.6.0/24" {
+		t.Fatalf("third node: %v, %v; want 10.244.6.0/24", l.Subnet, err)
 	}
 	if _, err := newStore(t, ep, 0).Acquire(ctxT(t, 10*time.Second), cfg, request("n9", 9)); !errors.Is(err, lease.ErrNoFreeSubnet) {
 		t.Fatalf("with every subnet overlapped: %v, want ErrNoFreeSubnet", err)

@@ -50,13 +50,17 @@ type watcher struct {
 
 func (w *watcher) run(ctx context.Context) {
 	retry := minRetry
+	failing := false
 	for ctx.Err() == nil {
 		rev, err := w.list(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			w.s.log.Warn("lease watch: list failed; retrying", "err", err, "retry_in", retry)
+			if !failing {
+				w.s.log.Warn("lease watch: list failed; retrying until etcd answers", "err", err)
+			}
+			failing = true
 			select {
 			case <-ctx.Done():
 				return
@@ -66,6 +70,10 @@ func (w *watcher) run(ctx context.Context) {
 			continue
 		}
 		retry = minRetry
+		if failing {
+			w.s.log.Info("lease watch: listing works again")
+			failing = false
+		}
 		w.publish()
 		w.follow(ctx, rev)
 	}
