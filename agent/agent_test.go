@@ -163,9 +163,10 @@ func seedSubnetFile(t *testing.T, root string, nd testbed.Node) {
 	}
 }
 
-func TestAgentsBuildThePodNetworkAndRepairDrift(t *testing.T) {
-	c := testbed.New(t, "agent", 3)
-	endpoint, _ := etcdtest.Start(t)
+// startAgents runs one agent per testbed node (vxlan, 10.244.0.0/16), each
+// asking for its node's subnet, with a server on port 8080 in every pod.
+func startAgents(t *testing.T, c *testbed.Cluster, endpoint string) ([]*running, netconf.Config) {
+	t.Helper()
 	cfg, err := netconf.Parse("test", []byte(`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`))
 	if err != nil {
 		t.Fatal(err)
@@ -177,6 +178,13 @@ func TestAgentsBuildThePodNetworkAndRepairDrift(t *testing.T) {
 		testbed.Serve(t, nd.Pod, 8080)
 		agents = append(agents, startAgent(t, endpoint, nd, root, &cfg))
 	}
+	return agents, cfg
+}
+
+func TestAgentsBuildThePodNetworkAndRepairDrift(t *testing.T) {
+	c := testbed.New(t, "agent", 3)
+	endpoint, _ := etcdtest.Start(t)
+	agents, cfg := startAgents(t, c, endpoint)
 	for i, a := range agents {
 		eventually(t, 15*time.Second, c.Nodes[i].Name+" ready", func() error {
 			if code, body := a.get(t, "/readyz"); code != 200 {

@@ -10,12 +10,9 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/twillnet/twill/backend/testbed"
 	"github.com/twillnet/twill/lease"
 	"github.com/twillnet/twill/lease/etcd/etcdtest"
-	"github.com/twillnet/twill/netconf"
 )
 
 // metric reads one sample of /metrics ("name" or `name{label="v"}`), -1 when absent.
@@ -37,16 +34,7 @@ func (r *running) metric(t *testing.T, sample string) int {
 func TestAgentHoldsTheNodeAgainstHostileStore(t *testing.T) {
 	c := testbed.New(t, "agenthx", 2)
 	srv := etcdtest.StartServer(t, etcdtest.Options{})
-	cfg, err := netconf.Parse("test", []byte(`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var agents []*running
-	for _, nd := range c.Nodes {
-		root := t.TempDir()
-		seedSubnetFile(t, root, nd)
-		agents = append(agents, startAgent(t, srv.Endpoint, nd, root, &cfg))
-	}
+	agents, _ := startAgents(t, c, srv.Endpoint)
 	for i, a := range agents {
 		eventually(t, 15*time.Second, c.Nodes[i].Name+" ready", func() error {
 			if code, body := a.get(t, "/readyz"); code != 200 || !strings.Contains(body, `"store":"ok"`) {
@@ -56,7 +44,6 @@ func TestAgentHoldsTheNodeAgainstHostileStore(t *testing.T) {
 		})
 	}
 	n1, n2 := c.Nodes[0], c.Nodes[1]
-	testbed.Serve(t, n2.Pod, 8080)
 	eventually(t, 15*time.Second, "node1's pod reaches node2's", func() error {
 		_, err := testbed.Call(n1.Pod, n2.PodIP, 8080)
 		return err
@@ -200,5 +187,4 @@ func TestAgentHoldsTheNodeAgainstHostileStore(t *testing.T) {
 			}
 		}
 	}
-	_ = clientv3.WithPrefix
 }
