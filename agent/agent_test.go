@@ -287,6 +287,10 @@ func TestAgentsBuildThePodNetworkAndRepairDrift(t *testing.T) {
 
 	// Uninstall node1: nothing of twill is left, the lease is released.
 	agents[0].stop()
+	// A pod as the CNI plugin leaves it: a host veth on bridge cni0.
+	testbed.In(t, n1.NS, "ip", "link", "add", "cni0", "type", "bridge")
+	testbed.In(t, n1.NS, "ip", "link", "add", "vethpod1", "type", "veth", "peer", "name", "podend1")
+	testbed.In(t, n1.NS, "ip", "link", "set", "vethpod1", "master", "cni0")
 	done, err := Uninstall(context.Background(), UninstallOptions{Netns: n1.NS, Root: agents[0].root, Iface: "eth0"})
 	if err != nil {
 		t.Fatalf("uninstall: %v (did: %v)", err, done)
@@ -296,7 +300,7 @@ func TestAgentsBuildThePodNetworkAndRepairDrift(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, l := range s.Links {
-		if strings.HasPrefix(l.Name, "twill") {
+		if strings.HasPrefix(l.Name, "twill") || l.Name == "cni0" || l.Name == "vethpod1" || l.Name == "podend1" {
 			t.Errorf("uninstall left link %s", l.Name)
 		}
 	}
