@@ -43,23 +43,16 @@ type NoPodCIDRError struct {
 	Network netip.Prefix
 }
 
+// Error names no concrete CIDR for a hand-set podCIDR: any example could
+// be another node's, and two nodes with one podCIDR break both. It says
+// how to see which are taken instead.
 func (e *NoPodCIDRError) Error() string {
-	example := "10.244.1.0/24"
-	if e.Network.IsValid() {
-		example = netip.PrefixFrom(e.Network.Addr(), max(e.Network.Bits(), 24)).String()
-		if e.Network.Bits() < 24 {
-			// The second /24 of the Network, like Flannel's SubnetMin.
-			a := e.Network.Addr().As4()
-			a[2]++
-			example = netip.PrefixFrom(netip.AddrFrom4(a), 24).String()
-		}
-	}
 	network := "<Network>"
 	if e.Network.IsValid() {
 		network = e.Network.String()
 	}
-	return fmt.Sprintf("node %s has no spec.podCIDR yet: kube-controller-manager must run with --allocate-node-cidrs --cluster-cidr=%s, or set it: kubectl patch node %s -p '{\"spec\":{\"podCIDR\":\"%s\"}}'",
-		e.Node, network, e.Node, example)
+	return fmt.Sprintf("node %s has no spec.podCIDR yet: kube-controller-manager must run with --allocate-node-cidrs --cluster-cidr=%s, or set a subnet of %s that no other node has (see: kubectl get nodes -o custom-columns=NAME:.metadata.name,PODCIDR:.spec.podCIDR): kubectl patch node %s -p '{\"spec\":{\"podCIDR\":\"<free subnet>\"}}'",
+		e.Node, network, network, e.Node)
 }
 
 // OutsideNetworkError says the node's podCIDR is not inside the cluster

@@ -109,7 +109,7 @@ func TestSubnetErrors(t *testing.T) {
 	if !errors.As(err, &none) {
 		t.Fatalf("no podCIDR: err = %v, want *NoPodCIDRError", err)
 	}
-	want := `node w1 has no spec.podCIDR yet: kube-controller-manager must run with --allocate-node-cidrs --cluster-cidr=10.244.0.0/16, or set it: kubectl patch node w1 -p '{"spec":{"podCIDR":"10.244.1.0/24"}}'`
+	want := `node w1 has no spec.podCIDR yet: kube-controller-manager must run with --allocate-node-cidrs --cluster-cidr=10.244.0.0/16, or set a subnet of 10.244.0.0/16 that no other node has (see: kubectl get nodes -o custom-columns=NAME:.metadata.name,PODCIDR:.spec.podCIDR): kubectl patch node w1 -p '{"spec":{"podCIDR":"<free subnet>"}}'`
 	if err.Error() != want {
 		t.Fatalf("no podCIDR:\n got %s\nwant %s", err, want)
 	}
