@@ -120,6 +120,11 @@ type agent struct {
 	// arrives on reacq.
 	reacquiring bool
 	reacq       chan reacquired
+	// forbiddenSince is when the store began refusing requests (403);
+	// forbiddenReported is set once that was reported as a permission
+	// problem.
+	forbiddenSince    time.Time
+	forbiddenReported bool
 }
 
 // Run runs the agent until ctx ends. It returns early only for errors that

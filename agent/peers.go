@@ -76,6 +76,10 @@ func (a *agent) logPeerErrors(errs []error) {
 	a.peerErrs = now
 }
 
+// forbiddenPersists is how long store requests must keep being refused
+// (403) before the agent reports a permission problem.
+const forbiddenPersists = 30 * time.Second
+
 // reacquired is the outcome of one background re-acquire.
 type reacquired struct {
 	old, new lease.Lease
@@ -147,6 +151,21 @@ func (a *agent) adoptReacquired(r reacquired) {
 // store field and twill_store_up.
 func (a *agent) storeFailed(op string, err error) {
 	a.m.storeErrors.Inc()
+	if errors.Is(err, lease.ErrForbidden) {
+		now := time.Now()
+		if a.forbiddenSince.IsZero() {
+			a.forbiddenSince = now
+		}
+		if !a.forbiddenReported && now.Sub(a.forbiddenSince) >= forbiddenPersists {
+			a.forbiddenReported = true
+			a.log.Error("the store keeps refusing twill's requests: a permission problem", "op", op, "for", now.Sub(a.forbiddenSince).Round(time.Second).String(), "err", err.Error())
+		}
+		// A short burst of 403s (an API server restarting, its authorizer
+		// not yet synced) is an outage like any other, not an RBAC problem.
+		err = fmt.Errorf("request refused (HTTP 403); retrying")
+	} else {
+		a.forbiddenSince, a.forbiddenReported = time.Time{}, false
+	}
 	if a.h.setStore(false, op+": "+err.Error()) {
 		a.m.storeUp.Set(0)
 		a.log.Warn("store unreachable; the node keeps its programmed network and retries", "op", op, "err", err.Error())
@@ -158,6 +177,7 @@ func (a *agent) storeFailed(op string, err error) {
 // storeOK records a successful store call: an INFO when it ends an outage.
 func (a *agent) storeOK() {
 	a.m.storeUp.Set(1)
+	a.forbiddenSince, a.forbiddenReported = time.Time{}, false
 	if a.h.setStore(true, "") {
 		a.log.Info("store reachable again")
 	}

@@ -133,23 +133,26 @@ func (a *agent) reconcileOnce(ctx context.Context) ([]Repair, error) {
 	}
 	a.logPeerErrors(logged)
 	a.m.peers.Set(float64(n - len(peerErrs)))
-	applied, err := a.deps.Kernel.Apply(ctx, backend.Diff(want, snap))
+	// Apply goes on past a failed change; so does the reconcile: one
+	// peer's object the kernel refuses must not leave the firewall and the
+	// subnet file unrepaired. The overlay error is returned at the end.
+	applied, overlayErr := a.deps.Kernel.Apply(ctx, backend.Diff(want, snap))
 	for _, r := range applied {
 		repairs = append(repairs, Repair{Kind: r.Kind, Action: r.Action, Object: r.Object, Reason: r.Reason})
 	}
-	if err != nil {
-		return repairs, fmt.Errorf("program the overlay: %w", err)
+	if overlayErr != nil {
+		overlayErr = fmt.Errorf("program the overlay: %w", overlayErr)
 	}
 	if a.deps.Firewall != nil {
 		fw, err := a.deps.Firewall.Ensure(ctx, View{Config: cfg, Self: self, Peers: peers, Snap: snap})
 		repairs = append(repairs, fw...)
 		if err != nil {
-			return repairs, fmt.Errorf("firewall: %w", err)
+			return repairs, errors.Join(overlayErr, fmt.Errorf("firewall: %w", err))
 		}
 	}
 	sf, err := a.ensureSubnetFiles(self.Subnet, cfg, want.MTU)
 	repairs = append(repairs, sf...)
-	return repairs, err
+	return repairs, errors.Join(overlayErr, err)
 }
 
 // ensureSubnetFiles writes the subnet file(s) when their content is not

@@ -81,6 +81,12 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
+// ErrForbidden is matched (errors.Is) by a store's error for a request
+// the store refused for lack of permission (Kubernetes: HTTP 403). Right
+// after an API server restart such refusals are transient; the agent calls
+// them a permission problem only when they persist.
+var ErrForbidden = errors.New("forbidden by the store")
+
 // ErrNoConfig is returned by Store.Config when the store holds no network
 // config.
 var ErrNoConfig = errors.New("no network config in the store")

@@ -1,6 +1,8 @@
 package kube
 
 import (
+	"github.com/twillnet/twill/lease"
+
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -34,6 +36,9 @@ func (e *ForbiddenError) Error() string {
 var deniedRE = regexp.MustCompile(`cannot (\w+) resource "([^"]+)"`)
 
 func (e *ForbiddenError) Unwrap() error { return e.Err }
+
+// Is makes a ForbiddenError match lease.ErrForbidden.
+func (e *ForbiddenError) Is(target error) bool { return target == lease.ErrForbidden }
 
 // NoPodCIDRError says the node has no spec.podCIDR yet. It is not fatal:
 // the agent retries Acquire until kube-controller-manager (or an
