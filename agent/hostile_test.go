@@ -2,7 +2,10 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -12,7 +15,9 @@ import (
 
 	"github.com/twillnet/twill/backend/testbed"
 	"github.com/twillnet/twill/lease"
+	"github.com/twillnet/twill/lease/etcd"
 	"github.com/twillnet/twill/lease/etcd/etcdtest"
+	"github.com/twillnet/twill/netconf"
 )
 
 // metric reads one sample of /metrics ("name" or `name{label="v"}`), -1 when absent.
@@ -186,5 +191,65 @@ func TestAgentHoldsTheNodeAgainstHostileStore(t *testing.T) {
 				t.Errorf("%s /healthz: %d, want 405", m, resp.StatusCode)
 			}
 		}
+	}
+}
+
+// The net-conf in the store changes under a running agent: one WARN, the
+// agent keeps its config; restarted with a SubnetLen that does not fit its
+// lease, it refuses and changes nothing.
+func TestAgentNetConfChange(t *testing.T) {
+	c := testbed.New(t, "agentcfg", 1)
+	srv := etcdtest.StartServer(t, etcdtest.Options{})
+	nd := c.Nodes[0]
+	admin, err := etcd.New(context.Background(), etcd.Options{Endpoints: []string{srv.Endpoint}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	put := func(js string) {
+		t.Helper()
+		cfg, err := netconf.Parse("test", []byte(js))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := admin.PutConfig(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
+	root := t.TempDir()
+	seedSubnetFile(t, root, nd)
+	a := startAgent(t, srv.Endpoint, nd, root, nil)
+	eventually(t, 15*time.Second, "ready", func() error {
+		if code, body := a.get(t, "/readyz"); code != 200 {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
+	put(`{"Network": "10.244.0.0/16", "SubnetLen": 23, "Backend": {"Type": "vxlan"}}`)
+	eventually(t, 10*time.Second, "the change is noticed", func() error {
+		if !strings.Contains(a.logs.String(), "network config in the store changed") {
+			return fmt.Errorf("no warning yet")
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // several resyncs
+	if n := strings.Count(a.logs.String(), "network config in the store changed"); n != 1 {
+		t.Errorf("%d warnings for one config change, want 1", n)
+	}
+	if got := testbed.In(t, nd.NS, "ip", "route"); !strings.Contains(got, "10.244.1.0/24 dev vpod") {
+		t.Errorf("the running agent changed the node after a config change:\n%s", got)
+	}
+	a.stop()
+	before := testbed.In(t, nd.NS, "ip", "-d", "link") + testbed.In(t, nd.NS, "ip", "route")
+	err = Run(ctx, Options{Node: nd.Name, Iface: "eth0", Root: root, HealthAddr: "off", Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		Deps{Store: admin, Kernel: NodeKernel{Netns: nd.NS, Root: root}})
+	if !errors.Is(err, lease.ErrIncompatibleConfig) || !strings.Contains(err.Error(), "SubnetLen 23") {
+		t.Fatalf("restart with SubnetLen 23: %v, want a refusal naming it", err)
+	}
+	if after := testbed.In(t, nd.NS, "ip", "-d", "link") + testbed.In(t, nd.NS, "ip", "route"); after != before {
+		t.Errorf("the refused restart changed the node:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
