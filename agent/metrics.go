@@ -43,7 +43,7 @@ func newMetrics() *metrics {
 			Name: "twill_store_errors_total", Help: "Errors talking to the lease store (etcd or the Kubernetes API).",
 		}),
 		storeUp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "twill_store_up", Help: "1 while the lease store (etcd or the Kubernetes API) answers, 0 during an outage (the node keeps its programmed network).",
+			Name: "twill_store_up", Help: "Whether the lease store (etcd or the Kubernetes API) answers: 1, or 0 during an outage (the node keeps its programmed network).",
 		}),
 		peersRejected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "twill_peers_rejected", Help: "Leases in the store left out of the peer set now, by reason (malformed, subnet, public-ip, vtep-mac, backend, conflict).",
