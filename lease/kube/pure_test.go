@@ -86,6 +86,8 @@ func TestLeaseOf(t *testing.T) {
 		{"outside the network", NodeInfo{Name: "n6", PodCIDR: "10.99.6.0/24", Annotations: ann}, lease.Lease{}, false,
 			"node n6: spec.podCIDR 10.99.6.0/24 is outside the cluster network 10.244.0.0/16"},
 		{"bad podCIDR", NodeInfo{Name: "n7", PodCIDR: "10.244.7.0/33", Annotations: ann}, lease.Lease{}, false, `node n7: spec.podCIDR "10.244.7.0/33"`},
+		{"oversized backend data", NodeInfo{Name: "n8", PodCIDR: "10.244.8.0/24", Annotations: map[string]string{AnnotationPublicIP: "10.0.0.8", AnnotationBackendData: strings.Repeat(" ", 5000)}}, lease.Lease{}, false,
+			"node n8: annotation twill.io/backend-data has 5000 bytes, more than the 4096"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
