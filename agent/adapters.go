@@ -54,8 +54,8 @@ func (f *NodeFirewall) Ensure(ctx context.Context, v View) ([]Repair, error) {
 			if p.Subnet == v.Self.Subnet {
 				continue
 			}
-			if ip, err := netip.ParseAddr(p.Attrs.PublicIP); err == nil {
-				spec.Peers = append(spec.Peers, ip)
+			if p.Attrs.PublicIP.Is4() {
+				spec.Peers = append(spec.Peers, p.Attrs.PublicIP)
 			}
 		}
 		slices.SortFunc(spec.Peers, func(a, b netip.Addr) int { return a.Compare(b) })

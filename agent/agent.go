@@ -104,6 +104,27 @@ type agent struct {
 	appliedPeers string
 	// announced is true once the store was told the node is programmed.
 	announced bool
+	// req is the lease request of the node (re-acquire uses it again).
+	req lease.Request
+	// rejected are the rejections logged last (key -> reason: detail).
+	rejected map[string]string
+	// peerErrs are the backend's peer errors logged last.
+	peerErrs map[string]string
+	// ownLost is true while the node's lease is missing from the store.
+	ownLost bool
+	// warnedConfig is the changed store config already warned about.
+	warnedConfig string
+	// lastEvent is the store's last lease set.
+	lastEvent lease.Event
+	// reacquiring is true while a background re-acquire runs; its outcome
+	// arrives on reacq.
+	reacquiring bool
+	reacq       chan reacquired
+	// forbiddenSince is when the store began refusing requests (403);
+	// forbiddenReported is set once that was reported as a permission
+	// problem.
+	forbiddenSince    time.Time
+	forbiddenReported bool
 }
 
 // Run runs the agent until ctx ends. It returns early only for errors that
@@ -123,8 +144,9 @@ func Run(ctx context.Context, opt Options, deps Deps) error {
 	if opt.Node == "" {
 		return errors.New("agent: node name is empty: pass --node (or set NODE_NAME)")
 	}
-	a := &agent{opt: opt, deps: deps, log: opt.Log.With("node", opt.Node), m: newMetrics(), h: &health{interval: opt.Resync}}
+	a := &agent{opt: opt, deps: deps, log: opt.Log.With("node", opt.Node), m: newMetrics(), h: &health{interval: opt.Resync}, reacq: make(chan reacquired, 1)}
 	a.h.setReady(false, "starting")
+	a.m.storeUp.Set(1)
 	if opt.HealthAddr != "off" {
 		addr, err := serveHealth(ctx, opt.HealthAddr, a.h, a.m)
 		if err != nil {
@@ -172,7 +194,7 @@ func (a *agent) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.self = l
+	a.self, a.req = l, req
 	a.m.lease.Reset()
 	a.m.lease.WithLabelValues(l.Subnet.String()).Set(1)
 	a.log.Info("lease acquired", "subnet", l.Subnet.String())
@@ -189,17 +211,23 @@ func (a *agent) config(ctx context.Context) (netconf.Config, error) {
 }
 
 // retry calls f until it succeeds or ctx ends, with a bounded backoff,
-// logging and counting each failure as a store error.
+// counting each failure as a store error (logged at the start of an outage
+// and at its end, not at every attempt). An incompatible config is not
+// retried: the agent stops with it.
 func retry[T any](ctx context.Context, a *agent, what string, f func() (T, error)) (T, error) {
 	delay := 500 * time.Millisecond
 	for {
 		v, err := f()
 		if err == nil {
+			a.storeOK()
 			return v, nil
 		}
-		a.m.storeErrors.Inc()
+		if errors.Is(err, lease.ErrIncompatibleConfig) {
+			var zero T
+			return zero, fmt.Errorf("agent: %s: %w (nothing was changed)", what, err)
+		}
 		a.h.setReady(false, what+": "+err.Error())
-		a.log.Error("store", "op", what, "err", err.Error(), "retry_in", delay.String())
+		a.storeFailed(what, err)
 		select {
 		case <-ctx.Done():
 			var zero T
@@ -256,17 +284,19 @@ func (a *agent) loop(ctx context.Context) error {
 				events = nil
 				continue
 			}
+			peers := a.acceptPeers(ev)
 			a.mu.Lock()
-			a.peers = ev.Leases
+			a.peers = peers
 			a.mu.Unlock()
 			havePeers = true
+			a.lastEvent = ev
+			a.checkOwnLease(ctx, ev.Leases)
 			a.reconcile(ctx)
 		case err, ok := <-keep:
 			if !ok {
 				keep = nil
 				continue
 			}
-			a.m.storeErrors.Inc()
 			var re *lease.ReacquiredError
 			if errors.As(err, &re) {
 				a.log.Warn("lease", "event", err.Error())
@@ -280,8 +310,17 @@ func (a *agent) loop(ctx context.Context) error {
 				}
 				continue
 			}
-			a.log.Error("lease keepalive", "err", err.Error())
+			a.storeFailed("lease keepalive", err)
+		case r := <-a.reacq:
+			a.adoptReacquired(r)
+			if havePeers {
+				a.reconcile(ctx)
+			}
 		case <-tick.C:
+			a.probeStore(ctx)
+			if havePeers && a.ownLost {
+				a.checkOwnLease(ctx, a.lastEvent.Leases)
+			}
 			if havePeers {
 				a.reconcile(ctx)
 			}

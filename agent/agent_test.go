@@ -35,6 +35,26 @@ type running struct {
 	done   chan error
 	store  *etcd.Store
 	once   sync.Once
+	logs   *logBuffer
+}
+
+// logBuffer collects an agent's log lines (safe for concurrent use).
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns everything logged so far.
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // startAgent runs a real agent in-process for testbed node nd, against the
@@ -50,12 +70,12 @@ func startAgent(t *testing.T, endpoint string, nd testbed.Node, root string, cfg
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &running{root: root, cancel: cancel, done: make(chan error, 1), store: store}
+	r := &running{root: root, cancel: cancel, done: make(chan error, 1), store: store, logs: &logBuffer{}}
 	healthCh := make(chan string, 1)
 	opt := Options{
 		Node: nd.Name, Iface: "eth0", Root: root, NetConf: cfg, Resync: 300 * time.Millisecond,
 		HealthAddr: "127.0.0.1:0", OnHealth: func(a string) { healthCh <- a },
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log: slog.New(slog.NewTextHandler(r.logs, nil)),
 	}
 	go func() {
 		r.done <- Run(ctx, opt, Deps{Store: store, Kernel: NodeKernel{Netns: nd.NS, Root: root}, Firewall: &NodeFirewall{Backend: fw}})
@@ -142,9 +162,10 @@ func seedSubnetFile(t *testing.T, root string, nd testbed.Node) {
 	}
 }
 
-func TestAgentsBuildThePodNetworkAndRepairDrift(t *testing.T) {
-	c := testbed.New(t, "agent", 3)
-	endpoint, _ := etcdtest.Start(t)
+// startAgents runs one agent per testbed node (vxlan, 10.244.0.0/16), each
+// asking for its node's subnet, with a server on port 8080 in every pod.
+func startAgents(t *testing.T, c *testbed.Cluster, endpoint string) ([]*running, netconf.Config) {
+	t.Helper()
 	cfg, err := netconf.Parse("test", []byte(`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`))
 	if err != nil {
 		t.Fatal(err)
@@ -156,6 +177,13 @@ func TestAgentsBuildThePodNetworkAndRepairDrift(t *testing.T) {
 		testbed.Serve(t, nd.Pod, 8080)
 		agents = append(agents, startAgent(t, endpoint, nd, root, &cfg))
 	}
+	return agents, cfg
+}
+
+func TestAgentsBuildThePodNetworkAndRepairDrift(t *testing.T) {
+	c := testbed.New(t, "agent", 3)
+	endpoint, _ := etcdtest.Start(t)
+	agents, cfg := startAgents(t, c, endpoint)
 	for i, a := range agents {
 		eventually(t, 15*time.Second, c.Nodes[i].Name+" ready", func() error {
 			if code, body := a.get(t, "/readyz"); code != 200 {
@@ -258,6 +286,10 @@ func TestAgentsBuildThePodNetworkAndRepairDrift(t *testing.T) {
 
 	// Uninstall node1: nothing of twill is left, the lease is released.
 	agents[0].stop()
+	// A pod as the CNI plugin leaves it: a host veth on bridge cni0.
+	testbed.In(t, n1.NS, "ip", "link", "add", "cni0", "type", "bridge")
+	testbed.In(t, n1.NS, "ip", "link", "add", "vethpod1", "type", "veth", "peer", "name", "podend1")
+	testbed.In(t, n1.NS, "ip", "link", "set", "vethpod1", "master", "cni0")
 	done, err := Uninstall(context.Background(), UninstallOptions{Netns: n1.NS, Root: agents[0].root, Iface: "eth0"})
 	if err != nil {
 		t.Fatalf("uninstall: %v (did: %v)", err, done)
@@ -267,7 +299,7 @@ func TestAgentsBuildThePodNetworkAndRepairDrift(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, l := range s.Links {
-		if strings.HasPrefix(l.Name, "twill") {
+		if strings.HasPrefix(l.Name, "twill") || l.Name == "cni0" || l.Name == "vethpod1" || l.Name == "podend1" {
 			t.Errorf("uninstall left link %s", l.Name)
 		}
 	}
@@ -335,6 +367,7 @@ func startStream(t *testing.T, client, server string, serverIP netip.Addr) *stre
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		conn, err := ln.Accept()
+		ln.Close() // one stream per listener: the port is free for the next
 		if err != nil {
 			return
 		}

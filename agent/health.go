@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +21,46 @@ type health struct {
 	lastOK   time.Time
 	lastErr  string
 	interval time.Duration
+	// storeDown and storeErr describe a store outage (the store field of
+	// /readyz).
+	storeDown bool
+	storeErr  string
+}
+
+// setStore records whether the store answers and reports whether that
+// changed (the first error of an outage, or its end).
+func (h *health) setStore(ok bool, why string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	changed := h.storeDown == ok
+	h.storeDown, h.storeErr = !ok, why
+	return changed
+}
+
+// readiness is the JSON body of /readyz.
+type readiness struct {
+	// Ready is true once the node's network is programmed; it stays true
+	// during a store outage (the node keeps forwarding with what it has).
+	Ready bool `json:"ready"`
+	// Reason says why the node is not ready.
+	Reason string `json:"reason,omitempty"`
+	// Store is "ok", or "degraded" while the store does not answer (peers
+	// that join or leave meanwhile are not seen).
+	Store string `json:"store"`
+	// StoreError is the last store error during an outage.
+	StoreError string `json:"storeError,omitempty"`
+}
+
+// getOnly answers 405 to anything but GET and HEAD.
+func getOnly(f http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed: use GET", http.StatusMethodNotAllowed)
+			return
+		}
+		f(w, r)
+	}
 }
 
 func (h *health) setReady(ok bool, why string) {
@@ -40,10 +81,12 @@ func (h *health) reconciled(err error) {
 
 // serveHealth serves /healthz, /readyz and /metrics on addr until ctx ends.
 // /healthz fails when no reconcile has succeeded for 6 intervals (the loop
-// is stuck); /readyz fails until the node's networking is in place.
+// is stuck); /readyz fails until the node's networking is in place, and
+// answers JSON (readiness) with a store field. Methods other than GET and
+// HEAD get 405.
 func serveHealth(ctx context.Context, addr string, h *health, m *metrics) (net.Addr, error) {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/healthz", getOnly(func(w http.ResponseWriter, _ *http.Request) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if !h.lastOK.IsZero() && time.Since(h.lastOK) > 6*h.interval {
@@ -51,17 +94,24 @@ func serveHealth(ctx context.Context, addr string, h *health, m *metrics) (net.A
 			return
 		}
 		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+	}))
+	mux.HandleFunc("/readyz", getOnly(func(w http.ResponseWriter, _ *http.Request) {
 		h.mu.Lock()
-		defer h.mu.Unlock()
+		r := readiness{Ready: h.ready, Store: "ok"}
 		if !h.ready {
-			http.Error(w, "not ready: "+h.notReady, http.StatusServiceUnavailable)
-			return
+			r.Reason = h.notReady
 		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+		if h.storeDown {
+			r.Store, r.StoreError = "degraded", h.storeErr
+		}
+		h.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if !r.Ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(r)
+	}))
+	mux.Handle("/metrics", getOnly(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}).ServeHTTP))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("health server on %s: %w", addr, err)

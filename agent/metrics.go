@@ -14,6 +14,9 @@ type metrics struct {
 	reconcile       prometheus.Histogram
 	reconcileErrors prometheus.Counter
 	storeErrors     prometheus.Counter
+	storeUp         prometheus.Gauge
+	peersRejected   *prometheus.GaugeVec
+	leaseLost       prometheus.Counter
 	ready           prometheus.Gauge
 }
 
@@ -39,10 +42,19 @@ func newMetrics() *metrics {
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "twill_store_errors_total", Help: "Errors talking to the lease store (etcd or the Kubernetes API).",
 		}),
+		storeUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "twill_store_up", Help: "Whether the lease store (etcd or the Kubernetes API) answers: 1, or 0 during an outage (the node keeps its programmed network).",
+		}),
+		peersRejected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "twill_peers_rejected", Help: "Leases in the store left out of the peer set now, by reason (malformed, subnet, public-ip, vtep-mac, backend, conflict).",
+		}, []string{"reason"}),
+		leaseLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "twill_lease_lost_total", Help: "Times this node's own lease disappeared from the store (deleted, expired or taken over) and was acquired again.",
+		}),
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "twill_ready", Help: "1 when the lease, device, rules and subnet file are in place.",
 		}),
 	}
-	m.reg.MustRegister(m.lease, m.peers, m.repairs, m.reconcile, m.reconcileErrors, m.storeErrors, m.ready)
+	m.reg.MustRegister(m.lease, m.peers, m.repairs, m.reconcile, m.reconcileErrors, m.storeErrors, m.storeUp, m.peersRejected, m.leaseLost, m.ready)
 	return m
 }

@@ -114,9 +114,10 @@ func (a *agent) reconcileOnce(ctx context.Context) ([]Repair, error) {
 	}
 	want, err := backend.Compute(backend.NodeOf(self, peers, cfg, u))
 	var peerErrs backend.PeerErrors
+	var logged []error
 	if errors.As(err, &peerErrs) {
 		for _, pe := range peerErrs {
-			a.log.Error("peer not programmed", "peer", pe.Node, "public_ip", pe.PublicIP.String(), "subnet", pe.Subnet.String(), "reason", pe.Reason)
+			logged = append(logged, pe)
 		}
 	} else if err != nil {
 		return repairs, fmt.Errorf("compute desired state: %w", err)
@@ -127,24 +128,28 @@ func (a *agent) reconcileOnce(ctx context.Context) ([]Repair, error) {
 			n++
 		}
 	}
+	a.logPeerErrors(logged)
 	a.m.peers.Set(float64(n - len(peerErrs)))
-	applied, err := a.deps.Kernel.Apply(ctx, backend.Diff(want, snap))
+	// Apply goes on past a failed change; so does the reconcile: one
+	// peer's object the kernel refuses must not leave the firewall and the
+	// subnet file unrepaired. The overlay error is returned at the end.
+	applied, overlayErr := a.deps.Kernel.Apply(ctx, backend.Diff(want, snap))
 	for _, r := range applied {
 		repairs = append(repairs, Repair{Kind: r.Kind, Action: r.Action, Object: r.Object, Reason: r.Reason})
 	}
-	if err != nil {
-		return repairs, fmt.Errorf("program the overlay: %w", err)
+	if overlayErr != nil {
+		overlayErr = fmt.Errorf("program the overlay: %w", overlayErr)
 	}
 	if a.deps.Firewall != nil {
 		fw, err := a.deps.Firewall.Ensure(ctx, View{Config: cfg, Self: self, Peers: peers, Snap: snap})
 		repairs = append(repairs, fw...)
 		if err != nil {
-			return repairs, fmt.Errorf("firewall: %w", err)
+			return repairs, errors.Join(overlayErr, fmt.Errorf("firewall: %w", err))
 		}
 	}
 	sf, err := a.ensureSubnetFiles(self.Subnet, cfg, want.MTU)
 	repairs = append(repairs, sf...)
-	return repairs, err
+	return repairs, errors.Join(overlayErr, err)
 }
 
 // ensureSubnetFiles writes the subnet file(s) when their content is not
@@ -213,8 +218,7 @@ func (a *agent) announce(ctx context.Context) {
 		return
 	}
 	if err := r.SetNetworkAvailable(ctx); err != nil {
-		a.m.storeErrors.Inc()
-		a.log.Error("store", "op", "set node condition NetworkUnavailable=False", "err", err.Error())
+		a.storeFailed("set node condition NetworkUnavailable=False", err)
 		return
 	}
 	a.announced = true

@@ -46,9 +46,12 @@ var uninstallFiles = []string{
 // Uninstall removes from the node everything twill created: the vxlan
 // device and twill's routes, neighbours and FDB entries, its firewall rules
 // in whichever backend holds them (and the FORWARD accepts it placed), the
-// pod bridge, and its files. It returns one line per removed thing. The
-// lease is released by the caller (it needs the store).
+// pod bridge with the pods' host-side veths, and its files. It returns one
+// line per removed thing. The lease is released by the caller (it needs the
+// store).
 func Uninstall(ctx context.Context, o UninstallOptions) ([]string, error) {
+	// o.Root's subnet file is read below and then removed: LeaseSubnet
+	// reads it before, for the caller's lease release.
 	snap, err := nodestate.Capture(ctx, nodestate.CaptureOptions{Netns: o.Netns, Root: o.Root})
 	if err != nil {
 		return nil, err
@@ -100,6 +103,18 @@ func Uninstall(ctx context.Context, o UninstallOptions) ([]string, error) {
 	}
 
 	if !o.KeepBridge {
+		// The pods' host-side veths hang on the bridge: deleting the bridge
+		// leaves them behind, so they go first (each takes its pod end along).
+		for _, l := range snap.Links {
+			if l.Master != "cni0" || l.Kind != "veth" {
+				continue
+			}
+			if err := deleteLink(o.Netns, l.Name); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			done = append(done, "removed pod veth "+l.Name)
+		}
 		if err := deleteLink(o.Netns, "cni0"); err != nil {
 			errs = append(errs, err)
 		} else if hasLink(snap, "cni0") {
@@ -168,4 +183,19 @@ func deleteLink(ns, name string) error {
 		return fmt.Errorf("delete link %s: %w", name, err)
 	}
 	return nil
+}
+
+// LeaseSubnet returns the node's subnet from its subnet file under root
+// (invalid when there is none): `twill uninstall` reads it before Uninstall
+// removes the file, to find the node's lease when the node name is wrong.
+func LeaseSubnet(root string) netip.Prefix {
+	b, err := os.ReadFile(filepath.Join(rootOr(root), subnetfile.TwillPath))
+	if err != nil {
+		return netip.Prefix{}
+	}
+	info, err := subnetfile.Parse(subnetfile.TwillPath, string(b))
+	if err != nil {
+		return netip.Prefix{}
+	}
+	return info.Subnet.Masked()
 }

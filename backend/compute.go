@@ -176,9 +176,9 @@ func sortedPeers(all []lease.Lease, self netip.Prefix) []lease.Lease {
 }
 
 func peerIP(p lease.Lease) (netip.Addr, error) {
-	a, err := netip.ParseAddr(p.Attrs.PublicIP)
-	if err != nil || !a.Is4() {
-		return a, peerErr(PeerBadAddress, "PublicIP %q is not an IPv4 address", p.Attrs.PublicIP)
+	a := p.Attrs.PublicIP
+	if !a.Is4() {
+		return a, peerErr(PeerBadAddress, "PublicIP %q is not an IPv4 address", a)
 	}
 	return a, nil
 }

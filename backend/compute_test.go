@@ -18,7 +18,8 @@ var (
 )
 
 func mkLease(node string, subnet, ip, mac string) lease.Lease {
-	l := lease.Lease{Subnet: netip.MustParsePrefix(subnet), Attrs: lease.Attrs{PublicIP: ip, BackendType: "vxlan", Node: node}}
+	l := lease.Lease{Subnet: netip.MustParsePrefix(subnet), Attrs: lease.Attrs{BackendType: "vxlan", Node: node}}
+	l.Attrs.PublicIP, _ = netip.ParseAddr(ip) // a bad ip stays invalid
 	if mac != "" {
 		l.Attrs.BackendData = &lease.BackendData{VtepMAC: mac}
 	}

@@ -22,7 +22,8 @@ func Del(args *skel.CmdArgs) error {
 	if err != nil {
 		return cniError(types.ErrIOFailure, err)
 	}
-	if _, err := store.Release(args.ContainerID, args.IfName); err != nil {
+	freed, err := store.Release(args.ContainerID, args.IfName)
+	if err != nil {
 		return cniError(types.ErrIOFailure, fmt.Errorf("IPAM: %w", err))
 	}
 	nh, err := netlink.NewHandle()
@@ -34,11 +35,14 @@ func Del(args *skel.CmdArgs) error {
 	if err != nil {
 		return cniError(types.ErrInternal, err)
 	}
-	if found || args.Netns == "" {
+	if found || args.Netns == "" || len(freed) == 0 {
+		// No address was allocated to this container: its ADD never got as
+		// far as creating an interface (it was refused, e.g. over a foreign
+		// eth0), so whatever the pod has under IfName is not twill's.
 		return nil
 	}
-	// No host end under twill's name: remove a veth of that name in the pod,
-	// if the namespace still exists.
+	// No host end under twill's name, but an address was allocated: remove
+	// a veth of that name in the pod, if the namespace still exists.
 	podNS, err := netns.GetFromPath(args.Netns)
 	if err != nil {
 		return nil

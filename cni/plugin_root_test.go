@@ -351,6 +351,13 @@ func TestCNIRefusesForeignInterface(t *testing.T) {
 	if left, err := s.List(); err != nil || len(left) != 0 {
 		t.Errorf("the failed ADD left allocations %v %v", left, err)
 	}
+	// The runtime's DEL after the refused ADD leaves the foreign eth0 alone.
+	if _, err := n.cnitoolRun("del", pod); err != nil {
+		t.Fatalf("DEL after a refused ADD: %v", err)
+	}
+	if !linkExists(t, pod, "eth0") || !linkExists(t, pod, "other0") {
+		t.Error("DEL after a refused ADD deleted the pod's own interface")
+	}
 }
 
 // TestCNISubnetChange: when the node's subnet changes (new lease), the next

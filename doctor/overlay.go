@@ -128,7 +128,7 @@ func (e *env) computeOverlay() (*overlay, error) {
 func storeLease(l nodestate.Lease) lease.Lease {
 	out := lease.Lease{Subnet: l.Subnet, Attrs: lease.Attrs{BackendType: l.Backend, Node: l.Node}}
 	if l.PublicIP.IsValid() {
-		out.Attrs.PublicIP = l.PublicIP.String()
+		out.Attrs.PublicIP = l.PublicIP
 	}
 	if l.VtepMAC != "" {
 		out.Attrs.BackendData = &lease.BackendData{VtepMAC: l.VtepMAC}

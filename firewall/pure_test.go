@@ -42,6 +42,7 @@ func TestNftRules(t *testing.T) {
 		"forward: ip saddr 10.244.0.0/16 accept # twill: forward from pods 10.244.0.0/16",
 		"forward: ip daddr 10.244.0.0/16 accept # twill: forward to pods 10.244.0.0/16",
 		"input: udp dport 8472 ip saddr != @vxlan_peers counter drop # twill: vxlan guard udp/8472",
+		"podguard: ip saddr 10.244.0.0/16 ip daddr != 10.244.0.0/16 udp dport 8472 counter drop # twill: pods 10.244.0.0/16 must not reach vxlan udp/8472",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -65,6 +66,7 @@ func TestIptablesRules(t *testing.T) {
 		"filter TWILL-FORWARD -s 10.244.0.0/16 -m comment --comment twill: forward from pods 10.244.0.0/16 -j ACCEPT",
 		"filter TWILL-FORWARD -d 10.244.0.0/16 -m comment --comment twill: forward to pods 10.244.0.0/16 -j ACCEPT",
 		"filter TWILL-VXLAN-GUARD -p udp --dport 8472 -m set ! --match-set twill-vxlan-peers src -m comment --comment twill: vxlan guard udp/8472 -j DROP",
+		"mangle TWILL-POD-GUARD -s 10.244.0.0/16 ! -d 10.244.0.0/16 -p udp --dport 8472 -m comment --comment twill: pods 10.244.0.0/16 must not reach vxlan udp/8472 -j DROP",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -25,7 +25,7 @@ func overlay(t *testing.T, tag string) *testbed.Cluster {
 	c := testbed.New(t, tag, 2)
 	var leases []lease.Lease
 	for _, n := range c.Nodes {
-		leases = append(leases, lease.Lease{Subnet: n.Subnet, Attrs: lease.Attrs{PublicIP: n.IP.String(), BackendType: "vxlan", Node: n.Name,
+		leases = append(leases, lease.Lease{Subnet: n.Subnet, Attrs: lease.Attrs{PublicIP: n.IP, BackendType: "vxlan", Node: n.Name,
 			BackendData: &lease.BackendData{VtepMAC: backend.VtepMAC(n.IP)}}})
 	}
 	for i, n := range c.Nodes {
@@ -96,6 +96,49 @@ func guardDrops(t *testing.T, ns string) int {
 // vxlanFrame is a vxlan header (VNI 1) and a small Ethernet frame.
 var vxlanFrame = append([]byte{0x08, 0, 0, 0, 0, 0, 1, 0}, make([]byte, 60)...)
 
+// arrivals counts, on a node, the vxlan packets that come from addr (a probe
+// table of the test's own, hooked before everything).
+func arrivals(t *testing.T, ns string, from netip.Addr) int {
+	t.Helper()
+	if _, err := testbed.Try(ns, "nft", "list", "table", "inet", "probe"); err != nil {
+		testbed.In(t, ns, "nft", "add table inet probe")
+		testbed.In(t, ns, "nft", "add chain inet probe in { type filter hook input priority raw ; }")
+		testbed.In(t, ns, "nft", "add rule inet probe in ip saddr "+from.String()+" udp dport 8472 counter")
+	}
+	out := testbed.In(t, ns, "nft", "list", "chain", "inet", "probe", "in")
+	m := counterRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no counter in the probe chain:\n%s", out)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// checkPodInjection: a vxlan frame that a pod of node1 sends to node2's
+// underlay address is dropped on node1 (counted by podDrops), never reaches
+// node2; with the pod guard flushed by flush, it would (the test can fail).
+func checkPodInjection(t *testing.T, c *testbed.Cluster, podDrops func() int, flush func()) {
+	t.Helper()
+	n1, n2 := c.Nodes[0], c.Nodes[1]
+	before, got := podDrops(), arrivals(t, n2.NS, n1.IP)
+	if err := testbed.SendUDP(n1.Pod, n2.IP, 8472, vxlanFrame); err != nil {
+		t.Fatal(err)
+	}
+	if d := podDrops(); d != before+1 {
+		t.Errorf("pod guard counter %d -> %d: want the pod's vxlan frame dropped", before, d)
+	}
+	if a := arrivals(t, n2.NS, n1.IP); a != got {
+		t.Errorf("node2 received %d vxlan packets from node1's address after a pod's injection: want none", a-got)
+	}
+	flush()
+	if err := testbed.SendUDP(n1.Pod, n2.IP, 8472, vxlanFrame); err != nil {
+		t.Fatal(err)
+	}
+	if a := arrivals(t, n2.NS, n1.IP); a != got+1 {
+		t.Errorf("without the pod guard node2 received %d injected packets, want 1: the test proves nothing", a-got)
+	}
+}
+
 // checkMasquerade: pods reach the outside as their node, each other as themselves.
 func checkMasquerade(t *testing.T, c *testbed.Cluster) {
 	t.Helper()
@@ -117,8 +160,8 @@ func TestNftBackend(t *testing.T) {
 	b2, _ := New(BackendNft, c.Nodes[1].NS)
 	ensure(t, b2, specFor(c, 1))
 	k := kinds(ensure(t, b, specFor(c, 0)))
-	if k[KindMasquerade] != 1 || k[KindForward] != 2 || k[KindGuard] != 2 {
-		t.Errorf("first Ensure repairs by kind %v: want masquerade 1, forward 2, guard 2 (rule + peer)", k)
+	if k[KindMasquerade] != 1 || k[KindForward] != 2 || k[KindGuard] != 3 {
+		t.Errorf("first Ensure repairs by kind %v: want masquerade 1, forward 2, guard 3 (rules + peer)", k)
 	}
 	if rs := ensure(t, b, specFor(c, 0)); len(rs) != 0 {
 		t.Errorf("second Ensure repaired %v: want nothing", rs)
@@ -142,6 +185,19 @@ func TestNftBackend(t *testing.T) {
 	}
 	if after := guardDrops(t, n1.NS); after != before+1 {
 		t.Errorf("guard counter %d -> %d: want exactly the stranger's packet dropped", before, after)
+	}
+	// A pod cannot inject into node2 through node1's masquerade.
+	checkPodInjection(t, c, func() int {
+		out := testbed.In(t, n1.NS, "nft", "list", "chain", "inet", "twill", "podguard")
+		m := counterRE.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no counter in the pod guard chain:\n%s", out)
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}, func() { testbed.In(t, n1.NS, "nft", "flush", "chain", "inet", "twill", "podguard") })
+	if rs := ensure(t, b, specFor(c, 0)); len(rs) != 1 || rs[0].Kind != KindGuard || !strings.Contains(rs[0].Object, "podguard") {
+		t.Errorf("after flushing the pod guard: repairs %v, want it rewritten", rs)
 	}
 	// The peer set is updated in place: node2 removed, its vxlan traffic stops.
 	s := specFor(c, 0)
@@ -256,8 +312,8 @@ func TestIptablesBackends(t *testing.T) {
 			b2, _ := New(name, c.Nodes[1].NS)
 			ensure(t, b2, specFor(c, 1))
 			k := kinds(ensure(t, b, specFor(c, 0)))
-			if k[KindMasquerade] != 2 || k[KindForward] != 3 || k[KindGuard] != 4 {
-				t.Errorf("first Ensure repairs by kind %v: want masquerade 2, forward 3, guard 4 (rules + jumps, ipset + member)", k)
+			if k[KindMasquerade] != 2 || k[KindForward] != 3 || k[KindGuard] != 6 {
+				t.Errorf("first Ensure repairs by kind %v: want masquerade 2, forward 3, guard 6 (rules + jumps, ipset + member)", k)
 			}
 			if rs := ensure(t, b, specFor(c, 0)); len(rs) != 0 {
 				t.Errorf("second Ensure repaired %v", rs)
@@ -294,6 +350,18 @@ func TestIptablesBackends(t *testing.T) {
 			if after := drops(); after != before+1 {
 				t.Errorf("guard counter %d -> %d: want exactly the stranger's packet dropped", before, after)
 			}
+			checkPodInjection(t, c, func() int {
+				out := testbed.In(t, n1.NS, name, "-t", "mangle", "-L", ChainPodGuard, "-v", "-x", "-n")
+				for _, l := range strings.Split(out, "\n") {
+					if f := strings.Fields(l); len(f) > 2 && f[2] == "DROP" {
+						n, _ := strconv.Atoi(f[0])
+						return n
+					}
+				}
+				t.Fatalf("no DROP rule in %s:\n%s", ChainPodGuard, out)
+				return 0
+			}, func() { testbed.In(t, n1.NS, name, "-t", "mangle", "-F", ChainPodGuard) })
+			ensure(t, b, specFor(c, 0))
 			if err := b.Remove(context.Background()); err != nil {
 				t.Fatal(err)
 			}

@@ -17,6 +17,9 @@ const (
 	ChainPostrouting = "TWILL-POSTROUTING"
 	ChainForward     = "TWILL-FORWARD"
 	ChainGuard       = "TWILL-VXLAN-GUARD"
+	// ChainPodGuard (table mangle, from FORWARD) drops pod traffic to the
+	// vxlan port of any address outside the pod network.
+	ChainPodGuard = "TWILL-POD-GUARD"
 )
 
 // NftChain is one base chain of twill's nftables table.
@@ -28,11 +31,16 @@ type NftChain struct {
 
 // NftChains are the base chains of table inet twill. The guard runs just
 // before the filter priority so it sees vxlan packets before anything that
-// might accept them.
+// might accept them. The pod guard runs in the forward hook at mangle
+// priority, before every filter chain and before the masquerade in
+// postrouting: a pod's packet to a node's vxlan port is dropped while it
+// still carries the pod's address (once masqueraded it would carry its
+// node's, which every peer's guard accepts).
 var NftChains = []NftChain{
 	{Name: "postrouting", Type: "nat", Hook: "postrouting", Priority: "srcnat", Kind: KindMasquerade},
 	{Name: "forward", Type: "filter", Hook: "forward", Priority: "filter", Kind: KindForward},
 	{Name: "input", Type: "filter", Hook: "input", Priority: "filter - 1", Kind: KindGuard},
+	{Name: "podguard", Type: "filter", Hook: "forward", Priority: "mangle", Kind: KindGuard},
 }
 
 // NftRule is one rule of table inet twill. Rules are recognised by their
@@ -58,6 +66,7 @@ func NftRules(s Spec) []NftRule {
 	)
 	if s.VXLANPort > 0 {
 		out = append(out, NftRule{"input", fmt.Sprintf("udp dport %d ip saddr != @%s counter drop", s.VXLANPort, NftPeerSet), fmt.Sprintf("twill: vxlan guard udp/%d", s.VXLANPort)})
+		out = append(out, NftRule{"podguard", fmt.Sprintf("ip saddr %s ip daddr != %s udp dport %d counter drop", n, n, s.VXLANPort), fmt.Sprintf("twill: pods %s must not reach vxlan udp/%d", n, s.VXLANPort)})
 	}
 	return out
 }
@@ -89,18 +98,22 @@ func IptablesRules(s Spec) []IptablesRule {
 	if s.VXLANPort > 0 {
 		port := strconv.Itoa(s.VXLANPort)
 		out = append(out, IptablesRule{"filter", ChainGuard, append(append([]string{"-p", "udp", "--dport", port, "-m", "set", "!", "--match-set", IpsetPeers, "src"}, comment("twill: vxlan guard udp/"+port)...), "-j", "DROP"), KindGuard})
+		out = append(out, IptablesRule{"mangle", ChainPodGuard, append(append([]string{"-s", n, "!", "-d", n, "-p", "udp", "--dport", port}, comment("twill: pods "+n+" must not reach vxlan udp/"+port)...), "-j", "DROP"), KindGuard})
 	}
 	return out
 }
 
 // IptablesChains are twill's chains, with the built-in chain that jumps to
-// each (the jump is inserted first in the built-in chain, once).
+// each (the jump is inserted first in the built-in chain, once). The pod
+// guard lives in table mangle so that no accept placed in filter FORWARD
+// (FAILURES.md F3) can come before it, and it runs before the masquerade.
 var IptablesChains = []struct {
 	Table, Chain, From, Kind string
 }{
 	{"nat", ChainPostrouting, "POSTROUTING", KindMasquerade},
 	{"filter", ChainForward, "FORWARD", KindForward},
 	{"filter", ChainGuard, "INPUT", KindGuard},
+	{"mangle", ChainPodGuard, "FORWARD", KindGuard},
 }
 
 // IptablesJump is the rule in a built-in chain that jumps to twill's chain.

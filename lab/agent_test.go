@@ -62,7 +62,7 @@ func TestAgentMode(t *testing.T) {
 						t.Errorf("no lease for %s", n.Name)
 						continue
 					}
-					if l.Subnet.String() != n.Subnet || l.Attrs.PublicIP != n.IP || l.Attrs.BackendType != be {
+					if l.Subnet.String() != n.Subnet || l.Attrs.PublicIP.String() != n.IP || l.Attrs.BackendType != be {
 						t.Errorf("lease of %s: %s %+v; want %s from %s, %s", n.Name, l.Subnet, l.Attrs, n.Subnet, n.IP, be)
 					}
 					if be == BackendVXLAN && (l.Attrs.BackendData == nil || l.Attrs.BackendData.VtepMAC != n.VtepMAC || n.VtepMAC != backend.VtepMAC(NodeIP(n.Index))) {

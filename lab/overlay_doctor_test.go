@@ -26,7 +26,7 @@ import (
 var offSegmentPeer = lease.Lease{
 	Subnet: netip.MustParsePrefix("10.244.200.0/24"),
 	Attrs: lease.Attrs{
-		PublicIP: "172.16.9.9", BackendType: BackendVXLAN, Node: "remote1",
+		PublicIP: netip.MustParseAddr("172.16.9.9"), BackendType: BackendVXLAN, Node: "remote1",
 		BackendData: &lease.BackendData{VtepMAC: backend.VtepMAC(netip.MustParseAddr("172.16.9.9"))},
 	},
 }

@@ -102,7 +102,7 @@ func labNode(st *State, n *Node) (backend.Node, error) {
 // nodeLease is node n's lease, as its agent (or, static, the lab) publishes it.
 func nodeLease(st *State, n *Node) lease.Lease {
 	l := lease.Lease{Subnet: netip.MustParsePrefix(n.Subnet), Attrs: lease.Attrs{
-		PublicIP: n.IP, BackendType: st.Backend, Node: n.Name,
+		PublicIP: netip.MustParseAddr(n.IP), BackendType: st.Backend, Node: n.Name,
 	}}
 	if n.VtepMAC != "" {
 		l.Attrs.BackendData = &lease.BackendData{VtepMAC: n.VtepMAC}

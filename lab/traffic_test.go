@@ -87,7 +87,7 @@ func TestTraffic(t *testing.T) {
 						t.Errorf("no lease for %s (%s) in etcd; have %v", n.Name, n.Subnet, got)
 						continue
 					}
-					if l.Attrs.PublicIP != n.IP || l.Attrs.BackendType != backend || l.Attrs.Node != n.Name {
+					if l.Attrs.PublicIP.String() != n.IP || l.Attrs.BackendType != backend || l.Attrs.Node != n.Name {
 						t.Errorf("lease %s = %+v, want PublicIP %s, backend %s, node %s", n.Subnet, l.Attrs, n.IP, backend, n.Name)
 					}
 					if backend == BackendVXLAN && (l.Attrs.BackendData == nil || l.Attrs.BackendData.VtepMAC != VtepMAC(n.Index)) {

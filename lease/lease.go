@@ -19,8 +19,9 @@ const DefaultPrefix = "/twill.io/network"
 
 // Attrs is the value stored for one lease. Field names match Flannel's.
 type Attrs struct {
-	// PublicIP is the node's underlay address.
-	PublicIP string `json:"PublicIP"`
+	// PublicIP is the node's underlay address (a JSON string, as Flannel
+	// writes it).
+	PublicIP netip.Addr `json:"PublicIP"`
 	// BackendType is "vxlan" or "host-gw".
 	BackendType string `json:"BackendType"`
 	// BackendData holds backend-specific data (vxlan: the VTEP MAC).
@@ -38,6 +39,11 @@ type BackendData struct {
 type Lease struct {
 	Subnet netip.Prefix
 	Attrs  Attrs
+	// Created orders leases by creation as every node sees it alike (etcd:
+	// the key's CreateRevision; Kubernetes: the Node's creationTimestamp in
+	// Unix nanoseconds); 0 when unknown. Of two overlapping leases the
+	// older one wins (Accept).
+	Created int64
 }
 
 // SubnetKey returns the key of a subnet's lease under prefix.
@@ -69,24 +75,28 @@ func ParseSubnetKey(key string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, n), nil
 }
 
-// Decode builds a Lease from a store key and value.
+// Decode builds a Lease from a store key and value. A value larger than
+// MaxValueSize is refused unread.
 func Decode(key string, value []byte) (Lease, error) {
 	sn, err := ParseSubnetKey(key)
 	if err != nil {
 		return Lease{}, err
 	}
+	if len(value) > MaxValueSize {
+		return Lease{}, fmt.Errorf("lease %s: value of %d bytes, more than the %d a lease may have", key, len(value), MaxValueSize)
+	}
 	var a Attrs
 	if err := json.Unmarshal(value, &a); err != nil {
 		return Lease{}, fmt.Errorf("lease %s: value: %w", key, err)
 	}
-	if _, err := netip.ParseAddr(a.PublicIP); err != nil {
-		return Lease{}, fmt.Errorf("lease %s: PublicIP: %w", key, err)
+	if !a.PublicIP.IsValid() {
+		return Lease{}, fmt.Errorf("lease %s: PublicIP is missing", key)
 	}
 	return Lease{Subnet: sn, Attrs: a}, nil
 }
 
 // Encode returns the store value of the lease.
 func (l Lease) Encode() []byte {
-	b, _ := json.Marshal(l.Attrs) // Attrs holds only strings: cannot fail
+	b, _ := json.Marshal(l.Attrs) // strings and an address: cannot fail
 	return b
 }

@@ -11,12 +11,12 @@ func TestKeyRoundTrip(t *testing.T) {
 	if key != "/twill.io/network/subnets/10.244.7.0-24" {
 		t.Fatalf("key %q", key)
 	}
-	l := Lease{Subnet: sn, Attrs: Attrs{PublicIP: "192.168.77.12", BackendType: "vxlan", BackendData: &BackendData{VtepMAC: "aa:bb:cc:dd:ee:ff"}}}
+	l := Lease{Subnet: sn, Attrs: Attrs{PublicIP: netip.MustParseAddr("192.168.77.12"), BackendType: "vxlan", BackendData: &BackendData{VtepMAC: "aa:bb:cc:dd:ee:ff"}}}
 	got, err := Decode(key, l.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Subnet != sn || got.Attrs.BackendData.VtepMAC != "aa:bb:cc:dd:ee:ff" || got.Attrs.PublicIP != "192.168.77.12" {
+	if got.Subnet != sn || got.Attrs.BackendData.VtepMAC != "aa:bb:cc:dd:ee:ff" || got.Attrs.PublicIP.String() != "192.168.77.12" {
 		t.Fatalf("got %+v", got)
 	}
 }

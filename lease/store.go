@@ -39,7 +39,7 @@ func (r Request) Check() error {
 // Lease returns the lease the request publishes for subnet sn.
 func (r Request) Lease(sn netip.Prefix) Lease {
 	return Lease{Subnet: sn, Attrs: Attrs{
-		PublicIP:    r.PublicIP.String(),
+		PublicIP:    r.PublicIP,
 		BackendType: r.BackendType,
 		BackendData: r.BackendData,
 		Node:        r.Node,
@@ -50,6 +50,9 @@ func (r Request) Lease(sn netip.Prefix) Lease {
 // included, sorted by subnet.
 type Event struct {
 	Leases []Lease
+	// Rejected are the entries the store holds that do not even decode
+	// (ReasonMalformed), sorted by key. Leases still go through Accept.
+	Rejected []Rejected
 }
 
 // Store keeps the cluster's network config and the nodes' subnet leases.
@@ -70,9 +73,29 @@ type Store interface {
 	Release(ctx context.Context) error
 }
 
+// Pinger is a Store that can say cheaply whether it answers: the agent
+// calls Ping at every resync to show store outages (twill_store_up, the
+// store field of /readyz) and to notice their end.
+type Pinger interface {
+	// Ping makes one small read; an error means the store did not answer.
+	Ping(ctx context.Context) error
+}
+
+// ErrForbidden is matched (errors.Is) by a store's error for a request
+// the store refused for lack of permission (Kubernetes: HTTP 403). Right
+// after an API server restart such refusals are transient; the agent calls
+// them a permission problem only when they persist.
+var ErrForbidden = errors.New("forbidden by the store")
+
 // ErrNoConfig is returned by Store.Config when the store holds no network
 // config.
 var ErrNoConfig = errors.New("no network config in the store")
+
+// ErrIncompatibleConfig is returned by Store.Acquire when the network config
+// does not fit the leases in the store (another SubnetLen than the cluster
+// was built with), or this node's lease overlaps an older one: the agent
+// must not start with it.
+var ErrIncompatibleConfig = errors.New("network config incompatible with the leases in the store")
 
 // ErrNoFreeSubnet is returned by Store.Acquire when every subnet between
 // SubnetMin and SubnetMax is leased to another node.

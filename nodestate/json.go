@@ -28,16 +28,31 @@ func Save(w io.Writer, s *Snapshot) error {
 	return nil
 }
 
-// LoadFile reads a snapshot file written by Save (`twill snapshot -o FILE`).
-// Errors name the file and, where it helps, the line, column and field.
+// DefaultMaxSnapshotSize bounds the snapshot Load reads (64 MiB): a node
+// with 10,000 Services snapshots to a few MiB, and decoding takes several
+// times the file's size in memory, so a huge or endless input (/dev/zero)
+// is refused with a clear error instead of exhausting memory.
+const DefaultMaxSnapshotSize = 64 << 20
+
+// LoadFile reads a snapshot file written by Save (`twill snapshot -o FILE`),
+// up to DefaultMaxSnapshotSize bytes. Errors name the file and, where it
+// helps, the line, column and field.
 func LoadFile(path string) (*Snapshot, error) {
+	return LoadFileMax(path, DefaultMaxSnapshotSize)
+}
+
+// LoadFileMax is LoadFile with another size limit (bytes, > 0).
+func LoadFileMax(path string, max int64) (*Snapshot, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %w", err)
 	}
 	defer f.Close()
-	return Load(f, path)
+	return LoadMax(f, path, max)
 }
+
+// ErrTooLarge is wrapped by Load's error for an input above its limit.
+var ErrTooLarge = errors.New("input too large")
 
 // Load reads a snapshot written by Save. source names the input in errors
 // (a file name, or "stdin").
@@ -48,9 +63,18 @@ func LoadFile(path string) (*Snapshot, error) {
 //   - an empty file, an array or an object without "version": not a snapshot;
 //   - a version newer than SchemaVersion: written by a newer twill, upgrade.
 func Load(r io.Reader, source string) (*Snapshot, error) {
-	data, err := io.ReadAll(r)
+	return LoadMax(r, source, DefaultMaxSnapshotSize)
+}
+
+// LoadMax is Load reading at most max bytes (> 0); a longer input is an
+// error wrapping ErrTooLarge that says how to raise the limit.
+func LoadMax(r io.Reader, source string, max int64) (*Snapshot, error) {
+	data, err := io.ReadAll(io.LimitReader(r, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: read: %w", source, err)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s: %w: more than %d MiB, not a snapshot twill wrote? (a real one is a few MiB; raise the limit with --max-snapshot-size MiB)", source, ErrTooLarge, max>>20)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, fmt.Errorf("%s: empty file, not a twill snapshot (write one with 'twill snapshot -o FILE')", source)

@@ -2,6 +2,7 @@ package nodestate
 
 import (
 	"bytes"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -207,4 +208,22 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("reload: %v\n%s", err, out.Bytes())
 		}
 	})
+}
+
+func TestLoadRefusesTooLargeInput(t *testing.T) {
+	_, err := LoadMax(strings.NewReader(`{"version":1,"links":[]}`+strings.Repeat(" ", 2000)), "big.json", 1000)
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "big.json") || !strings.Contains(err.Error(), "--max-snapshot-size") {
+		t.Fatalf("2 KB input with a 1000-byte limit: %v", err)
+	}
+	if _, err := LoadMax(strings.NewReader(`{"version":1}`), "small.json", 1000); err != nil {
+		t.Fatalf("a small snapshot under the limit: %v", err)
+	}
+	f, err := os.Open("/dev/zero")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := LoadMax(f, "/dev/zero", 1<<20); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("/dev/zero: %v", err)
+	}
 }

@@ -18,7 +18,7 @@ const port = 8080
 
 func leaseOf(n testbed.Node) lease.Lease {
 	return lease.Lease{Subnet: n.Subnet, Attrs: lease.Attrs{
-		PublicIP: n.IP.String(), BackendType: "vxlan", Node: n.Name,
+		PublicIP: n.IP, BackendType: "vxlan", Node: n.Name,
 		BackendData: &lease.BackendData{VtepMAC: backend.VtepMAC(n.IP)},
 	}}
 }
@@ -254,7 +254,7 @@ func TestHostGWBackend(t *testing.T) {
 	}
 	// An off-segment peer: error naming it, the others still programmed.
 	far := nodeSpec(c, 0, "host-gw", 0, 1)
-	far.Peers = append(far.Peers, lease.Lease{Subnet: netip.MustParsePrefix("10.244.9.0/24"), Attrs: lease.Attrs{PublicIP: "172.16.0.9", BackendType: "host-gw", Node: "node9"}})
+	far.Peers = append(far.Peers, lease.Lease{Subnet: netip.MustParsePrefix("10.244.9.0/24"), Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("172.16.0.9"), BackendType: "host-gw", Node: "node9"}})
 	if _, err := backend.Compute(far); err == nil || !strings.Contains(err.Error(), "node9") {
 		t.Errorf("off-segment peer: err %v, want one naming node9", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -137,11 +136,10 @@ func convertLeases(ls []lease.Lease) ([]nodestate.Lease, error) {
 		if l.Attrs.BackendData != nil {
 			nl.VtepMAC = l.Attrs.BackendData.VtepMAC
 		}
-		ip, err := netip.ParseAddr(l.Attrs.PublicIP)
-		if err != nil {
-			bad = append(bad, fmt.Sprintf("lease %s: PublicIP %q is not an IP address", l.Subnet, l.Attrs.PublicIP))
+		if !l.Attrs.PublicIP.IsValid() {
+			bad = append(bad, fmt.Sprintf("lease %s: PublicIP is not an IP address", l.Subnet))
 		}
-		nl.PublicIP = ip
+		nl.PublicIP = l.Attrs.PublicIP
 		out = append(out, nl)
 	}
 	if len(bad) > 0 {

@@ -20,6 +20,7 @@ import (
 type doctorOpts struct {
 	capture     captureFlags
 	snapshot    string
+	maxSnapMiB  int64
 	output      string
 	ignore      []string
 	fix         bool
@@ -60,6 +61,7 @@ Exit status: 0 no errors, 1 errors found, 2 doctor could not run.`,
 	fs := cmd.Flags()
 	o.capture.register(fs)
 	fs.StringVar(&o.snapshot, "snapshot", "", "check a snapshot file (from `twill snapshot`) instead of the live node")
+	fs.Int64Var(&o.maxSnapMiB, "max-snapshot-size", nodestate.DefaultMaxSnapshotSize>>20, "refuse a --snapshot file larger than this many MiB")
 	fs.StringVarP(&o.output, "output", "o", "text", "output format: text, json or html (a self-contained report with the node's summary, for a ticket)")
 	fs.StringSliceVar(&o.ignore, "ignore", nil, "check IDs to suppress, e.g. TW060,TW003")
 	fs.BoolVar(&o.fix, "fix", false, "apply the safe fixes (sysctls, FORWARD accepts), then check again")
@@ -140,7 +142,10 @@ func runDoctor(cmd *cobra.Command, o *doctorOpts) error {
 	defer cancel()
 	load := func() (*nodestate.Snapshot, error) {
 		if o.snapshot != "" {
-			return nodestate.LoadFile(o.snapshot)
+			if o.maxSnapMiB <= 0 {
+				return nil, fmt.Errorf("--max-snapshot-size %d: want a positive number of MiB", o.maxSnapMiB)
+			}
+			return nodestate.LoadFileMax(o.snapshot, o.maxSnapMiB<<20)
 		}
 		return o.capture.capture(ctx)
 	}

@@ -23,6 +23,7 @@ type traceFlags struct {
 	from, to, proto string
 	sport           int
 	snapshots       []string
+	maxSnapMiB      int64
 	netns           []string
 	useLab          bool
 	labName         string
@@ -72,6 +73,7 @@ Exit status: 0 when every path is established, 1 when some path fails, 2 on erro
 	fs.StringVar(&f.proto, "proto", "tcp", "protocol: "+strings.Join(trace.Protocols, ", "))
 	fs.IntVar(&f.sport, "sport", 40000, "the client's source port")
 	fs.StringArrayVar(&f.snapshots, "snapshot", nil, "a node snapshot file from 'twill snapshot' (repeat for several nodes)")
+	fs.Int64Var(&f.maxSnapMiB, "max-snapshot-size", nodestate.DefaultMaxSnapshotSize>>20, "refuse a --snapshot file larger than this many MiB")
 	fs.StringArrayVar(&f.netns, "netns", nil, "capture this named network namespace live as a node (repeat for several)")
 	fs.BoolVar(&f.useLab, "lab", false, "trace inside a running lab: capture all its nodes, resolve pod names")
 	fs.StringVar(&f.labName, "name", lab.DefaultName, "lab name (with --lab)")
@@ -128,7 +130,10 @@ func runTrace(ctx context.Context, cmd *cobra.Command, f *traceFlags) error {
 	case len(f.snapshots) > 0:
 		var snaps []*nodestate.Snapshot
 		for _, p := range f.snapshots {
-			s, err := nodestate.LoadFile(p)
+			if f.maxSnapMiB <= 0 {
+				return fmt.Errorf("--max-snapshot-size %d: want a positive number of MiB", f.maxSnapMiB)
+			}
+			s, err := nodestate.LoadFileMax(p, f.maxSnapMiB<<20)
 			if err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/twillnet/twill/agent"
+	"github.com/twillnet/twill/lease"
 )
 
 func newUninstallCmd() *cobra.Command {
@@ -42,6 +43,7 @@ Pods still running on the node lose their network.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 			defer cancel()
+			subnet := agent.LeaseSubnet(o.Root)
 			done, err := agent.Uninstall(ctx, o)
 			for _, d := range done {
 				fmt.Fprintln(w, d)
@@ -70,9 +72,25 @@ Pods still running on the node lose their network.`,
 			}
 			if ok {
 				fmt.Fprintf(w, "released lease %s of node %s\n", l.Subnet, node)
-			} else {
-				fmt.Fprintf(w, "node %s holds no lease\n", node)
+				return nil
 			}
+			if subnet.IsValid() {
+				resp, err := st.Client().Get(ctx, lease.SubnetKey(store.prefix, subnet))
+				if err != nil {
+					return &exitError{1, fmt.Errorf("no lease names node %s; reading the lease of this node's subnet %s: %w", node, subnet, err)}
+				}
+				for _, kv := range resp.Kvs {
+					l, err := lease.Decode(string(kv.Key), kv.Value)
+					if err != nil {
+						continue
+					}
+					return &exitError{1, fmt.Errorf("no lease names node %s, but this node's subnet %s is leased by node %q: pass --node %s (the name the agent ran with) to release it", node, subnet, l.Attrs.Node, l.Attrs.Node)}
+				}
+			}
+			if !cmd.Flags().Changed("node") && os.Getenv("NODE_NAME") == "" {
+				return &exitError{1, fmt.Errorf("no lease names node %s (the hostname) and no subnet file says which is this node's: pass --node with the node's name as the agent knew it, or --keep-lease", node)}
+			}
+			fmt.Fprintf(w, "node %s holds no lease\n", node)
 			return nil
 		},
 	}

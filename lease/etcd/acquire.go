@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -21,7 +22,7 @@ import (
 // Bounds of one Acquire: how often the store is listed again after a lost
 // take-over race, and how many create transactions may conflict in total.
 const (
-	maxListRounds  = 8
+	maxListRounds  = 64
 	maxCreateTries = 512
 )
 
@@ -36,10 +37,18 @@ const (
 //     transactions; a conflict moves on to the next subnet).
 //
 // Other leases naming req.Node (a second one, or one outside cfg after a
-// config change) are deleted. Create-only transactions guarantee that no two
-// nodes ever hold the same subnet. When every subnet is held by other nodes
-// the error wraps lease.ErrNoFreeSubnet. A previous lease of this Store is
-// replaced (its TTL lease revoked).
+// config change) are deleted. A new subnet never overlaps any subnet key in
+// the store (not only an identical key): each create transaction also
+// requires that no subnet key was created since the list it was chosen
+// from, so no two nodes ever hold overlapping subnets. When every subnet is
+// held by other nodes the error wraps lease.ErrNoFreeSubnet.
+//
+// Acquire refuses (wrapping lease.ErrIncompatibleConfig) when this node's
+// lease or previous subnet lies in Network with another prefix length than
+// cfg.SubnetLen (the net-conf was changed under a running cluster). A lease
+// of this node that is not allocatable (host bits, outside the range) is
+// deleted, never taken over. A previous lease of this Store is replaced (its
+// TTL lease revoked).
 func (s *Store) Acquire(ctx context.Context, cfg netconf.Config, req lease.Request) (lease.Lease, error) {
 	if err := req.Check(); err != nil {
 		return lease.Lease{}, err
@@ -74,18 +83,33 @@ func (s *Store) acquire(ctx context.Context, cfg netconf.Config, req lease.Reque
 		if err != nil {
 			return lease.Lease{}, fmt.Errorf("lease for node %s: etcd list %s: %w", req.Node, lease.SubnetsPrefix(s.prefix), err)
 		}
-		taken := make(map[netip.Prefix]bool, len(resp.Kvs))
+		taken := newHeld(cfg.SubnetLen)
 		var mine []*mvccpb.KeyValue
+		var wrongLen []string
 		for _, kv := range resp.Kvs {
 			sn, err := lease.ParseSubnetKey(string(kv.Key))
 			if err != nil {
 				continue // not a subnet key: cannot collide with one we create
 			}
-			taken[sn] = true
-			var a lease.Attrs
-			if json.Unmarshal(kv.Value, &a) == nil && a.Node == req.Node {
-				mine = append(mine, kv)
+			if sn.Masked() == sn {
+				// A key with host bits is rejected by every node
+				// (lease.Check): it blocks nothing.
+				taken.add(sn)
 			}
+			var a lease.Attrs
+			if len(kv.Value) <= lease.MaxValueSize && json.Unmarshal(kv.Value, &a) == nil && a.Node == req.Node {
+				mine = append(mine, kv)
+				if cfg.Network.Overlaps(sn.Masked()) && sn.Bits() != cfg.SubnetLen {
+					wrongLen = append(wrongLen, string(kv.Key))
+				}
+			}
+		}
+		if p := req.Previous; p.IsValid() && cfg.Network.Overlaps(p) && p.Bits() != cfg.SubnetLen {
+			wrongLen = append(wrongLen, "the subnet file's "+p.String())
+		}
+		if len(wrongLen) > 0 {
+			return lease.Lease{}, fmt.Errorf("%w: node %s: the network config says SubnetLen %d, but this node's pods use %s: the net-conf of a running cluster cannot change its subnet length (pods would get addresses of other nodes); restore the old config under %s, or drain the node, delete its lease and subnet file first",
+				lease.ErrIncompatibleConfig, req.Node, cfg.SubnetLen, strings.Join(wrongLen, ", "), ConfigKey(s.prefix))
 		}
 
 		// 1. Our own lease, the best one first.
@@ -118,15 +142,21 @@ func (s *Store) acquire(ctx context.Context, cfg netconf.Config, req lease.Reque
 			creates++
 			l := req.Lease(sn)
 			key := lease.SubnetKey(s.prefix, sn)
-			ok, err := s.txn(ctx, clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
-				clientv3.OpPut(key, string(l.Encode()), clientv3.WithLease(id)))
+			// Nothing created under the subnets prefix since the list:
+			// the overlap check above still holds when the put commits.
+			resp2, err := s.c.Txn(ctx).If(
+				clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
+				clientv3.Compare(clientv3.CreateRevision(lease.SubnetsPrefix(s.prefix)).WithPrefix(), "<", resp.Header.Revision+1),
+			).Then(clientv3.OpPut(key, string(l.Encode()), clientv3.WithLease(id))).Commit()
 			if err != nil {
 				return false, fmt.Errorf("lease %s for node %s: create: %w", sn, req.Node, err)
 			}
-			taken[sn] = true // ours now, or someone else's
-			return ok, nil
+			return resp2.Succeeded, nil
 		}
-		if cfg.Allocatable(req.Previous) && !taken[req.Previous] {
+		if creates >= maxCreateTries {
+			return lease.Lease{}, fmt.Errorf("lease for node %s: gave up after %d conflicting attempts (many nodes allocating at once?): try again", req.Node, creates)
+		}
+		if cfg.Allocatable(req.Previous) && !taken.overlaps(req.Previous) {
 			ok, err := try(req.Previous)
 			if err != nil {
 				return lease.Lease{}, err
@@ -135,14 +165,14 @@ func (s *Store) acquire(ctx context.Context, cfg netconf.Config, req lease.Reque
 				s.log.Info("lease: got the node's previous subnet back", "node", req.Node, "subnet", req.Previous)
 				return req.Lease(req.Previous), nil
 			}
+			continue // a subnet was created meanwhile: list again
 		}
+		free := false
 		for sn := range cfg.Subnets() {
-			if taken[sn] {
+			if taken.overlaps(sn) {
 				continue
 			}
-			if creates >= maxCreateTries {
-				return lease.Lease{}, fmt.Errorf("lease for node %s: gave up after %d conflicting attempts (many nodes allocating at once?): try again", req.Node, creates)
-			}
+			free = true
 			ok, err := try(sn)
 			if err != nil {
 				return lease.Lease{}, err
@@ -151,10 +181,14 @@ func (s *Store) acquire(ctx context.Context, cfg netconf.Config, req lease.Reque
 				s.log.Info("lease: allocated a new subnet", "node", req.Node, "subnet", sn)
 				return req.Lease(sn), nil
 			}
+			break // a subnet was created meanwhile: list again
+		}
+		if free {
+			continue
 		}
 		held := 0
-		for sn := range taken {
-			if cfg.Allocatable(sn) {
+		for sn := range cfg.Subnets() {
+			if taken.overlaps(sn) {
 				held++
 			}
 		}
@@ -162,6 +196,41 @@ func (s *Store) acquire(ctx context.Context, cfg netconf.Config, req lease.Reque
 			lease.ErrNoFreeSubnet, req.Node, cfg.SubnetCount(), cfg.SubnetLen, cfg.SubnetMin, cfg.SubnetMax, held, lease.SubnetsPrefix(s.prefix))
 	}
 	return lease.Lease{}, fmt.Errorf("lease for node %s: its existing lease kept changing during %d attempts (another agent with the same node name?)", req.Node, maxListRounds)
+}
+
+// held is the set of subnets an allocation must not overlap (keys without
+// host bits), for
+// candidates that are aligned /n prefixes: keys of length n or longer block
+// the one /n that contains them (a map lookup), shorter keys (rare: a
+// config change or a hostile key) are checked one by one.
+type held struct {
+	n     int
+	exact map[netip.Prefix]bool
+	wide  []netip.Prefix
+}
+
+func newHeld(n int) *held { return &held{n: n, exact: map[netip.Prefix]bool{}} }
+
+func (h *held) add(sn netip.Prefix) {
+	sn = sn.Masked()
+	if sn.Bits() >= h.n {
+		h.exact[netip.PrefixFrom(sn.Addr(), h.n).Masked()] = true
+		return
+	}
+	h.wide = append(h.wide, sn)
+}
+
+// overlaps reports whether the aligned /n prefix sn overlaps a held subnet.
+func (h *held) overlaps(sn netip.Prefix) bool {
+	if h.exact[sn] {
+		return true
+	}
+	for _, w := range h.wide {
+		if w.Overlaps(sn) {
+			return true
+		}
+	}
+	return false
 }
 
 // rank orders a node's own leases: allocatable before not, Previous first,

@@ -59,7 +59,8 @@ func (s *Store) KeepAlive(ctx context.Context) <-chan error {
 				wait, retry = period, minRetry
 				continue
 			}
-			s.log.Warn("lease: renewal failed; retrying", "err", err, "retry_in", retry)
+			// The agent receives the error and reports the outage once.
+			s.log.Debug("lease: renewal failed; retrying", "err", err, "retry_in", retry)
 			select {
 			case out <- err:
 			default:

@@ -190,3 +190,11 @@ func (s *Store) Lease() (lease.Lease, bool) {
 // Close closes the client without releasing the lease: the key stays until
 // its TTL runs out, so a restarting node finds it again.
 func (s *Store) Close() error { return s.c.Close() }
+
+// Ping reads the count of keys at the config key: one small round trip.
+func (s *Store) Ping(ctx context.Context) error {
+	if _, err := s.c.Get(ctx, ConfigKey(s.prefix), clientv3.WithCountOnly()); err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	return nil
+}

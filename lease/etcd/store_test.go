@@ -144,7 +144,7 @@ func TestAcquireConcurrentNodesGetDistinctSubnets(t *testing.T) {
 		if !cfg.Allocatable(sn) {
 			t.Errorf("node-%d got %s, not allocatable", i, sn)
 		}
-		if got[i].Attrs.Node != fmt.Sprintf("node-%d", i) || got[i].Attrs.PublicIP != request("", i).PublicIP.String() {
+		if got[i].Attrs.Node != fmt.Sprintf("node-%d", i) || got[i].Attrs.PublicIP != request("", i).PublicIP {
 			t.Errorf("node-%d: lease attrs %+v", i, got[i].Attrs)
 		}
 	}
@@ -224,7 +224,7 @@ func TestAcquireRestartGetsSameSubnet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l2.Subnet != l1.Subnet || l2.Attrs.PublicIP != "192.168.0.11" {
+	if l2.Subnet != l1.Subnet || l2.Attrs.PublicIP.String() != "192.168.0.11" {
 		t.Fatalf("restart got %+v, want %s with the new PublicIP", l2, l1.Subnet)
 	}
 	second.Close()
@@ -677,5 +677,86 @@ func TestTLSAndDial(t *testing.T) {
 	defer anon.Close()
 	if _, err := anon.Config(ctxT(t, 3*time.Second)); err == nil {
 		t.Fatal("a client without a certificate was served")
+	}
+}
+
+// putRaw writes a lease key with any value (hostile or malformed data).
+func putRaw(t *testing.T, c *clientv3.Client, key, value string) {
+	t.Helper()
+	if _, err := c.Put(ctxT(t, 5*time.Second), lease.DefaultPrefix+"/subnets/"+key, value); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A new lease overlaps no valid key in the store: not a longer or shorter
+// prefix inside it. A key with host bits is rejected by every node and
+// blocks nothing.
+func TestAcquireNeverOverlaps(t *testing.T) {
+	t.Parallel()
+	ep, _ := etcdtest.Start(t)
+	s := newStore(t, ep, 0)
+	cfg := mustConfig(t, `{"Network": "10.244.0.0/16", "SubnetMax": "10.244.6.0"}`)
+	v := `{"PublicIP":"192.168.0.99","BackendType":"vxlan","Node":"other"}`
+	putRaw(t, s.Client(), "10.244.1.128-25", v) // inside 10.244.1.0/24
+	putRaw(t, s.Client(), "10.244.2.5-24", v)   // host bits: rejected everywhere, blocks nothing
+	putRaw(t, s.Client(), "10.244.4.0-23", v)   // covers .4 and .5
+	var got []string
+	for i := range 2 {
+		req := request(fmt.Sprintf("n%d", i), i+1)
+		req.Previous = netip.MustParsePrefix("10.244.1.0/24") // overlapped: not given back
+		l, err := newStore(t, ep, 0).Acquire(ctxT(t, 10*time.Second), cfg, req)
+		if err != nil {
+			t.Fatalf("n%d: %v", i, err)
+		}
+		got = append(got, l.Subnet.String())
+	}
+	if want := "10.244.2.0/24 10.244.3.0/24"; strings.Join(got, " ") != want {
+		t.Fatalf("allocated %v, want %s (every other subnet overlaps a key)", got, want)
+	}
+	if l, err := newStore(t, ep, 0).Acquire(ctxT(t, 10*time.Second), cfg, request("n8", 8)); err != nil || l.Subnet.String() != "10.244.6.0/24" {
+		t.Fatalf("third node: %v, %v; want 10.244.6.0/24", l.Subnet, err)
+	}
+	if _, err := newStore(t, ep, 0).Acquire(ctxT(t, 10*time.Second), cfg, request("n9", 9)); !errors.Is(err, lease.ErrNoFreeSubnet) {
+		t.Fatalf("with every subnet overlapped: %v, want ErrNoFreeSubnet", err)
+	}
+}
+
+// A restart with another SubnetLen than the node's lease refuses, and so
+// does a node whose lease overlaps an older valid one.
+func TestAcquireRefusesIncompatible(t *testing.T) {
+	t.Parallel()
+	ep, _ := etcdtest.Start(t)
+	s := newStore(t, ep, 0)
+	ctx := ctxT(t, 20*time.Second)
+	cfg24 := mustConfig(t, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
+	l, err := s.Acquire(ctx, cfg24, request("node-a", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg23 := mustConfig(t, `{"Network": "10.244.0.0/16", "SubnetLen": 23, "Backend": {"Type": "vxlan"}}`)
+	_, err = newStore(t, ep, 0).Acquire(ctx, cfg23, request("node-a", 1))
+	if !errors.Is(err, lease.ErrIncompatibleConfig) || !strings.Contains(err.Error(), "SubnetLen 23") || !strings.Contains(err.Error(), l.Subnet.String()[:9]) {
+		t.Fatalf("restart with SubnetLen 23: %v", err)
+	}
+	if getNode(t, s.Client(), l.Subnet) != "node-a" {
+		t.Fatal("the refused restart changed the node's lease")
+	}
+	// A fresh node whose subnet file says /24 refuses the /23 config too.
+	req := request("node-b", 2)
+	req.Previous = netip.MustParsePrefix("10.244.9.0/24")
+	if _, err := newStore(t, ep, 0).Acquire(ctx, cfg23, req); !errors.Is(err, lease.ErrIncompatibleConfig) {
+		t.Fatalf("node with a /24 subnet file and a /23 config: %v", err)
+	}
+	// node-c's own key has host bits (written by hand): deleted, never
+	// taken over; node-c gets a subnet that overlaps nobody's.
+	bad := request("node-c", 3).Lease(l.Subnet)
+	key := l.Subnet.Addr().Next().String() + "-24"
+	putRaw(t, s.Client(), key, string(bad.Encode()))
+	lc, err := newStore(t, ep, 0).Acquire(ctx, cfg24, request("node-c", 3))
+	if err != nil || lc.Subnet.Overlaps(l.Subnet) {
+		t.Fatalf("node whose lease has host bits: %v, %v", lc.Subnet, err)
+	}
+	if resp, err := s.Client().Get(ctx, lease.DefaultPrefix+"/subnets/"+key); err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("the host-bits key of node-c is still there (%v)", err)
 	}
 }

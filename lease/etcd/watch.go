@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/twillnet/twill/lease"
@@ -26,13 +27,13 @@ const (
 // the watch breaks (compaction past our revision, etcd lost its leader, the
 // stream ended) it lists again and continues from there, sending the set if
 // it differs. A reader that lags only misses intermediate sets: the channel
-// always holds the newest one. A lease whose value does not decode is left
-// out and logged. The channel is closed when ctx ends, never before.
+// always holds the newest one. A lease whose key or value does not decode
+// is left out and reported in Event.Rejected. The channel is closed when ctx ends, never before.
 func (s *Store) Watch(ctx context.Context) <-chan lease.Event {
 	out := make(chan lease.Event, 1)
 	go func() {
 		defer close(out)
-		w := watcher{s: s, out: out}
+		w := watcher{s: s, out: out, bad: map[string]lease.Rejected{}}
 		w.run(ctx)
 	}()
 	return out
@@ -42,19 +43,24 @@ func (s *Store) Watch(ctx context.Context) <-chan lease.Event {
 type watcher struct {
 	s    *Store
 	out  chan lease.Event
-	set  map[string]lease.Lease // by key
+	set  map[string]lease.Lease    // by key
+	bad  map[string]lease.Rejected // by key: entries that do not decode
 	sent bool
 }
 
 func (w *watcher) run(ctx context.Context) {
 	retry := minRetry
+	failing := false
 	for ctx.Err() == nil {
 		rev, err := w.list(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			w.s.log.Warn("lease watch: list failed; retrying", "err", err, "retry_in", retry)
+			if !failing {
+				w.s.log.Warn("lease watch: list failed; retrying until etcd answers", "err", err)
+			}
+			failing = true
 			select {
 			case <-ctx.Done():
 				return
@@ -64,6 +70,10 @@ func (w *watcher) run(ctx context.Context) {
 			continue
 		}
 		retry = minRetry
+		if failing {
+			w.s.log.Info("lease watch: listing works again")
+			failing = false
+		}
 		w.publish()
 		w.follow(ctx, rev)
 	}
@@ -78,25 +88,28 @@ func (w *watcher) list(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	set := make(map[string]lease.Lease, len(resp.Kvs))
+	bad := map[string]lease.Rejected{}
 	for _, kv := range resp.Kvs {
-		w.add(set, string(kv.Key), kv.Value)
+		add(set, bad, kv)
 	}
-	if w.sent && maps.EqualFunc(set, w.set, sameLease) {
-		w.set = set
-		w.sent = true // nothing new to say
-		return resp.Header.Revision, nil
+	if w.sent && maps.EqualFunc(set, w.set, sameLease) && maps.Equal(bad, w.bad) {
+		return resp.Header.Revision, nil // nothing new to say
 	}
-	w.set, w.sent = set, false
+	w.set, w.bad, w.sent = set, bad, false
 	return resp.Header.Revision, nil
 }
 
-func (w *watcher) add(set map[string]lease.Lease, key string, value []byte) {
-	l, err := lease.Decode(key, value)
+// add decodes one key-value into set, or into bad when it does not decode.
+func add(set map[string]lease.Lease, bad map[string]lease.Rejected, kv *mvccpb.KeyValue) {
+	key := string(kv.Key)
+	l, err := lease.Decode(key, kv.Value)
 	if err != nil {
-		w.s.log.Warn("lease watch: skipping a lease that does not decode", "key", key, "err", err)
 		delete(set, key)
+		bad[key] = lease.Rejected{Key: key, Reason: lease.ReasonMalformed, Detail: err.Error()}
 		return
 	}
+	delete(bad, key)
+	l.Created = kv.CreateRevision
 	set[key] = l
 }
 
@@ -128,13 +141,16 @@ func (w *watcher) follow(ctx context.Context, rev int64) {
 			for _, ev := range resp.Events {
 				key := string(ev.Kv.Key)
 				if ev.Type == clientv3.EventTypeDelete {
-					if _, ok := w.set[key]; ok {
+					_, ok := w.set[key]
+					_, isBad := w.bad[key]
+					if ok || isBad {
 						delete(w.set, key)
+						delete(w.bad, key)
 						w.sent = false
 					}
 					continue
 				}
-				w.add(w.set, key, ev.Kv.Value)
+				add(w.set, w.bad, ev.Kv)
 				w.sent = false
 			}
 			if !w.sent && flush == nil {
@@ -156,6 +172,9 @@ func (w *watcher) publish() {
 	if ev.Leases == nil {
 		ev.Leases = []lease.Lease{}
 	}
+	for _, k := range slices.Sorted(maps.Keys(w.bad)) {
+		ev.Rejected = append(ev.Rejected, w.bad[k])
+	}
 	select {
 	case <-w.out: // drop the stale, unread set
 	default:
@@ -166,5 +185,5 @@ func (w *watcher) publish() {
 
 // sameLease reports whether two leases carry the same data.
 func sameLease(a, b lease.Lease) bool {
-	return a.Subnet == b.Subnet && string(a.Encode()) == string(b.Encode())
+	return a.Subnet == b.Subnet && a.Created == b.Created && string(a.Encode()) == string(b.Encode())
 }

@@ -100,10 +100,13 @@ func LeaseOf(n NodeInfo, network netip.Prefix) (l lease.Lease, ok bool, err erro
 		return lease.Lease{}, false, fmt.Errorf("node %s: annotation %s=%q: not an IP address", n.Name, AnnotationPublicIP, ip)
 	}
 	l = lease.Lease{Subnet: sn, Attrs: lease.Attrs{
-		PublicIP:    addr.String(),
+		PublicIP:    addr,
 		BackendType: n.Annotations[AnnotationBackendType],
 		Node:        n.Name,
 	}}
+	if raw := n.Annotations[AnnotationBackendData]; len(raw) > lease.MaxValueSize {
+		return lease.Lease{}, false, fmt.Errorf("node %s: annotation %s has %d bytes, more than the %d a lease value may have", n.Name, AnnotationBackendData, len(raw), lease.MaxValueSize)
+	}
 	if raw, ok := n.Annotations[AnnotationBackendData]; ok && raw != "" && raw != "null" {
 		var bd lease.BackendData
 		if err := json.Unmarshal([]byte(raw), &bd); err != nil {

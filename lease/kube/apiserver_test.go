@@ -62,7 +62,7 @@ func TestAgainstAPIServer(t *testing.T) {
 		createNode(t, admin, "acq-1", "")
 		s := store(t, kubetest.Twill)
 		_, err := s.Acquire(ctx, cfg, request("acq-1", "192.168.50.1"))
-		want := `node acq-1 has no spec.podCIDR yet: kube-controller-manager must run with --allocate-node-cidrs --cluster-cidr=10.244.0.0/16, or set it: kubectl patch node acq-1 -p '{"spec":{"podCIDR":"10.244.1.0/24"}}'`
+		want := `node acq-1 has no spec.podCIDR yet: kube-controller-manager must run with --allocate-node-cidrs --cluster-cidr=10.244.0.0/16, or set a subnet of 10.244.0.0/16 that no other node has (see: kubectl get nodes -o custom-columns=NAME:.metadata.name,PODCIDR:.spec.podCIDR): kubectl patch node acq-1 -p '{"spec":{"podCIDR":"<free subnet>"}}'`
 		if err == nil || err.Error() != want {
 			t.Fatalf("Acquire without podCIDR:\n got %v\nwant %s", err, want)
 		}
@@ -75,7 +75,7 @@ func TestAgainstAPIServer(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Acquire after the podCIDR was set: %v", err)
 		}
-		if l.Subnet != netip.MustParsePrefix("10.244.7.0/24") || l.Attrs.Node != "acq-1" || l.Attrs.PublicIP != "192.168.50.1" {
+		if l.Subnet != netip.MustParsePrefix("10.244.7.0/24") || l.Attrs.Node != "acq-1" || l.Attrs.PublicIP.String() != "192.168.50.1" {
 			t.Fatalf("lease = %+v", l)
 		}
 		n, err := admin.CoreV1().Nodes().Get(ctx, "acq-1", metav1.GetOptions{})

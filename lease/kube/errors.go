@@ -1,6 +1,8 @@
 package kube
 
 import (
+	"github.com/twillnet/twill/lease"
+
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -35,6 +37,9 @@ var deniedRE = regexp.MustCompile(`cannot (\w+) resource "([^"]+)"`)
 
 func (e *ForbiddenError) Unwrap() error { return e.Err }
 
+// Is makes a ForbiddenError match lease.ErrForbidden.
+func (e *ForbiddenError) Is(target error) bool { return target == lease.ErrForbidden }
+
 // NoPodCIDRError says the node has no spec.podCIDR yet. It is not fatal:
 // the agent retries Acquire until kube-controller-manager (or an
 // administrator) assigns one.
@@ -43,23 +48,16 @@ type NoPodCIDRError struct {
 	Network netip.Prefix
 }
 
+// Error names no concrete CIDR for a hand-set podCIDR: any example could
+// be another node's, and two nodes with one podCIDR break both. It says
+// how to see which are taken instead.
 func (e *NoPodCIDRError) Error() string {
-	example := "10.244.1.0/24"
-	if e.Network.IsValid() {
-		example = netip.PrefixFrom(e.Network.Addr(), max(e.Network.Bits(), 24)).String()
-		if e.Network.Bits() < 24 {
-			// The second /24 of the Network, like Flannel's SubnetMin.
-			a := e.Network.Addr().As4()
-			a[2]++
-			example = netip.PrefixFrom(netip.AddrFrom4(a), 24).String()
-		}
-	}
 	network := "<Network>"
 	if e.Network.IsValid() {
 		network = e.Network.String()
 	}
-	return fmt.Sprintf("node %s has no spec.podCIDR yet: kube-controller-manager must run with --allocate-node-cidrs --cluster-cidr=%s, or set it: kubectl patch node %s -p '{\"spec\":{\"podCIDR\":\"%s\"}}'",
-		e.Node, network, e.Node, example)
+	return fmt.Sprintf("node %s has no spec.podCIDR yet: kube-controller-manager must run with --allocate-node-cidrs --cluster-cidr=%s, or set a subnet of %s that no other node has (see: kubectl get nodes -o custom-columns=NAME:.metadata.name,PODCIDR:.spec.podCIDR): kubectl patch node %s -p '{\"spec\":{\"podCIDR\":\"<free subnet>\"}}'",
+		e.Node, network, network, e.Node)
 }
 
 // OutsideNetworkError says the node's podCIDR is not inside the cluster

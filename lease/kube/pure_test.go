@@ -74,9 +74,9 @@ func TestLeaseOf(t *testing.T) {
 		wantErr string
 	}{
 		{"published", NodeInfo{Name: "n2", PodCIDR: "10.244.2.0/24", Annotations: ann},
-			lease.Lease{Subnet: netip.MustParsePrefix("10.244.2.0/24"), Attrs: lease.Attrs{PublicIP: "192.168.1.11", BackendType: "vxlan", BackendData: &lease.BackendData{VtepMAC: "0e:00:00:00:00:02"}, Node: "n2"}}, true, ""},
+			lease.Lease{Subnet: netip.MustParsePrefix("10.244.2.0/24"), Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("192.168.1.11"), BackendType: "vxlan", BackendData: &lease.BackendData{VtepMAC: "0e:00:00:00:00:02"}, Node: "n2"}}, true, ""},
 		{"dual-stack takes the IPv4 podCIDR", NodeInfo{Name: "n2", PodCIDRs: []string{"fd00:10::/64", "10.244.2.0/24"}, Annotations: ann},
-			lease.Lease{Subnet: netip.MustParsePrefix("10.244.2.0/24"), Attrs: lease.Attrs{PublicIP: "192.168.1.11", BackendType: "vxlan", BackendData: &lease.BackendData{VtepMAC: "0e:00:00:00:00:02"}, Node: "n2"}}, true, ""},
+			lease.Lease{Subnet: netip.MustParsePrefix("10.244.2.0/24"), Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("192.168.1.11"), BackendType: "vxlan", BackendData: &lease.BackendData{VtepMAC: "0e:00:00:00:00:02"}, Node: "n2"}}, true, ""},
 		{"not a twill node", NodeInfo{Name: "n3", PodCIDR: "10.244.3.0/24"}, lease.Lease{}, false, ""},
 		{"no podCIDR yet", NodeInfo{Name: "n3", Annotations: ann}, lease.Lease{}, false, ""},
 		{"bad public ip", NodeInfo{Name: "n4", PodCIDR: "10.244.4.0/24", Annotations: map[string]string{AnnotationPublicIP: "nope"}}, lease.Lease{}, false,
@@ -86,6 +86,8 @@ func TestLeaseOf(t *testing.T) {
 		{"outside the network", NodeInfo{Name: "n6", PodCIDR: "10.99.6.0/24", Annotations: ann}, lease.Lease{}, false,
 			"node n6: spec.podCIDR 10.99.6.0/24 is outside the cluster network 10.244.0.0/16"},
 		{"bad podCIDR", NodeInfo{Name: "n7", PodCIDR: "10.244.7.0/33", Annotations: ann}, lease.Lease{}, false, `node n7: spec.podCIDR "10.244.7.0/33"`},
+		{"oversized backend data", NodeInfo{Name: "n8", PodCIDR: "10.244.8.0/24", Annotations: map[string]string{AnnotationPublicIP: "10.0.0.8", AnnotationBackendData: strings.Repeat(" ", 5000)}}, lease.Lease{}, false,
+			"node n8: annotation twill.io/backend-data has 5000 bytes, more than the 4096"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,7 +111,7 @@ func TestSubnetErrors(t *testing.T) {
 	if !errors.As(err, &none) {
 		t.Fatalf("no podCIDR: err = %v, want *NoPodCIDRError", err)
 	}
-	want := `node w1 has no spec.podCIDR yet: kube-controller-manager must run with --allocate-node-cidrs --cluster-cidr=10.244.0.0/16, or set it: kubectl patch node w1 -p '{"spec":{"podCIDR":"10.244.1.0/24"}}'`
+	want := `node w1 has no spec.podCIDR yet: kube-controller-manager must run with --allocate-node-cidrs --cluster-cidr=10.244.0.0/16, or set a subnet of 10.244.0.0/16 that no other node has (see: kubectl get nodes -o custom-columns=NAME:.metadata.name,PODCIDR:.spec.podCIDR): kubectl patch node w1 -p '{"spec":{"podCIDR":"<free subnet>"}}'`
 	if err.Error() != want {
 		t.Fatalf("no podCIDR:\n got %s\nwant %s", err, want)
 	}
@@ -128,7 +130,7 @@ func TestSubnetErrors(t *testing.T) {
 	}
 }
 
-func TestLeaseSetSortedAndOverlapsLeftOut(t *testing.T) {
+func TestLeaseSetSortedAndMalformedLeftOut(t *testing.T) {
 	node := func(name, cidr, ip string) any {
 		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{AnnotationPublicIP: ip, AnnotationBackendType: "host-gw"}},
 			Spec: corev1.NodeSpec{PodCIDR: cidr}}
@@ -136,20 +138,20 @@ func TestLeaseSetSortedAndOverlapsLeftOut(t *testing.T) {
 	objs := []any{
 		node("c", "10.244.3.0/24", "10.0.0.3"),
 		node("a", "10.244.1.0/24", "10.0.0.1"),
-		node("b", "10.244.1.0/24", "10.0.0.2"), // same podCIDR as a: a (smaller name) keeps it
+		node("b", "10.244.1.0/24", "10.0.0.2"), // same podCIDR as a: kept here, lease.Accept decides
 		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "plain"}, Spec: corev1.NodeSpec{PodCIDR: "10.244.9.0/24"}},
 		node("far", "10.1.0.0/24", "10.0.0.9"),
 	}
-	set, problems := leaseSet(objs, network)
+	set, bad := leaseSet(objs, network)
 	var names []string
 	for _, l := range set {
 		names = append(names, l.Attrs.Node+"="+l.Subnet.String())
 	}
-	if got := strings.Join(names, " "); got != "a=10.244.1.0/24 c=10.244.3.0/24" {
+	if got := strings.Join(names, " "); got != "a=10.244.1.0/24 b=10.244.1.0/24 c=10.244.3.0/24" {
 		t.Fatalf("set = %s", got)
 	}
-	if !strings.Contains(problems["b"], "overlaps node a's 10.244.1.0/24") || !strings.Contains(problems["far"], "outside the cluster network") || len(problems) != 2 {
-		t.Fatalf("problems = %v", problems)
+	if len(bad) != 1 || bad[0].Key != "node/far" || bad[0].Reason != lease.ReasonMalformed || !strings.Contains(bad[0].Detail, "outside the cluster network") {
+		t.Fatalf("rejected = %v", bad)
 	}
 	empty, _ := leaseSet(nil, network)
 	if empty == nil || len(empty) != 0 {

@@ -171,3 +171,12 @@ func (s *Store) network() netip.Prefix {
 
 // errNoLease is returned by calls that need a prior Acquire.
 var errNoLease = errors.New("kubernetes store: no lease: call Acquire first")
+
+// Ping asks the API server for its version: one small round trip that
+// needs no permission beyond being authenticated.
+func (s *Store) Ping(ctx context.Context) error {
+	if _, err := s.c.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Raw(); err != nil {
+		return fmt.Errorf("kubernetes API: %w", err)
+	}
+	return nil
+}

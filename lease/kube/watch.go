@@ -25,15 +25,16 @@ const watchDebounce = 100 * time.Millisecond
 // deleted), changes within 100ms coalesced. Status updates (heartbeats)
 // send nothing. A deleted Node disappears from the next set, so its peers
 // remove its routes. Nodes whose podCIDR lies outside the cluster network
-// of the last Acquire, malformed annotations, and the second of two Nodes
-// claiming one podCIDR are left out and logged. The informer re-lists and
+// of the last Acquire and malformed annotations are left out and reported
+// in Event.Rejected; conflicts are lease.Accept's to decide (each lease's
+// Created is its Node's creationTimestamp). The informer re-lists and
 // re-watches by itself after errors; a reader that lags only misses
 // intermediate sets. The channel is closed when ctx ends, never before.
 func (s *Store) Watch(ctx context.Context) <-chan lease.Event {
 	out := make(chan lease.Event, 1)
 	go func() {
 		defer close(out)
-		w := &watcher{s: s, out: out, bad: map[string]string{}}
+		w := &watcher{s: s, out: out}
 		w.run(ctx)
 	}()
 	return out
@@ -41,10 +42,10 @@ func (s *Store) Watch(ctx context.Context) <-chan lease.Event {
 
 // watcher is the state of one Watch.
 type watcher struct {
-	s    *Store
-	out  chan lease.Event
-	last []lease.Lease     // the set sent last; nil before the first
-	bad  map[string]string // node -> the problem logged for it
+	s       *Store
+	out     chan lease.Event
+	last    []lease.Lease    // the set sent last; nil before the first
+	lastBad []lease.Rejected // the rejections sent last
 }
 
 func (w *watcher) run(ctx context.Context) {
@@ -86,31 +87,25 @@ func (w *watcher) run(ctx context.Context) {
 // from the last one sent. The channel holds one event: an unread older set
 // is replaced by the new one.
 func (w *watcher) publish(objs []any) {
-	set, problems := leaseSet(objs, w.s.network())
-	for node, p := range problems {
-		if w.bad[node] != p {
-			w.s.log.Warn("node watch: Node left out of the peer set", "node", node, "problem", p)
-		}
-	}
-	w.bad = problems
-	if w.last != nil && slices.EqualFunc(set, w.last, sameLease) {
+	set, bad := leaseSet(objs, w.s.network())
+	if w.last != nil && slices.EqualFunc(set, w.last, sameLease) && slices.Equal(bad, w.lastBad) {
 		return
 	}
 	select {
 	case <-w.out: // drop the stale, unread set
 	default:
 	}
-	w.out <- lease.Event{Leases: set} // we are the only sender and just made room
-	w.last = set
+	w.out <- lease.Event{Leases: set, Rejected: bad} // we are the only sender and just made room
+	w.last, w.lastBad = set, bad
 }
 
 // leaseSet is the pure core of Watch: the leases of the Nodes, sorted by
-// subnet, and for each Node left out although it carries twill's
-// annotations, why. Two Nodes with one podCIDR: the one with the smaller
-// name keeps it.
-func leaseSet(objs []any, network netip.Prefix) ([]lease.Lease, map[string]string) {
+// subnet then node name, and for each Node left out although it carries
+// twill's annotations, why (sorted by key "node/<name>"). Overlapping
+// podCIDRs are kept here: lease.Accept decides between them.
+func leaseSet(objs []any, network netip.Prefix) ([]lease.Lease, []lease.Rejected) {
 	set := make([]lease.Lease, 0, len(objs))
-	problems := map[string]string{}
+	var bad []lease.Rejected
 	for _, o := range objs {
 		n, ok := o.(*corev1.Node)
 		if !ok {
@@ -118,28 +113,22 @@ func leaseSet(objs []any, network netip.Prefix) ([]lease.Lease, map[string]strin
 		}
 		l, ok, err := LeaseOf(infoOf(n), network)
 		if err != nil {
-			problems[n.Name] = err.Error()
+			bad = append(bad, lease.Rejected{Key: "node/" + n.Name, Reason: lease.ReasonMalformed, Detail: err.Error()})
 			continue
 		}
 		if ok {
+			l.Created = n.CreationTimestamp.UnixNano()
 			set = append(set, l)
 		}
 	}
 	slices.SortFunc(set, func(a, b lease.Lease) int {
 		return cmp.Or(a.Subnet.Addr().Compare(b.Subnet.Addr()), cmp.Compare(a.Subnet.Bits(), b.Subnet.Bits()), cmp.Compare(a.Attrs.Node, b.Attrs.Node))
 	})
-	out := set[:0]
-	for i, l := range set {
-		if i > 0 && out[len(out)-1].Subnet.Overlaps(l.Subnet) {
-			problems[l.Attrs.Node] = "podCIDR " + l.Subnet.String() + " overlaps node " + out[len(out)-1].Attrs.Node + "'s " + out[len(out)-1].Subnet.String() + ": every node needs its own podCIDR"
-			continue
-		}
-		out = append(out, l)
-	}
-	return out, problems
+	slices.SortFunc(bad, func(a, b lease.Rejected) int { return cmp.Compare(a.Key, b.Key) })
+	return set, bad
 }
 
 // sameLease reports whether two leases carry the same data.
 func sameLease(a, b lease.Lease) bool {
-	return a.Subnet == b.Subnet && string(a.Encode()) == string(b.Encode())
+	return a.Subnet == b.Subnet && a.Created == b.Created && string(a.Encode()) == string(b.Encode())
 }

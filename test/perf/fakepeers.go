@@ -45,7 +45,7 @@ func FakePeers(n int, network netip.Prefix, subnetLen int, from netip.Addr, skip
 		}
 		ip := addr(ubase + uint32(len(out)) + 1)
 		out = append(out, lease.Lease{Subnet: sub, Attrs: lease.Attrs{
-			PublicIP:    ip.String(),
+			PublicIP:    ip,
 			BackendType: "vxlan",
 			BackendData: &lease.BackendData{VtepMAC: backend.VtepMAC(ip)},
 			Node:        fmt.Sprintf("fake-%05d", len(out)+1),

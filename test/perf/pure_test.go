@@ -84,14 +84,14 @@ func TestFakePeersAreDistinctValidAndSkipRealNodes(t *testing.T) {
 		if p.Subnet.Bits() != 24 || !network.Contains(p.Subnet.Addr()) || p.Subnet.Overlaps(skip[0]) {
 			t.Fatalf("bad subnet %s", p.Subnet)
 		}
-		ip := netip.MustParseAddr(p.Attrs.PublicIP)
+		ip := p.Attrs.PublicIP
 		if !FakePeerUnderlay.Contains(ip) {
 			t.Fatalf("underlay %s outside %s", ip, FakePeerUnderlay)
 		}
 		if _, err := net.ParseMAC(p.Attrs.BackendData.VtepMAC); err != nil || p.Attrs.BackendType != "vxlan" || p.Attrs.Node == "" {
 			t.Fatalf("bad lease %+v", p)
 		}
-		subnets[p.Subnet], ips[p.Attrs.PublicIP], macs[p.Attrs.BackendData.VtepMAC] = true, true, true
+		subnets[p.Subnet], ips[p.Attrs.PublicIP.String()], macs[p.Attrs.BackendData.VtepMAC] = true, true, true
 	}
 	if len(subnets) != 5000 || len(ips) != 5000 || len(macs) != 5000 {
 		t.Fatalf("not distinct: %d subnets, %d IPs, %d MACs", len(subnets), len(ips), len(macs))
