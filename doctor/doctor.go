@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"github.com/twillnet/twill/checkid"
 	"slices"
 
 	"github.com/twillnet/twill/nodestate"
@@ -16,31 +17,31 @@ type check struct {
 
 // checks is the registry, in report order. IDs are stable: never renumber.
 var checks = []check{
-	{"TW001", "ip_forward", checkIPForward},
-	{"TW002", "bridge-nf-call-iptables", checkBridgeNF},
-	{"TW003", "bridge-nf-call-ip6tables", checkBridgeNF6},
-	{"TW004", "ipv6-forwarding", checkIPv6Forward},
-	{"TW010", "forward-policy-drop", checkForwardIptables},
-	{"TW011", "nft-forward-drop", checkForwardNft},
-	{"TW020", "iptables-backends-split", checkBackendSplit},
-	{"TW021", "kube-rule-lost-match", checkLostMatch},
-	{"TW030", "service-vip-not-translated", checkServiceVIP},
-	{"TW031", "no-service-proxy", checkServiceProxy},
-	{"TW032", "ipvs-local-without-virtual-server", checkIPVSLocal},
-	{"TW033", "kubernetes-service-vip", checkKubernetesVIP},
-	{"TW034", "service-endpoints-mismatch", checkServiceEndpoints},
-	{"TW040", "overlay-route", checkOverlayRoutes},
-	{"TW041", "vxlan-neighbour", checkVxlanNeighbours},
-	{"TW042", "vxlan-fdb", checkVxlanFDB},
-	{"TW043", "pod-mtu", checkPodMTU},
-	{"TW044", "vxlan-mtu", checkVxlanMTU},
-	{"TW045", "host-gw-peer-not-on-segment", checkHostGWSegment},
-	{"TW050", "subnet-file", checkSubnetFile},
-	{"TW051", "cni-plugins", checkCNIPlugins},
-	{"TW060", "rp-filter", checkRPFilter},
-	{"TW061", "conntrack-full", checkConntrack},
-	{"TW062", "cidr-overlap", checkCIDROverlap},
-	{"TW063", "route-localnet", checkRouteLocalnet},
+	{checkid.IPForward, "ip_forward", checkIPForward},
+	{checkid.BridgeNFCallIptables, "bridge-nf-call-iptables", checkBridgeNF},
+	{checkid.BridgeNFCallIp6tables, "bridge-nf-call-ip6tables", checkBridgeNF6},
+	{checkid.IPv6Forwarding, "ipv6-forwarding", checkIPv6Forward},
+	{checkid.ForwardPolicyDrop, "forward-policy-drop", checkForwardIptables},
+	{checkid.NftForwardDrop, "nft-forward-drop", checkForwardNft},
+	{checkid.IptablesBackendsSplit, "iptables-backends-split", checkBackendSplit},
+	{checkid.KubeRuleLostMatch, "kube-rule-lost-match", checkLostMatch},
+	{checkid.ServiceVIPNotTranslated, "service-vip-not-translated", checkServiceVIP},
+	{checkid.NoServiceProxy, "no-service-proxy", checkServiceProxy},
+	{checkid.IPVSLocalWithoutVirtualServer, "ipvs-local-without-virtual-server", checkIPVSLocal},
+	{checkid.KubernetesServiceVIP, "kubernetes-service-vip", checkKubernetesVIP},
+	{checkid.ServiceEndpointsMismatch, "service-endpoints-mismatch", checkServiceEndpoints},
+	{checkid.OverlayRoute, "overlay-route", checkOverlayRoutes},
+	{checkid.VxlanNeighbour, "vxlan-neighbour", checkVxlanNeighbours},
+	{checkid.VxlanFDB, "vxlan-fdb", checkVxlanFDB},
+	{checkid.PodMTU, "pod-mtu", checkPodMTU},
+	{checkid.VxlanMTU, "vxlan-mtu", checkVxlanMTU},
+	{checkid.HostGWPeerNotOnSegment, "host-gw-peer-not-on-segment", checkHostGWSegment},
+	{checkid.SubnetFile, "subnet-file", checkSubnetFile},
+	{checkid.CNIPlugins, "cni-plugins", checkCNIPlugins},
+	{checkid.RPFilter, "rp-filter", checkRPFilter},
+	{checkid.ConntrackFull, "conntrack-full", checkConntrack},
+	{checkid.CIDROverlap, "cidr-overlap", checkCIDROverlap},
+	{checkid.RouteLocalnet, "route-localnet", checkRouteLocalnet},
 }
 
 // Check describes one registered check for listings (`twill doctor --list`).

@@ -91,10 +91,10 @@ func newEnv(s *nodestate.Snapshot, cfg Config) *env {
 		e.subnet = e.subnetInfo.Subnet.Masked()
 	}
 	if s.Iptables.Legacy.Available && s.Iptables.Legacy.Err == "" {
-		e.legacy, e.parseErr["iptables-legacy"] = parseIpt("iptables-legacy-save", s.Iptables.Legacy.Save)
+		e.legacy, e.parseErr[nodestate.BackendIptablesLegacy] = parseIpt("iptables-legacy-save", s.Iptables.Legacy.Save)
 	}
 	if s.Iptables.NFT.Available && s.Iptables.NFT.Err == "" {
-		e.nftIpt, e.parseErr["iptables-nft"] = parseIpt("iptables-nft-save", s.Iptables.NFT.Save)
+		e.nftIpt, e.parseErr[nodestate.BackendIptablesNFT] = parseIpt("iptables-nft-save", s.Iptables.NFT.Save)
 	}
 	if s.Nftables.Available && s.Nftables.Err == "" && strings.TrimSpace(s.Nftables.JSON) != "" {
 		r, err := netfilter.ParseNftJSON("nft -j list ruleset", []byte(s.Nftables.JSON))
@@ -130,7 +130,7 @@ type backend struct {
 // of the rules.
 func (e *env) iptParseProblem() string {
 	var why []string
-	for _, name := range []string{"iptables-legacy", "iptables-nft"} {
+	for _, name := range []string{nodestate.BackendIptablesLegacy, nodestate.BackendIptablesNFT} {
 		if err, ok := e.parseErr[name]; ok {
 			why = append(why, err.Error())
 		}
@@ -148,7 +148,7 @@ func (e *env) iptBackends() []backend {
 		out = append(out, backend{"legacy", e.legacy})
 	}
 	if e.nftIpt != nil {
-		out = append(out, backend{"nft", e.nftIpt})
+		out = append(out, backend{nodestate.BackendNft, e.nftIpt})
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"fmt"
+	"github.com/twillnet/twill/nodestate"
 	"strings"
 
 	"github.com/twillnet/twill/firewall"
@@ -156,7 +157,7 @@ func (e *env) iptUnavailable() string {
 	for _, b := range []struct {
 		name string
 		err  string
-	}{{"iptables-legacy", e.snap.Iptables.Legacy.Err}, {"iptables-nft", e.snap.Iptables.NFT.Err}} {
+	}{{nodestate.BackendIptablesLegacy, e.snap.Iptables.Legacy.Err}, {nodestate.BackendIptablesNFT, e.snap.Iptables.NFT.Err}} {
 		if err, ok := e.parseErr[b.name]; ok {
 			why = append(why, fmt.Sprintf("%s: %v", b.name, err))
 		} else if b.err != "" {

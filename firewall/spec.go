@@ -3,17 +3,18 @@ package firewall
 import (
 	"context"
 	"fmt"
+	"github.com/twillnet/twill/nodestate"
 	"net/netip"
 )
 
 // Backend names, as Detect returns them.
 const (
 	// BackendNft is native nftables (table inet twill) through knftables.
-	BackendNft = "nft"
+	BackendNft = nodestate.BackendNft
 	// BackendIptablesNft is iptables through the iptables-nft binary.
-	BackendIptablesNft = "iptables-nft"
+	BackendIptablesNft = nodestate.BackendIptablesNFT
 	// BackendIptablesLegacy is iptables through the iptables-legacy binary.
-	BackendIptablesLegacy = "iptables-legacy"
+	BackendIptablesLegacy = nodestate.BackendIptablesLegacy
 )
 
 // Repair kinds (the agent's twill_repairs_total{kind} label).

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"github.com/twillnet/twill/checkid"
 	"io"
 	"sort"
 	"strings"
@@ -38,43 +39,43 @@ type Scenario struct {
 func Scenarios() []Scenario { return scenarios }
 
 var scenarios = []Scenario{
-	{ID: "F1", Alias: "bridge-nf", Section: "F1", Check: "TW002", layer: "sysctl",
+	{ID: "F1", Alias: "bridge-nf", Section: "F1", Check: checkid.BridgeNFCallIptables, layer: "sysctl",
 		Summary: "net.bridge.bridge-nf-call-iptables=0 in the node",
 		Effect:  "a pod calling a Service whose endpoint is on the same bridge times out (try 10.96.1.<i>:80 from node<i>-a)",
 		apply:   sysctlScenario(SysctlBridgeNF, "0"), undo: sysctlScenario(SysctlBridgeNF, "1")},
-	{ID: "F2", Alias: "ip-forward", Section: "F2", Check: "TW001", layer: "sysctl",
+	{ID: "F2", Alias: "ip-forward", Section: "F2", Check: checkid.IPForward, layer: "sysctl",
 		Summary: "net.ipv4.ip_forward=0 in the node",
 		Effect:  "nothing crosses the node: its pods cannot reach other nodes' pods",
 		apply:   sysctlScenario(SysctlIPForward, "0"), undo: sysctlScenario(SysctlIPForward, "1")},
-	{ID: "F3", Alias: "forward-drop", Section: "F3", Check: "TW010", layer: "nft",
+	{ID: "F3", Alias: "forward-drop", Section: "F3", Check: checkid.ForwardPolicyDrop, layer: "nft",
 		Summary: "Docker-style filter FORWARD policy DROP with DOCKER-USER/DOCKER/DOCKER-ISOLATION chains (iptables-nft)",
 		Effect:  "new connections forwarded by the node are dropped: other nodes' pods cannot reach its pods",
 		apply:   breakForwardDrop, undo: fixFirewall},
-	{ID: "F4-split", Section: "F4", Check: "TW020", layer: "legacy",
+	{ID: "F4-split", Section: "F4", Check: checkid.IptablesBackendsSplit, layer: "legacy",
 		Summary: "a copy of KUBE-FORWARD written through iptables-legacy, so both backends hold rules",
 		Effect:  "two rule sets run in an undefined order; nothing visibly breaks yet",
 		apply:   breakSplit, undo: fixSplit},
-	{ID: "F4-corrupt", Section: "F4", Check: "TW021", layer: "nft",
+	{ID: "F4-corrupt", Section: "F4", Check: checkid.KubeRuleLostMatch, layer: "nft",
 		Summary: "iptables-save | edit | iptables-restore drops the mark matches: KUBE-FIREWALL drops all, KUBE-FORWARD accepts all",
 		Effect:  "the node drops its own traffic (KUBE-FIREWALL is drop-all)",
 		apply:   breakCorrupt, undo: fixFirewall},
-	{ID: "F5a", Alias: "no-dnat", Section: "F5", Check: "TW030", layer: "nft",
+	{ID: "F5a", Alias: "no-dnat", Section: "F5", Check: checkid.ServiceVIPNotTranslated, layer: "nft",
 		Summary: "the KUBE-SERVICES rule of default/kubernetes (10.96.0.1:443) is deleted: no DNAT",
 		Effect:  "10.96.0.1:443 is not translated; calls to it time out",
 		apply:   breakNoDNAT, undo: fixFirewall},
-	{ID: "F6-fdb", Section: "F6", Check: "TW042", layer: "overlay", needsPeer: true, vxlanOnly: true,
+	{ID: "F6-fdb", Section: "F6", Check: checkid.VxlanFDB, layer: "overlay", needsPeer: true, vxlanOnly: true,
 		Summary: "the FDB entry of one peer's VTEP MAC on twill.1 is deleted",
 		Effect:  "pods of this node cannot reach the peer's pods (and back)",
 		apply:   breakFDB, undo: fixPeer},
-	{ID: "F6-neigh", Section: "F6", Check: "TW041", layer: "overlay", needsPeer: true, vxlanOnly: true,
+	{ID: "F6-neigh", Section: "F6", Check: checkid.VxlanNeighbour, layer: "overlay", needsPeer: true, vxlanOnly: true,
 		Summary: "one peer's neighbour entry on twill.1 gets a stale MAC (as after the peer rebooted)",
 		Effect:  "pods of this node cannot reach the peer's pods",
 		apply:   breakNeigh, undo: fixPeer},
-	{ID: "F6-route", Section: "F6", Check: "TW040", layer: "overlay", needsPeer: true,
+	{ID: "F6-route", Section: "F6", Check: checkid.OverlayRoute, layer: "overlay", needsPeer: true,
 		Summary: "the route to one peer's pod subnet is deleted",
 		Effect:  "pods of this node cannot reach the peer's pods",
 		apply:   breakRoute, undo: fixPeer},
-	{ID: "F6-mtu", Section: "F6", Check: "TW043", layer: "mtu", vxlanOnly: true,
+	{ID: "F6-mtu", Section: "F6", Check: checkid.PodMTU, layer: "mtu", vxlanOnly: true,
 		Summary: "the node's pod veths (both ends) and cni0 get MTU 1500 while twill.1 stays 1450",
 		Effect:  "small packets pass, large ones across nodes are lost",
 		apply:   setPodMTU(underlayMTU), undo: setPodMTU(PodMTU(BackendVXLAN))},

@@ -93,8 +93,8 @@ func summarizeNode(s *nodestate.Snapshot) nodeSummary {
 	for _, k := range keys {
 		n.AllSysctls = append(n.AllSysctls, [2]string{k, s.Sysctls[k]})
 	}
-	nft := iptCount("iptables-nft", s.Iptables.NFT)
-	n.Rules = append(n.Rules, iptCount("iptables-legacy", s.Iptables.Legacy), nft, nftCount(s.Nftables, nft.names))
+	nft := iptCount(nodestate.BackendIptablesNFT, s.Iptables.NFT)
+	n.Rules = append(n.Rules, iptCount(nodestate.BackendIptablesLegacy, s.Iptables.Legacy), nft, nftCount(s.Nftables, nft.names))
 	for _, l := range s.Leases {
 		n.Leases = append(n.Leases, fmt.Sprintf("%s: %s at %s (%s)", orNone(l.Node), l.Subnet, l.PublicIP, l.Backend))
 	}

@@ -2,6 +2,8 @@ package trace
 
 import (
 	"fmt"
+	"github.com/twillnet/twill/checkid"
+	"github.com/twillnet/twill/nodestate"
 	"strings"
 )
 
@@ -12,7 +14,7 @@ func diagnose(w *World, res *Result, p *Path) *Failure {
 	backends := map[string]bool{}
 	dnat := false
 	for _, s := range p.Forward {
-		if (s.Backend == "iptables-legacy" || s.Backend == "iptables-nft") && s.Rule > 0 {
+		if (s.Backend == nodestate.BackendIptablesLegacy || s.Backend == nodestate.BackendIptablesNFT) && s.Rule > 0 {
 			backends[s.Backend] = true
 		}
 		if s.nat == "DNAT" || s.nat == "REDIRECT" {
@@ -24,7 +26,7 @@ func diagnose(w *World, res *Result, p *Path) *Failure {
 		return nil
 	case Reset:
 		if len(p.bridgedNoNF) > 0 {
-			return &Failure{ID: "F1", Check: "TW002", Why: fmt.Sprintf("the reply was bridged on %s with net.bridge.bridge-nf-call-iptables off, so conntrack never reversed the Service DNAT; the client sees the pod address %s and resets", strings.Join(p.bridgedNoNF, ", "), o.ReplyFrom.Addr())}
+			return &Failure{ID: "F1", Check: checkid.BridgeNFCallIptables, Why: fmt.Sprintf("the reply was bridged on %s with net.bridge.bridge-nf-call-iptables off, so conntrack never reversed the Service DNAT; the client sees the pod address %s and resets", strings.Join(p.bridgedNoNF, ", "), o.ReplyFrom.Addr())}
 		}
 		return nil
 	}
@@ -34,34 +36,34 @@ func diagnose(w *World, res *Result, p *Path) *Failure {
 	}
 	switch {
 	case o.Cause == CauseForwardingOff:
-		return &Failure{ID: "F2", Check: "TW001", Why: "the node does not forward (net.ipv4.ip_forward=0)"}
+		return &Failure{ID: "F2", Check: checkid.IPForward, Why: "the node does not forward (net.ipv4.ip_forward=0)"}
 	case d != nil && d.step.Chain == "KUBE-FIREWALL" && d.verdict == "drop" && d.step.Rule > 0 && !strings.Contains(d.step.Text, "--mark"):
 		// The rule as dumped has lost its mark match.
-		return &Failure{ID: "F4", Check: "TW021", Why: "KUBE-FIREWALL's DROP lost its mark match (iptables version skew): it drops everything"}
-	case d != nil && d.step.Hook == "FORWARD" && d.step.Rule == 0 && d.verdict == "drop" && d.step.Backend != "nft":
+		return &Failure{ID: "F4", Check: checkid.KubeRuleLostMatch, Why: "KUBE-FIREWALL's DROP lost its mark match (iptables version skew): it drops everything"}
+	case d != nil && d.step.Hook == "FORWARD" && d.step.Rule == 0 && d.verdict == "drop" && d.step.Backend != nodestate.BackendNft:
 		why := fmt.Sprintf("%s %s/FORWARD has policy DROP and no rule accepts this new forwarded flow (Docker sets this)", d.step.Backend, d.step.Table)
-		if backends["iptables-legacy"] && backends["iptables-nft"] {
+		if backends[nodestate.BackendIptablesLegacy] && backends[nodestate.BackendIptablesNFT] {
 			why += "; rules are split across iptables-legacy and iptables-nft (F4, TW020)"
 		}
-		return &Failure{ID: "F3", Check: "TW010", Why: why}
-	case d != nil && d.step.Hook == "FORWARD" && d.step.Backend == "nft" && d.verdict == "drop":
-		return &Failure{ID: "F3", Check: "TW011", Why: fmt.Sprintf("native nftables chain %s %s drops the forwarded flow; every base chain on the forward hook must accept", d.step.Table, d.step.Chain)}
+		return &Failure{ID: "F3", Check: checkid.ForwardPolicyDrop, Why: why}
+	case d != nil && d.step.Hook == "FORWARD" && d.step.Backend == nodestate.BackendNft && d.verdict == "drop":
+		return &Failure{ID: "F3", Check: checkid.NftForwardDrop, Why: fmt.Sprintf("native nftables chain %s %s drops the forwarded flow; every base chain on the forward hook must accept", d.step.Table, d.step.Chain)}
 	case o.Cause == CauseNoNeighbour || o.Cause == CauseStaleNeighbour:
-		return &Failure{ID: "F6", Check: "TW041", Why: "the vxlan neighbour entry of the peer's VTEP is missing or stale"}
+		return &Failure{ID: "F6", Check: checkid.VxlanNeighbour, Why: "the vxlan neighbour entry of the peer's VTEP is missing or stale"}
 	case o.Cause == CauseNoFDB:
-		return &Failure{ID: "F6", Check: "TW042", Why: "the vxlan FDB entry of the peer's VTEP MAC is missing"}
+		return &Failure{ID: "F6", Check: checkid.VxlanFDB, Why: "the vxlan FDB entry of the peer's VTEP MAC is missing"}
 	case o.Kind == Local && o.Cause == CauseLocalRoute:
-		return &Failure{ID: "F5b", Check: "TW032", Why: "a local route (kube-ipvs0) accepts the Service IP on the node; without an IPVS virtual server nothing answers"}
+		return &Failure{ID: "F5b", Check: checkid.IPVSLocalWithoutVirtualServer, Why: "a local route (kube-ipvs0) accepts the Service IP on the node; without an IPVS virtual server nothing answers"}
 	}
-	if backends["iptables-legacy"] && backends["iptables-nft"] && o.Kind != Established {
-		return &Failure{ID: "F4", Check: "TW020", Why: "rules in both iptables-legacy and iptables-nft acted on this packet; their order is undefined"}
+	if backends[nodestate.BackendIptablesLegacy] && backends[nodestate.BackendIptablesNFT] && o.Kind != Established {
+		return &Failure{ID: "F4", Check: checkid.IptablesBackendsSplit, Why: "rules in both iptables-legacy and iptables-nft acted on this packet; their order is undefined"}
 	}
 	first := res.Packet.Dst
 	if !dnat && w.podFor(first) == nil && !isHostAddr(w, first) && (o.Kind == Lost || o.Kind == Unreachable || o.Kind == Local) && hasKubeServices(w) {
-		return &Failure{ID: "F5a", Check: "TW030", Why: fmt.Sprintf("%s was not translated by any Service rule (no DNAT): kube-proxy's rule for it is missing", first)}
+		return &Failure{ID: "F5a", Check: checkid.ServiceVIPNotTranslated, Why: fmt.Sprintf("%s was not translated by any Service rule (no DNAT): kube-proxy's rule for it is missing", first)}
 	}
 	if (o.Kind == Lost || o.Kind == Unreachable) && w.podFor(first) != nil {
-		return &Failure{ID: "F6", Check: "TW040", Why: fmt.Sprintf("no route to the pod subnet of %s (the overlay route of that peer is missing)", first)}
+		return &Failure{ID: "F6", Check: checkid.OverlayRoute, Why: fmt.Sprintf("no route to the pod subnet of %s (the overlay route of that peer is missing)", first)}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package trace
 
 import (
 	"fmt"
+	"github.com/twillnet/twill/nodestate"
 	"slices"
 	"strings"
 )
@@ -61,7 +62,7 @@ func (h *Host) compileNetfilter() error {
 		name string
 		rs   *iptRuleset
 		raw  bool
-	}{{"iptables-legacy", nil, legacy != nil}, {"iptables-nft", nil, nft != nil}} {
+	}{{nodestate.BackendIptablesLegacy, nil, legacy != nil}, {nodestate.BackendIptablesNFT, nil, nft != nil}} {
 		src := legacy
 		if order == 1 {
 			src = nft
@@ -117,7 +118,7 @@ func (h *Host) compileNetfilter() error {
 					continue
 				}
 				h.chains[hook] = append(h.chains[hook], baseChain{
-					backend: "nft", table: t.family + " " + t.name, chain: c.name, hook: hook, prio: c.prio,
+					backend: nodestate.BackendNft, table: t.family + " " + t.name, chain: c.name, hook: hook, prio: c.prio,
 					nat: c.typ == "nat", order: 2, nftT: t, nftC: c,
 				})
 			}

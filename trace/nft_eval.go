@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"github.com/twillnet/twill/nodestate"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -341,7 +342,7 @@ func runNftChain(bc *baseChain, ctx pktCtx) []chainOutcome {
 }
 
 func (w *nftWalk) step(o *chainOutcome, c *nftChain, r *nftRuleC, action, note string) {
-	s := Step{Stage: "hook", Hook: o.ctx.hook, Backend: "nft", Table: w.bc.table, Chain: c.name, Action: action, Note: note}
+	s := Step{Stage: "hook", Hook: o.ctx.hook, Backend: nodestate.BackendNft, Table: w.bc.table, Chain: c.name, Action: action, Note: note}
 	if r != nil {
 		s.Rule, s.Text = r.r.Handle, r.text
 	}

@@ -143,7 +143,7 @@ func (v ChainVerdict) Decider() Step {
 func (v ChainVerdict) Where() string {
 	d := v.Decider()
 	at, rule := v.Table+"/"+d.Chain, "rule"
-	if v.Backend == "nft" {
+	if v.Backend == nodestate.BackendNft {
 		at, rule = fmt.Sprintf("%s %s chain %s", v.Family, v.Table, d.Chain), "rule handle"
 	}
 	if d.Rule == 0 {

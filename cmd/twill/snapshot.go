@@ -166,10 +166,10 @@ func summarize(s *nodestate.Snapshot, output string) string {
 	}
 	var nf []string
 	if s.Iptables.Legacy.Available {
-		nf = append(nf, "iptables-legacy")
+		nf = append(nf, nodestate.BackendIptablesLegacy)
 	}
 	if s.Iptables.NFT.Available {
-		nf = append(nf, "iptables-nft")
+		nf = append(nf, nodestate.BackendIptablesNFT)
 	}
 	if s.Nftables.Available {
 		nf = append(nf, "nftables")
