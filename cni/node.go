@@ -3,6 +3,7 @@ package cni
 import (
 	"errors"
 	"fmt"
+	"github.com/twillnet/twill/netconf"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -68,6 +69,9 @@ func NodeFromInfo(path string, info subnetfile.Info, mtuOverride int) (Node, err
 		return Node{}, fmt.Errorf("subnet file %s: SUBNET %s is too small for pods (at most /30)", path, info.Subnet)
 	}
 	network := info.Network.Masked()
+	if err := netconf.CheckNetwork(network); err != nil {
+		return Node{}, fmt.Errorf("subnet file %s: NETWORK: %w", path, err)
+	}
 	if !network.Contains(subnet.Addr()) || network.Bits() > subnet.Bits() {
 		return Node{}, fmt.Errorf("subnet file %s: SUBNET %s is not inside NETWORK %s", path, info.Subnet, info.Network)
 	}

@@ -69,6 +69,7 @@ func TestNodeFromInfo(t *testing.T) {
 		"TWILL_NETWORK=10.244.0.0/16\nTWILL_SUBNET=10.244.1.1/31\nTWILL_MTU=1450\n":   "too small",
 		"TWILL_NETWORK=10.244.0.0/16\nTWILL_SUBNET=10.244.1.1/24\n":                   "no MTU",
 		"TWILL_NETWORK=fd00::/64\nTWILL_SUBNET=fd00::1/80\nTWILL_MTU=1450\n":          "IPv4",
+		"TWILL_NETWORK=0.0.0.0/0\nTWILL_SUBNET=10.244.1.1/24\nTWILL_MTU=1450\n":       "NETWORK: Network 0.0.0.0/0: too wide",
 		"TWILL_NETWORK=10.244.0.0/16\nTWILL_SUBNET=10.244.1.255/24\nTWILL_MTU=1450\n": "broadcast",
 	}
 	for in, want := range bad {

@@ -181,6 +181,29 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
+// MinNetworkBits is the shortest pod network prefix accepted: a wider one
+// would swallow the default route and every other network of the node.
+const MinNetworkBits = 8
+
+// CheckNetwork says whether n can be a cluster pod network: an IPv4 CIDR
+// without host bits, between /8 and /(MaxSubnetLen-2) (room for four node
+// subnets). The net-conf parser and the subnet-file reader both use it.
+func CheckNetwork(n netip.Prefix) error {
+	switch {
+	case !n.IsValid():
+		return fmt.Errorf("Network: not a CIDR (want e.g. \"10.244.0.0/16\")")
+	case !n.Addr().Is4():
+		return fmt.Errorf("Network %s: IPv6 networks are not supported yet (twill is IPv4-only for now); use an IPv4 CIDR", n)
+	case n.Masked() != n:
+		return fmt.Errorf("Network %s: host bits are set; did you mean %s?", n, n.Masked())
+	case n.Bits() < MinNetworkBits:
+		return fmt.Errorf("Network %s: too wide: must be /%d or longer (a wider pod network would capture the default route and the node's own networks)", n, MinNetworkBits)
+	case n.Bits() > MaxSubnetLen-2:
+		return fmt.Errorf("Network %s: too small: must be /%d or larger, to hold at least four /%d node subnets", n, MaxSubnetLen-2, MaxSubnetLen)
+	}
+	return nil
+}
+
 func (p *parser) network(v json.RawMessage) netip.Prefix {
 	var s string
 	if err := json.Unmarshal(v, &s); err != nil {
@@ -192,16 +215,8 @@ func (p *parser) network(v json.RawMessage) netip.Prefix {
 		p.errf("Network %q: not a CIDR (want e.g. \"10.244.0.0/16\")", s)
 		return netip.Prefix{}
 	}
-	if !n.Addr().Is4() {
-		p.errf("Network %s: IPv6 networks are not supported yet (twill is IPv4-only for now); use an IPv4 CIDR", s)
-		return netip.Prefix{}
-	}
-	if n.Masked() != n {
-		p.errf("Network %s: host bits are set; did you mean %s?", s, n.Masked())
-		return netip.Prefix{}
-	}
-	if n.Bits() > MaxSubnetLen-2 {
-		p.errf("Network %s: too small: must be /%d or larger, to hold at least four /%d node subnets", s, MaxSubnetLen-2, MaxSubnetLen)
+	if err := CheckNetwork(n); err != nil {
+		p.errf("%v", err)
 		return netip.Prefix{}
 	}
 	return n

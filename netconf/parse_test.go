@@ -82,6 +82,7 @@ func TestParseRejects(t *testing.T) {
 		{"not a string", `{"Network": 10}`, []string{"Network 10: want a CIDR string"}},
 		{"host bits", `{"Network": "10.244.1.0/16"}`, []string{"Network 10.244.1.0/16: host bits are set; did you mean 10.244.0.0/16?"}},
 		{"ipv6", `{"Network": "fd00::/48"}`, []string{"Network fd00::/48: IPv6 networks are not supported yet"}},
+		{"whole space", `{"Network": "0.0.0.0/0"}`, []string{"Network 0.0.0.0/0: too wide: must be /8 or longer"}},
 		{"too small", `{"Network": "10.0.0.0/29"}`, []string{"Network 10.0.0.0/29: too small: must be /28 or larger"}},
 		{"subnetlen 33", `{"Network": "10.244.0.0/16", "SubnetLen": 33}`, []string{"net-conf.json: SubnetLen 33: must be between 18 and 30"}},
 		{"subnetlen too short", `{"Network": "10.244.0.0/16", "SubnetLen": 16}`, []string{"SubnetLen 16: must be between 18 and 30"}},
