@@ -120,11 +120,16 @@ type agent struct {
 	// arrives on reacq.
 	reacquiring bool
 	reacq       chan reacquired
-	// forbiddenSince is when the store began refusing requests (403);
-	// forbiddenReported is set once that was reported as a permission
-	// problem.
-	forbiddenSince    time.Time
-	forbiddenReported bool
+	// forbidden holds, per operation, since when the store refuses it
+	// (HTTP 403) and whether that was reported as a permission problem.
+	// An operation's success clears its entry.
+	forbidden map[string]*refusal
+}
+
+// refusal is one operation the store keeps refusing.
+type refusal struct {
+	since    time.Time
+	reported bool
 }
 
 // Run runs the agent until ctx ends. It returns early only for errors that
@@ -219,7 +224,7 @@ func retry[T any](ctx context.Context, a *agent, what string, f func() (T, error
 	for {
 		v, err := f()
 		if err == nil {
-			a.storeOK()
+			a.storeOK(what)
 			return v, nil
 		}
 		if errors.Is(err, lease.ErrIncompatibleConfig) {

@@ -76,9 +76,11 @@ func (a *agent) logPeerErrors(errs []error) {
 	a.peerErrs = now
 }
 
-// forbiddenPersists is how long store requests must keep being refused
-// (403) before the agent reports a permission problem.
-const forbiddenPersists = 30 * time.Second
+// forbiddenPersists is how long one store operation must keep being
+// refused (403) before the agent reports a permission problem: longer than
+// an API server's restart takes to sync its authorizer, short enough that
+// a missing grant shows within a few resyncs.
+const forbiddenPersists = 10 * time.Second
 
 // reacquired is the outcome of one background re-acquire.
 type reacquired struct {
@@ -132,7 +134,7 @@ func (a *agent) adoptReacquired(r reacquired) {
 		}
 		return
 	}
-	a.storeOK()
+	a.storeOK("re-acquire lease")
 	a.ownLost = false
 	a.mu.Lock()
 	a.self = l
@@ -149,22 +151,17 @@ func (a *agent) adoptReacquired(r reacquired) {
 // storeFailed records a store error: counted always, logged as a WARN at
 // the start of an outage only (then at DEBUG), and shown in /readyz's
 // store field and twill_store_up.
+//
+// A refusal (HTTP 403) is not an outage: the store answered. It is logged
+// once per operation at WARN, and reported as a permission problem only
+// when the same operation is still refused forbiddenPersists later (a
+// restarting API server refuses requests for a few seconds until its
+// authorizer has synced).
 func (a *agent) storeFailed(op string, err error) {
 	a.m.storeErrors.Inc()
 	if errors.Is(err, lease.ErrForbidden) {
-		now := time.Now()
-		if a.forbiddenSince.IsZero() {
-			a.forbiddenSince = now
-		}
-		if !a.forbiddenReported && now.Sub(a.forbiddenSince) >= forbiddenPersists {
-			a.forbiddenReported = true
-			a.log.Error("the store keeps refusing twill's requests: a permission problem", "op", op, "for", now.Sub(a.forbiddenSince).Round(time.Second).String(), "err", err.Error())
-		}
-		// A short burst of 403s (an API server restarting, its authorizer
-		// not yet synced) is an outage like any other, not an RBAC problem.
-		err = fmt.Errorf("request refused (HTTP 403); retrying")
-	} else {
-		a.forbiddenSince, a.forbiddenReported = time.Time{}, false
+		a.refused(op, err)
+		return
 	}
 	if a.h.setStore(false, op+": "+err.Error()) {
 		a.m.storeUp.Set(0)
@@ -174,10 +171,32 @@ func (a *agent) storeFailed(op string, err error) {
 	a.log.Debug("store still unreachable", "op", op, "err", err.Error())
 }
 
-// storeOK records a successful store call: an INFO when it ends an outage.
-func (a *agent) storeOK() {
+// refused tracks one operation the store refuses (403).
+func (a *agent) refused(op string, err error) {
+	now := time.Now()
+	if a.forbidden == nil {
+		a.forbidden = map[string]*refusal{}
+	}
+	r := a.forbidden[op]
+	if r == nil {
+		r = &refusal{since: now}
+		a.forbidden[op] = r
+		a.log.Warn("the store refused a request (HTTP 403); retrying", "op", op)
+		return
+	}
+	if !r.reported && now.Sub(r.since) >= forbiddenPersists {
+		r.reported = true
+		a.log.Error("the store keeps refusing twill's requests: a permission problem", "op", op, "for", now.Sub(r.since).Round(time.Second).String(), "err", err.Error())
+		return
+	}
+	a.log.Debug("store still refuses", "op", op)
+}
+
+// storeOK records a successful store call of operation op: an INFO when it
+// ends an outage; op is no longer refused.
+func (a *agent) storeOK(op string) {
 	a.m.storeUp.Set(1)
-	a.forbiddenSince, a.forbiddenReported = time.Time{}, false
+	delete(a.forbidden, op)
 	if a.h.setStore(true, "") {
 		a.log.Info("store reachable again")
 	}
@@ -198,7 +217,7 @@ func (a *agent) probeStore(ctx context.Context) {
 		}
 		return
 	}
-	a.storeOK()
+	a.storeOK("ping")
 	if a.opt.NetConf != nil {
 		return
 	}

@@ -217,10 +217,12 @@ func (a *agent) announce(ctx context.Context) {
 		a.announced = true
 		return
 	}
+	const op = "set node condition NetworkUnavailable=False"
 	if err := r.SetNetworkAvailable(ctx); err != nil {
-		a.storeFailed("set node condition NetworkUnavailable=False", err)
+		a.storeFailed(op, err)
 		return
 	}
+	a.storeOK(op)
 	a.announced = true
 	a.log.Info("node condition NetworkUnavailable=False set")
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -15,16 +16,16 @@ func testAgent(logs *logBuffer) *agent {
 }
 
 // An outage is one WARN and its end one INFO, however many errors come
-// between; a 403 is not called a permission problem until it persists.
+// between.
 func TestStoreHealthLogsOncePerOutage(t *testing.T) {
 	logs := &logBuffer{}
 	a := testAgent(logs)
-	rbac := fmt.Errorf("patch node: forbidden: twill needs patch on 'nodes' — see deploy/twill.yaml: %w", lease.ErrForbidden)
+	down := errors.New("dial tcp 192.168.77.1:2379: connect: connection refused")
 	for range 20 {
-		a.storeFailed("lease keepalive", rbac)
+		a.storeFailed("lease keepalive", down)
 	}
-	a.storeOK()
-	a.storeOK()
+	a.storeOK("lease keepalive")
+	a.storeOK("ping")
 	out := logs.String()
 	if n := strings.Count(out, "store unreachable"); n != 1 {
 		t.Errorf("%d WARN lines for one outage, want 1:\n%s", n, out)
@@ -32,15 +33,41 @@ func TestStoreHealthLogsOncePerOutage(t *testing.T) {
 	if n := strings.Count(out, "store reachable again"); n != 1 {
 		t.Errorf("%d INFO lines for one recovery, want 1:\n%s", n, out)
 	}
-	if strings.Contains(out, "deploy/twill.yaml") || strings.Contains(out, "permission problem") {
+}
+
+// A 403 is not an outage (the store answered) and not a permission
+// problem until the same operation is still refused forbiddenPersists
+// later, even while other requests (pings) succeed in between; a success
+// of that operation forgets it. Each refusal logs once, not per retry.
+func TestStoreRefusalIsReportedWhenItPersists(t *testing.T) {
+	logs := &logBuffer{}
+	a := testAgent(logs)
+	rbac := fmt.Errorf("patch node: forbidden: twill needs patch on 'nodes/status' — see deploy/twill.yaml: %w", lease.ErrForbidden)
+	const op = "set node condition NetworkUnavailable=False"
+	for range 20 {
+		a.storeFailed(op, rbac)
+		a.storeOK("ping")
+	}
+	out := logs.String()
+	if strings.Contains(out, "store unreachable") || strings.Contains(out, "reachable again") {
+		t.Errorf("a refusal was logged as an outage:\n%s", out)
+	}
+	if n := strings.Count(out, "refused a request"); n != 1 {
+		t.Errorf("%d refusal WARNs for one refused operation, want 1:\n%s", n, out)
+	}
+	if strings.Contains(out, "permission problem") {
 		t.Errorf("a short burst of 403s was reported as a permission problem:\n%s", out)
 	}
-	// Persisting 403s are.
-	a.storeFailed("lease keepalive", rbac)
-	a.forbiddenSince = time.Now().Add(-forbiddenPersists)
-	a.storeFailed("lease keepalive", rbac)
-	a.storeFailed("lease keepalive", rbac)
-	if n := strings.Count(logs.String(), "permission problem"); n != 1 {
-		t.Errorf("403s for %s: %d permission reports, want 1:\n%s", forbiddenPersists, n, logs.String())
+	a.forbidden[op].since = time.Now().Add(-forbiddenPersists)
+	for range 3 {
+		a.storeFailed(op, rbac)
+		a.storeOK("ping")
+	}
+	if n := strings.Count(logs.String(), "permission problem"); n != 1 || !strings.Contains(logs.String(), "nodes/status") {
+		t.Errorf("403s for %s: %d permission reports naming the grant, want 1:\n%s", forbiddenPersists, n, logs.String())
+	}
+	a.storeOK(op)
+	if _, still := a.forbidden[op]; still {
+		t.Error("a success of the operation did not clear its refusal")
 	}
 }
