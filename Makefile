@@ -31,7 +31,8 @@ build:
 
 ## image: twill's container image, no Docker daemon or registry needed:
 ## $(IMAGE_OUT)/twill.oci.tar (OCI layout) and twill.docker.tar (docker-archive,
-## for ctr images import), tagged $(IMAGE_REPO):$(VERSION). See README "Image".
+## for ctr images import), tagged $(IMAGE_REPO):$(VERSION), and twill.yaml
+## (deploy/twill.yaml naming that image). See README "Image".
 image:
 	@mkdir -p $(IMAGE_OUT)
 	$(STATIC) -ldflags "-s -w -X main.version=$(VERSION)" -o $(IMAGE_OUT)/twill ./cmd/twill
@@ -41,7 +42,7 @@ image:
 	  -o $(CURDIR)/$(IMAGE_OUT)/loopback github.com/containernetworking/plugins/plugins/main/loopback
 	$(GO) run ./cmd/twill-image --twill $(IMAGE_OUT)/twill --twill-cni $(IMAGE_OUT)/twill-cni \
 	  --loopback $(IMAGE_OUT)/loopback --ref $(IMAGE_REPO):$(VERSION) \
-	  --source-date-epoch $(SOURCE_DATE_EPOCH) --out $(IMAGE_OUT)
+	  --source-date-epoch $(SOURCE_DATE_EPOCH) --manifest deploy/twill.yaml --out $(IMAGE_OUT)
 
 ## demo: lab up, pods talk, F1 broken, doctor finds it, --fix, works again, lab down.
 demo: tools build

@@ -6,7 +6,7 @@
 //	  --loopback bin/image/loopback --ref ghcr.io/twillnet/twill:v0.3.0 --out bin/image
 //
 // It writes <out>/twill.oci.tar (OCI image layout), <out>/twill.docker.tar
-// (docker-archive) and <out>/twill.ref, and prints the reference and the
+// (docker-archive), <out>/twill.ref and, with --manifest, <out>/twill.yaml, and prints the reference and the
 // manifest digest.
 package main
 
@@ -31,11 +31,12 @@ func main() {
 
 func run() error {
 	var s image.Spec
-	var out, epoch string
+	var out, epoch, manifest string
 	flag.StringVar(&s.Twill, "twill", "", "static twill binary")
 	flag.StringVar(&s.TwillCNI, "twill-cni", "", "static twill-cni binary")
 	flag.StringVar(&s.Loopback, "loopback", "", "static loopback CNI plugin")
 	flag.StringVar(&s.Ref, "ref", "", "image reference with the version tag ("+image.Repository+":<git describe>)")
+	flag.StringVar(&manifest, "manifest", "", "also write <out>/twill.yaml: this manifest with twill's image set to --ref")
 	flag.StringVar(&out, "out", "bin/image", "output directory")
 	flag.StringVar(&epoch, "source-date-epoch", os.Getenv("SOURCE_DATE_EPOCH"), "time of every file, in seconds since 1970 (default $SOURCE_DATE_EPOCH)")
 	flag.Parse()
@@ -74,6 +75,18 @@ func run() error {
 	}
 	if err := os.WriteFile(filepath.Join(out, "twill.ref"), []byte(tag.Name()+"\n"), 0o644); err != nil {
 		return err
+	}
+	if manifest != "" {
+		b, err := os.ReadFile(manifest)
+		if err != nil {
+			return err
+		}
+		if b, err = image.RenderManifest(b, tag.Name()); err != nil {
+			return fmt.Errorf("%s: %w", manifest, err)
+		}
+		if err := os.WriteFile(filepath.Join(out, "twill.yaml"), b, 0o644); err != nil {
+			return err
+		}
 	}
 	fmt.Printf("%s %s\n", tag.Name(), dig)
 	return nil
