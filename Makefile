@@ -39,7 +39,7 @@ image:
 	$(STATIC) -ldflags "-s -w -X main.version=$(VERSION)" -o $(IMAGE_OUT)/twill-cni ./cmd/twill-cni
 	cd tools/cniplugins && v=$$($(GO) list -m -f '{{.Version}}' github.com/containernetworking/plugins) && \
 	  $(STATIC) -ldflags "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$$v" \
-	  -o $(CURDIR)/$(IMAGE_OUT)/loopback github.com/containernetworking/plugins/plugins/main/loopback
+	  -o $(abspath $(IMAGE_OUT))/loopback github.com/containernetworking/plugins/plugins/main/loopback
 	$(GO) run ./cmd/twill-image --twill $(IMAGE_OUT)/twill --twill-cni $(IMAGE_OUT)/twill-cni \
 	  --loopback $(IMAGE_OUT)/loopback --ref $(IMAGE_REPO):$(VERSION) \
 	  --source-date-epoch $(SOURCE_DATE_EPOCH) --manifest deploy/twill.yaml --out $(IMAGE_OUT)

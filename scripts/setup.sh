@@ -48,7 +48,7 @@ kstamp=bin/.kube.stamp
 # The version the binaries report (kubectl version, the API's /version): without
 # it they say v0.0.0-master+$Format:%H$ and kubectl version fails to parse it.
 # Part of the stamp: changing it relinks them (the compile cache stays warm).
-kver=v1.34.3
+kver=$(awk '$1 == "k8s.io/kubernetes" { print $2; exit }' tools/kube/go.mod)
 kminor=${kver#v1.}; kminor=${kminor%%.*}
 kldflags=""
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
