@@ -71,4 +71,4 @@ fuzz:
 
 clean:
 	-bin/twill lab down 2>/dev/null
-	rm -rf bin/twill
+	rm -rf bin/twill $(IMAGE_OUT)
