@@ -165,6 +165,29 @@ func TestMakeImage(t *testing.T) {
 		}
 	}
 
+	// install-cni in the image, on node directories inside the unpacked
+	// root, with the image's defaults: it installs, then keeps the loopback
+	// it finds at its own version (read from the real plugin's about line).
+	for _, d := range []string{"opt/cni/bin", "etc/cni/net.d", "etc/twill"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf := `{"cniVersion":"1.0.0","name":"twill","plugins":[{"type":"twill"}]}`
+	if err := os.WriteFile(filepath.Join(root, "etc/twill/cni-conf.json"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	first := chroot(nil, "", "/usr/local/bin/twill", "install-cni")
+	second := chroot(nil, "", "/usr/local/bin/twill", "install-cni")
+	if !strings.Contains(first, "installed /opt/cni/bin/loopback") || !strings.Contains(second, "kept /opt/cni/bin/loopback: the node's loopback v1.10.0 is not older than ours v1.10.0") {
+		t.Errorf("install-cni twice in the image:\n%s\n%s\nwant loopback installed, then kept", first, second)
+	}
+	for _, f := range []string{"opt/cni/bin/twill", "opt/cni/bin/loopback", "etc/cni/net.d/10-twill.conflist"} {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+			t.Errorf("after install-cni: %v", err)
+		}
+	}
+
 	// Rules, in a network namespace of the test's own: the iptables
 	// programs load their xtables modules, nft its libraries.
 	ns := fmt.Sprintf("twill-imgtest-%d", os.Getpid())
