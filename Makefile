@@ -5,7 +5,16 @@ export PATH := $(PATH):/usr/local/go/bin
 export TWILL_ETCD_BIN := $(CURDIR)/bin/etcd
 GO ?= go
 
-.PHONY: all tools tools-kube build demo test bench fuzz vet pictures clean difftrace-seeds
+.PHONY: all tools tools-kube build image demo test bench fuzz vet pictures clean difftrace-seeds
+
+# twill's version: the image tag and what `twill version` prints.
+VERSION ?= $(shell git describe --tags --always --dirty)
+# Every file in the image carries the last commit's time (reproducible builds).
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct)
+IMAGE_REPO ?= ghcr.io/twillnet/twill
+IMAGE_OUT ?= bin/image
+# Static, path-free binaries: the same sources give the same bytes.
+STATIC := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false
 
 all: build
 
@@ -17,8 +26,23 @@ tools-kube:
 	./scripts/setup.sh --kube
 
 build:
-	$(GO) build -o bin/twill ./cmd/twill
-	$(GO) build -ldflags "-s -w" -o bin/twill-cni ./cmd/twill-cni
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/twill ./cmd/twill
+	$(GO) build -ldflags "-s -w -X main.version=$(VERSION)" -o bin/twill-cni ./cmd/twill-cni
+
+## image: twill's container image, no Docker daemon or registry needed:
+## $(IMAGE_OUT)/twill.oci.tar (OCI layout) and twill.docker.tar (docker-archive,
+## for ctr images import), tagged $(IMAGE_REPO):$(VERSION), and twill.yaml
+## (deploy/twill.yaml naming that image). See README "Image".
+image:
+	@mkdir -p $(IMAGE_OUT)
+	$(STATIC) -ldflags "-s -w -X main.version=$(VERSION)" -o $(IMAGE_OUT)/twill ./cmd/twill
+	$(STATIC) -ldflags "-s -w -X main.version=$(VERSION)" -o $(IMAGE_OUT)/twill-cni ./cmd/twill-cni
+	cd tools/cniplugins && v=$$($(GO) list -m -f '{{.Version}}' github.com/containernetworking/plugins) && \
+	  $(STATIC) -ldflags "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$$v" \
+	  -o $(abspath $(IMAGE_OUT))/loopback github.com/containernetworking/plugins/plugins/main/loopback
+	$(GO) run ./cmd/twill-image --twill $(IMAGE_OUT)/twill --twill-cni $(IMAGE_OUT)/twill-cni \
+	  --loopback $(IMAGE_OUT)/loopback --ref $(IMAGE_REPO):$(VERSION) \
+	  --source-date-epoch $(SOURCE_DATE_EPOCH) --manifest deploy/twill.yaml --out $(IMAGE_OUT)
 
 ## demo: lab up, pods talk, F1 broken, doctor finds it, --fix, works again, lab down.
 demo: tools build
@@ -59,4 +83,4 @@ fuzz:
 
 clean:
 	-bin/twill lab down 2>/dev/null
-	rm -rf bin/twill
+	rm -rf bin/twill $(IMAGE_OUT)

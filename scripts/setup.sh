@@ -51,10 +51,21 @@ fi
 # Only with --kube (make test): the demo does not need them.
 if [ "${1:-}" = "--kube" ]; then
 kstamp=bin/.kube.stamp
-kwant=$(cat tools/kube/go.mod tools/kube/go.sum tools/kube/*/main.go | sha256sum | cut -d' ' -f1)
+# The version the binaries report (kubectl version, the API's /version): without
+# it they say v0.0.0-master+$Format:%H$ and kubectl version fails to parse it.
+# Part of the stamp: changing it relinks them (the compile cache stays warm).
+kver=$(awk '$1 == "k8s.io/kubernetes" { print $2; exit }' tools/kube/go.mod)
+kminor=${kver#v1.}; kminor=${kminor%%.*}
+kldflags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+	kldflags+=" -X $pkg.gitVersion=$kver -X $pkg.gitMajor=1 -X $pkg.gitMinor=$kminor"
+	kldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
+kwant=$( (cat tools/kube/go.mod tools/kube/go.sum tools/kube/*/main.go; echo "$kldflags") | sha256sum | cut -d' ' -f1)
 if [ ! -x bin/kube-apiserver ] || [ ! -x bin/kubectl ] || [ "$(cat "$kstamp" 2>/dev/null)" != "$kwant" ]; then
 	echo "setup: building kube-apiserver and kubectl from k8s.io/kubernetes into bin/ (first time: 5-10 minutes)"
-	(cd tools/kube && go build -o ../../bin/kube-apiserver ./kube-apiserver && go build -o ../../bin/kubectl ./kubectl)
+	(cd tools/kube && go build -ldflags "$kldflags" -o ../../bin/kube-apiserver ./kube-apiserver &&
+		go build -ldflags "$kldflags" -o ../../bin/kubectl ./kubectl)
 	echo "$kwant" > "$kstamp"
 fi
 fi

@@ -152,27 +152,14 @@ func TestDaemonSetUsesRealAgentFlags(t *testing.T) {
 	var cm corev1.ConfigMap
 	one(t, all, "ConfigMap", &cm)
 
-	bin := filepath.Join(t.TempDir(), "twill")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "../../cmd/twill").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/twill: %v\n%s", err, out)
-	}
-	help, err := exec.CommandContext(ctx, bin, "agent", "--help").CombinedOutput()
-	if err != nil {
-		t.Fatalf("twill agent --help: %v\n%s", err, help)
-	}
-	have := map[string]bool{}
-	for _, m := range flagRE.FindAllStringSubmatch(string(help), -1) {
-		have[m[1]] = true
-	}
+	have := helpFlags(t, "agent")
 	if !have["store"] || !have["net-conf"] {
-		t.Fatalf("could not read the flags from `twill agent --help` (found %v):\n%s", have, help)
+		t.Fatalf("could not read the flags from `twill agent --help` (found %v)", have)
 	}
 
 	spec := ds.Spec.Template.Spec
-	if len(spec.Containers) != 1 {
-		t.Fatalf("DaemonSet has %d containers, want 1 (the agent)", len(spec.Containers))
+	if len(spec.Containers) != 1 || len(spec.InitContainers) != 1 {
+		t.Fatalf("DaemonSet has %d containers, want 1 (the agent), and %d init containers, want 1 (install-cni)", len(spec.Containers), len(spec.InitContainers))
 	}
 	c := spec.Containers[0]
 	if len(c.Args) == 0 || c.Args[0] != "agent" {

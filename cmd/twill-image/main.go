@@ -1,0 +1,93 @@
+// Command twill-image builds twill's container image without a Docker
+// daemon or a registry (see package image): make image runs it with the
+// static binaries it just built.
+//
+//	twill-image --twill bin/image/twill --twill-cni bin/image/twill-cni \
+//	  --loopback bin/image/loopback --ref ghcr.io/twillnet/twill:v0.3.0 --out bin/image
+//
+// It writes <out>/twill.oci.tar (OCI image layout), <out>/twill.docker.tar
+// (docker-archive), <out>/twill.ref and, with --manifest, <out>/twill.yaml, and prints the reference and the
+// manifest digest.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twillnet/twill/image"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "twill-image:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var s image.Spec
+	var out, epoch, manifest string
+	flag.StringVar(&s.Twill, "twill", "", "static twill binary")
+	flag.StringVar(&s.TwillCNI, "twill-cni", "", "static twill-cni binary")
+	flag.StringVar(&s.Loopback, "loopback", "", "static loopback CNI plugin")
+	flag.StringVar(&s.Ref, "ref", "", "image reference with the version tag ("+image.Repository+":<git describe>)")
+	flag.StringVar(&manifest, "manifest", "", "also write <out>/twill.yaml: this manifest with twill's image set to --ref")
+	flag.StringVar(&out, "out", "bin/image", "output directory")
+	flag.StringVar(&epoch, "source-date-epoch", os.Getenv("SOURCE_DATE_EPOCH"), "time of every file, in seconds since 1970 (default $SOURCE_DATE_EPOCH)")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", flag.Args())
+	}
+	sec, err := strconv.ParseInt(strings.TrimSpace(epoch), 10, 64)
+	if err != nil {
+		return fmt.Errorf("--source-date-epoch %q: want seconds since 1970 (make image passes the last commit's time)", epoch)
+	}
+	s.Epoch = time.Unix(sec, 0).UTC()
+	s.Host = image.FS{Root: "/"}
+	tag, err := image.ParseRef(s.Ref)
+	if err != nil {
+		return err
+	}
+	if s.Netfilter, err = image.FindNetfilter(); err != nil {
+		return err
+	}
+	img, err := image.Build(s)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	if err := image.WriteOCI(filepath.Join(out, "twill.oci.tar"), tag, img, s.Epoch); err != nil {
+		return err
+	}
+	if err := image.WriteDockerArchive(filepath.Join(out, "twill.docker.tar"), tag, img); err != nil {
+		return err
+	}
+	dig, err := img.Digest()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(out, "twill.ref"), []byte(tag.Name()+"\n"), 0o644); err != nil {
+		return err
+	}
+	if manifest != "" {
+		b, err := os.ReadFile(manifest)
+		if err != nil {
+			return err
+		}
+		if b, err = image.RenderManifest(b, tag.Name()); err != nil {
+			return fmt.Errorf("%s: %w", manifest, err)
+		}
+		if err := os.WriteFile(filepath.Join(out, "twill.yaml"), b, 0o644); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("%s %s\n", tag.Name(), dig)
+	return nil
+}

@@ -1,0 +1,155 @@
+package image
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"runtime"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/twillnet/twill/cniinstall"
+)
+
+// Paths of twill's own programs inside the image.
+const (
+	// TwillPath is the twill command (the agent; the image's entrypoint).
+	TwillPath = "/usr/local/bin/twill"
+	// Repository is where releases push the image; make image tags it so.
+	Repository = "ghcr.io/twillnet/twill"
+)
+
+// Spec is what goes into the image.
+type Spec struct {
+	// Twill, TwillCNI and Loopback are the host paths of the static twill,
+	// twill-cni and loopback binaries (built with CGO_ENABLED=0).
+	Twill, TwillCNI, Loopback string
+	// Ref is the image reference with its version tag
+	// (ghcr.io/twillnet/twill:v0.3.0); "latest" is refused.
+	Ref string
+	// Epoch is the time of every file and of the image (SOURCE_DATE_EPOCH).
+	Epoch time.Time
+	// Host is where the Debian programs and libraries are read.
+	Host FS
+	// Netfilter are the Debian programs to ship (FindNetfilter).
+	Netfilter Netfilter
+	// Arch is the Go architecture of the image (runtime.GOARCH if empty).
+	Arch string
+}
+
+// ParseRef checks an image reference for the image: it must carry an
+// explicit tag, and not "latest" (a node would never know which twill it
+// runs, and IfNotPresent would keep a stale one).
+func ParseRef(ref string) (name.Tag, error) {
+	tag, err := name.NewTag(ref, name.StrictValidation)
+	if err != nil {
+		return name.Tag{}, fmt.Errorf("image: reference %q: %w (want repository:tag, e.g. %s:v0.3.0)", ref, err, Repository)
+	}
+	if tag.TagStr() == "latest" {
+		return name.Tag{}, fmt.Errorf("image: reference %q: the tag must be twill's version (git describe), never latest", ref)
+	}
+	return tag, nil
+}
+
+// Layers returns the image's layers as trees: first the Debian netfilter
+// programs with their libraries and modules (changes only with the host's
+// packages), then twill's own binaries and loopback (changes every build).
+func Layers(s Spec) ([]Tree, error) {
+	arch := s.Arch
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	dirs, err := LibDirs(arch)
+	if err != nil {
+		return nil, err
+	}
+	nf := s.Netfilter
+	libs, err := NeededClosure(s.Host, append(append([]string(nil), nf.Programs...), nf.Modules...), dirs)
+	if err != nil {
+		return nil, err
+	}
+	debian := Tree{}
+	for _, p := range append(append(append([]string(nil), nf.Programs...), nf.Modules...), libs...) {
+		if err := debian.AddHost(s.Host, p); err != nil {
+			return nil, err
+		}
+	}
+	for link, target := range nf.Links {
+		if err := debian.AddSymlink(link, target); err != nil {
+			return nil, err
+		}
+	}
+	own := Tree{}
+	for dst, src := range map[string]string{TwillPath: s.Twill, cniinstall.DefaultPlugin: s.TwillCNI, cniinstall.DefaultLoopback: s.Loopback} {
+		if src == "" {
+			return nil, fmt.Errorf("image: no binary given for %s", dst)
+		}
+		if err := own.AddFile(dst, src, true); err != nil {
+			return nil, err
+		}
+	}
+	return []Tree{debian, own}, nil
+}
+
+// Build assembles the image: OCI media types, the layers of Layers, and a
+// config that runs twill with a PATH holding the netfilter programs.
+func Build(s Spec) (v1.Image, error) {
+	tag, err := ParseRef(s.Ref)
+	if err != nil {
+		return nil, err
+	}
+	arch := s.Arch
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	trees, err := Layers(s)
+	if err != nil {
+		return nil, err
+	}
+	epoch := v1.Time{Time: s.Epoch.UTC()}
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	cfg := &v1.ConfigFile{
+		Architecture: arch,
+		OS:           "linux",
+		Created:      epoch,
+		Config: v1.Config{
+			Entrypoint: []string{TwillPath},
+			Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+			Labels: map[string]string{
+				"org.opencontainers.image.title":   "twill",
+				"org.opencontainers.image.version": tag.TagStr(),
+				"org.opencontainers.image.source":  "https://github.com/twillnet/twill",
+			},
+		},
+	}
+	if img, err = mutate.ConfigFile(img, cfg); err != nil {
+		return nil, fmt.Errorf("image: config: %w", err)
+	}
+	what := []string{"nft, iptables-nft, iptables-legacy and their libraries from Debian packages",
+		"twill, twill-cni and the loopback CNI plugin"}
+	for i, t := range trees {
+		b, err := t.Tar(s.Epoch)
+		if err != nil {
+			return nil, err
+		}
+		layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+			return io.NopCloser(bytes.NewReader(b)), nil
+		}, tarball.WithMediaType(types.OCILayer))
+		if err != nil {
+			return nil, fmt.Errorf("image: layer %d: %w", i, err)
+		}
+		img, err = mutate.Append(img, mutate.Addendum{Layer: layer,
+			History: v1.History{Created: epoch, CreatedBy: "make image: " + what[i]}})
+		if err != nil {
+			return nil, fmt.Errorf("image: appending layer %d: %w", i, err)
+		}
+	}
+	return img, nil
+}
