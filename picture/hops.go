@@ -42,11 +42,10 @@ type hop struct {
 }
 
 // bypassesConntrack reports whether the trace says this bridge step passed
-// the frame without the IP hooks. trace words that decision in the step
-// text ("... no iptables, no conntrack, no NAT"); the picture only reads it
-// (TestF1BypassMarker pins the wording against the F1 fixture).
+// the frame without the IP hooks (trace decides; the picture only reads
+// Step.NoIPHooks).
 func bypassesConntrack(s trace.Step) bool {
-	return s.Stage == "bridge" && strings.Contains(s.Text, "no conntrack")
+	return s.Stage == "bridge" && s.NoIPHooks
 }
 
 // stepLine is a step in one line, as the text rendering shows it.

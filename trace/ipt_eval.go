@@ -41,6 +41,10 @@ type Step struct {
 	Packet *Packet `json:"packet,omitempty"`
 	// Note is a caveat (probability of a branch, an assumption).
 	Note string `json:"note,omitempty"`
+	// NoIPHooks is set on a bridge step whose frame was bridged without
+	// the IP hooks (bridge-nf-call-iptables off): no iptables, no
+	// conntrack, no NAT (FAILURES.md F1 when it is a Service reply).
+	NoIPHooks bool `json:"noIPHooks,omitempty"`
 
 	// nat is the kind of NAT the step applied (DNAT, SNAT, MASQUERADE,
 	// REDIRECT), "" for none.

@@ -280,7 +280,7 @@ func (r *run) bridgeIn(f *flow, h *Host, br, inPort string, to *Pod) {
 		}
 	}
 	if !h.bridgeNF() {
-		f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "bridge", Text: fmt.Sprintf("bridged %s -> %s on %s; net.bridge.bridge-nf-call-iptables is %s: no iptables, no conntrack, no NAT", orDash(inPort), orDash(outPort), br, sysctlWord(h, "net.bridge.bridge-nf-call-iptables"))})
+		f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "bridge", NoIPHooks: true, Text: fmt.Sprintf("bridged %s -> %s on %s; net.bridge.bridge-nf-call-iptables is %s: no iptables, no conntrack, no NAT", orDash(inPort), orDash(outPort), br, sysctlWord(h, "net.bridge.bridge-nf-call-iptables"))})
 		if f.reply {
 			f.bridgedNoNF = append(f.bridgedNoNF, h.Name)
 		}
