@@ -134,7 +134,7 @@ func TestGrafanaDashboard(t *testing.T) {
 		}
 	}
 	// The issue asks for these on the dashboard.
-	for _, want := range []string{"twill_reconcile_duration_seconds_bucket", "twill_repairs_total", "twill_peers", "twill_store_errors_total", "twill_ready"} {
+	for _, want := range []string{"twill_reconcile_duration_seconds_bucket", "twill_repairs_total", "twill_peers", "twill_store_errors_total", "twill_ready", "twill_store_up", "twill_peers_rejected", "twill_lease_lost_total"} {
 		if !used[want] {
 			t.Errorf("no panel shows %s", want)
 		}
