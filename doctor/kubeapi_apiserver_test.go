@@ -28,8 +28,20 @@ func TestAPIChecksWithRealAPIServer(t *testing.T) {
 	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "lab"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// default/kubernetes exists already: the API server made it. Its
-	// ClusterIP is the first of --service-cidr (10.96.0.1), like the lab.
+	// default/kubernetes is made by the API server's own controller shortly
+	// after it is ready (on a cold machine, after /readyz answers): wait
+	// for it, bounded. Its ClusterIP is the first of --service-cidr
+	// (10.96.0.1), like the lab.
+	for i := 0; ; i++ {
+		_, err := c.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+		if err == nil {
+			break
+		}
+		if i == 300 {
+			t.Fatalf("the API server did not create default/kubernetes within 30 s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	svc := func(name, ip string) {
 		t.Helper()
 		o := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "lab", Name: name}, Spec: corev1.ServiceSpec{
