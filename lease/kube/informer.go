@@ -52,15 +52,16 @@ func (s *Store) nodeInformer(only string, conditions bool) cache.SharedIndexInfo
 	return inf
 }
 
-// trimNode keeps of a Node only what twill reads. Other objects (a
-// DeletedFinalStateUnknown tombstone) pass unchanged.
+// trimNode keeps of a Node only what twill reads, its creationTimestamp
+// included (lease.Accept lets the older of two overlapping leases win).
+// Other objects (a DeletedFinalStateUnknown tombstone) pass unchanged.
 func trimNode(obj any, conditions bool) any {
 	n, ok := obj.(*corev1.Node)
 	if !ok {
 		return obj
 	}
 	t := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion},
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, CreationTimestamp: n.CreationTimestamp},
 		Spec:       corev1.NodeSpec{PodCIDR: n.Spec.PodCIDR, PodCIDRs: slices.Clone(n.Spec.PodCIDRs)},
 	}
 	for _, k := range annotationKeys {

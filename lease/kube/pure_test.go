@@ -241,7 +241,8 @@ func TestClusterRoleYAMLIsTheRules(t *testing.T) {
 func TestTrimNode(t *testing.T) {
 	full := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: "n1", ResourceVersion: "7", Labels: map[string]string{"a": "b"},
-			Annotations: map[string]string{AnnotationPublicIP: "10.0.0.1", "node.alpha.kubernetes.io/ttl": "0"}},
+			CreationTimestamp: metav1.NewTime(time.Unix(1700000000, 0)),
+			Annotations:       map[string]string{AnnotationPublicIP: "10.0.0.1", "node.alpha.kubernetes.io/ttl": "0"}},
 		Spec: corev1.NodeSpec{PodCIDR: "10.244.1.0/24", ProviderID: "x"},
 		Status: corev1.NodeStatus{Images: []corev1.ContainerImage{{Names: []string{"big"}}},
 			Conditions: []corev1.NodeCondition{{Type: corev1.NodeNetworkUnavailable, Status: "False"}}},
@@ -250,6 +251,11 @@ func TestTrimNode(t *testing.T) {
 	if tr.Name != "n1" || tr.ResourceVersion != "7" || tr.Spec.PodCIDR != "10.244.1.0/24" || len(tr.Annotations) != 1 ||
 		tr.Labels != nil || tr.Spec.ProviderID != "" || tr.Status.Images != nil || tr.Status.Conditions != nil {
 		t.Fatalf("trimmed = %+v", tr)
+	}
+	// The age of a Node decides between overlapping podCIDRs (lease.Accept):
+	// the trim must keep it.
+	if !tr.CreationTimestamp.Equal(&full.CreationTimestamp) {
+		t.Fatalf("creationTimestamp %v dropped by the trim (want %v)", tr.CreationTimestamp, full.CreationTimestamp)
 	}
 	if c := trimNode(full, true).(*corev1.Node); len(c.Status.Conditions) != 1 {
 		t.Fatalf("with conditions: %+v", c.Status)
