@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -172,11 +173,23 @@ func (s *Store) network() netip.Prefix {
 // errNoLease is returned by calls that need a prior Acquire.
 var errNoLease = errors.New("kubernetes store: no lease: call Acquire first")
 
-// Ping asks the API server for its version: one small round trip that
-// needs no permission beyond being authenticated.
+// Ping asks the API server whether it is ready (/readyz, readable by any
+// authenticated user): an API server that answers but cannot reach its
+// etcd is an outage of the store too, although /version would still
+// answer. The error names the failing checks.
 func (s *Store) Ping(ctx context.Context) error {
-	if _, err := s.c.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Raw(); err != nil {
-		return fmt.Errorf("kubernetes API: %w", err)
+	body, err := s.c.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Raw()
+	if err == nil {
+		return nil
 	}
-	return nil
+	var failed []string
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "[-]") {
+			failed = append(failed, strings.TrimPrefix(line, "[-]"))
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("kubernetes API not ready: %s", strings.Join(failed, "; "))
+	}
+	return fmt.Errorf("kubernetes API: %w", err)
 }
