@@ -305,6 +305,7 @@ func (a *agent) loop(ctx context.Context) error {
 			var re *lease.ReacquiredError
 			if errors.As(err, &re) {
 				a.log.Warn("lease", "event", err.Error())
+				a.m.leaseLost.Inc()
 				a.mu.Lock()
 				a.self = re.New
 				a.mu.Unlock()

@@ -107,9 +107,15 @@ var ErrNoFreeSubnet = errors.New("no free subnet")
 // subnet meanwhile), the node must reprogram everything for New.
 type ReacquiredError struct {
 	Old, New Lease
+	// Reason says how the lease was lost when it was not by expiry (e.g.
+	// the Kubernetes store's annotations removed by hand); empty: expired.
+	Reason string
 }
 
 func (e *ReacquiredError) Error() string {
+	if e.Reason != "" && e.Old.Subnet == e.New.Subnet {
+		return fmt.Sprintf("lease %s of node %s: %s", e.New.Subnet, e.New.Attrs.Node, e.Reason)
+	}
 	if e.Old.Subnet == e.New.Subnet {
 		return fmt.Sprintf("lease %s of node %s had expired; re-acquired it", e.New.Subnet, e.New.Attrs.Node)
 	}

@@ -239,6 +239,12 @@ func TestAgainstAPIServer(t *testing.T) {
 			n, err := admin.CoreV1().Nodes().Get(ctx, "ka-1", metav1.GetOptions{})
 			return err == nil && n.Annotations["twill.io/public-ip"] == "192.168.70.1"
 		})
+		// ... and the agent hears of it (it logs and counts the lost lease).
+		var restored *lease.ReacquiredError
+		if err := nextErr(t, ctx, keep); !errors.As(err, &restored) || restored.Reason == "" ||
+			restored.New.Subnet.String() != "10.244.40.0/24" || !strings.Contains(err.Error(), "annotations were removed") {
+			t.Fatalf("after the annotations came back: %v, want a ReacquiredError for the same subnet saying why", err)
+		}
 		// The node is deleted: KeepAlive says so. kubelet registers it
 		// again with another podCIDR: a re-acquired lease, annotations back.
 		if err := admin.CoreV1().Nodes().Delete(ctx, "ka-1", metav1.DeleteOptions{}); err != nil {

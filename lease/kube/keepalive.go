@@ -107,7 +107,8 @@ func (s *Store) KeepAlive(ctx context.Context) <-chan error {
 }
 
 // assert compares the cached Node with this node's lease and fixes what
-// differs. It returns a *lease.ReacquiredError when the podCIDR changed.
+// differs. It returns a *lease.ReacquiredError when the podCIDR changed,
+// or when it had to publish the lease's annotations again (with Reason).
 func (s *Store) assert(ctx context.Context, cache cache.Store, name string) error {
 	s.mu.Lock()
 	own, available := s.own, s.available
@@ -131,11 +132,13 @@ func (s *Store) assert(ctx context.Context, cache cache.Store, name string) erro
 		return fmt.Errorf("lease keepalive: %w", err)
 	}
 	want := Annotations(own.req)
+	var restored error
 	if annotationsDiffer(node.Annotations, want) {
 		s.log.Warn("lease keepalive: the node's twill.io annotations are missing or changed; publishing them again", "node", name)
 		if err := s.patchAnnotations(ctx, name, want); err != nil {
 			return fmt.Errorf("lease keepalive: %w", err)
 		}
+		restored = &lease.ReacquiredError{Old: own.lease, New: own.lease, Reason: "its twill.io annotations were removed or changed in the API; published them again"}
 	}
 	if sn != own.lease.Subnet {
 		l := own.req.Lease(sn)
@@ -152,5 +155,5 @@ func (s *Store) assert(ctx context.Context, cache cache.Store, name string) erro
 			return fmt.Errorf("lease keepalive: %w", err)
 		}
 	}
-	return nil
+	return restored
 }
