@@ -114,6 +114,8 @@ type agent struct {
 	ownLost bool
 	// warnedConfig is the changed store config already warned about.
 	warnedConfig string
+	// warnedConflict is the vxlan device conflict already logged.
+	warnedConflict string
 	// lastEvent is the store's last lease set.
 	lastEvent lease.Event
 	// reacquiring is true while a background re-acquire runs; its outcome
@@ -171,6 +173,13 @@ func Run(ctx context.Context, opt Options, deps Deps) error {
 // start reads the config, checks it against the node, sets the
 // prerequisites and acquires the lease.
 func (a *agent) start(ctx context.Context) error {
+	// Before waiting for a config: a node flanneld ran on is worth saying
+	// at once, whatever the store holds.
+	if snap, err := a.deps.Kernel.Capture(ctx); err == nil {
+		if msg := flannelTraces(snap, a.opt.FlannelSubnetEnv); msg != "" {
+			a.log.Warn(msg)
+		}
+	}
 	cfg, err := a.config(ctx)
 	if err != nil {
 		return err
@@ -212,7 +221,16 @@ func (a *agent) config(ctx context.Context) (netconf.Config, error) {
 	if a.opt.NetConf != nil {
 		return *a.opt.NetConf, nil
 	}
-	return retry(ctx, a, "read network config", func() (netconf.Config, error) { return a.deps.Store.Config(ctx) })
+	warned := false
+	return retry(ctx, a, "read network config", func() (netconf.Config, error) {
+		cfg, err := a.deps.Store.Config(ctx)
+		var fe *lease.FlannelConfigError
+		if errors.As(err, &fe) && !warned {
+			warned = true
+			a.log.Warn(fe.Error())
+		}
+		return cfg, err
+	})
 }
 
 // retry calls f until it succeeds or ctx ends, with a bounded backoff,

@@ -89,9 +89,22 @@ func (a *agent) reconcile(ctx context.Context) {
 	}
 	if err != nil {
 		a.m.reconcileErrors.Inc()
+		var ce *backend.ConflictError
+		if errors.As(err, &ce) {
+			// Named once; until the device is gone /readyz says it.
+			if !a.programmed {
+				a.h.setReady(false, ce.Error())
+			}
+			if ce.Error() != a.warnedConflict {
+				a.warnedConflict = ce.Error()
+				a.log.Error("cannot create the vxlan device", "err", ce.Error())
+			}
+			return
+		}
 		a.log.Error("reconcile failed; retrying at the next interval", "err", err.Error(), "interval", a.opt.Resync.String())
 		return
 	}
+	a.warnedConflict = ""
 	a.programmed = true
 	a.appliedPeers = peersKey
 	a.announce(ctx)
@@ -139,6 +152,9 @@ func (a *agent) reconcileOnce(ctx context.Context) ([]Repair, error) {
 	}
 	if overlayErr != nil {
 		overlayErr = fmt.Errorf("program the overlay: %w", overlayErr)
+		if ce := linkConflict(snap, want); ce != nil {
+			overlayErr = ce
+		}
 	}
 	if a.deps.Firewall != nil {
 		fw, err := a.deps.Firewall.Ensure(ctx, View{Config: cfg, Self: self, Peers: peers, Snap: snap})
@@ -150,6 +166,18 @@ func (a *agent) reconcileOnce(ctx context.Context) ([]Repair, error) {
 	sf, err := a.ensureSubnetFiles(self.Subnet, cfg, want.MTU)
 	repairs = append(repairs, sf...)
 	return repairs, errors.Join(overlayErr, err)
+}
+
+// linkConflict returns why the node's vxlan device cannot be created when
+// another device holds its VNI and port (the kernel keeps at most one of
+// them); nil otherwise.
+func linkConflict(snap *nodestate.Snapshot, want backend.Desired) *backend.ConflictError {
+	for _, spec := range want.Links {
+		if l := backend.VxlanConflict(snap, spec); l != nil {
+			return &backend.ConflictError{Want: spec, Holder: l.Name}
+		}
+	}
+	return nil
 }
 
 // ensureSubnetFiles writes the subnet file(s) when their content is not

@@ -17,6 +17,10 @@ import (
 // DefaultPrefix is the store prefix used when none is configured.
 const DefaultPrefix = "/twill.io/network"
 
+// FlannelPrefix is Flannel's default etcd prefix: a twill agent run with
+// --etcd-prefix FlannelPrefix joins a Flannel cluster's overlay.
+const FlannelPrefix = "/coreos.com/network"
+
 // Attrs is the value stored for one lease. Field names match Flannel's.
 type Attrs struct {
 	// PublicIP is the node's underlay address (a JSON string, as Flannel

@@ -91,6 +91,27 @@ var ErrForbidden = errors.New("forbidden by the store")
 // config.
 var ErrNoConfig = errors.New("no network config in the store")
 
+// FlannelConfigError is returned by Store.Config when the store holds no
+// config under the agent's prefix but holds Flannel's: the node most likely
+// belongs to a Flannel cluster that the agent could join with another
+// prefix. It wraps ErrNoConfig.
+type FlannelConfigError struct {
+	// Key is the config key the agent read ("/twill.io/network/config").
+	Key string
+	// FlannelKey is Flannel's config key that exists.
+	FlannelKey string
+	// FlannelPrefix is the prefix to pass with --etcd-prefix.
+	FlannelPrefix string
+}
+
+// Error says where Flannel's config is and which flag joins that cluster.
+func (e *FlannelConfigError) Error() string {
+	return fmt.Sprintf("no config at %s, but Flannel's is at %s: to join that Flannel cluster, run with --etcd-prefix %s", e.Key, e.FlannelKey, e.FlannelPrefix)
+}
+
+// Unwrap makes errors.Is(err, ErrNoConfig) true.
+func (e *FlannelConfigError) Unwrap() error { return ErrNoConfig }
+
 // ErrIncompatibleConfig is returned by Store.Acquire when the network config
 // does not fit the leases in the store (another SubnetLen than the cluster
 // was built with), or this node's lease overlaps an older one: the agent

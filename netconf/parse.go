@@ -40,12 +40,29 @@ var (
 	// rejected; EnableNFTables is Flannel's firewall switch, twill detects the
 	// node's firewall backend itself (DESIGN.md).
 	flannelTopKeys = []string{"EnableIPv4", "EnableIPv6", "IPv6Network", "IPv6SubnetLen", "IPv6SubnetMin", "IPv6SubnetMax", "EnableNFTables"}
-	// Backend: vxlan's GBP and Learning are rejected when true; MacPrefix is
-	// ignored (twill derives stable VTEP MACs itself).
+	// Backend: vxlan's GBP and Learning are accepted only when false, and
+	// MacPrefix only when it is Flannel's default (FlannelMacPrefix): twill
+	// derives its VTEP MACs itself and honours none of them.
 	flannelBackendKeys = []string{"GBP", "Learning", "MacPrefix"}
-	// Backend types Flannel knows and twill does not implement.
-	flannelTypes = []string{"udp", "ipip", "ipsec", "wireguard", "alloc", "aws-vpc", "gce", "ali-vpc", "tencent-vpc", "extension"}
+	// Backend types Flannel knows and twill does not implement, each with
+	// the reason and what to use instead.
+	flannelTypes = map[string]string{
+		"udp":         "Flannel's deprecated udp backend is not supported; use \"vxlan\" (same wire as Flannel's vxlan, VNI 1, port 8472)",
+		"ipip":        "Flannel's ipip backend is not supported; use \"host-gw\" when all nodes share a layer-2 network, else \"vxlan\" (same wire as Flannel's vxlan, VNI 1, port 8472)",
+		"ipsec":       "Flannel's ipsec backend is not supported (no encryption in twill); use \"vxlan\" on a trusted underlay",
+		"wireguard":   "Flannel's wireguard backend is not supported (no encryption in twill); use \"vxlan\" on a trusted underlay",
+		"alloc":       "Flannel's alloc backend (subnet allocation only, no data path) is not supported; use \"vxlan\" or \"host-gw\"",
+		"extension":   "Flannel's extension backend (external commands) is not supported; use \"vxlan\" or \"host-gw\"",
+		"aws-vpc":     "Flannel's cloud route-table backend is not supported; use \"vxlan\", or \"host-gw\" when all nodes share a layer-2 network",
+		"gce":         "Flannel's cloud route-table backend is not supported; use \"vxlan\", or \"host-gw\" when all nodes share a layer-2 network",
+		"ali-vpc":     "Flannel's cloud route-table backend is not supported; use \"vxlan\", or \"host-gw\" when all nodes share a layer-2 network",
+		"tencent-vpc": "Flannel's cloud route-table backend is not supported; use \"vxlan\", or \"host-gw\" when all nodes share a layer-2 network",
+	}
 )
+
+// FlannelMacPrefix is Flannel's default Backend.MacPrefix, the only value
+// twill accepts for that key (it derives its own VTEP MACs).
+const FlannelMacPrefix = "0E:2A"
 
 // Parse reads a net-conf.json document, applies the defaults and validates
 // it. src names the document in errors ("net-conf.json", an etcd key, a file
@@ -289,8 +306,8 @@ func (p *parser) backend(raw map[string]json.RawMessage) Backend {
 			switch t := strings.ToLower(s); {
 			case t == BackendVXLAN || t == BackendHostGW:
 				b.Type = t
-			case canonical(t, flannelTypes) != "":
-				p.errf("Backend.Type %q: a Flannel backend twill does not implement; use \"vxlan\" or \"host-gw\"", s)
+			case flannelTypes[t] != "":
+				p.errf("Backend.Type %q: %s", s, flannelTypes[t])
 			default:
 				p.errf("Backend.Type %q: unknown backend; use \"vxlan\" or \"host-gw\"", s)
 			}
@@ -319,6 +336,14 @@ func (p *parser) backend(raw map[string]json.RawMessage) Backend {
 			if on, ok := p.boolean("Backend."+k, v); ok && on {
 				p.errf("Backend.%s true: not supported by twill's vxlan backend; remove the key or set it to false", k)
 			}
+		}
+	}
+	if v, ok := raw["MacPrefix"]; ok {
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			p.errf("Backend.MacPrefix %s: want a string like %q", v, FlannelMacPrefix)
+		} else if !strings.EqualFold(s, FlannelMacPrefix) {
+			p.errf("Backend.MacPrefix %q: not supported: twill derives its VTEP MACs itself (a Flannel peer reads them from the lease, so the prefix does not matter on the wire); remove the key or set it to %q", s, FlannelMacPrefix)
 		}
 	}
 	if b.Type == BackendVXLAN {

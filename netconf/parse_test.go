@@ -1,6 +1,7 @@
 package netconf
 
 import (
+	"fmt"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -43,7 +44,7 @@ func TestParseAcceptsFlannelFiles(t *testing.T) {
 		{"case as encoding/json", `{"network": "10.244.0.0/16", "backend": {"type": "VXLAN"}}`, vxlan16},
 		{"null is absent", `{"Network": "10.244.0.0/16", "SubnetLen": null, "Backend": null}`, vxlan16},
 		{"host-gw", `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}`, hostgw},
-		{"flannel vxlan extras", `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 4096, "Port": 4789, "GBP": false, "Learning": false, "DirectRouting": true, "MacPrefix": "0E:6A", "MTU": 1400}}`,
+		{"flannel vxlan extras", `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 4096, "Port": 4789, "GBP": false, "Learning": false, "DirectRouting": true, "MacPrefix": "0e:2a", "MTU": 1400}}`,
 			Config{Network: mp("10.244.0.0/16"), SubnetLen: 24, SubnetMin: ma("10.244.1.0"), SubnetMax: ma("10.244.255.0"),
 				Backend: Backend{Type: "vxlan", VNI: 4096, Port: 4789, DirectRouting: true, MTU: 1400}}},
 		{"all subnet keys", `{"Network": "10.0.0.0/8", "SubnetLen": 20, "SubnetMin": "10.10.0.0", "SubnetMax": "10.20.240.0"}`,
@@ -99,7 +100,14 @@ func TestParseRejects(t *testing.T) {
 		{"misspelled backend key", `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VIN": 2}}`, []string{"Backend.VIN: unknown key (did you mean Backend.VNI?)"}},
 		{"backend not object", `{"Network": "10.244.0.0/16", "Backend": "vxlan"}`, []string{`Backend "vxlan": want an object`}},
 		{"unknown type", `{"Network": "10.244.0.0/16", "Backend": {"Type": "geneve"}}`, []string{`Backend.Type "geneve": unknown backend; use "vxlan" or "host-gw"`}},
-		{"flannel type", `{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard"}}`, []string{`Backend.Type "wireguard": a Flannel backend twill does not implement`}},
+		{"flannel type", `{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard"}}`, []string{`Backend.Type "wireguard": Flannel's wireguard backend is not supported`, `use "vxlan"`}},
+		{"udp", `{"Network": "10.244.0.0/16", "Backend": {"Type": "UDP"}}`,
+			[]string{`Backend.Type "UDP": Flannel's deprecated udp backend is not supported; use "vxlan" (same wire as Flannel's vxlan, VNI 1, port 8472)`}},
+		{"ipip", `{"Network": "10.244.0.0/16", "Backend": {"Type": "ipip"}}`, []string{`Backend.Type "ipip": Flannel's ipip backend is not supported; use "host-gw"`}},
+		{"learning", `{"Network": "10.244.0.0/16", "Backend": {"Learning": true}}`, []string{"Backend.Learning true: not supported", "set it to false"}},
+		{"macprefix custom", `{"Network": "10.244.0.0/16", "Backend": {"MacPrefix": "0E:6A"}}`,
+			[]string{`Backend.MacPrefix "0E:6A": not supported: twill derives its VTEP MACs itself`, `set it to "0E:2A"`}},
+		{"macprefix number", `{"Network": "10.244.0.0/16", "Backend": {"MacPrefix": 14}}`, []string{`Backend.MacPrefix 14: want a string like "0E:2A"`}},
 		{"vni 0", `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 0}}`, []string{"Backend.VNI 0: must be between 1 and 16777215"}},
 		{"vni big", `{"Network": "10.244.0.0/16", "Backend": {"VNI": 16777216}}`, []string{"Backend.VNI 16777216: must be between 1 and 16777215"}},
 		{"port", `{"Network": "10.244.0.0/16", "Backend": {"Port": 70000}}`, []string{"Backend.Port 70000: must be between 1 and 65535"}},
@@ -208,5 +216,22 @@ func TestJSONOfPartialConfigParsesWithDefaults(t *testing.T) {
 	}
 	if c.SubnetLen != 24 || c.SubnetMin != ma("10.244.1.0") || c.Backend.Type != "vxlan" || c.Backend.Port != 8472 {
 		t.Fatalf("defaults not applied: %+v", c)
+	}
+}
+
+// Every Flannel backend type twill lacks is refused with its own reason and
+// an alternative, never the generic "unknown backend".
+func TestParseFlannelTypes(t *testing.T) {
+	for typ, why := range flannelTypes {
+		in := fmt.Sprintf(`{"Network": "10.244.0.0/16", "Backend": {"Type": %q}}`, typ)
+		_, err := Parse("net-conf.json", []byte(in))
+		if err == nil {
+			t.Errorf("Parse accepted Backend.Type %q", typ)
+			continue
+		}
+		want := fmt.Sprintf("Backend.Type %q: %s", typ, why)
+		if !strings.Contains(err.Error(), want) || !strings.Contains(why, `use "`) {
+			t.Errorf("Backend.Type %q: error %q\nwant %q with an alternative", typ, err, want)
+		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/twillnet/twill/lease"
 	"github.com/twillnet/twill/netconf"
 )
@@ -12,8 +14,9 @@ import (
 func ConfigKey(prefix string) string { return prefix + "/config" }
 
 // Config reads <prefix>/config and parses it as net-conf.json. The error is
-// lease.ErrNoConfig (wrapped) when the key is absent; parse errors name the
-// key.
+// lease.ErrNoConfig (wrapped) when the key is absent, a
+// *lease.FlannelConfigError when Flannel's config key exists instead; parse
+// errors name the key.
 func (s *Store) Config(ctx context.Context) (netconf.Config, error) {
 	key := ConfigKey(s.prefix)
 	resp, err := s.c.Get(ctx, key)
@@ -21,6 +24,11 @@ func (s *Store) Config(ctx context.Context) (netconf.Config, error) {
 		return netconf.Config{}, fmt.Errorf("etcd: read %s: %w", key, err)
 	}
 	if len(resp.Kvs) == 0 {
+		if fk := ConfigKey(lease.FlannelPrefix); s.prefix != lease.FlannelPrefix {
+			if fr, err := s.c.Get(ctx, fk, clientv3.WithCountOnly()); err == nil && fr.Count > 0 {
+				return netconf.Config{}, &lease.FlannelConfigError{Key: key, FlannelKey: fk, FlannelPrefix: lease.FlannelPrefix}
+			}
+		}
 		return netconf.Config{}, fmt.Errorf("%w: etcd key %s is absent: write the cluster's net-conf.json there (e.g. etcdctl put %s '{\"Network\": \"10.244.0.0/16\"}') or pass the config file to the agent", lease.ErrNoConfig, key, key)
 	}
 	return netconf.Parse("etcd key "+key, resp.Kvs[0].Value)

@@ -760,3 +760,48 @@ func TestAcquireRefusesIncompatible(t *testing.T) {
 		t.Fatalf("the host-bits key of node-c is still there (%v)", err)
 	}
 }
+
+// On a Flannel cluster's etcd, an agent with twill's default prefix is told
+// which prefix joins that cluster; one with Flannel's prefix reads the config.
+func TestConfigPointsAtFlannelPrefix(t *testing.T) {
+	t.Parallel()
+	ep, _ := etcdtest.Start(t)
+	s := newStore(t, ep, 0)
+	ctx := ctxT(t, 10*time.Second)
+	if _, err := s.Client().Put(ctx, "/coreos.com/network/config", `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Config(ctx)
+	var fe *lease.FlannelConfigError
+	if !errors.As(err, &fe) || !errors.Is(err, lease.ErrNoConfig) {
+		t.Fatalf("want a FlannelConfigError wrapping ErrNoConfig, got %v", err)
+	}
+	const want = "no config at /twill.io/network/config, but Flannel's is at /coreos.com/network/config: to join that Flannel cluster, run with --etcd-prefix /coreos.com/network"
+	if err.Error() != want {
+		t.Fatalf("error %q\nwant  %q", err, want)
+	}
+	fs, err := New(ctx, Options{Endpoints: []string{ep}, Prefix: "/coreos.com/network/", Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	cfg, err := fs.Config(ctx)
+	if err != nil || cfg.Network.String() != "10.244.0.0/16" || cfg.Backend.VNI != 1 || cfg.Backend.Port != 8472 {
+		t.Fatalf("Flannel's config through --etcd-prefix /coreos.com/network: %+v, %v", cfg, err)
+	}
+	// Another prefix with no config and no Flannel config: the plain error.
+	other, err := New(ctx, Options{Endpoints: []string{ep}, Prefix: "/coreos.com/other", Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.Config(ctx); !errors.As(err, &fe) {
+		t.Fatalf("prefix /coreos.com/other: want the Flannel pointer too, got %v", err)
+	}
+	if _, err := s.Client().Delete(ctx, "/coreos.com/network/config"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Config(ctx); errors.As(err, &fe) || !errors.Is(err, lease.ErrNoConfig) {
+		t.Fatalf("no Flannel config: want the plain ErrNoConfig, got %v", err)
+	}
+}
