@@ -7,10 +7,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,28 +61,52 @@ func podGuardDrops(t *testing.T) int {
 }
 
 // A pod sends forged vxlan datagrams to another node's underlay address:
-// its own node drops them before the masquerade (pod guard counter), and
+// its own node drops them before the masquerade (pod guard counter), none
+// reaches the target node's wire (tcpdump on its eth0 sees the marked
+// datagrams of a control sender, the node itself, but not the pod's), and
 // pod traffic is unaffected.
 func TestHostilePodCannotInjectVxlan(t *testing.T) {
 	st := status(t, labName)
 	podNS := st.Nodes[0].Pods[0].Namespace
+	target := st.Nodes[1].IP + ":8472"
 	before := podGuardDrops(t)
-	pkt := append([]byte{0x08, 0, 0, 0, 0, 0, 1, 0}, make([]byte, 60)...)
-	err := nsrun.Do(podNS, func() error {
-		c, err := net.Dial("udp4", st.Nodes[1].IP+":8472")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		for range 5 {
-			if _, err := c.Write(pkt); err != nil {
+	const marker = "TWILL-FORGED-VXLAN-FRAME"
+	pkt := append([]byte{0x08, 0, 0, 0, 0, 0, 1, 0}, []byte(marker)...)
+	pkt = append(pkt, make([]byte, 40)...)
+	send := func(ns string, tag byte) error {
+		return nsrun.Do(ns, func() error {
+			c, err := net.Dial("udp4", target)
+			if err != nil {
 				return err
 			}
+			defer c.Close()
+			p := append(slices.Clone(pkt), tag)
+			for range 5 {
+				if _, err := c.Write(p); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	wire := captureUDP(t, st.Nodes[1].Namespace, "eth0", 8472, func() {
+		if err := send(podNS, 'P'); err != nil {
+			t.Fatal(err)
 		}
-		return nil
+		// The control: the node itself (an underlay host) sends the same
+		// datagrams; they do reach node2's wire (its vxlan guard drops them
+		// after the capture point).
+		if err := send(st.Nodes[0].Namespace, 'N'); err != nil {
+			t.Fatal(err)
+		}
 	})
-	if err != nil {
-		t.Fatal(err)
+	// tcpdump -A prints each payload byte, non-printable ones as '.'.
+	seen := func(tag string) bool { return strings.Contains(wire, marker+strings.Repeat(".", 40)+tag) }
+	if !seen("N") {
+		t.Fatalf("tcpdump on node2 saw none of the control datagrams from node1 itself: the capture does not work\n%s", wire)
+	}
+	if seen("P") {
+		t.Fatalf("a pod's forged vxlan datagram reached node2's wire:\n%s", wire)
 	}
 	within(t, 3*time.Second, "node1 drops its pod's vxlan datagrams", func() error {
 		if got := podGuardDrops(t) - before; got != 5 {
@@ -90,6 +117,41 @@ func TestHostilePodCannotInjectVxlan(t *testing.T) {
 	if ok, out := call(t, "node1-a", resolve(t, "node2-a:8080")); !ok {
 		t.Fatalf("pod traffic after the injection: %s", out)
 	}
+}
+
+// captureUDP runs tcpdump on dev in namespace ns for UDP to port while
+// during runs, and returns what it printed (payloads as ASCII, -A). The
+// capture is bounded: at most 100 packets and 10 s.
+func captureUDP(t *testing.T, ns, dev string, port int, during func()) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out strings.Builder
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "tcpdump", "-l", "-n", "-A", "-c", "100", "-i", dev, "udp", "dst", "port", strconv.Itoa(port))
+	cmd.Stdout = &out
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("tcpdump: %v (is the tcpdump package installed? scripts/setup.sh installs it)", err)
+	}
+	// tcpdump says "listening on" once the capture runs.
+	buf := make([]byte, 4096)
+	var head strings.Builder
+	for !strings.Contains(head.String(), "listening on") {
+		n, err := stderr.Read(buf)
+		head.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("tcpdump did not start: %v\n%s", err, head.String())
+		}
+	}
+	go io.Copy(io.Discard, stderr)
+	during()
+	time.Sleep(500 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	_ = cmd.Wait()
+	return out.String()
 }
 
 // etcdClient connects to the lab's etcd from its underlay namespace.
