@@ -126,6 +126,11 @@ type agent struct {
 	// (HTTP 403) and whether that was reported as a permission problem.
 	// An operation's success clears its entry.
 	forbidden map[string]*refusal
+	// storeBackAt is when the store last came back after an outage;
+	// storeFlap is set while a relapse within storeSettle of it lasts
+	// (logged at DEBUG: one outage, one WARN and one INFO).
+	storeBackAt time.Time
+	storeFlap   bool
 }
 
 // refusal is one operation the store keeps refusing.

@@ -165,11 +165,23 @@ func (a *agent) storeFailed(op string, err error) {
 	}
 	if a.h.setStore(false, op+": "+err.Error()) {
 		a.m.storeUp.Set(0)
+		if !a.storeBackAt.IsZero() && time.Since(a.storeBackAt) < storeSettle {
+			// A store that just came back often fails a request or two
+			// more (an etcd electing its leader): still the same outage
+			// for the log, not a new WARN/INFO pair.
+			a.storeFlap = true
+			a.log.Debug("store unreachable again right after recovering", "op", op, "err", err.Error())
+			return
+		}
 		a.log.Warn("store unreachable; the node keeps its programmed network and retries", "op", op, "err", err.Error())
 		return
 	}
 	a.log.Debug("store still unreachable", "op", op, "err", err.Error())
 }
+
+// storeSettle is how long after a recovery a new store failure counts as
+// the same outage in the log (metrics and /readyz show it all the same).
+const storeSettle = 10 * time.Second
 
 // refused tracks one operation the store refuses (403).
 func (a *agent) refused(op string, err error) {
@@ -198,6 +210,12 @@ func (a *agent) storeOK(op string) {
 	a.m.storeUp.Set(1)
 	delete(a.forbidden, op)
 	if a.h.setStore(true, "") {
+		if a.storeFlap {
+			a.storeFlap = false
+			a.log.Debug("store reachable again after a relapse")
+			return
+		}
+		a.storeBackAt = time.Now()
 		a.log.Info("store reachable again")
 	}
 }

@@ -26,12 +26,25 @@ func TestStoreHealthLogsOncePerOutage(t *testing.T) {
 	}
 	a.storeOK("lease keepalive")
 	a.storeOK("ping")
+	// A relapse right after the recovery (an etcd electing its leader) is
+	// the same outage for the log.
+	a.storeFailed("ping", down)
+	a.storeOK("ping")
 	out := logs.String()
 	if n := strings.Count(out, "store unreachable"); n != 1 {
 		t.Errorf("%d WARN lines for one outage, want 1:\n%s", n, out)
 	}
 	if n := strings.Count(out, "store reachable again"); n != 1 {
 		t.Errorf("%d INFO lines for one recovery, want 1:\n%s", n, out)
+	}
+	if a.h.storeDown {
+		t.Error("after the relapse ended the store should be up")
+	}
+	// A new outage after the store settled is logged again.
+	a.storeBackAt = time.Now().Add(-storeSettle)
+	a.storeFailed("ping", down)
+	if n := strings.Count(logs.String(), "store unreachable"); n != 2 {
+		t.Errorf("an outage after the store settled: %d WARN lines in all, want 2:\n%s", n, logs.String())
 	}
 }
 
