@@ -17,10 +17,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -155,12 +157,41 @@ func executable(p string) error {
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
+	t.Helper()
+	// A port the kernel hands out for ":0" lies in the ephemeral range,
+	// where any outgoing connection (of a parallel test, of the agents) may
+	// take it as its source port before the server binds it. Pick a free
+	// port below that range instead, at random; fall back to ":0".
+	if lo := ephemeralLow(); lo > 11000 {
+		for range 100 {
+			p := 10000 + rand.IntN(lo-10000)
+			if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+				l.Close()
+				return p
+			}
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ephemeralLow is the lowest port of net.ipv4.ip_local_port_range (the
+// kernel's source ports for outgoing connections); 0 when unreadable.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	lo, _ := strconv.Atoi(f[0])
+	return lo
 }
 
 // start runs the process and waits until it answers.
