@@ -178,20 +178,26 @@ func Run(ctx context.Context, opt Options, deps Deps) error {
 // start reads the config, checks it against the node, sets the
 // prerequisites and acquires the lease.
 func (a *agent) start(ctx context.Context) error {
-	// Before waiting for a config: a node flanneld ran on is worth saying
-	// at once, whatever the store holds.
-	if snap, err := a.deps.Kernel.Capture(ctx); err == nil {
-		if msg := flannelTraces(snap, a.opt.FlannelSubnetEnv); msg != "" {
-			a.log.Warn(msg)
-		}
+	// One read of the node serves the whole start-up (on a node with many
+	// Services it is the costliest step), and first a node flanneld ran on
+	// is worth saying at once, whatever the store holds. The node is read
+	// again only when waiting for the config took longer than a resync.
+	read := time.Now()
+	snap, err := a.deps.Kernel.Capture(ctx)
+	if err != nil {
+		return fmt.Errorf("agent: read node state: %w", err)
+	}
+	if msg := flannelTraces(snap, a.opt.FlannelSubnetEnv); msg != "" {
+		a.log.Warn(msg)
 	}
 	cfg, err := a.config(ctx)
 	if err != nil {
 		return err
 	}
-	snap, err := a.deps.Kernel.Capture(ctx)
-	if err != nil {
-		return fmt.Errorf("agent: read node state: %w", err)
+	if time.Since(read) > a.opt.Resync {
+		if snap, err = a.deps.Kernel.Capture(ctx); err != nil {
+			return fmt.Errorf("agent: read node state: %w", err)
+		}
 	}
 	u, err := backend.FindUnderlay(snap, a.opt.Iface, a.opt.PublicIP)
 	if err != nil {
