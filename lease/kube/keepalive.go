@@ -65,8 +65,9 @@ func (s *Store) KeepAlive(ctx context.Context) <-chan error {
 		defer tick.Stop()
 		retry := minRetry
 		var again <-chan time.Time
+		var patchedOver string // resourceVersion of the cached Node last patched
 		for {
-			err := s.assert(ctx, inf.GetStore(), name)
+			err := s.assert(ctx, inf.GetStore(), name, &patchedOver)
 			switch {
 			case ctx.Err() != nil:
 				return
@@ -109,7 +110,12 @@ func (s *Store) KeepAlive(ctx context.Context) <-chan error {
 // assert compares the cached Node with this node's lease and fixes what
 // differs. It returns a *lease.ReacquiredError when the podCIDR changed,
 // or when it had to publish the lease's annotations again (with Reason).
-func (s *Store) assert(ctx context.Context, cache cache.Store, name string) error {
+//
+// patchedOver holds the resourceVersion of the cached Node that assert
+// last patched; while the cache still holds that version, the informer has
+// not yet seen the patch, and the Node is not judged again (a second
+// patch, and a second "annotations were removed" report, would be wrong).
+func (s *Store) assert(ctx context.Context, cache cache.Store, name string, patchedOver *string) error {
 	s.mu.Lock()
 	own, available := s.own, s.available
 	s.mu.Unlock()
@@ -127,6 +133,9 @@ func (s *Store) assert(ctx context.Context, cache cache.Store, name string) erro
 	if !ok {
 		return fmt.Errorf("lease keepalive: node %s: unexpected object %T in the informer", name, obj)
 	}
+	if node.ResourceVersion != "" && node.ResourceVersion == *patchedOver {
+		return nil
+	}
 	sn, err := Subnet(infoOf(node), own.cfg.Network)
 	if err != nil {
 		return fmt.Errorf("lease keepalive: %w", err)
@@ -138,6 +147,7 @@ func (s *Store) assert(ctx context.Context, cache cache.Store, name string) erro
 		if err := s.patchAnnotations(ctx, name, want); err != nil {
 			return fmt.Errorf("lease keepalive: %w", err)
 		}
+		*patchedOver = node.ResourceVersion
 		restored = &lease.ReacquiredError{Old: own.lease, New: own.lease, Reason: "its twill.io annotations were removed or changed in the API; published them again"}
 	}
 	if sn != own.lease.Subnet {
@@ -154,6 +164,7 @@ func (s *Store) assert(ctx context.Context, cache cache.Store, name string) erro
 		if err := s.setCondition(ctx, name); err != nil {
 			return fmt.Errorf("lease keepalive: %w", err)
 		}
+		*patchedOver = node.ResourceVersion
 	}
 	return restored
 }
