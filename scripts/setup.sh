@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what twill's lab, demo and tests need on a Debian machine where you
 # are root: the Debian packages below (with --kube, for the tests, also
-# chromium), and real etcd, cnitool, kube-apiserver
-# and kubectl binaries built from the Go module proxy into bin/ (cached: rebuilt
+# chromium), and real etcd, cnitool, flanneld, bridge, host-local,
+# kube-apiserver and kubectl binaries built from the Go module proxy into bin/ (cached: rebuilt
 # only when tools/ changes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +44,19 @@ if [ ! -x bin/etcd ] || [ ! -x bin/cnitool ] || [ "$(cat "$stamp" 2>/dev/null)" 
 	echo "setup: building etcd and cnitool from the Go module proxy into bin/ (first time: a minute or two)"
 	(cd tools && go build -o ../bin/etcd ./etcd && go build -o ../bin/cnitool github.com/containernetworking/cni/cnitool)
 	echo "$want" > "$stamp"
+fi
+# Flannel for the lab's Flannel nodes (twill lab up --flannel-nodes): a small
+# flanneld (tools/flannel: Flannel's own etcd subnet manager, vxlan and host-gw
+# backends as a library) and the bridge and host-local CNI plugins Flannel's
+# CNI plugin delegates to (tools/cniplugins). A module of its own each.
+fstamp=bin/.flannel.stamp
+fwant=$(cat tools/flannel/go.mod tools/flannel/go.sum tools/flannel/flanneld/main.go tools/cniplugins/go.mod tools/cniplugins/go.sum tools/cniplugins/tools.go | sha256sum | cut -d' ' -f1)
+if [ ! -x bin/flanneld ] || [ ! -x bin/bridge ] || [ ! -x bin/host-local ] || [ "$(cat "$fstamp" 2>/dev/null)" != "$fwant" ]; then
+	echo "setup: building flanneld, bridge and host-local from the Go module proxy into bin/ (first time: a minute or two)"
+	(cd tools/flannel && go build -o ../../bin/flanneld ./flanneld)
+	(cd tools/cniplugins && go build -o ../../bin/bridge github.com/containernetworking/plugins/plugins/main/bridge &&
+		go build -o ../../bin/host-local github.com/containernetworking/plugins/plugins/ipam/host-local)
+	echo "$fwant" > "$fstamp"
 fi
 # The real kube-apiserver and kubectl for the lab's Kubernetes mode and its
 # tests: a separate module (k8s.io/kubernetes needs its staging modules
