@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/twillnet/twill/lease"
 	leaseetcd "github.com/twillnet/twill/lease/etcd"
 	"github.com/twillnet/twill/netconf"
 	"github.com/twillnet/twill/nsrun"
@@ -76,7 +75,7 @@ func findBinary(name, explicit, flag, env, notFound string) (string, error) {
 // In kube mode it leases through the lab's kube-apiserver with the node's
 // kubeconfig (a token bound to the shipped ClusterRole) and reads
 // net-conf.json from the node's root, as a DaemonSet pod reads its ConfigMap.
-func agentArgv(c Config, n Node) []string {
+func agentArgv(c Config, prefix string, n Node) []string {
 	if c.Store == StoreKubernetes {
 		return []string{c.Self, "agent",
 			"--node", n.Name,
@@ -93,7 +92,7 @@ func agentArgv(c Config, n Node) []string {
 		"--node", n.Name,
 		"--root", n.Root,
 		"--etcd-endpoints", EtcdEndpoint,
-		"--etcd-prefix", lease.DefaultPrefix,
+		"--etcd-prefix", prefix,
 		"--iface", nodeUplink,
 		"--resync", c.AgentResync.String(),
 		"--health-addr", AgentHealthAddr,
@@ -146,7 +145,7 @@ func putNetConf(ctx context.Context, st *State) error {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	key := leaseetcd.ConfigKey(lease.DefaultPrefix)
+	key := leaseetcd.ConfigKey(st.prefix())
 	if _, err := c.Put(ctx, key, string(cfg.JSON())); err != nil {
 		return fmt.Errorf("etcd: write %s: %w", key, err)
 	}
@@ -247,6 +246,9 @@ func agentGet(ctx context.Context, n *Node, path string) (int, string, error) {
 // else an error saying why (not ready yet, and the agent's reason; or not
 // reachable).
 func AgentReady(ctx context.Context, n *Node) error {
+	if n.Flannel {
+		return flannelReady(n)
+	}
 	code, body, err := agentGet(ctx, n, "/readyz")
 	if err != nil {
 		return err
@@ -331,7 +333,7 @@ func readLeases(ctx context.Context, st *State) error {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	ls, err := leaseetcd.List(ctx, c, lease.DefaultPrefix)
+	ls, err := leaseetcd.List(ctx, c, st.prefix())
 	if err != nil {
 		return err
 	}
@@ -339,7 +341,9 @@ func readLeases(ctx context.Context, st *State) error {
 		n := &st.Nodes[i]
 		found := false
 		for _, l := range ls {
-			if l.Attrs.Node != n.Name {
+			// flanneld's leases name no node: Flannel knows a node by
+			// its PublicIP.
+			if l.Attrs.Node != n.Name && !(n.Flannel && l.Attrs.Node == "" && l.Attrs.PublicIP.String() == n.IP) {
 				continue
 			}
 			found = true
@@ -351,7 +355,7 @@ func readLeases(ctx context.Context, st *State) error {
 			}
 		}
 		if !found {
-			return fmt.Errorf("node %s: no lease in etcd under %s although its agent is ready", n.Name, lease.DefaultPrefix)
+			return fmt.Errorf("node %s: no lease in etcd under %s although its agent is ready", n.Name, st.prefix())
 		}
 	}
 	return nil

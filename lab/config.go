@@ -96,6 +96,18 @@ type Config struct {
 	// searches for them (see FindKubeAPIServer, FindKubectl).
 	KubeAPIServerBin string
 	KubectlBin       string
+	// FlannelNodes runs the real flanneld instead of `twill agent` on the
+	// first FlannelNodes nodes (agent mode, etcd store), with pods wired by
+	// the bridge and host-local plugins as Flannel's CNI plugin delegates
+	// them. Every node then uses Flannel's etcd prefix (lease.FlannelPrefix),
+	// so Flannel and twill nodes form one overlay. 0: none.
+	FlannelNodes int
+	// FlanneldBin is the flanneld binary; empty searches for it (see
+	// FindFlanneld). The bridge and host-local plugins are looked up next
+	// to it first.
+	FlanneldBin string
+	// bridgeBin and hostLocalBin are found by Up next to FlanneldBin.
+	bridgeBin, hostLocalBin string
 }
 
 // nameRE is what a lab name may look like: it becomes part of namespace names
@@ -161,6 +173,12 @@ func (c Config) Validate() error {
 	}
 	if c.Store != StoreEtcd && c.Store != StoreKubernetes {
 		return fmt.Errorf("--store %q: want %q or %q", c.Store, StoreEtcd, StoreKubernetes)
+	}
+	if c.FlannelNodes < 0 || c.FlannelNodes > c.Nodes {
+		return fmt.Errorf("--flannel-nodes %d: want 0..%d (the number of nodes)", c.FlannelNodes, c.Nodes)
+	}
+	if c.FlannelNodes > 0 && (!c.Agent || c.Store != StoreEtcd) {
+		return fmt.Errorf("--flannel-nodes needs agent mode with the etcd store: the lab's flanneld leases in etcd (drop --static or --store %s)", StoreKubernetes)
 	}
 	if c.Store == StoreKubernetes && !c.Agent {
 		return fmt.Errorf("--store %s needs agent mode: a static lab has no agents to lease through the API (drop --static)", StoreKubernetes)

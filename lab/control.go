@@ -16,10 +16,15 @@ const (
 	AgentKill    = "kill"    // SIGKILL, no cleanup at all (kill -9)
 	AgentPause   = "pause"   // SIGSTOP: it stays, but repairs nothing
 	AgentResume  = "resume"  // SIGCONT
+	// AgentSwitch makes the node's other daemon its daemon (flanneld
+	// instead of `twill agent`, or back), without starting it: labs with
+	// Flannel nodes only, with the daemon stopped. Migrate the node in
+	// between (`twill migrate from-flannel` or `to-flannel`).
+	AgentSwitch = "switch"
 )
 
 // AgentActions lists the actions AgentControl accepts.
-var AgentActions = []string{AgentStop, AgentStart, AgentRestart, AgentKill, AgentPause, AgentResume}
+var AgentActions = []string{AgentStop, AgentStart, AgentRestart, AgentKill, AgentPause, AgentResume, AgentSwitch}
 
 // agentStartTimeout bounds how long a started agent may take to be ready.
 const agentStartTimeout = 30 * time.Second
@@ -46,6 +51,15 @@ func AgentControl(ctx context.Context, name, node, action string, out io.Writer)
 		return err
 	}
 	switch action {
+	case AgentSwitch:
+		if err := switchDaemon(n); err != nil {
+			return err
+		}
+		if err := st.save(); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%s's daemon is now %s (not started): `twill lab agent %s start` starts it.\n", n.Name, daemonName(n), n.Name)
+		return nil
 	case AgentStop:
 		return stopAgent(n, out)
 	case AgentKill:
@@ -157,4 +171,27 @@ func EtcdControl(ctx context.Context, name, action string, out io.Writer) error 
 		return nil
 	}
 	return fmt.Errorf("lab etcd %q: want stop or start", action)
+}
+
+// daemonName says which network daemon node n runs.
+func daemonName(n *Node) string {
+	if n.Flannel {
+		return "flanneld"
+	}
+	return "twill agent"
+}
+
+// switchDaemon swaps node n's daemon with its alternative (flanneld and
+// `twill agent`); the current one must be stopped.
+func switchDaemon(n *Node) error {
+	if n.Alt == nil {
+		return fmt.Errorf("node %s has no other daemon to switch to: only labs built with --flannel-nodes have both", n.Name)
+	}
+	if n.Agent.Alive() {
+		return fmt.Errorf("node %s: its %s (pid %d) still runs: `twill lab agent %s stop` first", n.Name, daemonName(n), n.Agent.PID, n.Name)
+	}
+	cur := n.Agent
+	cur.PID = 0
+	n.Agent, n.Alt, n.Flannel = *n.Alt, &cur, !n.Flannel
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/twillnet/twill/backend"
 	"github.com/twillnet/twill/cni"
+	"github.com/twillnet/twill/lease"
 )
 
 // StateRoot is where every lab keeps its state directory.
@@ -57,6 +58,14 @@ type State struct {
 	Store string `json:"store,omitempty"`
 	// Kube is the lab's kube-apiserver (kube mode only).
 	Kube *KubeState `json:"kube,omitempty"`
+	// EtcdPrefix is the etcd prefix of the network ("" in older labs:
+	// lease.DefaultPrefix); lease.FlannelPrefix in labs with Flannel nodes.
+	EtcdPrefix string `json:"etcdPrefix,omitempty"`
+	// FlanneldBin, BridgeBin and HostLocalBin are the binaries of the
+	// Flannel nodes (labs with Flannel nodes only).
+	FlanneldBin  string `json:"flanneldBin,omitempty"`
+	BridgeBin    string `json:"bridgeBin,omitempty"`
+	HostLocalBin string `json:"hostLocalBin,omitempty"`
 	// Scenarios are the failures currently applied with `lab break`.
 	Scenarios []Applied `json:"scenarios,omitempty"`
 }
@@ -72,8 +81,16 @@ type Node struct {
 	VtepMAC   string `json:"vtepMAC,omitempty"`
 	Root      string `json:"root"`
 	Pods      []Pod  `json:"pods"`
-	// Agent is the node's `twill agent` process (agent mode).
+	// Agent is the node's `twill agent` process (agent mode), or its
+	// flanneld when Flannel is set.
 	Agent Process `json:"agent,omitempty"`
+	// Flannel tells that the node's network daemon is flanneld, and its
+	// pods are wired by bridge and host-local (network cbr0).
+	Flannel bool `json:"flannel,omitempty"`
+	// Alt is the other network daemon the node can switch to (labs with
+	// Flannel nodes): `twill agent` on a Flannel node, flanneld on a twill
+	// node. SwitchDaemon swaps it with Agent.
+	Alt *Process `json:"alt,omitempty"`
 }
 
 // Pod is one lab pod.
@@ -119,6 +136,11 @@ func plan(c Config) *State {
 		EtcdEndpoint:  EtcdEndpoint,
 		EtcdDataDir:   filepath.Join(StateDir(c.Name), "etcd"),
 	}
+	if c.FlannelNodes > 0 {
+		st.EtcdPrefix = lease.FlannelPrefix
+		st.FlanneldBin = c.FlanneldBin
+		st.BridgeBin, st.HostLocalBin = c.bridgeBin, c.hostLocalBin
+	}
 	if c.Agent {
 		st.Store = c.Store
 	}
@@ -136,9 +158,19 @@ func plan(c Config) *State {
 			Root:      NodeRoot(c.Name, NodeName(i)),
 		}
 		if c.Agent {
-			n.Agent = Process{Namespace: n.Namespace, Argv: agentArgv(c, n), Log: filepath.Join(StateDir(c.Name), "logs", n.Name+"-agent.log")}
+			n.Agent = Process{Namespace: n.Namespace, Argv: agentArgv(c, st.prefix(), n), Log: filepath.Join(StateDir(c.Name), "logs", n.Name+"-agent.log")}
+		}
+		if c.FlannelNodes > 0 {
+			fl := Process{Namespace: n.Namespace, Argv: flanneldArgv(st, n), Log: filepath.Join(StateDir(c.Name), "logs", n.Name+"-flanneld.log")}
+			tw := n.Agent
+			n.Agent, n.Alt, n.Flannel = tw, &fl, false
+			if i <= c.FlannelNodes {
+				n.Agent, n.Alt, n.Flannel = fl, &tw, true
+			}
 		}
 		switch {
+		case c.Backend == BackendVXLAN && c.Agent && i <= c.FlannelNodes:
+			// flanneld picks a random MAC: readLeases records it.
 		case c.Backend == BackendVXLAN && c.Agent:
 			n.VtepMAC = backend.VtepMAC(NodeIP(i))
 		case c.Backend == BackendVXLAN:

@@ -45,6 +45,17 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 			return nil, err
 		}
 	}
+	if c.FlannelNodes > 0 {
+		if c.FlanneldBin, err = FindFlanneld(c.FlanneldBin); err != nil {
+			return nil, err
+		}
+		if c.bridgeBin, err = findCNIPlugin("bridge", c.FlanneldBin); err != nil {
+			return nil, err
+		}
+		if c.hostLocalBin, err = findCNIPlugin("host-local", c.FlanneldBin); err != nil {
+			return nil, err
+		}
+	}
 	if c.Store == StoreKubernetes {
 		if c.KubeAPIServerBin, err = FindKubeAPIServer(c.KubeAPIServerBin); err != nil {
 			return nil, err
@@ -73,6 +84,9 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 	mode := st.Mode
 	if st.KubeMode() {
 		mode += " (leases through kube-apiserver)"
+	}
+	if c.FlannelNodes > 0 {
+		mode += fmt.Sprintf(", flanneld on node1..node%d (etcd prefix %s)", c.FlannelNodes, st.prefix())
 	}
 	fmt.Fprintf(c.Out, "Building lab %q: %d nodes x %d pods, backend %s, %s mode (state in %s)\n", c.Name, c.Nodes, c.Pods, st.BackendName(), mode, StateDir(c.Name))
 	steps := staticSteps(ctx, c, st)
@@ -123,6 +137,9 @@ func agentSteps(ctx context.Context, c Config, st *State) []step {
 				return err
 			}
 			return eachNode(ctx, st, func(n *Node) error {
+				if n.Flannel {
+					return installFlannelFiles(st, n)
+				}
 				if err := installCNI(st, n); err != nil {
 					return err
 				}
@@ -338,7 +355,11 @@ func podsStep(ctx context.Context, c Config, st *State) step {
 	return step{fmt.Sprintf("pods: %d per node through twill-cni (CNI ADD), each running `twill lab serve` on :%d", c.Pods, ServerPort), func() error {
 		return eachNode(ctx, st, func(n *Node) error {
 			for k := range n.Pods {
-				if err := setupPodCNI(ctx, st, n, &n.Pods[k]); err != nil {
+				setup := setupPodCNI
+				if n.Flannel {
+					setup = setupPodFlannel
+				}
+				if err := setup(ctx, st, n, &n.Pods[k]); err != nil {
 					return err
 				}
 			}

@@ -122,11 +122,20 @@ Pods (status: their real addresses), Services and EndpointSlices. The admin
 kubeconfig is /run/twill-lab/<name>/kube/admin.kubeconfig. kube-apiserver and
 kubectl are found like etcd: --kube-apiserver-bin / $TWILL_KUBE_APISERVER_BIN,
 --kubectl-bin / $TWILL_KUBECTL_BIN, next to twill, ./bin, $PATH ('make tools'
-builds both).`,
+builds both).
+
+--flannel-nodes N runs the real flanneld (bin/flanneld: Flannel's own etcd
+subnet manager and vxlan/host-gw backends) instead of 'twill agent' on
+node1..N, with kube-flannel's --ip-masq, all nodes on Flannel's etcd prefix
+/coreos.com/network; pods there are wired by the bridge and host-local plugins
+as Flannel's CNI plugin delegates them (bridge cni0, network cbr0, allocations
+in <root>/var/lib/cni/networks/cbr0). 'twill lab agent NODE stop|switch|start'
+swaps a node between flanneld and twill (see 'twill migrate').`,
 		Example: `  twill lab up
   twill lab up --store kubernetes       # agents lease through a real kube-apiserver
   twill lab up --nodes 2 --pods 3 --backend host-gw --name gw
-  twill lab up --static                 # no agents: the lab programs the network`,
+  twill lab up --static                 # no agents: the lab programs the network
+  twill lab up --flannel-nodes 3        # every node on flanneld, to try 'twill migrate'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := interruptible(cmd.Context())
@@ -154,6 +163,8 @@ builds both).`,
 	fs.DurationVar(&c.AgentTTL, "agent-ttl", lab.DefaultAgentTTL, "the agents' lease TTL (--etcd-ttl): a node whose agent is paused or gone keeps its lease this long")
 	fs.StringVar(&c.Store, "store", lab.StoreEtcd, "the agents' lease store: etcd, or kubernetes (a real kube-apiserver in the lab; Node spec.podCIDR is the subnet)")
 	fs.StringVar(&c.KubeAPIServerBin, "kube-apiserver-bin", "", "kube-apiserver binary for --store kubernetes (default: search, see above)")
+	fs.IntVar(&c.FlannelNodes, "flannel-nodes", 0, "run flanneld instead of twill agent on the first N nodes (etcd store)")
+	fs.StringVar(&c.FlanneldBin, "flanneld-bin", "", "flanneld binary for --flannel-nodes (default: $TWILL_FLANNELD_BIN, next to twill, ./bin, $PATH)")
 	fs.StringVar(&c.KubectlBin, "kubectl-bin", "", "kubectl binary for --store kubernetes, put first on PATH by 'lab exec' (default: search, see above)")
 	return cmd
 }

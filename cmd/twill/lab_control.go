@@ -23,6 +23,8 @@ func newLabAgentCmd(name *string) *cobra.Command {
   kill      SIGKILL, as 'kill -9': no cleanup at all
   pause     SIGSTOP: it stays but repairs nothing ('lab break' does this)
   resume    SIGCONT
+  switch    make the node's other daemon its daemon (flanneld <-> twill agent;
+            labs built with --flannel-nodes), not started: stop it first
 
 Pods keep talking through all of it: the kernel forwards, the agent only
 programs. The agent's log is /run/twill-lab/<name>/logs/<node>-agent.log.`,
