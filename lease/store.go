@@ -36,6 +36,15 @@ func (r Request) Check() error {
 	return nil
 }
 
+// Owns tells whether a lease with attributes a is this node's: it names
+// r.Node, or it names no node and carries r.PublicIP, the way Flannel
+// matches a node's lease (flanneld writes no node name). So a node moved
+// from Flannel adopts its Flannel lease, and flanneld adopts twill's on
+// the way back.
+func (r Request) Owns(a Attrs) bool {
+	return a.Node == r.Node || (a.Node == "" && a.PublicIP.IsValid() && a.PublicIP == r.PublicIP)
+}
+
 // Lease returns the lease the request publishes for subnet sn.
 func (r Request) Lease(sn netip.Prefix) Lease {
 	return Lease{Subnet: sn, Attrs: Attrs{

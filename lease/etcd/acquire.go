@@ -31,7 +31,10 @@ const (
 //  1. a lease in the store whose value names req.Node and whose subnet is
 //     allocatable under cfg: it is taken over (re-written with our values
 //     and our new TTL lease, in a transaction that fails if the key changed
-//     since it was read);
+//     since it was read); a lease naming no node (Flannel's: flanneld
+//     knows a node by its address) whose PublicIP is req.PublicIP counts as
+//     this node's too, so a node moved from Flannel keeps its subnet and
+//     no stale lease of it is left for its peers;
 //  2. req.Previous, when allocatable and free (create-only transaction);
 //  3. the first free subnet from SubnetMin to SubnetMax (create-only
 //     transactions; a conflict moves on to the next subnet).
@@ -97,7 +100,7 @@ func (s *Store) acquire(ctx context.Context, cfg netconf.Config, req lease.Reque
 				taken.add(sn)
 			}
 			var a lease.Attrs
-			if len(kv.Value) <= lease.MaxValueSize && json.Unmarshal(kv.Value, &a) == nil && a.Node == req.Node {
+			if len(kv.Value) <= lease.MaxValueSize && json.Unmarshal(kv.Value, &a) == nil && req.Owns(a) {
 				mine = append(mine, kv)
 				if cfg.Network.Overlaps(sn.Masked()) && sn.Bits() != cfg.SubnetLen {
 					wrongLen = append(wrongLen, string(kv.Key))

@@ -283,6 +283,50 @@ func TestAcquireDropsOwnStaleLeases(t *testing.T) {
 	}
 }
 
+// A node moved from Flannel adopts its Flannel lease (no node name, same
+// PublicIP: how flanneld matches a node's lease), keeps the subnet, and
+// leaves other nodes' Flannel leases alone.
+func TestAcquireAdoptsTheFlannelLeaseOfItsAddress(t *testing.T) {
+	t.Parallel()
+	ep, _ := etcdtest.Start(t)
+	s := newStore(t, ep, 0)
+	ctx := ctxT(t, 20*time.Second)
+	flannel := func(i int, sn string) lease.Lease {
+		l := request("", i).Lease(netip.MustParsePrefix(sn))
+		l.Attrs.Node = ""
+		return l
+	}
+	for _, l := range []lease.Lease{flannel(1, "10.244.7.0/24"), flannel(2, "10.244.9.0/24")} {
+		if err := Put(ctx, s.Client(), lease.DefaultPrefix, l, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := mustConfig(t, `{"Network": "10.244.0.0/16"}`)
+	l, err := s.Acquire(ctx, cfg, request("node-a", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Subnet != netip.MustParsePrefix("10.244.7.0/24") {
+		t.Fatalf("got %s, want 10.244.7.0/24, the Flannel lease of the node's PublicIP", l.Subnet)
+	}
+	if n := getNode(t, s.Client(), l.Subnet); n != "node-a" {
+		t.Fatalf("the adopted lease names node %q, want node-a", n)
+	}
+	resp, err := s.Client().Get(ctx, lease.SubnetKey(lease.DefaultPrefix, netip.MustParsePrefix("10.244.9.0/24")))
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("the other node's Flannel lease is gone: %v %v", resp, err)
+	}
+	// A twill lease of another node with this address is not adopted: it names a node.
+	other := request("node-b", 3).Lease(netip.MustParsePrefix("10.244.20.0/24"))
+	if err := Put(ctx, s.Client(), lease.DefaultPrefix, other, 0); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := newStore(t, ep, 0).Acquire(ctx, cfg, request("node-c", 3))
+	if err != nil || l2.Subnet == other.Subnet {
+		t.Fatalf("node-c took node-b's lease %s: %v", l2.Subnet, err)
+	}
+}
+
 func TestReleaseRemovesKeySeenByWatcher(t *testing.T) {
 	t.Parallel()
 	ep, _ := etcdtest.Start(t)
