@@ -24,7 +24,11 @@ import (
 
 // AgentHealthAddr is where every node's agent serves /readyz and /metrics,
 // on the node namespace's own loopback.
-const AgentHealthAddr = "127.0.0.1:9473"
+const AgentHealthAddr = "127.0.0.1:" + AgentHealthPort
+
+// AgentHealthPort is the port of AgentHealthAddr; the lab's flanneld
+// serves its /healthz and /readyz there too (--healthz-port).
+const AgentHealthPort = "9473"
 
 // agentReadyTimeout bounds how long Up waits for every agent to be ready.
 const agentReadyTimeout = 60 * time.Second
@@ -246,9 +250,6 @@ func agentGet(ctx context.Context, n *Node, path string) (int, string, error) {
 // else an error saying why (not ready yet, and the agent's reason; or not
 // reachable).
 func AgentReady(ctx context.Context, n *Node) error {
-	if n.Flannel {
-		return flannelReady(n)
-	}
 	code, body, err := agentGet(ctx, n, "/readyz")
 	if err != nil {
 		return err

@@ -106,8 +106,8 @@ type Config struct {
 	// FindFlanneld). The bridge and host-local plugins are looked up next
 	// to it first.
 	FlanneldBin string
-	// bridgeBin and hostLocalBin are found by Up next to FlanneldBin.
-	bridgeBin, hostLocalBin string
+	// bridgeBin, hostLocalBin and portmapBin are found by Up next to FlanneldBin.
+	bridgeBin, hostLocalBin, portmapBin string
 }
 
 // nameRE is what a lab name may look like: it becomes part of namespace names

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -52,7 +53,7 @@ func AgentControl(ctx context.Context, name, node, action string, out io.Writer)
 	}
 	switch action {
 	case AgentSwitch:
-		if err := switchDaemon(n); err != nil {
+		if err := switchDaemon(st, n); err != nil {
 			return err
 		}
 		if err := st.save(); err != nil {
@@ -182,13 +183,24 @@ func daemonName(n *Node) string {
 }
 
 // switchDaemon swaps node n's daemon with its alternative (flanneld and
-// `twill agent`); the current one must be stopped.
-func switchDaemon(n *Node) error {
+// `twill agent`); the current one must be stopped. The new daemon's CNI
+// plugins are installed (as its DaemonSet's install step would); the CNI
+// configuration is the migration's to write (`twill migrate`).
+func switchDaemon(st *State, n *Node) error {
 	if n.Alt == nil {
 		return fmt.Errorf("node %s has no other daemon to switch to: only labs built with --flannel-nodes have both", n.Name)
 	}
 	if n.Agent.Alive() {
 		return fmt.Errorf("node %s: its %s (pid %d) still runs: `twill lab agent %s stop` first", n.Name, daemonName(n), n.Agent.PID, n.Name)
+	}
+	plugins := map[string]string{"twill": st.CNIBin}
+	if !n.Flannel {
+		plugins = flannelPlugins(st)
+	}
+	for name, src := range plugins {
+		if err := copyFile(src, filepath.Join(n.Root, "opt/cni/bin", name), 0o755); err != nil {
+			return fmt.Errorf("node %s: install the %s CNI plugin: %w", n.Name, name, err)
+		}
 	}
 	cur := n.Agent
 	cur.PID = 0

@@ -46,7 +46,7 @@ func findCNIPlugin(name, flanneld string) (string, error) {
 	if p := filepath.Join(filepath.Dir(flanneld), name); isExecutable(p) {
 		return p, nil
 	}
-	return findBinary(name, "", "", "", name+" (CNI plugin) not found: run `make tools` (scripts/setup.sh builds bin/bridge and bin/host-local)")
+	return findBinary(name, "", "", "", name+" (CNI plugin) not found: run `make tools` (scripts/setup.sh builds bin/bridge, bin/host-local and bin/portmap)")
 }
 
 func isExecutable(p string) bool {
@@ -77,6 +77,8 @@ func flanneldArgv(st *State, n Node) []string {
 		"--subnet-file", flannelSubnetFile(n.Root),
 		"--ip-masq",
 		"--iptables-resync", "5",
+		"--healthz-ip", "127.0.0.1",
+		"--healthz-port", AgentHealthPort,
 	}
 }
 
@@ -86,7 +88,7 @@ func flanneldArgv(st *State, n Node) []string {
 // the subnet of its previous subnet file first, which keeps node i on
 // 10.244.i.0/24).
 func installFlannelFiles(st *State, n *Node) error {
-	for name, src := range map[string]string{"bridge": st.BridgeBin, "host-local": st.HostLocalBin} {
+	for name, src := range flannelPlugins(st) {
 		if err := copyFile(src, filepath.Join(n.Root, "opt/cni/bin", name), 0o755); err != nil {
 			return fmt.Errorf("node %s: install the %s plugin: %w", n.Name, name, err)
 		}
@@ -107,17 +109,10 @@ func installFlannelFiles(st *State, n *Node) error {
 	return subnetfile.WriteContent(flannelSubnetFile(n.Root), seed.RenderFlannel())
 }
 
-// flannelReady tells whether node n's flanneld has written its subnet file
-// (flanneld writes it once its lease, device and rules are in place).
-func flannelReady(n *Node) error {
-	info, err := readFlannelSubnetFile(n.Root)
-	if err != nil {
-		return err
-	}
-	if !info.Subnet.IsValid() {
-		return fmt.Errorf("node %s: flanneld: %s has no FLANNEL_SUBNET yet", n.Name, flannelSubnetFile(n.Root))
-	}
-	return nil
+// flannelPlugins are the CNI plugins a Flannel node has, by name: the ones
+// Flannel's plugin delegates to and portmap, which its conflist chains.
+func flannelPlugins(st *State) map[string]string {
+	return map[string]string{"bridge": st.BridgeBin, "host-local": st.HostLocalBin, "portmap": st.PortmapBin}
 }
 
 func readFlannelSubnetFile(root string) (subnetfile.Info, error) {

@@ -2,10 +2,13 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 
+	"github.com/twillnet/twill/cni"
 	"github.com/twillnet/twill/cni/invoke"
 )
 
@@ -18,7 +21,76 @@ func cniCall(n *Node, p *Pod) invoke.Call {
 		Root:        n.Root,
 		ContainerID: p.Name,
 		Netns:       filepath.Join(netnsDir, p.Namespace),
+		Config:      twillPluginConfig(n.Root),
 	}
+}
+
+// twillPluginConfig is twill's entry of the node's installed conflist
+// (<root>/etc/cni/net.d/10-twill.conflist) with the list's name and
+// cniVersion, as a runtime passes it; nil (the plugin's default config)
+// when the node has none. A node migrated from Flannel keeps Flannel's
+// network name there (cbr0), and with it host-local's allocations.
+func twillPluginConfig(root string) []byte {
+	b, err := os.ReadFile(filepath.Join(root, "etc/cni/net.d/10-twill.conflist"))
+	if err != nil {
+		return nil
+	}
+	var list struct {
+		CNIVersion string           `json:"cniVersion"`
+		Name       string           `json:"name"`
+		Plugins    []map[string]any `json:"plugins"`
+	}
+	if json.Unmarshal(b, &list) != nil {
+		return nil
+	}
+	for _, pl := range list.Plugins {
+		if pl["type"] == "twill" {
+			pl["name"], pl["cniVersion"] = list.Name, list.CNIVersion
+			out, err := json.Marshal(pl)
+			if err != nil {
+				return nil
+			}
+			return out
+		}
+	}
+	return nil
+}
+
+// AddPod creates one more pod on node of lab name through the node's
+// current CNI plugin (twill-cni with the node's installed conflist, or
+// bridge and host-local on a Flannel node), starts its server and records
+// it. It returns the new pod.
+func AddPod(ctx context.Context, name, node string) (Pod, error) {
+	if err := requireRoot(); err != nil {
+		return Pod{}, err
+	}
+	st, err := Load(name)
+	if err != nil {
+		return Pod{}, err
+	}
+	if !st.AgentMode() {
+		return Pod{}, fmt.Errorf("lab %s runs in static mode: pods are added through a CNI plugin in agent mode only", st.Name)
+	}
+	n, err := st.node(node)
+	if err != nil {
+		return Pod{}, err
+	}
+	k := len(n.Pods)
+	if k >= 26 {
+		return Pod{}, fmt.Errorf("node %s has %d pods already: pod names run out at %s", n.Name, k, PodName(n.Index, 25))
+	}
+	p := Pod{Index: k, Name: PodName(n.Index, k), Namespace: st.Name + "-" + PodName(n.Index, k), Node: n.Name}
+	p.HostVeth = cni.HostVethName(p.Name, podIface)
+	setup := setupPodCNI
+	if n.Flannel {
+		setup = setupPodFlannel
+	}
+	if err := setup(ctx, st, n, &p); err != nil {
+		_ = deleteNS(p.Namespace)
+		return Pod{}, err
+	}
+	n.Pods = append(n.Pods, p)
+	return p, st.save()
 }
 
 // setupPodCNI creates pod p of node n through the twill-cni plugin (agent

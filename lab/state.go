@@ -66,6 +66,7 @@ type State struct {
 	FlanneldBin  string `json:"flanneldBin,omitempty"`
 	BridgeBin    string `json:"bridgeBin,omitempty"`
 	HostLocalBin string `json:"hostLocalBin,omitempty"`
+	PortmapBin   string `json:"portmapBin,omitempty"`
 	// Scenarios are the failures currently applied with `lab break`.
 	Scenarios []Applied `json:"scenarios,omitempty"`
 }
@@ -139,7 +140,7 @@ func plan(c Config) *State {
 	if c.FlannelNodes > 0 {
 		st.EtcdPrefix = lease.FlannelPrefix
 		st.FlanneldBin = c.FlanneldBin
-		st.BridgeBin, st.HostLocalBin = c.bridgeBin, c.hostLocalBin
+		st.BridgeBin, st.HostLocalBin, st.PortmapBin = c.bridgeBin, c.hostLocalBin, c.portmapBin
 	}
 	if c.Agent {
 		st.Store = c.Store

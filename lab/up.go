@@ -55,6 +55,9 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 		if c.hostLocalBin, err = findCNIPlugin("host-local", c.FlanneldBin); err != nil {
 			return nil, err
 		}
+		if c.portmapBin, err = findCNIPlugin("portmap", c.FlanneldBin); err != nil {
+			return nil, err
+		}
 	}
 	if c.Store == StoreKubernetes {
 		if c.KubeAPIServerBin, err = FindKubeAPIServer(c.KubeAPIServerBin); err != nil {

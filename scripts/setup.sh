@@ -47,15 +47,17 @@ if [ ! -x bin/etcd ] || [ ! -x bin/cnitool ] || [ "$(cat "$stamp" 2>/dev/null)" 
 fi
 # Flannel for the lab's Flannel nodes (twill lab up --flannel-nodes): a small
 # flanneld (tools/flannel: Flannel's own etcd subnet manager, vxlan and host-gw
-# backends as a library) and the bridge and host-local CNI plugins Flannel's
-# CNI plugin delegates to (tools/cniplugins). A module of its own each.
+# backends as a library), the bridge and host-local CNI plugins Flannel's CNI
+# plugin delegates to, and portmap, which kube-flannel's conflist chains
+# (tools/cniplugins). A module of its own each.
 fstamp=bin/.flannel.stamp
 fwant=$(cat tools/flannel/go.mod tools/flannel/go.sum tools/flannel/flanneld/main.go tools/cniplugins/go.mod tools/cniplugins/go.sum tools/cniplugins/tools.go | sha256sum | cut -d' ' -f1)
-if [ ! -x bin/flanneld ] || [ ! -x bin/bridge ] || [ ! -x bin/host-local ] || [ "$(cat "$fstamp" 2>/dev/null)" != "$fwant" ]; then
-	echo "setup: building flanneld, bridge and host-local from the Go module proxy into bin/ (first time: a minute or two)"
+if [ ! -x bin/flanneld ] || [ ! -x bin/bridge ] || [ ! -x bin/host-local ] || [ ! -x bin/portmap ] || [ "$(cat "$fstamp" 2>/dev/null)" != "$fwant" ]; then
+	echo "setup: building flanneld, bridge, host-local and portmap from the Go module proxy into bin/ (first time: a minute or two)"
 	(cd tools/flannel && go build -o ../../bin/flanneld ./flanneld)
 	(cd tools/cniplugins && go build -o ../../bin/bridge github.com/containernetworking/plugins/plugins/main/bridge &&
-		go build -o ../../bin/host-local github.com/containernetworking/plugins/plugins/ipam/host-local)
+		go build -o ../../bin/host-local github.com/containernetworking/plugins/plugins/ipam/host-local &&
+		go build -o ../../bin/portmap github.com/containernetworking/plugins/plugins/meta/portmap)
 	echo "$fwant" > "$fstamp"
 fi
 # The real kube-apiserver and kubectl for the lab's Kubernetes mode and its

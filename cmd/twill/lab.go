@@ -79,7 +79,7 @@ Start with 'twill lab demo', or build one and explore it yourself.`,
 		newLabBreakCmd(&name), newLabFixCmd(&name), newLabScenariosCmd(),
 		newLabDemoCmd(&name), newLabServeCmd(),
 		newLabAgentCmd(&name), newLabEtcdCmd(&name), newLabStreamCmd(&name),
-		newLabNodeCmd(&name),
+		newLabNodeCmd(&name), newLabPodCmd(&name),
 	)
 	return cmd
 }

@@ -36,3 +36,33 @@ its agent and its pods stay; the deleted node's own agent logs that its Node is 
 	})
 	return cmd
 }
+
+func newLabPodCmd(name *string) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pod",
+		Short: "Add pods to a running lab (agent mode)",
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "add NODE",
+		Short: "Create one more pod on NODE through the node's CNI plugin, as a runtime would",
+		Long: `add creates a pod on NODE (its namespace, CNI ADD, its server on :8080 and the
+echo port) through the node's current plugin: twill-cni with the node's installed
+conflist (<root>/etc/cni/net.d/10-twill.conflist), or bridge and host-local on a
+Flannel node (lab up --flannel-nodes). It prints the pod's name and address. After
+'twill migrate from-flannel', the new pod's address is never one a running pod has.`,
+		Example: `  twill lab pod add node1`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := interruptible(cmd.Context())
+			defer stop()
+			p, err := lab.AddPod(ctx, *name, args[0])
+			if err != nil {
+				return fmt.Errorf("lab pod add: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", p.Name, p.IP)
+			return nil
+		},
+	})
+	return cmd
+}

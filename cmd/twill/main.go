@@ -57,7 +57,7 @@ Start with 'twill lab demo' on a spare Debian machine where you are root.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAgentCmd(), newUninstallCmd(), newSnapshotCmd(), newDoctorCmd(), newLabCmd(), newTraceCmd(), newVersionCmd(), newInstallCNICmd())
+	root.AddCommand(newAgentCmd(), newUninstallCmd(), newSnapshotCmd(), newDoctorCmd(), newLabCmd(), newTraceCmd(), newVersionCmd(), newInstallCNICmd(), newMigrateCmd())
 	return root
 }
 

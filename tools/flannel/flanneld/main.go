@@ -8,7 +8,8 @@
 //
 // Flags keep upstream's names: --etcd-endpoints, --etcd-prefix, --iface,
 // --public-ip, --subnet-file, --ip-masq, --iptables-resync,
-// --iptables-forward-rules, --subnet-lease-renew-margin.
+// --iptables-forward-rules, --subnet-lease-renew-margin, --healthz-ip,
+// --healthz-port (/healthz, and /readyz once the subnet file is written).
 package main
 
 import (
@@ -17,10 +18,13 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,6 +51,8 @@ func main() {
 	resync := fs.Int("iptables-resync", 5, "resync period of the iptables rules, seconds")
 	fwdRules := fs.Bool("iptables-forward-rules", true, "accept the overlay in FORWARD")
 	renewMargin := fs.Int("subnet-lease-renew-margin", 60, "lease renew margin, minutes (1..1439)")
+	healthzIP := fs.String("healthz-ip", "0.0.0.0", "address of the healthz server")
+	healthzPort := fs.Int("healthz-port", 0, "port of the healthz server (0: none)")
 	log.InitFlags(nil)
 	_ = flag.Set("logtostderr", "true")
 	fs.Var(flag.Lookup("v").Value, "v", "log verbosity")
@@ -54,6 +60,9 @@ func main() {
 	if *renewMargin <= 0 || *renewMargin >= 24*60 {
 		fmt.Fprintln(os.Stderr, "flanneld: --subnet-lease-renew-margin must be within 1..1439")
 		os.Exit(2)
+	}
+	if *healthzPort > 0 {
+		serveHealthz(net.JoinHostPort(*healthzIP, strconv.Itoa(*healthzPort)))
 	}
 	if err := run(*endpoints, *prefix, *iface, *publicIP, *subnetFile, *ipMasq, *resync, *fwdRules, *renewMargin); err != nil {
 		log.Errorf("flanneld: %v", err)
@@ -128,6 +137,7 @@ func run(endpoints, prefix, iface, publicIP, subnetFile string, ipMasq bool, res
 		return fmt.Errorf("subnet file: %w", err)
 	}
 	log.Infof("flannel is ready: subnet %s, wrote %s", bn.Lease().Subnet, subnetFile)
+	ready.Store(true)
 	wg.Add(1)
 	go func() { defer wg.Done(); bn.Run(ctx) }()
 	if err := sm.CompleteLease(ctx, bn.Lease(), &wg); err != nil && !errors.Is(err, context.Canceled) {
@@ -137,6 +147,29 @@ func run(endpoints, prefix, iface, publicIP, subnetFile string, ipMasq bool, res
 	wg.Wait()
 	log.Info("exiting")
 	return nil
+}
+
+// ready is set once the lease, backend, rules and subnet file are in place.
+var ready atomic.Bool
+
+// serveHealthz serves /healthz (always 200) and /readyz (200 once ready),
+// as upstream's flanneld does.
+func serveHealthz(addr string) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "flanneld is running") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "flanneld is not ready yet")
+			return
+		}
+		fmt.Fprintln(w, "flanneld is ready")
+	})
+	go func() {
+		if err := http.ListenAndServe(addr, mux); err != nil {
+			log.Errorf("healthz server on %s: %v", addr, err)
+		}
+	}()
 }
 
 // readCIDR reads key's IPv4 network from a subnet.env, the zero network when
