@@ -15,7 +15,7 @@ import (
 
 // Exec runs argv inside the namespace of target (a node, pod or "underlay")
 // of lab name, with the terminal attached, TWILL_ROOT set to the node's root
-// and TWILL_ETCD_ENDPOINTS to the lab's etcd. In kube mode KUBECONFIG is the
+// and TWILL_ETCD_ENDPOINTS and TWILL_ETCD_PREFIX to the lab's etcd and prefix. In kube mode KUBECONFIG is the
 // lab's admin kubeconfig and kubectl's directory leads PATH. It returns argv's exit status.
 // Ctrl-C goes to the command; Exec waits for it.
 func Exec(name, target string, argv []string) (int, error) {
@@ -32,7 +32,7 @@ func Exec(name, target string, argv []string) (int, error) {
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), "TWILL_ETCD_ENDPOINTS="+st.EtcdEndpoint)
+	cmd.Env = append(os.Environ(), "TWILL_ETCD_ENDPOINTS="+st.EtcdEndpoint, "TWILL_ETCD_PREFIX="+st.prefix())
 	if t.Node != nil {
 		cmd.Env = append(cmd.Env, "TWILL_ROOT="+t.Node.Root)
 	}

@@ -7,9 +7,11 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/twillnet/twill/cni/invoke"
 	"github.com/twillnet/twill/lease"
+	leaseetcd "github.com/twillnet/twill/lease/etcd"
 	"github.com/twillnet/twill/subnetfile"
 )
 
@@ -184,4 +186,21 @@ func setupPodFlannel(ctx context.Context, st *State, n *Node, p *Pod) error {
 		}
 	}
 	return startServer(st, p)
+}
+
+// Leases returns the leases in lab name's etcd under its prefix (Flannel's
+// and twill's alike), as every node's store sees them.
+func Leases(ctx context.Context, name string) ([]lease.Lease, error) {
+	st, err := Load(name)
+	if err != nil {
+		return nil, err
+	}
+	c, err := etcdClient(st)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return leaseetcd.List(ctx, c, st.prefix())
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/twillnet/twill/cni"
 	"github.com/twillnet/twill/cni/invoke"
@@ -59,7 +60,7 @@ func twillPluginConfig(root string) []byte {
 // AddPod creates one more pod on node of lab name through the node's
 // current CNI plugin (twill-cni with the node's installed conflist, or
 // bridge and host-local on a Flannel node), starts its server and records
-// it. It returns the new pod.
+// it once its server answers. It returns the new pod.
 func AddPod(ctx context.Context, name, node string) (Pod, error) {
 	if err := requireRoot(); err != nil {
 		return Pod{}, err
@@ -90,7 +91,11 @@ func AddPod(ctx context.Context, name, node string) (Pod, error) {
 		return Pod{}, err
 	}
 	n.Pods = append(n.Pods, p)
-	return p, st.save()
+	if err := st.save(); err != nil {
+		return p, err
+	}
+	one := &State{Name: st.Name, Nodes: []Node{{Name: n.Name, Pods: []Pod{p}}}}
+	return p, waitServers(ctx, one, 5*time.Second)
 }
 
 // setupPodCNI creates pod p of node n through the twill-cni plugin (agent

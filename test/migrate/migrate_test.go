@@ -1,0 +1,388 @@
+package migrate
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twillnet/twill/lab"
+	"github.com/twillnet/twill/migrate"
+)
+
+// twill and twillCNI are the binaries under test, built by TestMain.
+var twill, twillCNI string
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "test/migrate: these tests build network namespaces and need root; run `make test` as root (CI does)")
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "twill-migrate-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	twill, twillCNI = filepath.Join(dir, "twill"), filepath.Join(dir, "twill-cni")
+	for bin, pkg := range map[string]string{twill: "../../cmd/twill", twillCNI: "../../cmd/twill-cni"} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "test/migrate: go build %s: %v\n%s", pkg, err, out)
+			return 1
+		}
+	}
+	// etcd and flanneld (bridge, host-local and portmap beside it) come
+	// from scripts/setup.sh.
+	for env, name := range map[string]string{"TWILL_ETCD_BIN": "etcd", "TWILL_FLANNELD_BIN": "flanneld"} {
+		if os.Getenv(env) != "" {
+			continue
+		}
+		p, _ := filepath.Abs("../../bin/" + name)
+		if _, err := os.Stat(p); err != nil {
+			fmt.Fprintf(os.Stderr, "test/migrate: bin/%s missing: run `make tools` (or `make test`, which does)\n", name)
+			return 1
+		}
+		os.Setenv(env, p)
+	}
+	return m.Run()
+}
+
+// tw runs the twill binary (bounded to 2 minutes) and returns its combined
+// output and exit code.
+func tw(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, twill, args...)
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return buf.String(), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatalf("twill %s: %v", strings.Join(args, " "), err)
+	}
+	return buf.String(), 0
+}
+
+// in runs argv inside a node or pod of lab name and requires success.
+func in(t *testing.T, name, target string, argv ...string) string {
+	t.Helper()
+	out, code := tw(t, append([]string{"lab", "exec", target, "--name", name, "--"}, argv...)...)
+	if code != 0 {
+		t.Fatalf("in %s: %s: exit %d\n%s", target, strings.Join(argv, " "), code, out)
+	}
+	return out
+}
+
+func load(t *testing.T, name string) *lab.State {
+	t.Helper()
+	st, err := lab.Load(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestMigrateVXLAN: a 3-node lab all on flanneld (vxlan), long TCP streams
+// between pods of every pair of nodes; the nodes move to twill one at a
+// time (a mixed cluster in between), then one goes back to Flannel.
+func TestMigrateVXLAN(t *testing.T) { migrateRoundTrip(t, lab.BackendVXLAN, "v") }
+
+// TestMigrateHostGW is the same with the host-gw backend.
+func TestMigrateHostGW(t *testing.T) { migrateRoundTrip(t, lab.BackendHostGW, "g") }
+
+func migrateRoundTrip(t *testing.T, backend, suffix string) {
+	name := fmt.Sprintf("twmig%d%s", os.Getpid()%10000, suffix)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	_ = lab.Down(context.Background(), name, nil)
+	t.Cleanup(func() {
+		if err := lab.Down(context.Background(), name, nil); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	st, err := lab.Up(ctx, lab.Config{Name: name, Nodes: 3, Pods: 2, Backend: backend, Agent: true,
+		Self: twill, CNIBin: twillCNI, FlannelNodes: 3})
+	if err != nil {
+		t.Fatalf("lab up with 3 Flannel nodes: %v", err)
+	}
+	subnets := map[string]string{}
+	podIPs := map[string]string{}
+	for _, n := range st.Nodes {
+		subnets[n.IP] = n.Subnet
+		for _, p := range n.Pods {
+			podIPs[p.Name] = p.IP
+		}
+	}
+	checkLeases(t, name, subnets, nil)
+	everyPairTalks(t, name)
+
+	// Long streams between pods of every ordered pair of nodes, until the end.
+	sctx, stopStreams := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	results := make([]lab.StreamResult, 0, 6)
+	var mu sync.Mutex
+	for _, a := range st.Nodes {
+		for _, b := range st.Nodes {
+			if a.Index == b.Index {
+				continue
+			}
+			from, to := a.Pods[0].Namespace, fmt.Sprintf("%s:%d", b.Pods[0].IP, lab.EchoPort)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := lab.Stream(sctx, from, to, 10*time.Minute, 100*time.Millisecond)
+				mu.Lock()
+				results = append(results, r)
+				mu.Unlock()
+			}()
+		}
+	}
+	streamsDone := false
+	finishStreams := func() {
+		if streamsDone {
+			return
+		}
+		streamsDone = true
+		stopStreams()
+		wg.Wait()
+	}
+	defer finishStreams()
+	time.Sleep(time.Second) // every stream is connected and running
+
+	twillNodes := map[string]bool{}
+	for _, n := range st.Nodes {
+		rep := switchNode(ctx, t, name, n.Name, migrate.FromFlannel)
+		twillNodes[n.Name] = true
+		// The plan kept the pods' allocations and the subnet.
+		for _, p := range n.Pods {
+			if !contains(rep.Allocations, p.IP) {
+				t.Errorf("%s: the plan's allocations %v miss pod %s %s", n.Name, rep.Allocations, p.Name, p.IP)
+			}
+		}
+		if !strings.HasPrefix(rep.Subnet, strings.TrimSuffix(n.Subnet, "0/24")) {
+			t.Errorf("%s: plan subnet %s, want %s", n.Name, rep.Subnet, n.Subnet)
+		}
+		noFlannelLeft(t, name, n.Name, backend)
+		checkLeases(t, name, subnets, twillNodes)
+		doctorClean(t, name, n.Name)
+		// A new pod never gets an address a running pod has.
+		p, err := lab.AddPod(ctx, name, n.Name)
+		if err != nil {
+			t.Fatalf("new pod on migrated %s: %v", n.Name, err)
+		}
+		for other, ip := range podIPs {
+			if ip == p.IP {
+				t.Fatalf("new pod %s on %s got %s, the address of running pod %s", p.Name, n.Name, p.IP, other)
+			}
+		}
+		if !netip.MustParsePrefix(n.Subnet).Contains(netip.MustParseAddr(p.IP)) {
+			t.Fatalf("new pod %s got %s, outside %s's subnet %s", p.Name, p.IP, n.Name, n.Subnet)
+		}
+		podIPs[p.Name] = p.IP
+		// The mixed cluster (and at the end the twill one) connects every pair.
+		everyPairTalks(t, name)
+	}
+
+	// The way back for one node.
+	back := st.Nodes[2].Name
+	switchNode(ctx, t, name, back, migrate.ToFlannel)
+	delete(twillNodes, back)
+	links := in(t, name, back, "ip", "-o", "link")
+	if strings.Contains(links, "twill.") || (backend == lab.BackendVXLAN && !strings.Contains(links, "flannel.1")) {
+		t.Errorf("%s after to-flannel: links\n%s", back, links)
+	}
+	if rules := in(t, name, back, "iptables-nft-save"); strings.Contains(rules, "TWILL") {
+		t.Errorf("%s after to-flannel keeps twill's rules:\n%s", back, rules)
+	}
+	checkLeases(t, name, subnets, twillNodes)
+	everyPairTalks(t, name)
+
+	// Every pod still has its address, on its own eth0, and no address twice.
+	seen := map[string]string{}
+	for _, n := range load(t, name).Nodes {
+		for _, p := range n.Pods {
+			if want, ok := podIPs[p.Name]; !ok || want != p.IP {
+				t.Errorf("pod %s: address %s, want %s", p.Name, p.IP, want)
+			}
+			if o, dup := seen[p.IP]; dup {
+				t.Errorf("pods %s and %s both have %s", o, p.Name, p.IP)
+			}
+			seen[p.IP] = p.Name
+			if out := in(t, name, p.Name, "ip", "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(out, " "+p.IP+"/") {
+				t.Errorf("pod %s lost its address %s:\n%s", p.Name, p.IP, out)
+			}
+		}
+	}
+
+	finishStreams()
+	if len(results) != 6 {
+		t.Fatalf("%d stream results, want 6", len(results))
+	}
+	for _, r := range results {
+		t.Logf("stream %s -> %s: %d round trips in %s over one connection (slowest %s), reset: %v", r.From, r.To, r.RoundTrips, r.Took.Round(10*time.Millisecond), r.Longest.Round(time.Millisecond), r.Reset)
+		if r.Reset || r.RoundTrips == 0 || (r.Err != "" && r.Err != "interrupted") {
+			t.Errorf("stream %s -> %s did not survive the migrations: %s", r.From, r.To, r)
+		}
+	}
+}
+
+// migrateReport is the part of `twill migrate -o json` the test reads.
+type migrateReport struct {
+	Subnet      string   `json:"subnet"`
+	Allocations []string `json:"allocations"`
+	Done        []string `json:"done"`
+	Error       string   `json:"error"`
+}
+
+// switchNode moves node from one daemon to the other: stop it, switch the
+// lab's record, migrate, start the other (which waits until it is ready).
+func switchNode(ctx context.Context, t *testing.T, name, node, dir string) migrateReport {
+	t.Helper()
+	for _, action := range []string{lab.AgentStop, lab.AgentSwitch} {
+		if err := lab.AgentControl(ctx, name, node, action, nil); err != nil {
+			t.Fatalf("%s: lab agent %s: %v", node, action, err)
+		}
+	}
+	n := findNode(t, name, node)
+	// A dry run changes nothing and plans what the real run does.
+	dry, code := tw(t, "migrate", dir, "--netns", n.Namespace, "--root", n.Root, "--dry-run", "-o", "json")
+	var plan migrateReport
+	if code != 0 || json.Unmarshal([]byte(dry), &plan) != nil || len(plan.Done) != 0 {
+		t.Fatalf("%s: migrate %s --dry-run: exit %d\n%s", node, dir, code, dry)
+	}
+	out, code := tw(t, "migrate", dir, "--netns", n.Namespace, "--root", n.Root, "-o", "json")
+	var rep migrateReport
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.Error != "" || len(rep.Done) == 0 {
+		t.Fatalf("%s: migrate %s: exit %d\n%s", node, dir, code, out)
+	}
+	if len(rep.Done) != countSteps(dry) {
+		t.Errorf("%s: migrate %s did %d steps, the dry run planned %d", node, dir, len(rep.Done), countSteps(dry))
+	}
+	if err := lab.AgentControl(ctx, name, node, lab.AgentStart, nil); err != nil {
+		t.Fatalf("%s: start the new daemon after migrate %s: %v", node, dir, err)
+	}
+	return rep
+}
+
+// countSteps counts the steps of a JSON plan.
+func countSteps(js string) int {
+	var p struct {
+		Steps []json.RawMessage `json:"steps"`
+	}
+	_ = json.Unmarshal([]byte(js), &p)
+	return len(p.Steps)
+}
+
+func findNode(t *testing.T, name, node string) lab.Node {
+	t.Helper()
+	for _, n := range load(t, name).Nodes {
+		if n.Name == node {
+			return n
+		}
+	}
+	t.Fatalf("lab %s has no node %s", name, node)
+	return lab.Node{}
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// checkLeases requires exactly one lease per node, each with the node's
+// subnet from the start (by its PublicIP), named by its node on twill nodes
+// and by none on Flannel nodes: no stale lease, no subnet moved.
+func checkLeases(t *testing.T, name string, subnets map[string]string, twillNodes map[string]bool) {
+	t.Helper()
+	// The new daemon writes its lease before it reports ready: one read.
+	ls, err := lab.Leases(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ls) != len(subnets) {
+		t.Fatalf("%d leases, want %d (one per node): %v", len(ls), len(subnets), ls)
+	}
+	byIP := map[string]string{}
+	for _, n := range load(t, name).Nodes {
+		byIP[n.IP] = n.Name
+	}
+	for _, l := range ls {
+		ip := l.Attrs.PublicIP.String()
+		if subnets[ip] != l.Subnet.String() {
+			t.Errorf("lease %s of %s: want subnet %s (unchanged)", l.Subnet, ip, subnets[ip])
+		}
+		want := ""
+		if twillNodes[byIP[ip]] {
+			want = byIP[ip]
+		}
+		if l.Attrs.Node != want {
+			t.Errorf("lease %s of %s names node %q, want %q", l.Subnet, ip, l.Attrs.Node, want)
+		}
+	}
+}
+
+// noFlannelLeft requires that nothing of Flannel is left on node.
+func noFlannelLeft(t *testing.T, name, node, backend string) {
+	t.Helper()
+	n := findNode(t, name, node)
+	if links := in(t, name, node, "ip", "-o", "link"); strings.Contains(links, "flannel.") {
+		t.Errorf("%s: a flannel device is left:\n%s", node, links)
+	} else if backend == lab.BackendVXLAN && !strings.Contains(links, "twill.1") {
+		t.Errorf("%s: no twill.1 after the migration:\n%s", node, links)
+	}
+	for _, save := range []string{"iptables-nft-save", "iptables-legacy-save"} {
+		if rules := in(t, name, node, save); strings.Contains(rules, "FLANNEL") {
+			t.Errorf("%s: %s shows Flannel's rules:\n%s", node, save, rules)
+		}
+	}
+	for _, f := range []string{"run/flannel/subnet.env", "etc/cni/net.d/" + migrate.FlannelConflist} {
+		if _, err := os.Stat(filepath.Join(n.Root, f)); err == nil {
+			t.Errorf("%s: /%s is left", node, f)
+		}
+	}
+}
+
+// doctorClean requires `twill doctor` to find nothing on node.
+func doctorClean(t *testing.T, name, node string) {
+	t.Helper()
+	out, code := tw(t, "lab", "exec", node, "--name", name, "--", twill, "doctor")
+	if code != 0 || !strings.Contains(out, "no problems found") {
+		t.Errorf("doctor on migrated %s: exit %d\n%s", node, code, out)
+	}
+}
+
+// everyPairTalks requires every pod to reach every pod of the other nodes.
+func everyPairTalks(t *testing.T, name string) {
+	t.Helper()
+	st := load(t, name)
+	for _, a := range st.Nodes {
+		for _, b := range st.Nodes {
+			if a.Index == b.Index {
+				continue
+			}
+			for _, p := range a.Pods {
+				q := b.Pods[len(b.Pods)-1]
+				if _, err := lab.Call(context.Background(), p.Namespace, fmt.Sprintf("%s:%d", q.IP, lab.ServerPort), 3*time.Second, false); err != nil {
+					t.Errorf("%s -> %s (%s): %v", p.Name, q.Name, q.IP, err)
+				}
+			}
+		}
+	}
+}
