@@ -351,34 +351,28 @@ func findConflist(s *nodestate.Snapshot, typ string) (*conflist, string, int, er
 // twill alone named DefaultCNINetwork when the node has none. It returns
 // the content, the network name and the Flannel conflist's path.
 func twillConflist(s *nodestate.Snapshot) (string, string, string, error) {
-	c, path, i, err := findConflist(s, "flannel")
-	if err != nil {
-		return "", "", "", err
-	}
-	if c == nil {
-		c = &conflist{Name: DefaultCNINetwork, Plugins: []map[string]any{{}}}
-	}
-	c.CNIVersion = "1.0.0"
-	c.Plugins[i] = map[string]any{"type": "twill"}
-	b, err := json.Marshal(c)
-	if err != nil {
-		return "", "", "", err
-	}
-	return string(b) + "\n", c.Name, path, nil
+	return swapPlugin(s, "flannel", "1.0.0", map[string]any{"type": "twill"})
 }
 
 // flannelConflist is the way back: twill's conflist with twill's plugin
 // replaced by flannel's (kube-flannel's delegate keys).
 func flannelConflist(s *nodestate.Snapshot) (string, string, string, error) {
-	c, path, i, err := findConflist(s, "twill")
+	return swapPlugin(s, "twill", "0.3.1", map[string]any{"type": "flannel", "delegate": map[string]any{"hairpinMode": true, "isDefaultGateway": true}})
+}
+
+// swapPlugin replaces the plugin of type from in the node's conflist with
+// to (a new conflist of to alone when there is none), in spec version
+// version.
+func swapPlugin(s *nodestate.Snapshot, from, version string, to map[string]any) (string, string, string, error) {
+	c, path, i, err := findConflist(s, from)
 	if err != nil {
 		return "", "", "", err
 	}
 	if c == nil {
 		c = &conflist{Name: DefaultCNINetwork, Plugins: []map[string]any{{}}}
 	}
-	c.CNIVersion = "0.3.1"
-	c.Plugins[i] = map[string]any{"type": "flannel", "delegate": map[string]any{"hairpinMode": true, "isDefaultGateway": true}}
+	c.CNIVersion = version
+	c.Plugins[i] = to
 	b, err := json.Marshal(c)
 	if err != nil {
 		return "", "", "", err
