@@ -39,14 +39,14 @@ type captureFlags struct {
 }
 
 // register adds the capture flags to fs. Defaults come from the environment:
-// TWILL_ROOT for --root and TWILL_ETCD_ENDPOINTS (comma separated) for
-// --etcd-endpoints.
+// TWILL_ROOT for --root, TWILL_ETCD_ENDPOINTS (comma separated) for
+// --etcd-endpoints and TWILL_ETCD_PREFIX for --etcd-prefix.
 func (f *captureFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.netns, "netns", "", "capture the named network namespace (see 'ip netns list') instead of the current one")
 	fs.StringVar(&f.root, "root", os.Getenv("TWILL_ROOT"), "read the node's files (CNI config, subnet file) under this directory (env TWILL_ROOT; the lab keeps each node's files under its own root)")
 	fs.StringVar(&f.node, "node", "", "node name to record in the snapshot")
 	fs.StringSliceVar(&f.etcdEndpoints, "etcd-endpoints", splitList(os.Getenv("TWILL_ETCD_ENDPOINTS")), "etcd endpoints to read all nodes' leases from, comma separated (env TWILL_ETCD_ENDPOINTS); reached from inside --netns")
-	fs.StringVar(&f.etcdPrefix, "etcd-prefix", lease.DefaultPrefix, "etcd key prefix of the leases")
+	fs.StringVar(&f.etcdPrefix, "etcd-prefix", envOr("TWILL_ETCD_PREFIX", lease.DefaultPrefix), "etcd key prefix of the leases (env TWILL_ETCD_PREFIX)")
 	fs.StringVar(&f.store, "store", envOr("TWILL_STORE", storeEtcd), "where to read all nodes' leases: etcd (--etcd-endpoints) or kubernetes (Node objects via $KUBECONFIG or the in-cluster config) (env TWILL_STORE)")
 }
 
