@@ -31,13 +31,18 @@ func TestAnnotationsEncoding(t *testing.T) {
 		"twill.io/public-ip":    "192.168.1.10",
 		"twill.io/backend-type": "vxlan",
 		"twill.io/backend-data": `{"VtepMAC":"0e:11:22:33:44:55"}`,
+		// Flannel's set, which flanneld on other nodes reads.
+		"flannel.alpha.coreos.com/public-ip":           "192.168.1.10",
+		"flannel.alpha.coreos.com/backend-type":        "vxlan",
+		"flannel.alpha.coreos.com/backend-data":        `{"VtepMAC":"0e:11:22:33:44:55"}`,
+		"flannel.alpha.coreos.com/kube-subnet-manager": "true",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Annotations = %v, want %v", got, want)
 	}
 	hostgw := Annotations(lease.Request{Node: "n1", PublicIP: req.PublicIP, BackendType: "host-gw"})
-	if _, ok := hostgw[AnnotationBackendData]; ok || len(hostgw) != 2 {
-		t.Fatalf("host-gw annotations = %v, want public-ip and backend-type only", hostgw)
+	if _, ok := hostgw[AnnotationBackendData]; ok || len(hostgw) != 6 || hostgw[FlannelAnnotationBackendData] != "null" {
+		t.Fatalf("host-gw annotations = %v, want public-ip and backend-type of both sets, Flannel's backend-data null and kube-subnet-manager", hostgw)
 	}
 
 	// The patch writes want's keys and removes twill's others; nil removes all.
@@ -50,16 +55,21 @@ func TestAnnotationsEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := p.Metadata.Annotations
-	if len(a) != 3 || a[AnnotationPublicIP] == nil || *a[AnnotationPublicIP] != "192.168.1.10" || a[AnnotationBackendData] != nil {
+	if len(a) != len(annotationKeys) || a[AnnotationPublicIP] == nil || *a[AnnotationPublicIP] != "192.168.1.10" || a[AnnotationBackendData] != nil {
 		t.Fatalf("patch for host-gw = %s: want public-ip and backend-type set, backend-data null", annotationPatch(hostgw))
 	}
-	if got := string(annotationPatch(nil)); got != `{"metadata":{"annotations":{"twill.io/backend-data":null,"twill.io/backend-type":null,"twill.io/public-ip":null}}}` {
+	if got := string(annotationPatch(nil)); got != `{"metadata":{"annotations":{"flannel.alpha.coreos.com/backend-data":null,"flannel.alpha.coreos.com/backend-type":null,"flannel.alpha.coreos.com/kube-subnet-manager":null,"flannel.alpha.coreos.com/public-ip":null,"twill.io/backend-data":null,"twill.io/backend-type":null,"twill.io/public-ip":null}}}` {
 		t.Fatalf("release patch = %s", got)
 	}
-	if annotationsDiffer(map[string]string{"other": "x", AnnotationPublicIP: "192.168.1.10", AnnotationBackendType: "host-gw"}, hostgw) {
+	same := map[string]string{"other": "x"}
+	for k, v := range hostgw {
+		same[k] = v
+	}
+	if annotationsDiffer(same, hostgw) {
 		t.Fatal("annotationsDiffer: other annotations must not count")
 	}
-	if !annotationsDiffer(map[string]string{AnnotationPublicIP: "192.168.1.10", AnnotationBackendType: "host-gw", AnnotationBackendData: "{}"}, hostgw) {
+	same[AnnotationBackendData] = "{}"
+	if !annotationsDiffer(same, hostgw) {
 		t.Fatal("annotationsDiffer: a stale backend-data must count")
 	}
 }
@@ -78,6 +88,19 @@ func TestLeaseOf(t *testing.T) {
 		{"dual-stack takes the IPv4 podCIDR", NodeInfo{Name: "n2", PodCIDRs: []string{"fd00:10::/64", "10.244.2.0/24"}, Annotations: ann},
 			lease.Lease{Subnet: netip.MustParsePrefix("10.244.2.0/24"), Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("192.168.1.11"), BackendType: "vxlan", BackendData: &lease.BackendData{VtepMAC: "0e:00:00:00:00:02"}, Node: "n2"}}, true, ""},
 		{"not a twill node", NodeInfo{Name: "n3", PodCIDR: "10.244.3.0/24"}, lease.Lease{}, false, ""},
+		{"a Flannel node (flanneld --kube-subnet-mgr)", NodeInfo{Name: "f1", PodCIDR: "10.244.9.0/24", Annotations: map[string]string{
+			FlannelAnnotationKubeSubnetManager: "true", FlannelAnnotationPublicIP: "192.168.1.19", FlannelAnnotationBackendType: "vxlan",
+			FlannelAnnotationBackendData: `{"VNI":1,"VtepMAC":"5a:1b:2c:3d:4e:5f"}`}},
+			lease.Lease{Subnet: netip.MustParsePrefix("10.244.9.0/24"), Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("192.168.1.19"), BackendType: "vxlan", BackendData: &lease.BackendData{VtepMAC: "5a:1b:2c:3d:4e:5f"}, Node: "f1"}}, true, ""},
+		{"Flannel's annotations without kube-subnet-manager", NodeInfo{Name: "f2", PodCIDR: "10.244.10.0/24", Annotations: map[string]string{
+			FlannelAnnotationPublicIP: "192.168.1.20", FlannelAnnotationBackendType: "host-gw"}}, lease.Lease{}, false, ""},
+		{"both sets: twill's wins", NodeInfo{Name: "n2", PodCIDR: "10.244.2.0/24", Annotations: map[string]string{
+			AnnotationPublicIP: "192.168.1.11", AnnotationBackendType: "vxlan", AnnotationBackendData: `{"VtepMAC":"0e:00:00:00:00:02"}`,
+			FlannelAnnotationKubeSubnetManager: "true", FlannelAnnotationPublicIP: "192.168.1.99", FlannelAnnotationBackendType: "host-gw"}},
+			lease.Lease{Subnet: netip.MustParsePrefix("10.244.2.0/24"), Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("192.168.1.11"), BackendType: "vxlan", BackendData: &lease.BackendData{VtepMAC: "0e:00:00:00:00:02"}, Node: "n2"}}, true, ""},
+		{"bad Flannel public ip names Flannel's key", NodeInfo{Name: "f3", PodCIDR: "10.244.11.0/24", Annotations: map[string]string{
+			FlannelAnnotationKubeSubnetManager: "true", FlannelAnnotationPublicIP: "x"}}, lease.Lease{}, false,
+			`node f3: annotation flannel.alpha.coreos.com/public-ip="x": not an IP address`},
 		{"no podCIDR yet", NodeInfo{Name: "n3", Annotations: ann}, lease.Lease{}, false, ""},
 		{"bad public ip", NodeInfo{Name: "n4", PodCIDR: "10.244.4.0/24", Annotations: map[string]string{AnnotationPublicIP: "nope"}}, lease.Lease{}, false,
 			`node n4: annotation twill.io/public-ip="nope": not an IP address`},

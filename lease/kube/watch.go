@@ -20,8 +20,9 @@ const watchDebounce = 100 * time.Millisecond
 
 // Watch follows the Node objects with an informer and sends the full lease
 // set (every Node with an IPv4 podCIDR and twill's twill.io/public-ip
-// annotation, sorted by subnet) once the first list arrived, then after
-// every change that matters (podCIDR, twill annotations, a Node added or
+// annotation or Flannel's, see LeaseOf; sorted by subnet) once the first
+// list arrived, then after every change that matters (podCIDR, twill's or
+// Flannel's annotations, a Node added or
 // deleted), changes within 100ms coalesced. Status updates (heartbeats)
 // send nothing. A deleted Node disappears from the next set, so its peers
 // remove its routes. Nodes whose podCIDR lies outside the cluster network
