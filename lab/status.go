@@ -48,6 +48,8 @@ type NodeStatus struct {
 // AgentStatus is a node's agent in a Report.
 type AgentStatus struct {
 	ProcessStatus
+	// Daemon is "twill agent", or "flanneld" on a Flannel node.
+	Daemon string `json:"daemon"`
 	// Paused is true when the agent is stopped with SIGSTOP (lab break, lab agent pause).
 	Paused bool `json:"paused"`
 	// Ready is true when /readyz answered 200.
@@ -156,7 +158,7 @@ func Status(ctx context.Context, name string) (*Report, error) {
 
 // agentStatus checks node n's agent: alive, paused, and (when running) /readyz.
 func agentStatus(ctx context.Context, n *Node) *AgentStatus {
-	a := &AgentStatus{ProcessStatus: procStatus(n.Agent), Paused: n.Agent.Paused()}
+	a := &AgentStatus{ProcessStatus: procStatus(n.Agent), Paused: n.Agent.Paused(), Daemon: daemonName(n)}
 	switch {
 	case !a.Alive:
 		a.NotReady = "not running"
@@ -216,7 +218,11 @@ func (r *Report) Print(w io.Writer) {
 			case !a.Ready:
 				state = "NOT READY"
 			}
-			proc = fmt.Sprintf("agent pid %d %s", a.PID, state)
+			what := "agent"
+			if a.Daemon == "flanneld" {
+				what = "flanneld"
+			}
+			proc = fmt.Sprintf("%s pid %d %s", what, a.PID, state)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Namespace, n.IP, n.Subnet, proc)
 		for _, p := range n.Pods {

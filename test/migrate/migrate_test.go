@@ -162,6 +162,8 @@ func migrateRoundTrip(t *testing.T, backend, suffix string) {
 	defer finishStreams()
 	time.Sleep(time.Second) // every stream is connected and running
 
+	refusedWhileFlanneldRuns(t, name, st.Nodes[0], backend)
+
 	twillNodes := map[string]bool{}
 	for _, n := range st.Nodes {
 		rep := switchNode(ctx, t, name, n.Name, migrate.FromFlannel)
@@ -237,6 +239,48 @@ func migrateRoundTrip(t *testing.T, backend, suffix string) {
 			t.Errorf("stream %s -> %s did not survive the migrations: %s", r.From, r.To, r)
 		}
 	}
+}
+
+// refusedWhileFlanneldRuns: migrate on a node whose flanneld still runs
+// says so, exits 1 and changes nothing.
+func refusedWhileFlanneldRuns(t *testing.T, name string, n lab.Node, backend string) {
+	t.Helper()
+	before := in(t, name, n.Name, "ip", "-o", "link") + in(t, name, n.Name, "iptables-nft-save", "-t", "nat")
+	env, _ := os.ReadFile(filepath.Join(n.Root, "run/flannel/subnet.env"))
+	out, code := tw(t, "migrate", migrate.FromFlannel, "--netns", n.Namespace, "--root", n.Root, "-o", "json")
+	var rep migrateReport
+	if code != 1 || json.Unmarshal([]byte(out), &rep) != nil || !strings.Contains(rep.Error, "flanneld (pid") || len(rep.Done) != 0 {
+		t.Fatalf("migrate with flanneld running: exit %d, want 1 and an error naming flanneld:\n%s", code, out)
+	}
+	after := in(t, name, n.Name, "ip", "-o", "link") + in(t, name, n.Name, "iptables-nft-save", "-t", "nat")
+	env2, _ := os.ReadFile(filepath.Join(n.Root, "run/flannel/subnet.env"))
+	if linkNames(before) != linkNames(after) || countLines(before, "FLANNEL") != countLines(after, "FLANNEL") || string(env) != string(env2) || len(env) == 0 {
+		t.Fatalf("a refused migrate changed the node:\nbefore %s\nafter %s", before, after)
+	}
+	if out, code := tw(t, "migrate", migrate.FromFlannel, "--netns", n.Namespace, "-o", "yaml"); code != 2 || !strings.Contains(out, "--output") {
+		t.Errorf("migrate -o yaml: exit %d, want 2 naming --output:\n%s", code, out)
+	}
+}
+
+// linkNames are the names of `ip -o link` lines, in order.
+func linkNames(out string) string {
+	var names []string
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 1 && strings.HasSuffix(f[0], ":") {
+			names = append(names, f[1])
+		}
+	}
+	return strings.Join(names, " ")
+}
+
+func countLines(out, sub string) int {
+	n := 0
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, sub) {
+			n++
+		}
+	}
+	return n
 }
 
 // migrateReport is the part of `twill migrate -o json` the test reads.
