@@ -114,7 +114,7 @@ const (
 	TwillConflist   = "10-twill.conflist"
 )
 
-// Plan computes the migration of a node in direction dir from its observed
+// PlanFor computes the migration of a node in direction dir from its observed
 // state. It changes nothing; an error means the node is not in a state
 // the migration can start from, and says what to do.
 func PlanFor(dir string, o Observed) (Plan, error) {
@@ -146,13 +146,17 @@ func planFromFlannel(o Observed) (Plan, error) {
 	}
 	var info subnetfile.Info
 	var err error
+	src := ""
 	switch {
 	case flEnv != nil && flEnv.Exists:
+		src = flEnv.Path
 		if info, err = subnetfile.Parse(flEnv.Path, flEnv.Content); err != nil {
 			return Plan{}, fmt.Errorf("Flannel's subnet file: %w; fix or remove it (flanneld rewrites it at start), nothing was changed", err)
 		}
 	case twEnv != nil && twEnv.Exists:
-		// A second run after the subnet file is gone: twill's says it.
+		// A second run after the subnet file is gone (an interrupted
+		// migration resumed): twill's, written in step 1, says it.
+		src = twEnv.Path
 		if info, err = subnetfile.Parse(twEnv.Path, twEnv.Content); err != nil {
 			return Plan{}, fmt.Errorf("twill's subnet file: %w; nothing was changed", err)
 		}
@@ -160,7 +164,7 @@ func planFromFlannel(o Observed) (Plan, error) {
 		return Plan{}, fmt.Errorf("%s is missing, so this node's subnet is unknown: start flanneld once more to write it (or write it by hand), then migrate; nothing was changed", subnetfile.FlannelPath)
 	}
 	if !info.Subnet.IsValid() || !info.Network.IsValid() {
-		return Plan{}, fmt.Errorf("%s names no FLANNEL_SUBNET or FLANNEL_NETWORK: start flanneld once more to rewrite it, then migrate; nothing was changed", flEnv.Path)
+		return Plan{}, fmt.Errorf("%s names no subnet or network: start flanneld once more to rewrite it, then migrate; nothing was changed", src)
 	}
 	be := netconf.BackendHostGW
 	if dev != nil {
@@ -207,7 +211,7 @@ func planFromFlannel(o Observed) (Plan, error) {
 	}
 	p.Next = []string{
 		"start twill agent now (with the same etcd and --etcd-prefix as Flannel's, e.g. /coreos.com/network): it adopts this node's lease " + info.Subnet.Masked().String() + " and programs the overlay",
-		"install twill-cni as /opt/cni/bin/twill if the node has none (twill install-cni) and keep the conflist's name " + strconvQuote(name) + " in twill's ConfigMap",
+		fmt.Sprintf("install twill-cni as /opt/cni/bin/twill if the node has none (twill install-cni), with the conflist's name %q in twill's ConfigMap (cni-conf.json)", name),
 		"check the node: twill doctor",
 	}
 	return p, nil
@@ -445,5 +449,3 @@ func flannelRuleSteps(s *nodestate.Snapshot) []Step {
 	}
 	return out
 }
-
-func strconvQuote(s string) string { return fmt.Sprintf("%q", s) }

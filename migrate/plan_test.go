@@ -257,6 +257,29 @@ func TestRefusalsChangeNothing(t *testing.T) {
 	}
 }
 
+// A migration interrupted after Flannel's subnet file was removed resumes:
+// twill's file (its first step) says the subnet, and the device still goes.
+func TestFromFlannelResumes(t *testing.T) {
+	first, err := PlanFor(FromFlannel, flannelNode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := flannelNode()
+	w := stepOf(first, ActionWriteFile, subnetfile.TwillPath)
+	o.Snap.Files.SubnetFiles = []nodestate.File{{Path: w.Target, Exists: true, Content: w.Content}, {Path: root + subnetfile.FlannelPath}}
+	p, err := PlanFor(FromFlannel, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Subnet != "10.244.1.1/24" || p.Steps[len(p.Steps)-1].Target != "flannel.1" {
+		t.Fatalf("resumed plan: subnet %s, steps %+v", p.Subnet, p.Steps)
+	}
+	o.Snap.Files.SubnetFiles[0].Content = "TWILL_MTU=1450\n"
+	if _, err := PlanFor(FromFlannel, o); err == nil || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("resume with a subnet file naming no subnet: %v", err)
+	}
+}
+
 func TestNothingToMigrate(t *testing.T) {
 	o := Observed{Snap: &nodestate.Snapshot{Links: []nodestate.Link{{Name: "eth0", Kind: "veth"}}}}
 	for _, dir := range []string{FromFlannel, ToFlannel} {
