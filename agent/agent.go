@@ -37,6 +37,12 @@ type Options struct {
 	HealthAddr string
 	// FlannelSubnetEnv also writes /run/flannel/subnet.env in Flannel's format.
 	FlannelSubnetEnv bool
+	// TakeOverFlannelDevice deletes Flannel's vxlan device (flannel.<VNI>)
+	// when it holds the VNI and port of twill's, in the same kernel
+	// transaction batch that creates twill's: the shortest gap when a node
+	// moves from Flannel (`twill migrate from-flannel --leave-device`).
+	// Off, the agent names the device and waits for it to go.
+	TakeOverFlannelDevice bool
 	// Log receives the agent's logs (default slog.Default()).
 	Log *slog.Logger
 	// OnHealth, when set, is called with the health server's address.

@@ -146,7 +146,14 @@ func (a *agent) reconcileOnce(ctx context.Context) ([]Repair, error) {
 	// Apply goes on past a failed change; so does the reconcile: one
 	// peer's object the kernel refuses must not leave the firewall and the
 	// subnet file unrepaired. The overlay error is returned at the end.
-	applied, overlayErr := a.deps.Kernel.Apply(ctx, backend.Diff(want, snap))
+	changes := backend.Diff(want, snap)
+	if ce := linkConflict(snap, want); ce != nil && a.opt.TakeOverFlannelDevice && strings.HasPrefix(ce.Holder, "flannel.") {
+		// Deleted right before twill's device is created (the changes are
+		// applied in order): the overlay is down only between the two.
+		changes = append([]backend.Change{{Action: backend.ActionDelete, Kind: backend.KindLink, Link: &backend.LinkSpec{Name: ce.Holder},
+			Reason: fmt.Sprintf("Flannel's device holds VNI %d port %d (--take-over-flannel-device)", ce.Want.VNI, ce.Want.Port)}}, changes...)
+	}
+	applied, overlayErr := a.deps.Kernel.Apply(ctx, changes)
 	for _, r := range applied {
 		repairs = append(repairs, Repair{Kind: r.Kind, Action: r.Action, Object: r.Object, Reason: r.Reason})
 	}

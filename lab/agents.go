@@ -92,7 +92,7 @@ func agentArgv(c Config, prefix string, n Node) []string {
 			"--health-addr", AgentHealthAddr,
 		}
 	}
-	return []string{c.Self, "agent",
+	argv := []string{c.Self, "agent",
 		"--node", n.Name,
 		"--root", n.Root,
 		"--etcd-endpoints", EtcdEndpoint,
@@ -102,6 +102,12 @@ func agentArgv(c Config, prefix string, n Node) []string {
 		"--health-addr", AgentHealthAddr,
 		"--etcd-ttl", c.AgentTTL.String(),
 	}
+	if c.FlannelNodes > 0 {
+		// A node moved from Flannel with `twill migrate from-flannel
+		// --leave-device`: the agent replaces flannel.1 itself.
+		argv = append(argv, "--take-over-flannel-device")
+	}
+	return argv
 }
 
 // writeNetConfFile writes the lab's net-conf.json to node n's root, where

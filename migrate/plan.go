@@ -114,23 +114,32 @@ const (
 	TwillConflist   = "10-twill.conflist"
 )
 
+// PlanOptions change what a plan does.
+type PlanOptions struct {
+	// LeaveDevice (from-flannel) leaves Flannel's vxlan device to the agent,
+	// started with --take-over-flannel-device: it deletes the device right
+	// before it creates its own, once it holds the lease and knows the
+	// peers, so the overlay is down only between the two.
+	LeaveDevice bool
+}
+
 // PlanFor computes the migration of a node in direction dir from its observed
 // state. It changes nothing; an error means the node is not in a state
 // the migration can start from, and says what to do.
-func PlanFor(dir string, o Observed) (Plan, error) {
+func PlanFor(dir string, o Observed, opt PlanOptions) (Plan, error) {
 	if o.Snap == nil {
 		return Plan{}, errors.New("migrate: no node state")
 	}
 	switch dir {
 	case FromFlannel:
-		return planFromFlannel(o)
+		return planFromFlannel(o, opt)
 	case ToFlannel:
 		return planToFlannel(o)
 	}
 	return Plan{}, fmt.Errorf("migrate: direction %q: want %s or %s", dir, FromFlannel, ToFlannel)
 }
 
-func planFromFlannel(o Observed) (Plan, error) {
+func planFromFlannel(o Observed, opt PlanOptions) (Plan, error) {
 	if d, ok := running(o, DaemonFlanneld); ok {
 		return Plan{}, fmt.Errorf("flanneld (pid %d) still runs on this node: stop it first (take the node out of Flannel's DaemonSet with a node label, or systemctl stop flanneld), then migrate; nothing was changed", d.PID)
 	}
@@ -205,12 +214,16 @@ func planFromFlannel(o Observed) (Plan, error) {
 	// 5. Last, the vxlan device: from here until the agent has created
 	// twill.<VNI> (well under a second), cross-node packets are dropped and
 	// retransmitted, not reset.
-	if dev != nil {
+	agent := "start twill agent now"
+	if dev != nil && opt.LeaveDevice {
+		agent = "start twill agent now with --take-over-flannel-device (it replaces " + dev.Name + " with its own device at its first reconcile)"
+	}
+	if dev != nil && !opt.LeaveDevice {
 		p.Steps = append(p.Steps, Step{Action: ActionDeleteLink, Target: dev.Name,
 			Why: fmt.Sprintf("Flannel's vxlan device holds VNI %d port %d, which twill's needs; deleted last, so the gap until the agent's own device is short (packets in it are retransmitted, TCP streams keep going)", dev.Vxlan.VNI, dev.Vxlan.Port)})
 	}
 	p.Next = []string{
-		"start twill agent now (with the same etcd and --etcd-prefix as Flannel's, e.g. /coreos.com/network): it adopts this node's lease " + info.Subnet.Masked().String() + " and programs the overlay",
+		agent + " (with the same etcd and --etcd-prefix as Flannel's, e.g. /coreos.com/network): it adopts this node's lease " + info.Subnet.Masked().String() + " and programs the overlay",
 		fmt.Sprintf("install twill-cni as /opt/cni/bin/twill if the node has none (twill install-cni), with the conflist's name %q in twill's ConfigMap (cni-conf.json)", name),
 		"check the node: twill doctor",
 	}

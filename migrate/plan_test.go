@@ -71,7 +71,7 @@ func stepOf(p Plan, action, target string) *Step {
 }
 
 func TestFromFlannelKeepsSubnetAndAllocations(t *testing.T) {
-	p, err := PlanFor(FromFlannel, flannelNode())
+	p, err := PlanFor(FromFlannel, flannelNode(), PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestFromFlannelKeepsSubnetAndAllocations(t *testing.T) {
 // The iptables steps, applied to the dump, leave no FLANNEL- chain or jump
 // and keep every other rule.
 func TestFromFlannelRemovesExactlyFlannelsRules(t *testing.T) {
-	p, err := PlanFor(FromFlannel, flannelNode())
+	p, err := PlanFor(FromFlannel, flannelNode(), PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,10 +197,20 @@ func applyRestore(t *testing.T, rs *netfilter.Ruleset, in string) {
 	}
 }
 
+func TestFromFlannelCanLeaveTheDeviceToTheAgent(t *testing.T) {
+	p, err := PlanFor(FromFlannel, flannelNode(), PlanOptions{LeaveDevice: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stepOf(p, ActionDeleteLink, "") != nil || !strings.Contains(p.Next[0], "--take-over-flannel-device") {
+		t.Fatalf("with LeaveDevice: steps %+v, next %q", p.Steps, p.Next[0])
+	}
+}
+
 func TestFromFlannelHostGWHasNoDeviceStep(t *testing.T) {
 	o := flannelNode()
 	o.Snap.Links = o.Snap.Links[:1]
-	p, err := PlanFor(FromFlannel, o)
+	p, err := PlanFor(FromFlannel, o, PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +222,7 @@ func TestFromFlannelHostGWHasNoDeviceStep(t *testing.T) {
 func TestFromFlannelWithoutConflistUsesFlannelsNetworkName(t *testing.T) {
 	o := flannelNode()
 	o.Snap.Files.CNIConfigs = nil
-	p, err := PlanFor(FromFlannel, o)
+	p, err := PlanFor(FromFlannel, o, PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +253,7 @@ func TestRefusalsChangeNothing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := flannelNode()
 			tc.edit(&o)
-			p, err := PlanFor(tc.dir, o)
+			p, err := PlanFor(tc.dir, o, PlanOptions{})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want one containing %q", err, tc.want)
 			}
@@ -260,14 +270,14 @@ func TestRefusalsChangeNothing(t *testing.T) {
 // A migration interrupted after Flannel's subnet file was removed resumes:
 // twill's file (its first step) says the subnet, and the device still goes.
 func TestFromFlannelResumes(t *testing.T) {
-	first, err := PlanFor(FromFlannel, flannelNode())
+	first, err := PlanFor(FromFlannel, flannelNode(), PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := flannelNode()
 	w := stepOf(first, ActionWriteFile, subnetfile.TwillPath)
 	o.Snap.Files.SubnetFiles = []nodestate.File{{Path: w.Target, Exists: true, Content: w.Content}, {Path: root + subnetfile.FlannelPath}}
-	p, err := PlanFor(FromFlannel, o)
+	p, err := PlanFor(FromFlannel, o, PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +285,7 @@ func TestFromFlannelResumes(t *testing.T) {
 		t.Fatalf("resumed plan: subnet %s, steps %+v", p.Subnet, p.Steps)
 	}
 	o.Snap.Files.SubnetFiles[0].Content = "TWILL_MTU=1450\n"
-	if _, err := PlanFor(FromFlannel, o); err == nil || !strings.Contains(err.Error(), "nothing was changed") {
+	if _, err := PlanFor(FromFlannel, o, PlanOptions{}); err == nil || !strings.Contains(err.Error(), "nothing was changed") {
 		t.Fatalf("resume with a subnet file naming no subnet: %v", err)
 	}
 }
@@ -283,7 +293,7 @@ func TestFromFlannelResumes(t *testing.T) {
 func TestNothingToMigrate(t *testing.T) {
 	o := Observed{Snap: &nodestate.Snapshot{Links: []nodestate.Link{{Name: "eth0", Kind: "veth"}}}}
 	for _, dir := range []string{FromFlannel, ToFlannel} {
-		if _, err := PlanFor(dir, o); !errors.Is(err, ErrNothingToMigrate) {
+		if _, err := PlanFor(dir, o, PlanOptions{}); !errors.Is(err, ErrNothingToMigrate) {
 			t.Errorf("%s on a bare node: %v, want ErrNothingToMigrate", dir, err)
 		}
 	}
@@ -292,7 +302,7 @@ func TestNothingToMigrate(t *testing.T) {
 // twillNode is flannelNode after from-flannel and a running agent.
 func twillNode(t *testing.T) Observed {
 	t.Helper()
-	p, err := PlanFor(FromFlannel, flannelNode())
+	p, err := PlanFor(FromFlannel, flannelNode(), PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +317,7 @@ func twillNode(t *testing.T) Observed {
 }
 
 func TestToFlannelIsTheWayBack(t *testing.T) {
-	p, err := PlanFor(ToFlannel, twillNode(t))
+	p, err := PlanFor(ToFlannel, twillNode(t), PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,8 +29,10 @@ type agentOpts struct {
 	health     string
 	resync     time.Duration
 	flannelEnv bool
-	logFormat  string
-	firewall   string
+	// takeOverFlannel is --take-over-flannel-device.
+	takeOverFlannel bool
+	logFormat       string
+	firewall        string
 }
 
 func newAgentCmd() *cobra.Command {
@@ -73,6 +75,7 @@ served on --health-addr.`,
 	fs.StringVar(&o.health, "health-addr", agent.DefaultHealthAddr, `address of /healthz, /readyz and /metrics ("off" to disable)`)
 	fs.DurationVar(&o.resync, "resync", 5*time.Second, "drift-repair interval")
 	fs.BoolVar(&o.flannelEnv, "flannel-subnet-env", false, "also write /run/flannel/subnet.env in Flannel's format")
+	fs.BoolVar(&o.takeOverFlannel, "take-over-flannel-device", false, "delete Flannel's vxlan device (flannel.<VNI>) when it holds twill's VNI and port, right before creating twill's: the shortest gap after 'twill migrate from-flannel --leave-device' (flanneld must be stopped)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.firewall, "firewall", "auto", "firewall backend: auto (like iptables-wrappers: native nftables on nft hosts), nft, iptables-nft or iptables-legacy")
 	return cmd
@@ -89,7 +92,7 @@ func runAgent(cmd *cobra.Command, o *agentOpts) error {
 
 	opt := agent.Options{
 		Node: o.node, Iface: o.iface, Root: o.root, Resync: o.resync,
-		HealthAddr: o.health, FlannelSubnetEnv: o.flannelEnv, Log: log,
+		HealthAddr: o.health, FlannelSubnetEnv: o.flannelEnv, TakeOverFlannelDevice: o.takeOverFlannel, Log: log,
 	}
 	if o.publicIP != "" {
 		ip, err := netip.ParseAddr(o.publicIP)

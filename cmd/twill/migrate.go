@@ -39,6 +39,7 @@ A node without a trace of the old network has nothing to migrate: exit 0.`,
 func newMigrateDirCmd(dir string) *cobra.Command {
 	var (
 		o      migrate.Options
+		popt   migrate.PlanOptions
 		dry    bool
 		output string
 	)
@@ -62,9 +63,14 @@ yet started). In order:
 
 Start twill agent right after (with Flannel's etcd and --etcd-prefix): from
 step 5 until its twill.1 is up, cross-node packets are dropped and
-retransmitted; TCP connections keep going. Then check with 'twill doctor'.`
+retransmitted; TCP connections keep going. Then check with 'twill doctor'.
+
+With --leave-device, step 5 is the agent's: started with
+--take-over-flannel-device, it deletes flannel.1 right before it creates
+twill.1, once it holds the lease and knows the peers (the shortest gap).`
 		example = `  twill migrate from-flannel --dry-run
-  twill migrate from-flannel -o json && twill agent --etcd-prefix /coreos.com/network ...`
+  twill migrate from-flannel -o json && twill agent --etcd-prefix /coreos.com/network ...
+  twill migrate from-flannel --leave-device && twill agent --take-over-flannel-device ...`
 	case migrate.ToFlannel:
 		short = "Hand this node back to Flannel: same subnet, same pod addresses"
 		long = `to-flannel hands the node back to Flannel (twill agent stopped, flanneld not yet
@@ -94,7 +100,7 @@ Start flanneld right after.`
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
-			return runMigrate(ctx, cmd.OutOrStdout(), dir, o, dry, output)
+			return runMigrate(ctx, cmd.OutOrStdout(), dir, o, popt, dry, output)
 		},
 	}
 	fs := cmd.Flags()
@@ -102,6 +108,9 @@ Start flanneld right after.`
 	fs.StringVar(&o.Netns, "netns", "", "migrate the node in this named network namespace (lab and tests)")
 	fs.StringVar(&o.Iface, "iface", "", "underlay interface (default: the default route's)")
 	fs.BoolVar(&dry, "dry-run", false, "print the plan and change nothing")
+	if dir == migrate.FromFlannel {
+		fs.BoolVar(&popt.LeaveDevice, "leave-device", false, "leave flannel.<VNI> to the agent started with --take-over-flannel-device, which replaces it right before creating its own (the shortest gap)")
+	}
 	fs.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }
@@ -118,7 +127,7 @@ type migrateReport struct {
 	Error string `json:"error,omitempty"`
 }
 
-func runMigrate(ctx context.Context, w io.Writer, dir string, o migrate.Options, dry bool, output string) error {
+func runMigrate(ctx context.Context, w io.Writer, dir string, o migrate.Options, popt migrate.PlanOptions, dry bool, output string) error {
 	rep := migrateReport{DryRun: dry, Done: []string{}}
 	rep.Direction = dir
 	finish := func(err error) error {
@@ -145,7 +154,7 @@ func runMigrate(ctx context.Context, w io.Writer, dir string, o migrate.Options,
 	if err != nil {
 		return finish(err)
 	}
-	p, err := migrate.PlanFor(dir, obs)
+	p, err := migrate.PlanFor(dir, obs, popt)
 	if errors.Is(err, migrate.ErrNothingToMigrate) {
 		rep.Nothing = err.Error()
 		if output == "text" {
