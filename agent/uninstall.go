@@ -32,6 +32,11 @@ type UninstallOptions struct {
 	FlannelSubnetEnv bool
 	// KeepBridge leaves the pod bridge cni0 in place.
 	KeepBridge bool
+	// KeepHostGWRoutes leaves a host-gw node's routes to its peers in place
+	// for the next network daemon to take over (`twill migrate
+	// to-flannel`: flanneld programs the same routes); vxlan's device and
+	// what hangs on it go all the same.
+	KeepHostGWRoutes bool
 }
 
 // uninstallFiles are the files twill's agent and its installer write,
@@ -81,12 +86,14 @@ func Uninstall(ctx context.Context, o UninstallOptions) ([]string, error) {
 		// Without the network only the vxlan device (and what hangs on it) is known to be ours.
 		cfg.Network = netip.MustParsePrefix("255.255.255.255/32")
 	}
-	repairs, err := kernel.Teardown(ctx, o.Netns, backend.OwnershipFor(cfg, subnet, dev))
-	for _, r := range repairs {
-		done = append(done, fmt.Sprintf("removed %s %s", r.Kind, r.Object))
-	}
-	if err != nil {
-		errs = append(errs, err)
+	if !(o.KeepHostGWRoutes && cfg.Backend.Type == netconf.BackendHostGW) {
+		repairs, err := kernel.Teardown(ctx, o.Netns, backend.OwnershipFor(cfg, subnet, dev))
+		for _, r := range repairs {
+			done = append(done, fmt.Sprintf("removed %s %s", r.Kind, r.Object))
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 
 	// The firewall, in every backend that holds twill's rules.

@@ -177,7 +177,7 @@ func apply(ctx context.Context, o Options, s Step) error {
 		}
 		return h.LinkDel(l)
 	case ActionRemoveTwill:
-		_, err := agent.Uninstall(ctx, agent.UninstallOptions{Netns: o.Netns, Root: o.Root, Iface: o.Iface, KeepBridge: true})
+		_, err := agent.Uninstall(ctx, agent.UninstallOptions{Netns: o.Netns, Root: o.Root, Iface: o.Iface, KeepBridge: true, KeepHostGWRoutes: true})
 		return err
 	}
 	return fmt.Errorf("unknown action %q", s.Action)

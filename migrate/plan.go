@@ -270,7 +270,7 @@ func planToFlannel(o Observed) (Plan, error) {
 		p.Steps = append(p.Steps, Step{Action: ActionRemoveFile, Target: old, Why: "twill's CNI configuration: the runtime would call twill-cni"})
 	}
 	p.Steps = append(p.Steps, Step{Action: ActionRemoveTwill, Target: "twill.1, twill's rules and files",
-		Why: "flanneld refuses to start while twill's vxlan device holds VNI 1 port 8472; twill's rules, subnet file, CNI configuration and plugin go too (the pod bridge cni0, the pods and the lease stay)"})
+		Why: "flanneld refuses to start while twill's vxlan device holds VNI 1 port 8472; twill's rules, subnet file, CNI configuration and plugin go too (the pod bridge cni0, the pods, the lease and host-gw's routes to the peers stay: flanneld programs the same)"})
 	p.Next = []string{
 		"start flanneld now (the Flannel DaemonSet's pod, or systemctl start flanneld): it adopts this node's lease " + info.Subnet.Masked().String() + " by its PublicIP and creates flannel.1",
 		"the flannel CNI plugin must be in /opt/cni/bin (Flannel's DaemonSet installs it)",
