@@ -206,6 +206,9 @@ func (a *agent) start(ctx context.Context) error {
 	if err := cfg.Validate(u.Nets); err != nil {
 		return fmt.Errorf("agent: network config does not fit this node (nothing was changed): %w", err)
 	}
+	if err := familiesImplemented(cfg); err != nil {
+		return fmt.Errorf("agent: %w (nothing was changed)", err)
+	}
 	a.cfg, a.under = cfg, u
 	a.log.Info("network config", "network", cfg.Network.String(), "backend", cfg.Backend.Type, "underlay", u.Dev, "public_ip", u.IP.String(), "mtu", u.MTU)
 	if _, err := a.prerequisites(ctx, snap); err != nil {
@@ -361,4 +364,15 @@ func (a *agent) loop(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// familiesImplemented refuses a network config with an address family the
+// agent cannot run yet: net-conf.json reads IPv6 and dual stack (Flannel's
+// keys), but the agent's data path is IPv4 only so far (docs/ipv6.md). An
+// IPv6 config must stop the agent, not run it IPv4-only or half-built.
+func familiesImplemented(cfg netconf.Config) error {
+	if cfg.EnableIPv6() || !cfg.EnableIPv4() {
+		return fmt.Errorf("network config: EnableIPv6 is true (IPv6Network %s): the agent's IPv6 data path is not implemented yet, see docs/ipv6.md; remove EnableIPv6 (and set EnableIPv4 to true) to run IPv4 only", cfg.IPv6Network)
+	}
+	return nil
 }
