@@ -3,6 +3,7 @@ package netconf
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -381,5 +382,64 @@ func TestParseFlannelTypes(t *testing.T) {
 		if !strings.Contains(err.Error(), want) || !strings.Contains(why, `use "`) {
 			t.Errorf("Backend.Type %q: error %q\nwant %q with an alternative", typ, err, want)
 		}
+	}
+}
+
+// Free agrees with the definition (Subnets minus those overlapping a held
+// prefix) for random held sets of every length, in both families.
+func TestPoolFreeMatchesDefinition(t *testing.T) {
+	for _, conf := range []string{
+		`{"Network": "10.244.0.0/22", "SubnetLen": 26}`,
+		`{"Network": "255.255.255.0/24", "SubnetLen": 28}`,
+		`{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00::/120", "IPv6SubnetLen": 124}`,
+		"top of the IPv6 space",
+	} {
+		var pl Pool
+		if c, err := Parse("t", []byte(conf)); err == nil {
+			pl = c.Pool(c.Families()[0])
+		} else if conf == "top of the IPv6 space" { // not a valid IPv6Network (multicast), but Pool must not wrap
+			pl = Pool{Network: mp("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff00/120"), SubnetLen: 124,
+				SubnetMin: ma("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff10"), SubnetMax: ma("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff0")}
+		} else {
+			t.Fatal(err)
+		}
+		all := slices.Collect(pl.Subnets())
+		rng := rand.New(rand.NewPCG(uint64(len(conf)), 7))
+		for range 300 {
+			var held []netip.Prefix
+			for range rng.IntN(6) {
+				// A random prefix inside or around the network, any length.
+				sn := all[rng.IntN(len(all))]
+				a := sn.Addr()
+				for range rng.IntN(20) {
+					a = a.Next()
+					if !a.IsValid() {
+						a = sn.Addr()
+					}
+				}
+				bits := pl.Network.Bits() - 2 + rng.IntN(a.BitLen()-pl.Network.Bits()+3)
+				held = append(held, netip.PrefixFrom(a, min(bits, a.BitLen())))
+			}
+			if rng.IntN(4) == 0 {
+				held = append(held, mp("192.0.2.0/24"), mp("2001:db8::/64")) // other family or outside
+			}
+			var want []netip.Prefix
+			for _, sn := range all {
+				if !slices.ContainsFunc(held, func(h netip.Prefix) bool { return h.Masked().Overlaps(sn) }) {
+					want = append(want, sn)
+				}
+			}
+			if got := slices.Collect(pl.Free(held)); !slices.Equal(got, want) {
+				t.Fatalf("%s held %v:\nFree %v\nwant %v", conf, held, got, want)
+			}
+		}
+	}
+	// A wide held prefix in a 2^62-subnet pool is skipped in one step.
+	big, _ := Parse("t", []byte(`{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00::/8", "IPv6SubnetLen": 70}`))
+	for sn := range big.Pool(IPv6).Free([]netip.Prefix{mp("fd00::/9")}) {
+		if sn != mp("fd80::/70") {
+			t.Fatalf("first free after fd00::/9: %s", sn)
+		}
+		break
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/bits"
 	"net/netip"
+	"slices"
 )
 
 // Pool is one address family's share of a Config: the family's pod network
@@ -136,6 +137,66 @@ func (p Pool) Nth(n uint64) (netip.Prefix, bool) {
 		return netip.Prefix{}, false
 	}
 	return netip.PrefixFrom(a.addr(p.Network.Addr().Is4()), p.SubnetLen), true
+}
+
+// Free yields the pool's subnets that overlap none of held, in address
+// order (the allocator takes the first). Held prefixes may be of any length
+// and of either family (the other family's are ignored); a wide one is
+// skipped over in one step, so the first free subnet of even a 2^62-subnet
+// IPv6 pool is found in time proportional to len(held).
+func (p Pool) Free(held []netip.Prefix) iter.Seq[netip.Prefix] {
+	return func(yield func(netip.Prefix) bool) {
+		if !p.usable() {
+			return
+		}
+		v4 := p.Network.Addr().Is4()
+		shift := uint(p.Network.Addr().BitLen() - p.SubnetLen)
+		// The held ranges as [lo, hi] of subnet-aligned addresses.
+		type span struct{ lo, hi u128 }
+		var spans []span
+		for _, h := range held {
+			if !h.IsValid() || h.Addr().Is4() != v4 || h.Addr().Is4In6() || !h.Overlaps(p.Network) {
+				continue
+			}
+			h = h.Masked()
+			if h.Bits() > p.SubnetLen {
+				h = netip.PrefixFrom(h.Addr(), p.SubnetLen).Masked()
+			}
+			lo := toU128(h.Addr())
+			hi := lo.add(u128{lo: 1}.shl(uint(h.Addr().BitLen() - h.Bits()))).sub(u128{lo: 1})
+			spans = append(spans, span{lo, hi})
+		}
+		slices.SortFunc(spans, func(a, b span) int { return a.lo.cmp(b.lo) })
+		cur, last, step := toU128(p.SubnetMin), toU128(p.SubnetMax), u128{lo: 1}.shl(shift)
+		// emit yields the subnets from cur up to (not including) end and
+		// SubnetMax; false when done (stopped, or the top of the space).
+		emit := func(end u128, bounded bool) bool {
+			for (!bounded || cur.cmp(end) < 0) && cur.cmp(last) <= 0 {
+				if !yield(netip.PrefixFrom(cur.addr(v4), p.SubnetLen)) {
+					return false
+				}
+				next := cur.add(step)
+				if next.cmp(cur) <= 0 {
+					return false // the top of the address space
+				}
+				cur = next
+			}
+			return true
+		}
+		for _, sp := range spans {
+			if !emit(sp.lo, true) {
+				return
+			}
+			if sp.hi.cmp(cur) >= 0 {
+				next := sp.hi.add(u128{lo: 1})
+				if next.cmp(cur) <= 0 {
+					return // held up to the top of the address space
+				}
+				cur = next
+			}
+		}
+		emit(u128{}, false)
+	}
 }
 
 // usable reports whether the fields make sense (as after Parse).
