@@ -8,14 +8,22 @@ import (
 	"strings"
 
 	"github.com/twillnet/twill/lease"
+	"github.com/twillnet/twill/netconf"
 )
 
 // Annotations twill writes on its node's Node object. Together with
-// spec.podCIDR they are the node's lease: a Node without AnnotationPublicIP
-// is not a twill peer.
+// spec.podCIDRs they are the node's lease: a Node without
+// AnnotationPublicIP or AnnotationPublicIPv6 is not a twill peer.
 const (
-	// AnnotationPublicIP is the node's underlay address ("192.168.1.10").
+	// AnnotationPublicIP is the node's IPv4 underlay address
+	// ("192.168.1.10"); absent on an IPv6-only node.
 	AnnotationPublicIP = "twill.io/public-ip"
+	// AnnotationPublicIPv6 is the node's IPv6 underlay address, present
+	// when the cluster runs IPv6 (as Flannel's public-ipv6).
+	AnnotationPublicIPv6 = "twill.io/public-ipv6"
+	// AnnotationBackendV6Data is the IPv6 backend's data as JSON (vxlan:
+	// the IPv6 VTEP's MAC), as Flannel's backend-v6-data.
+	AnnotationBackendV6Data = "twill.io/backend-v6-data"
 	// AnnotationBackendType is "vxlan" or "host-gw".
 	AnnotationBackendType = "twill.io/backend-type"
 	// AnnotationBackendData is the backend's data as JSON, e.g.
@@ -24,17 +32,27 @@ const (
 )
 
 // annotationKeys are all annotations twill owns, in a fixed order.
-var annotationKeys = []string{AnnotationPublicIP, AnnotationBackendType, AnnotationBackendData}
+var annotationKeys = []string{AnnotationPublicIP, AnnotationBackendType, AnnotationBackendData, AnnotationPublicIPv6, AnnotationBackendV6Data}
 
 // Annotations returns the annotations that publish req on its Node.
 func Annotations(req lease.Request) map[string]string {
-	a := map[string]string{
-		AnnotationPublicIP:    req.PublicIP.String(),
-		AnnotationBackendType: req.BackendType,
-	}
-	if req.BackendData != nil && *req.BackendData != (lease.BackendData{}) {
-		b, _ := json.Marshal(req.BackendData) // strings only: cannot fail
-		a[AnnotationBackendData] = string(b)
+	a := map[string]string{AnnotationBackendType: req.BackendType}
+	for _, f := range []struct {
+		ip          netip.Addr
+		bd          *lease.BackendData
+		ipKey, bKey string
+	}{
+		{req.PublicIP, req.BackendData, AnnotationPublicIP, AnnotationBackendData},
+		{req.PublicIPv6, req.BackendV6Data, AnnotationPublicIPv6, AnnotationBackendV6Data},
+	} {
+		if !f.ip.IsValid() {
+			continue
+		}
+		a[f.ipKey] = f.ip.String()
+		if f.bd != nil && *f.bd != (lease.BackendData{}) {
+			b, _ := json.Marshal(f.bd) // strings only: cannot fail
+			a[f.bKey] = string(b)
+		}
 	}
 	return a
 }
@@ -78,16 +96,18 @@ type NodeInfo struct {
 	Annotations map[string]string
 }
 
-// LeaseOf returns the lease a Node publishes in the cluster network
-// (invalid: any). ok is false when the node is not (yet) a twill peer: no
-// IPv4 podCIDR or no twill.io/public-ip annotation. Malformed values and a
-// podCIDR outside network are errors naming the node and the field.
-func LeaseOf(n NodeInfo, network netip.Prefix) (l lease.Lease, ok bool, err error) {
-	ip, hasIP := n.Annotations[AnnotationPublicIP]
-	if !hasIP {
+// LeaseOf returns the lease a Node publishes in the cluster config cfg
+// (zero: any IPv4 podCIDR, and an IPv6 one when present). ok is false when
+// the node is not (yet) a twill peer: no podCIDR of a family cfg runs, or
+// neither twill.io/public-ip nor twill.io/public-ipv6. Malformed values and
+// a podCIDR outside its network are errors naming the node and the field.
+func LeaseOf(n NodeInfo, cfg netconf.Config) (l lease.Lease, ok bool, err error) {
+	_, has4 := n.Annotations[AnnotationPublicIP]
+	_, has6 := n.Annotations[AnnotationPublicIPv6]
+	if !has4 && !has6 {
 		return lease.Lease{}, false, nil
 	}
-	sn, err := Subnet(n, network)
+	sn4, sn6, err := Subnets(n, cfg)
 	var none *NoPodCIDRError
 	if errors.As(err, &none) {
 		return lease.Lease{}, false, nil
@@ -95,24 +115,33 @@ func LeaseOf(n NodeInfo, network netip.Prefix) (l lease.Lease, ok bool, err erro
 	if err != nil {
 		return lease.Lease{}, false, err
 	}
-	addr, err := netip.ParseAddr(strings.TrimSpace(ip))
-	if err != nil {
-		return lease.Lease{}, false, fmt.Errorf("node %s: annotation %s=%q: not an IP address", n.Name, AnnotationPublicIP, ip)
-	}
-	l = lease.Lease{Subnet: sn, Attrs: lease.Attrs{
-		PublicIP:    addr,
-		BackendType: n.Annotations[AnnotationBackendType],
-		Node:        n.Name,
-	}}
-	if raw := n.Annotations[AnnotationBackendData]; len(raw) > lease.MaxValueSize {
-		return lease.Lease{}, false, fmt.Errorf("node %s: annotation %s has %d bytes, more than the %d a lease value may have", n.Name, AnnotationBackendData, len(raw), lease.MaxValueSize)
-	}
-	if raw, ok := n.Annotations[AnnotationBackendData]; ok && raw != "" && raw != "null" {
-		var bd lease.BackendData
-		if err := json.Unmarshal([]byte(raw), &bd); err != nil {
-			return lease.Lease{}, false, fmt.Errorf("node %s: annotation %s=%q: want JSON like {\"VtepMAC\":\"0e:00:00:00:00:01\"}: %w", n.Name, AnnotationBackendData, raw, err)
+	l = lease.Lease{Subnet: sn4, IPv6Subnet: sn6, Attrs: lease.Attrs{BackendType: n.Annotations[AnnotationBackendType], Node: n.Name}}
+	for _, f := range []struct {
+		ip          *netip.Addr
+		bd          **lease.BackendData
+		ipKey, bKey string
+	}{
+		{&l.Attrs.PublicIP, &l.Attrs.BackendData, AnnotationPublicIP, AnnotationBackendData},
+		{&l.Attrs.PublicIPv6, &l.Attrs.BackendV6Data, AnnotationPublicIPv6, AnnotationBackendV6Data},
+	} {
+		if ip, ok := n.Annotations[f.ipKey]; ok {
+			addr, err := netip.ParseAddr(strings.TrimSpace(ip))
+			if err != nil {
+				return lease.Lease{}, false, fmt.Errorf("node %s: annotation %s=%q: not an IP address", n.Name, f.ipKey, ip)
+			}
+			*f.ip = addr
 		}
-		l.Attrs.BackendData = &bd
+		raw, ok := n.Annotations[f.bKey]
+		if len(raw) > lease.MaxValueSize {
+			return lease.Lease{}, false, fmt.Errorf("node %s: annotation %s has %d bytes, more than the %d a lease value may have", n.Name, f.bKey, len(raw), lease.MaxValueSize)
+		}
+		if ok && raw != "" && raw != "null" {
+			var bd lease.BackendData
+			if err := json.Unmarshal([]byte(raw), &bd); err != nil {
+				return lease.Lease{}, false, fmt.Errorf("node %s: annotation %s=%q: want JSON like {\"VtepMAC\":\"0e:00:00:00:00:01\"}: %w", n.Name, f.bKey, raw, err)
+			}
+			*f.bd = &bd
+		}
 	}
 	return l, true, nil
 }
