@@ -250,7 +250,7 @@ func Call(ns string, addr netip.Addr, port int) (string, error) {
 // when payload is a vxlan header plus a frame).
 func SendUDP(ns string, addr netip.Addr, port int, payload []byte) error {
 	return nsrun.Do(ns, func() error {
-		conn, err := net.Dial("udp4", netip.AddrPortFrom(addr, uint16(port)).String())
+		conn, err := net.Dial("udp", netip.AddrPortFrom(addr, uint16(port)).String())
 		if err != nil {
 			return err
 		}
