@@ -428,9 +428,9 @@ func TestInvalidConfigChangesNothing(t *testing.T) {
 	for _, c := range []struct{ name, conf, want string }{
 		// A pod network that overlaps the node's own underlay network.
 		{"overlap", `{"Network": "192.168.0.0/16"}`, "overlaps the node network"},
-		// IPv6 configs parse, but the agent's data path is IPv4 only so far.
-		{"dual stack", `{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56"}`, "IPv6 data path is not implemented yet"},
-		{"ipv6 only", `{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56"}`, "IPv6 data path is not implemented yet"},
+		// A dual-stack or IPv6 net-conf on a node without IPv6 on its underlay.
+		{"dual stack", `{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56"}`, "the cluster runs IPv6 (EnableIPv6, IPv6Network fd00:10:244::/56), but interface eth0 has no global IPv6 address"},
+		{"ipv6 only", `{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56"}`, "interface eth0 has no global IPv6 address"},
 	} {
 		cfg, err := netconf.Parse("test", []byte(c.conf))
 		if err != nil {

@@ -49,6 +49,11 @@ func FindUnderlay(s *nodestate.Snapshot, iface string, publicIP netip.Addr) (Und
 				break
 			}
 		}
+		for _, r := range s.Routes { // an IPv6-only node: its IPv6 default route
+			if dev == "" && r.Table == nodestate.TableMain && r.Dst.Bits() == 0 && r.Dst.Addr().Is6() && r.Dev != "" {
+				dev = r.Dev
+			}
+		}
 		if dev == "" {
 			return Underlay{}, fmt.Errorf("no default route to pick the underlay interface from: pass --iface or --public-ip")
 		}
@@ -81,7 +86,7 @@ func FindUnderlay(s *nodestate.Snapshot, iface string, publicIP netip.Addr) (Und
 	if publicIP.IsValid() {
 		u.IP = publicIP
 	}
-	if !u.IP.IsValid() {
+	if !u.IP.IsValid() && !u.IPv6.IsValid() {
 		return Underlay{}, fmt.Errorf("interface %s has no IPv4 address to use as this node's public IP: pass --public-ip", dev)
 	}
 	return u, nil

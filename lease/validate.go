@@ -248,6 +248,13 @@ func Accept(cfg netconf.Config, leases []Lease) (accepted []Lease, rejected []Re
 	return accepted, rejected
 }
 
+// SameSubnets reports whether two leases hold the same subnets in both
+// families (how a node recognises its own lease among the peers: comparing
+// the IPv4 subnet alone would match every lease of an IPv6-only cluster).
+func SameSubnets(a, b Lease) bool {
+	return a.Subnet == b.Subnet && a.IPv6Subnet == b.IPv6Subnet
+}
+
 // BySubnet orders leases by IPv4 subnet, then IPv6 subnet (the order of
 // Accept's answer and of a store's Event).
 func BySubnet(a, b Lease) int {
