@@ -152,9 +152,19 @@ func computeFamily(d *Desired, n Node, f family, typ string, peers []lease.Lease
 		}
 	case netconf.BackendVXLAN:
 		dev := f.dev
+		// Each device carries what fits its own encapsulation (the IPv4
+		// one underlay - 50, as on an IPv4-only node); the pods use the
+		// least of them (d.MTU).
+		mtu := cfg.Backend.MTU
+		if mtu == 0 {
+			mtu = n.UnderlayMTU - VxlanOverhead
+			if f.v6 {
+				mtu = n.UnderlayMTU - VxlanOverheadV6
+			}
+		}
 		d.Links = append(d.Links, LinkSpec{
 			Name: dev, Kind: "vxlan", VNI: vni(cfg), Port: port(cfg),
-			Local: f.underlayIP, Dev: n.UnderlayDev, MTU: d.MTU, MAC: VtepMAC(f.underlayIP),
+			Local: f.underlayIP, Dev: n.UnderlayDev, MTU: mtu, MAC: VtepMAC(f.underlayIP),
 		})
 		d.Addrs = append(d.Addrs, nodestate.Addr{Link: dev, Prefix: netip.PrefixFrom(self.Addr(), self.Addr().BitLen())})
 		for _, p := range peers {
@@ -367,9 +377,11 @@ func routeMetric(dst netip.Prefix) int {
 // `twill uninstall`): subnet is the node's own pod subnet from its subnet
 // file (may be invalid when unknown).
 func OwnershipFor(cfg netconf.Config, subnet netip.Prefix, underlayDev string) Ownership {
-	own := Ownership{Network: cfg.Network.Masked(), Subnet: subnet.Masked(), VxlanDev: DeviceName(vni(cfg)), UnderlayDev: underlayDev}
+	// Uninstall removes every twill-v6.<n> device, IPv6 configured or not.
+	own := Ownership{Network: cfg.Network.Masked(), Subnet: subnet.Masked(), VxlanDev: DeviceName(vni(cfg)), UnderlayDev: underlayDev,
+		VxlanDevV6: DeviceNameV6(vni(cfg))}
 	if cfg.EnableIPv6() {
-		own.IPv6Network, own.VxlanDevV6 = cfg.IPv6Network.Masked(), DeviceNameV6(vni(cfg))
+		own.IPv6Network = cfg.IPv6Network.Masked()
 	}
 	return own
 }

@@ -16,9 +16,9 @@ import (
 //   - twill's vxlan device (want.Own.VxlanDev, or any vxlan device named
 //     "twill.<n>") and, on it, IPv4 addresses, main-table IPv4 routes,
 //     permanent IPv4 neighbours and FDB entries with a remote address;
-//   - twill's IPv6 vxlan device (want.Own.VxlanDevV6, or any vxlan device
-//     named "twill-v6.<n>") and the same for IPv6 on it, link-local
-//     addresses and routes excepted;
+//   - when want.Own.VxlanDevV6 is set (the node runs IPv6): twill's IPv6
+//     vxlan device (it, or any vxlan device named "twill-v6.<n>") and the
+//     same for IPv6 on it, link-local addresses and routes excepted;
 //   - main-table routes into want.Own.Network (IPv6Network) via
 //     want.Own.UnderlayDev, except the node's own subnet.
 //
@@ -72,7 +72,14 @@ func (d *differ) ownedLink(l nodestate.Link) bool {
 	if (l.Name == d.own.VxlanDev && d.own.VxlanDev != "") || (l.Name == d.own.VxlanDevV6 && d.own.VxlanDevV6 != "") {
 		return true
 	}
-	for _, prefix := range []string{"twill.", "twill-v6."} {
+	prefixes := []string{"twill."}
+	if d.own.VxlanDevV6 != "" {
+		// Only a node that runs IPv6 owns IPv6 devices: the desired state
+		// of an IPv4 config (doctor reads one from an IPv4 subnet file)
+		// must never delete a live IPv6 overlay.
+		prefixes = append(prefixes, "twill-v6.")
+	}
+	for _, prefix := range prefixes {
 		if n, ok := strings.CutPrefix(l.Name, prefix); ok && l.Kind == "vxlan" {
 			if _, err := strconv.Atoi(n); err == nil {
 				return true

@@ -34,8 +34,9 @@ func TestComputeDualStackVxlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(d.Links) != 2 || d.Links[0].Name != "twill.1" || d.Links[1].Name != "twill-v6.1" || d.Links[1].Local.String() != "fd00:77::11" || d.Links[1].MTU != 1430 || d.MTU != 1430 {
-		t.Fatalf("links %v, MTU %d: want twill.1 and twill-v6.1 (local fd00:77::11), both and the pods at 1500-70", d.Links, d.MTU)
+	if len(d.Links) != 2 || d.Links[0].Name != "twill.1" || d.Links[1].Name != "twill-v6.1" || d.Links[1].Local.String() != "fd00:77::11" ||
+		d.Links[0].MTU != 1450 || d.Links[1].MTU != 1430 || d.MTU != 1430 {
+		t.Fatalf("links %v, MTU %d: want twill.1 at 1500-50, twill-v6.1 (local fd00:77::11) at 1500-70, pods at the least", d.Links, d.MTU)
 	}
 	if d.Own.VxlanDevV6 != "twill-v6.1" || d.Own.IPv6Network.String() != "fd00:10:244::/56" || d.Own.IPv6Subnet.String() != "fd00:10:244:1::/64" {
 		t.Errorf("ownership %+v", d.Own)

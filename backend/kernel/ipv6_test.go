@@ -1,12 +1,15 @@
 package kernel
 
 import (
+	"context"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/twillnet/twill/backend"
 	"github.com/twillnet/twill/backend/testbed"
 	"github.com/twillnet/twill/lease"
+	"github.com/twillnet/twill/netconf"
 )
 
 // leaseOf6 is node n's lease in a dual-stack (or, with v4 false,
@@ -86,8 +89,8 @@ func TestVxlanDualStack(t *testing.T) {
 	if vx6.MTU != 1430 || vx6.Vxlan == nil || vx6.Vxlan.Local != n1.IPv6 || vx6.MAC != backend.VtepMAC(n1.IPv6) || vx6.Vxlan.Learning || !vx6.Up {
 		t.Errorf("twill-v6.1 = %+v %+v: want mtu 1430 (1500-70), local %s, mac %s, learning off, up", vx6, vx6.Vxlan, n1.IPv6, backend.VtepMAC(n1.IPv6))
 	}
-	if vx4 := linkOf(t, s, "twill.1"); vx4.MTU != 1430 {
-		t.Errorf("twill.1 mtu %d, want the pods' 1430", vx4.MTU)
+	if vx4 := linkOf(t, s, "twill.1"); vx4.MTU != 1450 {
+		t.Errorf("twill.1 mtu %d, want 1450 (its own IPv4 encapsulation; the pods use 1430)", vx4.MTU)
 	}
 	if rs := reconcile(t, n1.NS, nodeSpec6(c, 0, "vxlan", true, all(c)...)); len(rs) != 0 {
 		t.Errorf("re-apply of the same dual-stack state made changes (the kernel's link-local addresses and routes must not count): %v", rs)
@@ -116,12 +119,26 @@ func TestVxlanDualStack(t *testing.T) {
 		t.Errorf("node3's IPv6 entries still on node1: %v", left)
 	}
 
-	// Back to IPv4 only: the IPv6 device and all on it go, IPv4 stays.
+	// An IPv4 desired state (doctor reading an IPv4 subnet file, an agent
+	// with IPv6 turned off) leaves the IPv6 overlay alone: it never deletes
+	// a live one. Uninstall (OwnershipFor) removes it.
 	rs = reconcile(t, n1.NS, nodeSpec(c, 0, "vxlan", 0, 1))
-	if !hasRepair(rs, "link", "delete", "twill-v6.1") {
-		t.Errorf("IPv6 turned off: repairs %v, want twill-v6.1 deleted", rs)
+	for _, r := range rs {
+		if strings.Contains(r.Object, "twill-v6") || strings.Contains(r.Object, "fd00:") {
+			t.Errorf("an IPv4 desired state touched the IPv6 overlay: %v", r)
+		}
 	}
 	mustReach(t, c, 0, 1)
+	mustReach6(t, c, 0, 1)
+	if _, err := Teardown(context.Background(), n1.NS, backend.OwnershipFor(netconf.Config{Network: testbed.Network}, n1.Subnet, "eth0")); err != nil {
+		t.Fatal(err)
+	}
+	if left := mentions(capture(t, n1.NS), "twill-v6.1", "twill.1"); len(left) != 0 {
+		t.Errorf("teardown left %v", left)
+	}
+	if out := testbed.In(t, n1.NS, "ip", "-o", "link"); strings.Contains(out, ": twill") {
+		t.Errorf("teardown left a device:\n%s", out)
+	}
 }
 
 // IPv6-only host-gw: plain IPv6 routes via the peers' IPv6 underlay
