@@ -9,6 +9,7 @@ import (
 	"github.com/twillnet/twill/backend/kernel"
 	"github.com/twillnet/twill/doctor"
 	"github.com/twillnet/twill/firewall"
+	"github.com/twillnet/twill/lease"
 	"github.com/twillnet/twill/nodestate"
 	"github.com/twillnet/twill/remedy"
 )
@@ -48,23 +49,32 @@ type NodeFirewall struct {
 // Ensure makes twill's rules match the view.
 func (f *NodeFirewall) Ensure(ctx context.Context, v View) ([]Repair, error) {
 	spec := firewall.Spec{Network: v.Config.Network, Subnet: v.Self.Subnet, IPMasq: true}
+	v4, v6 := v.Config.EnableIPv4() || !v.Config.EnableIPv6(), v.Config.EnableIPv6()
+	if v6 {
+		spec.IPv6Network = v.Config.IPv6Network
+	}
 	if v.Config.Backend.Type == "vxlan" {
 		spec.VXLANPort = v.Config.Backend.Port
 		for _, p := range v.Peers {
-			if p.Subnet == v.Self.Subnet {
+			if lease.SameSubnets(p, v.Self) {
 				continue
 			}
-			if p.Attrs.PublicIP.Is4() {
+			if v4 && p.Attrs.PublicIP.Is4() {
 				spec.Peers = append(spec.Peers, p.Attrs.PublicIP)
+			}
+			if v6 && p.Attrs.PublicIPv6.Is6() && !p.Attrs.PublicIPv6.Is4In6() {
+				spec.Peers = append(spec.Peers, p.Attrs.PublicIPv6)
 			}
 		}
 		slices.SortFunc(spec.Peers, func(a, b netip.Addr) int { return a.Compare(b) })
 	}
-	pl, err := firewall.Placements(v.Snap, v.Config.Network, v.Self.Subnet)
-	if err != nil {
-		return nil, err
+	if v4 {
+		pl, err := firewall.Placements(v.Snap, v.Config.Network, v.Self.Subnet)
+		if err != nil {
+			return nil, err
+		}
+		spec.ForwardAccept = pl
 	}
-	spec.ForwardAccept = pl
 	membership := !slices.Equal(spec.Peers, f.lastPeers)
 	rs, err := f.Backend.Ensure(ctx, spec)
 	if err == nil {

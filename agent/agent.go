@@ -212,14 +212,28 @@ func (a *agent) start(ctx context.Context) error {
 	if err := cfg.Validate(u.Nets); err != nil {
 		return fmt.Errorf("agent: network config does not fit this node (nothing was changed): %w", err)
 	}
+	if err := underlayFits(cfg, u); err != nil {
+		return fmt.Errorf("agent: network config does not fit this node (nothing was changed): %w", err)
+	}
 	a.cfg, a.under = cfg, u
-	a.log.Info("network config", "network", cfg.Network.String(), "backend", cfg.Backend.Type, "underlay", u.Dev, "public_ip", u.IP.String(), "mtu", u.MTU)
+	a.log.Info("network config", "network", cfg.Network.String(), "ipv6_network", cfg.IPv6Network.String(), "backend", cfg.Backend.Type,
+		"underlay", u.Dev, "public_ip", u.IP.String(), "public_ipv6", u.IPv6.String(), "mtu", u.MTU)
 	if _, err := a.prerequisites(ctx, snap); err != nil {
 		return err
 	}
-	req := lease.Request{Node: a.opt.Node, PublicIP: u.IP, BackendType: cfg.Backend.Type, Previous: a.previousSubnet()}
-	if cfg.Backend.Type == netconf.BackendVXLAN {
-		req.BackendData = &lease.BackendData{VtepMAC: backend.VtepMAC(u.IP)}
+	prev := a.previousSubnets()
+	req := lease.Request{Node: a.opt.Node, BackendType: cfg.Backend.Type, Previous: prev.Subnet, PreviousV6: prev.IPv6Subnet}
+	if cfg.EnableIPv4() {
+		req.PublicIP = u.IP
+		if cfg.Backend.Type == netconf.BackendVXLAN {
+			req.BackendData = &lease.BackendData{VtepMAC: backend.VtepMAC(u.IP)}
+		}
+	}
+	if cfg.EnableIPv6() {
+		req.PublicIPv6 = u.IPv6
+		if cfg.Backend.Type == netconf.BackendVXLAN {
+			req.BackendV6Data = &lease.BackendData{VtepMAC: backend.VtepMAC(u.IPv6)}
+		}
 	}
 	l, err := retry(ctx, a, "acquire lease", func() (lease.Lease, error) { return a.deps.Store.Acquire(ctx, cfg, req) })
 	if err != nil {
@@ -227,8 +241,8 @@ func (a *agent) start(ctx context.Context) error {
 	}
 	a.self, a.req = l, req
 	a.m.lease.Reset()
-	a.m.lease.WithLabelValues(l.Subnet.String()).Set(1)
-	a.log.Info("lease acquired", "subnet", l.Subnet.String())
+	a.m.lease.WithLabelValues(l.Subnets()).Set(1)
+	a.log.Info("lease acquired", "subnet", l.Subnets())
 	return nil
 }
 
@@ -278,18 +292,26 @@ func retry[T any](ctx context.Context, a *agent, what string, f func() (T, error
 	}
 }
 
-// previousSubnet reads the subnet of the node's last subnet file, so a
-// restarted node asks for the subnet its pods already use.
-func (a *agent) previousSubnet() netip.Prefix {
+// previousSubnets reads the subnets of the node's last subnet file (zero
+// when there is none), so a restarted node asks for the subnets its pods
+// already use.
+func (a *agent) previousSubnets() lease.Lease {
 	b, err := os.ReadFile(a.subnetPath())
 	if err != nil {
-		return netip.Prefix{}
+		return lease.Lease{}
 	}
 	info, err := subnetfile.Parse(a.subnetPath(), string(b))
 	if err != nil {
-		return netip.Prefix{}
+		return lease.Lease{}
 	}
-	return info.Subnet.Masked()
+	var l lease.Lease
+	if info.Subnet.IsValid() {
+		l.Subnet = info.Subnet.Masked()
+	}
+	if info.IPv6Subnet.IsValid() {
+		l.IPv6Subnet = info.IPv6Subnet.Masked()
+	}
+	return l
 }
 
 func (a *agent) subnetPath() string {
@@ -345,7 +367,7 @@ func (a *agent) loop(ctx context.Context) error {
 				a.self = re.New
 				a.mu.Unlock()
 				a.m.lease.Reset()
-				a.m.lease.WithLabelValues(re.New.Subnet.String()).Set(1)
+				a.m.lease.WithLabelValues(re.New.Subnets()).Set(1)
 				if havePeers {
 					a.reconcile(ctx)
 				}
@@ -367,4 +389,18 @@ func (a *agent) loop(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// underlayFits says why the node's underlay cannot carry the families
+// the config runs: each needs an underlay address of its family (IPv6: a
+// global one on the underlay interface, the outer address of IPv6 pod
+// traffic).
+func underlayFits(cfg netconf.Config, u backend.Underlay) error {
+	if cfg.EnableIPv4() && !u.IP.IsValid() {
+		return fmt.Errorf("the cluster runs IPv4 (Network %s), but interface %s has no IPv4 address to use as this node's public IP: give it one or pass --public-ip (or set \"EnableIPv4\": false for an IPv6-only cluster)", cfg.Network, u.Dev)
+	}
+	if cfg.EnableIPv6() && !u.IPv6.IsValid() {
+		return fmt.Errorf("the cluster runs IPv6 (EnableIPv6, IPv6Network %s), but interface %s has no global IPv6 address: give the underlay interface an IPv6 address on every node, or remove EnableIPv6 to run IPv4 only", cfg.IPv6Network, u.Dev)
+	}
+	return nil
 }

@@ -420,23 +420,30 @@ func TestInvalidConfigChangesNothing(t *testing.T) {
 	endpoint, _ := etcdtest.Start(t)
 	nd := c.Nodes[0]
 	before := testbed.In(t, nd.NS, "ip", "-d", "link") + testbed.In(t, nd.NS, "ip", "route")
-	// A pod network that overlaps the node's own underlay network.
-	cfg, err := netconf.Parse("test", []byte(`{"Network": "192.168.0.0/16"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
 	store, err := etcd.New(context.Background(), etcd.Options{Endpoints: []string{endpoint}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	err = Run(context.Background(), Options{Node: nd.Name, Iface: "eth0", Root: t.TempDir(), NetConf: &cfg, HealthAddr: "off", Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		Deps{Store: store, Kernel: NodeKernel{Netns: nd.NS}})
-	if err == nil || !strings.Contains(err.Error(), "nothing was changed") {
-		t.Fatalf("got %v, want a config error", err)
-	}
-	after := testbed.In(t, nd.NS, "ip", "-d", "link") + testbed.In(t, nd.NS, "ip", "route")
-	if before != after {
-		t.Fatalf("node changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	for _, c := range []struct{ name, conf, want string }{
+		// A pod network that overlaps the node's own underlay network.
+		{"overlap", `{"Network": "192.168.0.0/16"}`, "overlaps the node network"},
+		// A dual-stack or IPv6 net-conf on a node without IPv6 on its underlay.
+		{"dual stack", `{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56"}`, "the cluster runs IPv6 (EnableIPv6, IPv6Network fd00:10:244::/56), but interface eth0 has no global IPv6 address"},
+		{"ipv6 only", `{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56"}`, "interface eth0 has no global IPv6 address"},
+	} {
+		cfg, err := netconf.Parse("test", []byte(c.conf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = Run(context.Background(), Options{Node: nd.Name, Iface: "eth0", Root: t.TempDir(), NetConf: &cfg, HealthAddr: "off", Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+			Deps{Store: store, Kernel: NodeKernel{Netns: nd.NS}})
+		if err == nil || !strings.Contains(err.Error(), "nothing was changed") || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("%s: got %v, want a config error with %q", c.name, err, c.want)
+		}
+		after := testbed.In(t, nd.NS, "ip", "-d", "link") + testbed.In(t, nd.NS, "ip", "route")
+		if before != after {
+			t.Fatalf("%s: node changed:\nbefore:\n%s\nafter:\n%s", c.name, before, after)
+		}
 	}
 }

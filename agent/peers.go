@@ -44,7 +44,7 @@ func (a *agent) reportRejected(rej []lease.Rejected) {
 		if a.rejected[r.Key] == msg {
 			continue
 		}
-		if r.Lease.Attrs.Node == a.opt.Node && r.Lease.Subnet == a.self.Subnet {
+		if r.Lease.Attrs.Node == a.opt.Node && lease.SameSubnets(r.Lease, a.self) {
 			a.log.Error("this node's own lease is rejected by every node", "lease", r.Key, "reason", r.Reason, "detail", r.Detail,
 				"fix", "delete this node's lease in the store and restart the agent: it gets a free subnet")
 			continue
@@ -99,13 +99,13 @@ func (a *agent) checkOwnLease(ctx context.Context, leases []lease.Lease) {
 	self := a.self
 	a.mu.Unlock()
 	for _, l := range leases {
-		if l.Subnet == self.Subnet && l.Attrs.Node == a.opt.Node {
+		if lease.SameSubnets(l, self) && l.Attrs.Node == a.opt.Node {
 			a.ownLost = false
 			return
 		}
 	}
 	if !a.ownLost {
-		a.log.Warn("lease: this node's lease is gone from the store (deleted or taken over); acquiring it again", "subnet", self.Subnet.String())
+		a.log.Warn("lease: this node's lease is gone from the store (deleted or taken over); acquiring it again", "subnet", self.Subnets())
 		a.m.leaseLost.Inc()
 		a.ownLost = true
 	}
@@ -114,7 +114,7 @@ func (a *agent) checkOwnLease(ctx context.Context, leases []lease.Lease) {
 	}
 	a.reacquiring = true
 	req, cfg := a.req, a.cfg
-	req.Previous = self.Subnet
+	req.Previous, req.PreviousV6 = self.Subnet, self.IPv6Subnet
 	go func() {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -140,12 +140,12 @@ func (a *agent) adoptReacquired(r reacquired) {
 	a.self = l
 	a.mu.Unlock()
 	a.m.lease.Reset()
-	a.m.lease.WithLabelValues(l.Subnet.String()).Set(1)
-	if l.Subnet != old.Subnet {
-		a.log.Error("lease: re-acquired a different subnet (the old one was taken): pods of the old subnet lose their network; restart them", "old", old.Subnet.String(), "new", l.Subnet.String())
+	a.m.lease.WithLabelValues(l.Subnets()).Set(1)
+	if !lease.SameSubnets(l, old) {
+		a.log.Error("lease: re-acquired a different subnet (the old one was taken): pods of the old subnet lose their network; restart them", "old", old.Subnets(), "new", l.Subnets())
 		return
 	}
-	a.log.Info("lease: re-acquired this node's lease", "subnet", l.Subnet.String())
+	a.log.Info("lease: re-acquired this node's lease", "subnet", l.Subnets())
 }
 
 // storeFailed records a store error: counted always, logged as a WARN at

@@ -25,11 +25,19 @@ var prerequisites = []struct{ name, value string }{
 	{"net.bridge.bridge-nf-call-ip6tables", "1"},
 }
 
-// sysctlDrift returns the prerequisite sysctls that are not right. A sysctl
-// that does not exist (br_netfilter not loaded) cannot be set: it is
-// returned in missing.
-func sysctlDrift(s *nodestate.Snapshot) (fix []doctor.Action, missing []string) {
-	for _, p := range prerequisites {
+// ipv6Forwarding is the prerequisite of a node that runs IPv6 pods (the
+// IPv6 twin of F2).
+const ipv6Forwarding = "net.ipv6.conf.all.forwarding"
+
+// sysctlDrift returns the prerequisite sysctls that are not right (with
+// v6, IPv6 forwarding too). A sysctl that does not exist (br_netfilter not
+// loaded) cannot be set: it is returned in missing.
+func sysctlDrift(s *nodestate.Snapshot, v6 bool) (fix []doctor.Action, missing []string) {
+	want := prerequisites
+	if v6 {
+		want = append(want[:len(want):len(want)], struct{ name, value string }{ipv6Forwarding, "1"})
+	}
+	for _, p := range want {
 		v, ok := s.Sysctls[p.name]
 		switch {
 		case !ok:
@@ -42,7 +50,7 @@ func sysctlDrift(s *nodestate.Snapshot) (fix []doctor.Action, missing []string) 
 }
 
 func (a *agent) prerequisites(ctx context.Context, s *nodestate.Snapshot) ([]Repair, error) {
-	fix, missing := sysctlDrift(s)
+	fix, missing := sysctlDrift(s, a.cfg.EnableIPv6())
 	if len(missing) > 0 {
 		a.log.Error("kernel prerequisites missing", "sysctls", fmt.Sprint(missing),
 			"fix", "load br_netfilter: modprobe br_netfilter; echo br_netfilter > /etc/modules-load.d/br_netfilter.conf")
@@ -137,7 +145,7 @@ func (a *agent) reconcileOnce(ctx context.Context) ([]Repair, error) {
 	}
 	n := 0
 	for _, p := range peers {
-		if p.Subnet != self.Subnet {
+		if !lease.SameSubnets(p, self) {
 			n++
 		}
 	}
@@ -170,7 +178,7 @@ func (a *agent) reconcileOnce(ctx context.Context) ([]Repair, error) {
 			return repairs, errors.Join(overlayErr, fmt.Errorf("firewall: %w", err))
 		}
 	}
-	sf, err := a.ensureSubnetFiles(self.Subnet, cfg, want.MTU)
+	sf, err := a.ensureSubnetFiles(self, cfg, want.MTU)
 	repairs = append(repairs, sf...)
 	return repairs, errors.Join(overlayErr, err)
 }
@@ -189,15 +197,21 @@ func linkConflict(snap *nodestate.Snapshot, want backend.Desired) *backend.Confl
 
 // ensureSubnetFiles writes the subnet file(s) when their content is not
 // what it should be.
-func (a *agent) ensureSubnetFiles(self netip.Prefix, cfg netconf.Config, mtu int) ([]Repair, error) {
+func (a *agent) ensureSubnetFiles(self lease.Lease, cfg netconf.Config, mtu int) ([]Repair, error) {
 	info := subnetfile.Info{
 		Network: cfg.Network,
-		Subnet:  subnetfile.Gateway(self),
+		Subnet:  subnetfile.Gateway(self.Subnet),
 		MTU:     mtu,
 		IPMasq:  true,
 		Backend: cfg.Backend.Type,
 		// DirectRouting is only meaningful (and only written) for vxlan.
 		DirectRouting: cfg.Backend.Type == netconf.BackendVXLAN && cfg.Backend.DirectRouting,
+	}
+	if !cfg.EnableIPv4() {
+		info.Network, info.Subnet = netip.Prefix{}, netip.Prefix{}
+	}
+	if cfg.EnableIPv6() {
+		info.IPv6Network, info.IPv6Subnet = cfg.IPv6Network, subnetfile.Gateway(self.IPv6Subnet)
 	}
 	files := map[string]string{a.subnetPath(): info.Render()}
 	if a.opt.FlannelSubnetEnv {
@@ -229,12 +243,22 @@ var overlayKind = map[string]bool{"route": true, "neighbor": true, "fdb": true, 
 func peerSetKey(self lease.Lease, peers []lease.Lease) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s;", self.Subnet)
+	if self.IPv6Subnet.IsValid() {
+		fmt.Fprintf(&b, "%s;", self.IPv6Subnet)
+	}
 	for _, p := range peers {
 		mac := ""
 		if p.Attrs.BackendData != nil {
 			mac = p.Attrs.BackendData.VtepMAC
 		}
 		fmt.Fprintf(&b, "%s=%s/%s/%s;", p.Subnet, p.Attrs.PublicIP, p.Attrs.BackendType, mac)
+		if p.IPv6Subnet.IsValid() {
+			mac6 := ""
+			if p.Attrs.BackendV6Data != nil {
+				mac6 = p.Attrs.BackendV6Data.VtepMAC
+			}
+			fmt.Fprintf(&b, "%s=%s/%s;", p.IPv6Subnet, p.Attrs.PublicIPv6, mac6)
+		}
 	}
 	return b.String()
 }

@@ -70,6 +70,7 @@ func Uninstall(ctx context.Context, o UninstallOptions) ([]string, error) {
 	if b, err := os.ReadFile(filepath.Join(rootOr(o.Root), subnetfile.TwillPath)); err == nil {
 		if info, err := subnetfile.Parse(subnetfile.TwillPath, string(b)); err == nil {
 			cfg.Network, subnet = info.Network, info.Subnet.Masked()
+			cfg.IPv6Network = info.IPv6Network // its routes via the underlay are ours too
 			cfg.Backend.Type = info.Backend
 		}
 	}
@@ -153,10 +154,12 @@ func firewallBackendsInUse(s *nodestate.Snapshot) []string {
 	if strings.Contains(s.Nftables.JSON, `"name": "`+firewall.NftTable+`"`) || strings.Contains(s.Nftables.JSON, `"name":"`+firewall.NftTable+`"`) {
 		out = append(out, firewall.BackendNft)
 	}
-	if strings.Contains(s.Iptables.NFT.Save, "TWILL-") || strings.Contains(s.Iptables.NFT.Save, `"twill:`) {
+	has := func(save string) bool { return strings.Contains(save, "TWILL-") || strings.Contains(save, `"twill:`) }
+	// ip6tables rules (an IPv6 cluster) count too: Remove clears both families.
+	if has(s.Iptables.NFT.Save) || has(s.Iptables.NFT.Save6) {
 		out = append(out, firewall.BackendIptablesNft)
 	}
-	if strings.Contains(s.Iptables.Legacy.Save, "TWILL-") || strings.Contains(s.Iptables.Legacy.Save, `"twill:`) {
+	if has(s.Iptables.Legacy.Save) || has(s.Iptables.Legacy.Save6) {
 		out = append(out, firewall.BackendIptablesLegacy)
 	}
 	return out

@@ -16,6 +16,44 @@ import (
 // DeviceName is the name of twill's vxlan device for a VNI: "twill.1".
 func DeviceName(vni int) string { return fmt.Sprintf("twill.%d", vni) }
 
+// DeviceNameV6 is the name of twill's IPv6 vxlan device for a VNI:
+// "twill-v6.1" (a device of its own, as Flannel's "flannel-v6.1": its
+// outer packets are IPv6).
+func DeviceNameV6(vni int) string { return fmt.Sprintf("twill-v6.%d", vni) }
+
+// family is one address family's share of a Node: what Compute programs
+// for it, read from the Node in one place.
+type family struct {
+	v6         bool
+	network    netip.Prefix
+	self       netip.Prefix
+	underlayIP netip.Addr
+	nets       []netip.Prefix
+	dev        string
+}
+
+// families returns the families the node's config runs, IPv4 first. A
+// config without families (not from netconf.Parse) is IPv4.
+func families(n Node, own Ownership) []family {
+	cfg := n.Config
+	var out []family
+	if cfg.EnableIPv4() || !cfg.EnableIPv6() {
+		out = append(out, family{network: cfg.Network, self: n.Self.Subnet, underlayIP: n.UnderlayIP, nets: n.UnderlayNets, dev: own.VxlanDev})
+	}
+	if cfg.EnableIPv6() {
+		out = append(out, family{v6: true, network: cfg.IPv6Network, self: n.Self.IPv6Subnet, underlayIP: n.UnderlayIPv6, nets: n.UnderlayNets6, dev: own.VxlanDevV6})
+	}
+	return out
+}
+
+// subnet is the lease's subnet of the family.
+func (f family) subnet(l lease.Lease) netip.Prefix {
+	if f.v6 {
+		return l.IPv6Subnet
+	}
+	return l.Subnet
+}
+
 // VtepMAC is the MAC of this node's vxlan device, derived from its underlay
 // address so that it survives restarts and device re-creation: peers keep
 // pointing at the right MAC without waiting for a new lease. The address is
@@ -49,10 +87,11 @@ func Compute(n Node) (Desired, error) {
 	if typ == "" {
 		typ = netconf.BackendVXLAN
 	}
-	if err := checkNode(n, typ); err != nil {
+	own := ownership(n)
+	fams := families(n, own)
+	if err := checkNode(n, typ, fams); err != nil {
 		return Desired{}, err
 	}
-	self := n.Self.Subnet.Masked()
 	d := Desired{
 		Backend:   typ,
 		Links:     []LinkSpec{},
@@ -60,63 +99,13 @@ func Compute(n Node) (Desired, error) {
 		Routes:    []nodestate.Route{},
 		Neighbors: []nodestate.Neighbor{},
 		FDB:       []nodestate.FDBEntry{},
-		Own:       Ownership{Network: cfg.Network.Masked(), Subnet: self, VxlanDev: n.VxlanDev, UnderlayDev: n.UnderlayDev},
-	}
-	if d.Own.VxlanDev == "" {
-		d.Own.VxlanDev = DeviceName(vni(cfg))
+		Own:       own,
+		MTU:       PodMTU(cfg, n.UnderlayMTU),
 	}
 	var perr PeerErrors
-	peers := sortedPeers(n.Peers, self)
-
-	switch typ {
-	case netconf.BackendHostGW:
-		d.MTU = PodMTU(cfg, n.UnderlayMTU)
-		for _, p := range peers {
-			pip, err := peerIP(p)
-			if err == nil && !onSegment(pip, n.UnderlayNets) {
-				err = peerErr(PeerOffSegment, "its underlay address %s is not on this node's L2 segment (%s): host-gw needs all nodes on one L2 segment; use the vxlan backend", pip, prefixList(n.UnderlayNets))
-			}
-			if err == nil {
-				err = inNetwork(p, cfg.Network)
-			}
-			if err != nil {
-				perr = append(perr, peerError(p, pip, err))
-				continue
-			}
-			d.Routes = append(d.Routes, underlayRoute(p.Subnet.Masked(), pip, n.UnderlayDev))
-		}
-	case netconf.BackendVXLAN:
-		mtu := PodMTU(cfg, n.UnderlayMTU)
-		d.MTU = mtu
-		dev := d.Own.VxlanDev
-		d.Links = append(d.Links, LinkSpec{
-			Name: dev, Kind: "vxlan", VNI: vni(cfg), Port: port(cfg),
-			Local: n.UnderlayIP, Dev: n.UnderlayDev, MTU: mtu, MAC: VtepMAC(n.UnderlayIP),
-		})
-		d.Addrs = append(d.Addrs, nodestate.Addr{Link: dev, Prefix: netip.PrefixFrom(self.Addr(), self.Addr().BitLen())})
-		for _, p := range peers {
-			pip, err := peerIP(p)
-			if err == nil {
-				err = inNetwork(p, cfg.Network)
-			}
-			if err != nil {
-				perr = append(perr, peerError(p, pip, err))
-				continue
-			}
-			sub := p.Subnet.Masked()
-			if cfg.Backend.DirectRouting && onSegment(pip, n.UnderlayNets) {
-				d.Routes = append(d.Routes, underlayRoute(sub, pip, n.UnderlayDev))
-				continue
-			}
-			mac, err := peerMAC(p)
-			if err != nil {
-				perr = append(perr, peerError(p, pip, err))
-				continue
-			}
-			d.Routes = append(d.Routes, nodestate.Route{Table: nodestate.TableMain, Type: "unicast", Dst: sub, Gateway: sub.Addr(), Dev: dev, Onlink: true})
-			d.Neighbors = append(d.Neighbors, nodestate.Neighbor{Dev: dev, IP: sub.Addr(), MAC: mac, State: "permanent"})
-			d.FDB = append(d.FDB, nodestate.FDBEntry{Dev: dev, MAC: mac, Dst: pip, State: "permanent", Self: true})
-		}
+	peers := sortedPeers(n.Peers, n.Self)
+	for _, f := range fams {
+		computeFamily(&d, n, f, typ, peers, &perr)
 	}
 	if len(perr) > 0 {
 		return d, perr
@@ -124,18 +113,110 @@ func Compute(n Node) (Desired, error) {
 	return d, nil
 }
 
-func checkNode(n Node, typ string) error {
-	switch {
-	case typ != netconf.BackendVXLAN && typ != netconf.BackendHostGW:
+// ownership is the Ownership of a node Compute programs.
+func ownership(n Node) Ownership {
+	cfg := n.Config
+	own := Ownership{Network: cfg.Network.Masked(), Subnet: n.Self.Subnet.Masked(), VxlanDev: n.VxlanDev, UnderlayDev: n.UnderlayDev}
+	if own.VxlanDev == "" {
+		own.VxlanDev = DeviceName(vni(cfg))
+	}
+	if cfg.EnableIPv6() {
+		own.IPv6Network, own.IPv6Subnet, own.VxlanDevV6 = cfg.IPv6Network.Masked(), n.Self.IPv6Subnet.Masked(), n.VxlanDevV6
+		if own.VxlanDevV6 == "" {
+			own.VxlanDevV6 = DeviceNameV6(vni(cfg))
+		}
+	}
+	return own
+}
+
+// computeFamily adds family f's devices, addresses, routes, neighbours and
+// FDB entries to d.
+func computeFamily(d *Desired, n Node, f family, typ string, peers []lease.Lease, perr *PeerErrors) {
+	cfg := n.Config
+	self := f.self.Masked()
+	switch typ {
+	case netconf.BackendHostGW:
+		for _, p := range peers {
+			pip, err := peerIP(p, f.v6)
+			if err == nil && !onSegment(pip, f.nets) {
+				err = peerErr(PeerOffSegment, "its underlay address %s is not on this node's L2 segment (%s): host-gw needs all nodes on one L2 segment; use the vxlan backend", pip, prefixList(f.nets))
+			}
+			if err == nil {
+				err = inNetwork(f.subnet(p), f.network)
+			}
+			if err != nil {
+				*perr = append(*perr, peerError(p, pip, f.subnet(p), err))
+				continue
+			}
+			d.Routes = append(d.Routes, underlayRoute(f.subnet(p).Masked(), pip, n.UnderlayDev))
+		}
+	case netconf.BackendVXLAN:
+		dev := f.dev
+		// Each device carries what fits its own encapsulation (the IPv4
+		// one underlay - 50, as on an IPv4-only node); the pods use the
+		// least of them (d.MTU).
+		mtu := cfg.Backend.MTU
+		if mtu == 0 {
+			mtu = n.UnderlayMTU - VxlanOverhead
+			if f.v6 {
+				mtu = n.UnderlayMTU - VxlanOverheadV6
+			}
+		}
+		d.Links = append(d.Links, LinkSpec{
+			Name: dev, Kind: "vxlan", VNI: vni(cfg), Port: port(cfg),
+			Local: f.underlayIP, Dev: n.UnderlayDev, MTU: mtu, MAC: VtepMAC(f.underlayIP),
+		})
+		d.Addrs = append(d.Addrs, nodestate.Addr{Link: dev, Prefix: netip.PrefixFrom(self.Addr(), self.Addr().BitLen())})
+		for _, p := range peers {
+			pip, err := peerIP(p, f.v6)
+			if err == nil {
+				err = inNetwork(f.subnet(p), f.network)
+			}
+			if err != nil {
+				*perr = append(*perr, peerError(p, pip, f.subnet(p), err))
+				continue
+			}
+			sub := f.subnet(p).Masked()
+			if cfg.Backend.DirectRouting && onSegment(pip, f.nets) {
+				d.Routes = append(d.Routes, underlayRoute(sub, pip, n.UnderlayDev))
+				continue
+			}
+			mac, err := peerMAC(p, f.v6)
+			if err != nil {
+				*perr = append(*perr, peerError(p, pip, f.subnet(p), err))
+				continue
+			}
+			d.Routes = append(d.Routes, nodestate.Route{Table: nodestate.TableMain, Type: "unicast", Dst: sub, Gateway: sub.Addr(), Dev: dev, Onlink: true, Metric: routeMetric(sub)})
+			d.Neighbors = append(d.Neighbors, nodestate.Neighbor{Dev: dev, IP: sub.Addr(), MAC: mac, State: "permanent"})
+			d.FDB = append(d.FDB, nodestate.FDBEntry{Dev: dev, MAC: mac, Dst: pip, State: "permanent", Self: true})
+		}
+	}
+}
+
+func checkNode(n Node, typ string, fams []family) error {
+	if typ != netconf.BackendVXLAN && typ != netconf.BackendHostGW {
 		return fmt.Errorf("backend: type %q: want %q or %q", typ, netconf.BackendVXLAN, netconf.BackendHostGW)
-	case !n.Config.Network.IsValid() || !n.Config.Network.Addr().Is4():
-		return fmt.Errorf("backend: network %v: want an IPv4 prefix (net-conf.json Network)", n.Config.Network)
-	case !n.Self.Subnet.IsValid() || !n.Config.Network.Contains(n.Self.Subnet.Addr()) || n.Self.Subnet.Bits() < n.Config.Network.Bits():
-		return fmt.Errorf("backend: own subnet %v is not inside network %s (lease and config disagree)", n.Self.Subnet, n.Config.Network)
-	case n.UnderlayDev == "":
-		return errors.New("backend: no underlay device (pass --iface)")
-	case !n.UnderlayIP.Is4():
-		return fmt.Errorf("backend: underlay address %v: want an IPv4 address (pass --public-ip)", n.UnderlayIP)
+	}
+	for _, f := range fams {
+		key, flag, fam := "Network", "--public-ip", "IPv4"
+		if f.v6 {
+			key, flag, fam = "IPv6Network", "--public-ipv6", "IPv6"
+		}
+		switch {
+		case !f.network.IsValid() || f.network.Addr().Is4() == f.v6:
+			return fmt.Errorf("backend: network %v: want an %s prefix (net-conf.json %s)", f.network, fam, key)
+		case !f.self.IsValid() || !f.network.Contains(f.self.Addr()) || f.self.Bits() < f.network.Bits():
+			if f.v6 {
+				return fmt.Errorf("backend: own IPv6 subnet %v is not inside network %s (lease and config disagree)", f.self, f.network)
+			}
+			return fmt.Errorf("backend: own subnet %v is not inside network %s (lease and config disagree)", f.self, f.network)
+		case n.UnderlayDev == "":
+			return errors.New("backend: no underlay device (pass --iface)")
+		case !f.underlayIP.IsValid() || f.underlayIP.Is4() == f.v6 || f.underlayIP.Is4In6():
+			return fmt.Errorf("backend: underlay address %v: want an %s address (pass %s)", f.underlayIP, fam, flag)
+		}
+	}
+	switch {
 	case n.UnderlayMTU <= 0 && !(typ == netconf.BackendVXLAN && n.Config.Backend.MTU > 0):
 		return fmt.Errorf("backend: underlay MTU %d of %s: want > 0", n.UnderlayMTU, n.UnderlayDev)
 	}
@@ -161,21 +242,31 @@ func port(cfg netconf.Config) int {
 	return cfg.Backend.Port
 }
 
-// sortedPeers drops self and orders peers by subnet, so that Desired is
-// deterministic whatever order the store listed them in.
-func sortedPeers(all []lease.Lease, self netip.Prefix) []lease.Lease {
+// sortedPeers drops self (the lease with self's subnet of either family)
+// and orders peers by subnet, so that Desired is deterministic whatever
+// order the store listed them in.
+func sortedPeers(all []lease.Lease, self lease.Lease) []lease.Lease {
 	out := make([]lease.Lease, 0, len(all))
 	for _, p := range all {
-		if p.Subnet.Masked() == self {
+		if (self.Subnet.IsValid() && p.Subnet.Masked() == self.Subnet.Masked()) ||
+			(self.IPv6Subnet.IsValid() && p.IPv6Subnet.Masked() == self.IPv6Subnet.Masked()) {
 			continue
 		}
 		out = append(out, p)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Subnet.Addr().Less(out[j].Subnet.Addr()) })
+	sort.SliceStable(out, func(i, j int) bool { return lease.BySubnet(out[i], out[j]) < 0 })
 	return out
 }
 
-func peerIP(p lease.Lease) (netip.Addr, error) {
+// peerIP is the peer's underlay address of the family.
+func peerIP(p lease.Lease, v6 bool) (netip.Addr, error) {
+	if v6 {
+		a := p.Attrs.PublicIPv6
+		if !a.Is6() || a.Is4In6() {
+			return a, peerErr(PeerBadAddress, "PublicIPv6 %q is not an IPv6 address", a)
+		}
+		return a, nil
+	}
 	a := p.Attrs.PublicIP
 	if !a.Is4() {
 		return a, peerErr(PeerBadAddress, "PublicIP %q is not an IPv4 address", a)
@@ -183,20 +274,25 @@ func peerIP(p lease.Lease) (netip.Addr, error) {
 	return a, nil
 }
 
-func peerMAC(p lease.Lease) (string, error) {
-	if p.Attrs.BackendData == nil || p.Attrs.BackendData.VtepMAC == "" {
-		return "", fmt.Errorf("lease has no VtepMAC (BackendType %q): is the peer running the vxlan backend?", p.Attrs.BackendType)
+// peerMAC is the peer's VTEP MAC of the family.
+func peerMAC(p lease.Lease, v6 bool) (string, error) {
+	bd, key := p.Attrs.BackendData, "VtepMAC"
+	if v6 {
+		bd, key = p.Attrs.BackendV6Data, "BackendV6Data.VtepMAC"
 	}
-	mac, err := net.ParseMAC(p.Attrs.BackendData.VtepMAC)
+	if bd == nil || bd.VtepMAC == "" {
+		return "", fmt.Errorf("lease has no %s (BackendType %q): is the peer running the vxlan backend?", key, p.Attrs.BackendType)
+	}
+	mac, err := net.ParseMAC(bd.VtepMAC)
 	if err != nil || len(mac) != 6 {
-		return "", peerErr(PeerNoVtepMAC, "VtepMAC %q is not an Ethernet MAC", p.Attrs.BackendData.VtepMAC)
+		return "", peerErr(PeerNoVtepMAC, "%s %q is not an Ethernet MAC", key, bd.VtepMAC)
 	}
 	return mac.String(), nil
 }
 
-func inNetwork(p lease.Lease, network netip.Prefix) error {
-	if !p.Subnet.IsValid() || !network.Contains(p.Subnet.Addr()) || p.Subnet.Bits() < network.Bits() {
-		return peerErr(PeerOutsideNetwork, "subnet %v is not inside network %s", p.Subnet, network)
+func inNetwork(sn, network netip.Prefix) error {
+	if !sn.IsValid() || !network.Contains(sn.Addr()) || sn.Bits() < network.Bits() {
+		return peerErr(PeerOutsideNetwork, "subnet %v is not inside network %s", sn, network)
 	}
 	return nil
 }
@@ -213,8 +309,8 @@ func peerErr(cause, format string, args ...any) error {
 	return causedError{cause, fmt.Sprintf(format, args...)}
 }
 
-func peerError(p lease.Lease, ip netip.Addr, err error) PeerError {
-	pe := PeerError{Node: p.Attrs.Node, PublicIP: ip, Subnet: p.Subnet, Reason: err.Error()}
+func peerError(p lease.Lease, ip netip.Addr, subnet netip.Prefix, err error) PeerError {
+	pe := PeerError{Node: p.Attrs.Node, PublicIP: ip, Subnet: subnet, Reason: err.Error()}
 	var c causedError
 	if errors.As(err, &c) {
 		pe.Cause = c.cause
@@ -222,16 +318,20 @@ func peerError(p lease.Lease, ip netip.Addr, err error) PeerError {
 	return pe
 }
 
-// PodMTU is the MTU pods (and the vxlan device) must use with cfg's backend
-// on an underlay of underlayMTU: the configured Backend.MTU, else the
-// underlay's MTU less VxlanOverhead for vxlan, or the underlay's MTU for
-// host-gw.
+// PodMTU is the MTU pods (and the vxlan devices) must use with cfg's
+// backend on an underlay of underlayMTU: the configured Backend.MTU, else
+// the underlay's MTU less VxlanOverhead for vxlan (less VxlanOverheadV6
+// when the cluster runs IPv6: its outer packets are IPv6, and a pod has one
+// MTU for both families), or the underlay's MTU for host-gw.
 func PodMTU(cfg netconf.Config, underlayMTU int) int {
 	if cfg.Backend.Type == netconf.BackendHostGW {
 		return underlayMTU
 	}
 	if cfg.Backend.MTU != 0 {
 		return cfg.Backend.MTU
+	}
+	if cfg.EnableIPv6() {
+		return underlayMTU - VxlanOverheadV6
 	}
 	return underlayMTU - VxlanOverhead
 }
@@ -260,12 +360,28 @@ func prefixList(nets []netip.Prefix) string {
 }
 
 func underlayRoute(dst netip.Prefix, via netip.Addr, dev string) nodestate.Route {
-	return nodestate.Route{Table: nodestate.TableMain, Type: "unicast", Dst: dst, Gateway: via, Dev: dev}
+	return nodestate.Route{Table: nodestate.TableMain, Type: "unicast", Dst: dst, Gateway: via, Dev: dev, Metric: routeMetric(dst)}
+}
+
+// routeMetric is the metric of twill's route to dst: 0 for IPv4, and for
+// IPv6 1024, the metric the kernel gives an IPv6 route added without one
+// (so the route it reports back is the route desired).
+func routeMetric(dst netip.Prefix) int {
+	if dst.Addr().Is6() {
+		return 1024
+	}
+	return 0
 }
 
 // OwnershipFor is the Ownership of a node whose lease is not at hand (for
 // `twill uninstall`): subnet is the node's own pod subnet from its subnet
 // file (may be invalid when unknown).
 func OwnershipFor(cfg netconf.Config, subnet netip.Prefix, underlayDev string) Ownership {
-	return Ownership{Network: cfg.Network.Masked(), Subnet: subnet.Masked(), VxlanDev: DeviceName(vni(cfg)), UnderlayDev: underlayDev}
+	// Uninstall removes every twill-v6.<n> device, IPv6 configured or not.
+	own := Ownership{Network: cfg.Network.Masked(), Subnet: subnet.Masked(), VxlanDev: DeviceName(vni(cfg)), UnderlayDev: underlayDev,
+		VxlanDevV6: DeviceNameV6(vni(cfg))}
+	if cfg.EnableIPv6() {
+		own.IPv6Network = cfg.IPv6Network.Masked()
+	}
+	return own
 }

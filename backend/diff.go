@@ -16,8 +16,11 @@ import (
 //   - twill's vxlan device (want.Own.VxlanDev, or any vxlan device named
 //     "twill.<n>") and, on it, IPv4 addresses, main-table IPv4 routes,
 //     permanent IPv4 neighbours and FDB entries with a remote address;
-//   - main-table IPv4 routes into want.Own.Network via want.Own.UnderlayDev,
-//     except the node's own subnet.
+//   - when want.Own.VxlanDevV6 is set (the node runs IPv6): twill's IPv6
+//     vxlan device (it, or any vxlan device named "twill-v6.<n>") and the
+//     same for IPv6 on it, link-local addresses and routes excepted;
+//   - main-table routes into want.Own.Network (IPv6Network) via
+//     want.Own.UnderlayDev, except the node's own subnet.
 //
 // Everything else (other devices, the pod bridge, a user's routes, dynamic
 // neighbour entries, IPv6 link-local addresses) is left alone. Deletions
@@ -64,17 +67,39 @@ func (d *differ) delete(kindIdx int, c Change) {
 	d.delByKind[kindIdx] = append(d.delByKind[kindIdx], c)
 }
 
-// ownedLink reports whether a device is twill's vxlan device.
+// ownedLink reports whether a device is one of twill's vxlan devices.
 func (d *differ) ownedLink(l nodestate.Link) bool {
-	if l.Name == d.own.VxlanDev && d.own.VxlanDev != "" {
+	if (l.Name == d.own.VxlanDev && d.own.VxlanDev != "") || (l.Name == d.own.VxlanDevV6 && d.own.VxlanDevV6 != "") {
 		return true
 	}
-	n, ok := strings.CutPrefix(l.Name, "twill.")
-	if !ok || l.Kind != "vxlan" {
-		return false
+	prefixes := []string{"twill."}
+	if d.own.VxlanDevV6 != "" {
+		// Only a node that runs IPv6 owns IPv6 devices: the desired state
+		// of an IPv4 config (doctor reads one from an IPv4 subnet file)
+		// must never delete a live IPv6 overlay.
+		prefixes = append(prefixes, "twill-v6.")
 	}
-	_, err := strconv.Atoi(n)
-	return err == nil
+	for _, prefix := range prefixes {
+		if n, ok := strings.CutPrefix(l.Name, prefix); ok && l.Kind == "vxlan" {
+			if _, err := strconv.Atoi(n); err == nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// v6Dev reports whether an owned device is an IPv6 one (its addresses,
+// routes and neighbours are IPv6).
+func (d *differ) v6Dev(dev string) bool {
+	return (dev == d.own.VxlanDevV6 && dev != "") || strings.HasPrefix(dev, "twill-v6.")
+}
+
+// ownedOn reports whether an address (of an address, neighbour or route
+// destination) on the live owned device dev is twill's: of the device's
+// family, and not link-local (the kernel's, on every IPv6 device).
+func (d *differ) ownedOn(dev string, a netip.Addr) bool {
+	return d.live(dev) && a.IsValid() && a.Is6() == d.v6Dev(dev) && !(a.Is6() && (a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast()))
 }
 
 // live reports whether objects on dev exist and are owned (an owned device
@@ -155,7 +180,7 @@ func (d *differ) addrs(want, have []nodestate.Addr) {
 	}
 	present := map[key]bool{}
 	for _, h := range have {
-		if d.live(h.Link) && h.Prefix.Addr().Is4() {
+		if d.ownedOn(h.Link, h.Prefix.Addr()) {
 			present[key{h.Link, h.Prefix}] = true
 		}
 	}
@@ -170,7 +195,7 @@ func (d *differ) addrs(want, have []nodestate.Addr) {
 	}
 	for _, h := range have {
 		h := h
-		if d.live(h.Link) && h.Prefix.Addr().Is4() && !wanted[key{h.Link, h.Prefix}] {
+		if d.ownedOn(h.Link, h.Prefix.Addr()) && !wanted[key{h.Link, h.Prefix}] {
 			d.delete(1, Change{Kind: KindAddr, Addr: &h, Reason: "not desired"})
 		}
 	}
@@ -239,7 +264,7 @@ func (d *differ) neighbors(want, have []nodestate.Neighbor) {
 	}
 	byKey := map[key]nodestate.Neighbor{}
 	for _, h := range have {
-		if d.live(h.Dev) && h.IP.Is4() {
+		if d.ownedOn(h.Dev, h.IP) {
 			byKey[key{h.Dev, h.IP}] = h
 		}
 	}
@@ -260,7 +285,7 @@ func (d *differ) neighbors(want, have []nodestate.Neighbor) {
 	}
 	for _, h := range have {
 		h := h
-		if d.live(h.Dev) && h.IP.Is4() && strings.Contains(h.State, "permanent") && !wanted[key{h.Dev, h.IP}] {
+		if d.ownedOn(h.Dev, h.IP) && strings.Contains(h.State, "permanent") && !wanted[key{h.Dev, h.IP}] {
 			d.delete(3, Change{Kind: KindNeighbor, Neighbor: &h, Reason: "not desired"})
 		}
 	}
@@ -268,15 +293,18 @@ func (d *differ) neighbors(want, have []nodestate.Neighbor) {
 
 // ownedRoute reports whether a route is twill's to manage.
 func (d *differ) ownedRoute(r nodestate.Route) bool {
-	if r.Table != nodestate.TableMain || !r.Dst.Addr().Is4() || (r.Type != "" && r.Type != "unicast") {
+	if r.Table != nodestate.TableMain || !r.Dst.IsValid() || (r.Type != "" && r.Type != "unicast") {
 		return false
 	}
 	if d.vx[r.Dev] {
-		return d.live(r.Dev)
+		return d.ownedOn(r.Dev, r.Dst.Addr()) && !r.Dst.Addr().IsMulticast()
 	}
-	n := d.own.Network
+	n, self := d.own.Network, d.own.Subnet
+	if r.Dst.Addr().Is6() {
+		n, self = d.own.IPv6Network, d.own.IPv6Subnet
+	}
 	return r.Dev != "" && r.Dev == d.own.UnderlayDev && n.IsValid() &&
-		r.Dst.Bits() >= n.Bits() && n.Contains(r.Dst.Addr()) && r.Dst.Masked() != d.own.Subnet
+		r.Dst.Bits() >= n.Bits() && n.Contains(r.Dst.Addr()) && r.Dst.Masked() != self
 }
 
 func routeMatches(w, h nodestate.Route) bool {

@@ -14,6 +14,10 @@ import (
 // (outer IP 20 + UDP 8 + vxlan 8 + inner Ethernet 14 bytes).
 const VxlanOverhead = 50
 
+// VxlanOverheadV6 is what vxlan encapsulation costs on an IPv6 underlay
+// (outer IPv6 40 + UDP 8 + vxlan 8 + inner Ethernet 14 bytes).
+const VxlanOverheadV6 = 70
+
 // Node is everything Compute needs to know about this node and its peers.
 type Node struct {
 	// Self is this node's lease (its pod subnet and published attributes).
@@ -25,8 +29,16 @@ type Node struct {
 	Config netconf.Config
 	// UnderlayDev is the name of the node's underlay interface ("eth0").
 	UnderlayDev string
-	// UnderlayIP is the node's underlay address (the lease's PublicIP).
+	// UnderlayIP is the node's IPv4 underlay address (the lease's
+	// PublicIP); unused by an IPv6-only cluster.
 	UnderlayIP netip.Addr
+	// UnderlayIPv6 is the node's IPv6 underlay address (the lease's
+	// PublicIPv6), the outer address of IPv6 pod traffic; needed when the
+	// cluster runs IPv6.
+	UnderlayIPv6 netip.Addr
+	// UnderlayNets6 are the prefixes of UnderlayDev's global IPv6
+	// addresses (host-gw and DirectRouting for IPv6 peers).
+	UnderlayNets6 []netip.Prefix
 	// UnderlayMTU is the MTU of UnderlayDev.
 	UnderlayMTU int
 	// UnderlayNets are the node's directly connected underlay prefixes (the
@@ -38,12 +50,16 @@ type Node struct {
 	// another agent programmed (Flannel's "flannel.1"), so the expected
 	// objects hang on the device that is there.
 	VxlanDev string
+	// VxlanDevV6 names the IPv6 vxlan device; empty means
+	// DeviceNameV6(VNI) (Flannel's is "flannel-v6.1").
+	VxlanDevV6 string
 }
 
 // NodeOf is the Node of a node whose underlay u is known: the fields the
 // agent and doctor fill in the same way.
 func NodeOf(self lease.Lease, peers []lease.Lease, cfg netconf.Config, u Underlay) Node {
-	return Node{Self: self, Peers: peers, Config: cfg, UnderlayDev: u.Dev, UnderlayIP: u.IP, UnderlayMTU: u.MTU, UnderlayNets: u.Nets}
+	return Node{Self: self, Peers: peers, Config: cfg, UnderlayDev: u.Dev, UnderlayIP: u.IP, UnderlayMTU: u.MTU, UnderlayNets: u.Nets,
+		UnderlayIPv6: u.IPv6, UnderlayNets6: u.Nets6}
 }
 
 // LinkSpec is the desired vxlan device.
@@ -88,20 +104,32 @@ type Ownership struct {
 	// UnderlayDev is the underlay device: only its routes into Network
 	// (host-gw, DirectRouting) are owned.
 	UnderlayDev string `json:"underlayDev"`
+	// IPv6Network, IPv6Subnet and VxlanDevV6 are the same for IPv6 (zero
+	// when the cluster does not run IPv6): the device "twill-v6.<n>" and,
+	// on it, global IPv6 addresses, main-table IPv6 routes, permanent IPv6
+	// neighbours and remote FDB entries are owned, and so are main-table
+	// routes into IPv6Network via UnderlayDev. Link-local addresses and
+	// routes (fe80::/10) the kernel puts on every device are never owned.
+	IPv6Network netip.Prefix `json:"ipv6Network,omitzero"`
+	IPv6Subnet  netip.Prefix `json:"ipv6Subnet,omitzero"`
+	VxlanDevV6  string       `json:"vxlanDevV6,omitempty"`
 }
 
 // Desired is the kernel state the backend wants on this node.
 type Desired struct {
 	// Backend is "vxlan" or "host-gw".
 	Backend string `json:"backend"`
-	// Links holds the vxlan device (empty for host-gw).
+	// Links holds the vxlan devices (empty for host-gw): the IPv4 one,
+	// then the IPv6 one.
 	Links []LinkSpec `json:"links"`
-	// Addrs holds the vxlan device's address: the lease's network address /32.
+	// Addrs holds the vxlan devices' addresses: the lease's network address
+	// /32 (IPv6: /128).
 	Addrs     []nodestate.Addr     `json:"addrs"`
 	Routes    []nodestate.Route    `json:"routes"`
 	Neighbors []nodestate.Neighbor `json:"neighbors"`
 	FDB       []nodestate.FDBEntry `json:"fdb"`
-	// MTU is the MTU pods must use (written to the subnet file).
+	// MTU is the MTU pods must use (written to the subnet file): the least
+	// of the families' (PodMTU).
 	MTU int `json:"mtu"`
 	// Own says which objects Diff may change or delete.
 	Own Ownership `json:"own"`
@@ -109,7 +137,8 @@ type Desired struct {
 
 // Why a peer could not be programmed (PeerError.Cause).
 const (
-	// PeerBadAddress: the lease's PublicIP is not an IPv4 address.
+	// PeerBadAddress: the lease's PublicIP is not an IPv4 address (for
+	// IPv6: PublicIPv6 not an IPv6 one).
 	PeerBadAddress = "bad-address"
 	// PeerOutsideNetwork: the lease's subnet is not inside the network.
 	PeerOutsideNetwork = "outside-network"

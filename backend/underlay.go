@@ -18,6 +18,11 @@ type Underlay struct {
 	MTU int
 	// Nets are the prefixes of Dev's IPv4 addresses: the node's L2 segments.
 	Nets []netip.Prefix
+	// IPv6 is Dev's first global IPv6 address (zero when it has none): the
+	// outer address of IPv6 pod traffic (the lease's PublicIPv6).
+	IPv6 netip.Addr
+	// Nets6 are the prefixes of Dev's global IPv6 addresses.
+	Nets6 []netip.Prefix
 }
 
 // FindUnderlay picks the underlay from the node's state: the interface named
@@ -44,6 +49,11 @@ func FindUnderlay(s *nodestate.Snapshot, iface string, publicIP netip.Addr) (Und
 				break
 			}
 		}
+		for _, r := range s.Routes { // an IPv6-only node: its IPv6 default route
+			if dev == "" && r.Table == nodestate.TableMain && r.Dst.Bits() == 0 && r.Dst.Addr().Is6() && r.Dev != "" {
+				dev = r.Dev
+			}
+		}
 		if dev == "" {
 			return Underlay{}, fmt.Errorf("no default route to pick the underlay interface from: pass --iface or --public-ip")
 		}
@@ -59,6 +69,12 @@ func FindUnderlay(s *nodestate.Snapshot, iface string, publicIP netip.Addr) (Und
 		return Underlay{}, fmt.Errorf("interface %s does not exist (see `ip link`)", dev)
 	}
 	for _, a := range s.Addrs {
+		if ip := a.Prefix.Addr(); a.Link == dev && ip.Is6() && !ip.Is4In6() && ip.IsGlobalUnicast() {
+			u.Nets6 = append(u.Nets6, a.Prefix.Masked())
+			if !u.IPv6.IsValid() {
+				u.IPv6 = ip
+			}
+		}
 		if a.Link != dev || !a.Prefix.Addr().Is4() {
 			continue
 		}
@@ -70,7 +86,7 @@ func FindUnderlay(s *nodestate.Snapshot, iface string, publicIP netip.Addr) (Und
 	if publicIP.IsValid() {
 		u.IP = publicIP
 	}
-	if !u.IP.IsValid() {
+	if !u.IP.IsValid() && !u.IPv6.IsValid() {
 		return Underlay{}, fmt.Errorf("interface %s has no IPv4 address to use as this node's public IP: pass --public-ip", dev)
 	}
 	return u, nil

@@ -93,8 +93,9 @@ func add(c Config, node Node, args *skel.CmdArgs) (*current.Result, error) {
 		}
 	}
 
-	addr, err := store.Allocate(node.Subnet, node.Gateway, args.ContainerID, args.IfName)
+	podAddrs, err := allocate(store, node, args.ContainerID, args.IfName)
 	if err != nil {
+		_, _ = store.Release(args.ContainerID, args.IfName)
 		return nil, cniError(types.ErrInternal, fmt.Errorf("IPAM: %w", err))
 	}
 	res, err := func() (*current.Result, error) {
@@ -104,12 +105,11 @@ func add(c Config, node Node, args *skel.CmdArgs) (*current.Result, error) {
 				return nil, err
 			}
 		}
-		podAddr := netip.PrefixFrom(addr, node.Subnet.Bits())
-		podLink, err := configurePod(h.pod, args.IfName, podAddr, node, c.DefaultGateway)
+		podLink, err := configurePod(h.pod, args.IfName, podAddrs, node, c.DefaultGateway)
 		if err != nil {
 			return nil, err
 		}
-		return buildResult(node, c, bridge, host, podLink, args.Netns, podAddr), nil
+		return buildResult(node, c, bridge, host, podLink, args.Netns, podAddrs), nil
 	}()
 	if err != nil {
 		// Undo what this ADD did so a retry starts clean.
@@ -120,10 +120,25 @@ func add(c Config, node Node, args *skel.CmdArgs) (*current.Result, error) {
 	return res, nil
 }
 
+// allocate gives (id, ifname) one address of each of the node's pod
+// networks (range set 0 for the first family, 1 for the second, as
+// host-local with one range set per family).
+func allocate(store *Store, node Node, id, ifname string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for r, pn := range node.Nets() {
+		a, err := store.AllocateIn(r, pn.Subnet, pn.Gateway, id, ifname)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, netip.PrefixFrom(a, pn.Subnet.Bits()))
+	}
+	return out, nil
+}
+
 // buildResult is the ADD result: interfaces bridge, host veth, pod
-// interface; the pod address with the gateway; the pod routes.
-func buildResult(node Node, c Config, bridge, host, pod netlink.Link, sandbox string, addr netip.Prefix) *current.Result {
-	gw := net.IP(node.Gateway.AsSlice())
+// interface; the pod addresses (one per family, IPv4 first) with their
+// gateways; the pod routes.
+func buildResult(node Node, c Config, bridge, host, pod netlink.Link, sandbox string, addrs []netip.Prefix) *current.Result {
 	res := &current.Result{
 		CNIVersion: current.ImplementedSpecVersion,
 		Interfaces: []*current.Interface{
@@ -131,10 +146,12 @@ func buildResult(node Node, c Config, bridge, host, pod netlink.Link, sandbox st
 			{Name: host.Attrs().Name, Mac: host.Attrs().HardwareAddr.String(), Mtu: node.MTU},
 			{Name: pod.Attrs().Name, Mac: pod.Attrs().HardwareAddr.String(), Mtu: node.MTU, Sandbox: sandbox},
 		},
-		IPs: []*current.IPConfig{{Interface: current.Int(2), Address: *ipNet(addr), Gateway: gw}},
 	}
-	for _, dst := range podRoutes(node, c.DefaultGateway) {
-		res.Routes = append(res.Routes, &types.Route{Dst: *ipNet(dst), GW: gw})
+	for i, pn := range node.Nets() {
+		res.IPs = append(res.IPs, &current.IPConfig{Interface: current.Int(2), Address: *ipNet(addrs[i]), Gateway: net.IP(pn.Gateway.AsSlice())})
+	}
+	for _, r := range podRoutes(node, c.DefaultGateway) {
+		res.Routes = append(res.Routes, &types.Route{Dst: *ipNet(r.dst), GW: net.IP(r.gw.AsSlice())})
 	}
 	return res
 }

@@ -16,10 +16,22 @@ import (
 // node, executing the plugin the way a container runtime does (CNI_*
 // variables, config on stdin, one process per call), sequentially. It
 // reports p50/p99 in milliseconds, plus the cost of starting the plugin
-// process at all (CNI VERSION) as a baseline. Run with -benchtime=1x.
+// process at all (CNI VERSION) as a baseline. The sub-benchmarks compare
+// an IPv4 node with a dual-stack one (two addresses, four routes) in the
+// same run. Run with -benchtime=1x.
 func BenchmarkCNIAddDel(b *testing.B) {
+	b.Run("ipv4", func(b *testing.B) {
+		benchAddDel(b, newNode(b, "10.244.6.1/24", 1450))
+	})
+	b.Run("dual", func(b *testing.B) {
+		n := newNode(b, "", 0)
+		n.writeSubnetInfo(dualStackInfo(6, 1450))
+		benchAddDel(b, n)
+	})
+}
+
+func benchAddDel(b *testing.B, n *testNode) {
 	const pods = 100
-	n := newNode(b, "10.244.6.1/24", 1450)
 	names := make([]string, pods)
 	for i := range names {
 		names[i] = n.newPod(i)

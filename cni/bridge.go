@@ -12,16 +12,18 @@ import (
 )
 
 // bridgeMAC is the bridge's fixed MAC, derived from its address
-// (0a:58:<IPv4>, locally administered). A bridge without a fixed MAC takes
-// its lowest port's, which changes as pods come and go and leaves stale
-// entries in the pods' ARP caches.
-func bridgeMAC(gw netip.Addr) net.HardwareAddr {
-	a := gw.As4()
+// (0a:58:<IPv4>, locally administered; on an IPv6-only node the last four
+// bytes of the IPv6 gateway). A bridge without a fixed MAC takes its lowest
+// port's, which changes as pods come and go and leaves stale entries in the
+// pods' ARP and neighbour caches.
+func bridgeMAC(node Node) net.HardwareAddr {
+	gw := node.Nets()[0].Gateway.AsSlice()
+	a := gw[len(gw)-4:]
 	return net.HardwareAddr{0x0a, 0x58, a[0], a[1], a[2], a[3]}
 }
 
 // ensureBridge makes the node bridge exist, be up, have the MTU and carry
-// the gateway address. It is safe when several plugin processes run it at
+// the gateway address of each family. It is safe when several plugin processes run it at
 // once: "already exists" answers from the kernel count as success. An
 // address of the cluster network other than the gateway (left by a previous
 // subnet of this node) is removed: with it, the bridge would route part of
@@ -29,7 +31,7 @@ func bridgeMAC(gw netip.Addr) net.HardwareAddr {
 func ensureBridge(h *netlink.Handle, name string, node Node) (netlink.Link, error) {
 	link, err := h.LinkByName(name)
 	if errors.As(err, new(netlink.LinkNotFoundError)) {
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: node.MTU, HardwareAddr: bridgeMAC(node.Gateway)}}
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: node.MTU, HardwareAddr: bridgeMAC(node)}}
 		if err := h.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {
 			return nil, fmt.Errorf("bridge %s: create: %w", name, err)
 		}
@@ -46,11 +48,31 @@ func ensureBridge(h *netlink.Handle, name string, node Node) (netlink.Link, erro
 			return nil, fmt.Errorf("bridge %s: set MTU %d: %w", name, node.MTU, err)
 		}
 	}
-	addrs, err := h.AddrList(link, unix.AF_INET)
-	if err != nil {
-		return nil, fmt.Errorf("bridge %s: list addresses: %w", name, err)
+	for _, pn := range node.Nets() {
+		if err := bridgeAddr(h, link, name, node.File, pn); err != nil {
+			return nil, err
+		}
 	}
-	want := node.GatewayPrefix()
+	if link.Attrs().Flags&net.FlagUp == 0 {
+		if err := h.LinkSetUp(link); err != nil {
+			return nil, fmt.Errorf("bridge %s: set up: %w", name, err)
+		}
+	}
+	return link, nil
+}
+
+// bridgeAddr puts the gateway address of pn on the bridge and removes
+// other addresses of pn's cluster network (left by a previous subnet).
+func bridgeAddr(h *netlink.Handle, link netlink.Link, name, file string, pn PodNet) error {
+	family := unix.AF_INET
+	if pn.Gateway.Is6() {
+		family = unix.AF_INET6
+	}
+	addrs, err := h.AddrList(link, family)
+	if err != nil {
+		return fmt.Errorf("bridge %s: list addresses: %w", name, err)
+	}
+	want := pn.GatewayPrefix()
 	have := false
 	for _, a := range addrs {
 		p, ok := prefixOf(a.IPNet)
@@ -61,24 +83,19 @@ func ensureBridge(h *netlink.Handle, name string, node Node) (netlink.Link, erro
 			have = true
 			continue
 		}
-		if node.Network.Contains(p.Addr()) {
-			slog.Warn("removing a stale cluster address from the bridge", "bridge", name, "address", p, "gateway", want, "subnetFile", node.File)
+		if pn.Network.Contains(p.Addr()) {
+			slog.Warn("removing a stale cluster address from the bridge", "bridge", name, "address", p, "gateway", want, "subnetFile", file)
 			if err := h.AddrDel(link, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-				return nil, fmt.Errorf("bridge %s: remove stale address %s (the node's subnet is now %s): %w", name, p, node.Subnet, err)
+				return fmt.Errorf("bridge %s: remove stale address %s (the node's subnet is now %s): %w", name, p, pn.Subnet, err)
 			}
 		}
 	}
 	if !have {
-		if err := h.AddrAdd(link, &netlink.Addr{IPNet: ipNet(want)}); err != nil && !errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("bridge %s: add address %s: %w", name, want, err)
+		if err := h.AddrAdd(link, &netlink.Addr{IPNet: ipNet(want), Flags: addrFlags(want.Addr())}); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("bridge %s: add address %s: %w", name, want, err)
 		}
 	}
-	if link.Attrs().Flags&net.FlagUp == 0 {
-		if err := h.LinkSetUp(link); err != nil {
-			return nil, fmt.Errorf("bridge %s: set up: %w", name, err)
-		}
-	}
-	return link, nil
+	return nil
 }
 
 // ipNet converts a prefix (address form kept) to the net.IPNet netlink uses.

@@ -10,7 +10,6 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // Check is CNI CHECK: the pod's interface, address, routes and MTU, its
@@ -29,20 +28,24 @@ func Check(args *skel.CmdArgs) error {
 	if err != nil {
 		return cniError(types.ErrIOFailure, err)
 	}
-	addr, err := store.Lookup(node.Subnet, args.ContainerID, args.IfName)
-	if err != nil {
-		return cniError(types.ErrIOFailure, err)
-	}
-	if !addr.IsValid() {
-		return failf(types.ErrInternal, "CHECK %s %s: no address of %s is allocated to it in %s (was ADD run? was the node's subnet changed?)",
-			args.ContainerID, args.IfName, node.Subnet, c.DataDir)
+	var addrs []netip.Prefix
+	for _, pn := range node.Nets() {
+		addr, err := store.Lookup(pn.Subnet, args.ContainerID, args.IfName)
+		if err != nil {
+			return cniError(types.ErrIOFailure, err)
+		}
+		if !addr.IsValid() {
+			return failf(types.ErrInternal, "CHECK %s %s: no address of %s is allocated to it in %s (was ADD run? was the node's subnet changed?)",
+				args.ContainerID, args.IfName, pn.Subnet, c.DataDir)
+		}
+		addrs = append(addrs, netip.PrefixFrom(addr, pn.Subnet.Bits()))
 	}
 	h, err := openHandles(args.Netns)
 	if err != nil {
 		return err
 	}
 	defer h.close()
-	problems := checkAttachment(h, c, node, args, netip.PrefixFrom(addr, node.Subnet.Bits()))
+	problems := checkAttachment(h, c, node, args, addrs)
 	if len(problems) > 0 {
 		return failf(types.ErrInternal, "CHECK %s in %s: %s", args.IfName, args.Netns, strings.Join(problems, "; "))
 	}
@@ -50,19 +53,21 @@ func Check(args *skel.CmdArgs) error {
 }
 
 // checkAttachment lists what differs from what ADD sets up.
-func checkAttachment(h *handles, c Config, node Node, args *skel.CmdArgs, addr netip.Prefix) []string {
+func checkAttachment(h *handles, c Config, node Node, args *skel.CmdArgs, addrs []netip.Prefix) []string {
 	var problems []string
 	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
 
 	if c.PrevResult != nil {
-		found := false
-		for _, ip := range c.PrevResult.IPs {
-			if p, ok := prefixOf(&ip.Address); ok && p == addr {
-				found = true
+		for _, addr := range addrs {
+			found := false
+			for _, ip := range c.PrevResult.IPs {
+				if p, ok := prefixOf(&ip.Address); ok && p == addr {
+					found = true
+				}
 			}
-		}
-		if !found {
-			bad("the runtime's prevResult does not hold %s, the address allocated to this pod", addr)
+			if !found {
+				bad("the runtime's prevResult does not hold %s, the address allocated to this pod", addr)
+			}
 		}
 	}
 
@@ -77,17 +82,21 @@ func checkAttachment(h *handles, c Config, node Node, args *skel.CmdArgs, addr n
 	if pod.Attrs().Flags&net.FlagUp == 0 {
 		bad("pod interface %s is down", args.IfName)
 	}
-	if addrs, err := h.pod.AddrList(pod, unix.AF_INET); err != nil {
+	if have, err := h.pod.AddrList(pod, netlink.FAMILY_ALL); err != nil {
 		bad("pod interface %s: list addresses: %v", args.IfName, err)
-	} else if !hasAddr(addrs, addr) {
-		bad("pod interface %s lacks its address %s", args.IfName, addr)
+	} else {
+		for _, addr := range addrs {
+			if !hasAddr(have, addr) {
+				bad("pod interface %s lacks its address %s", args.IfName, addr)
+			}
+		}
 	}
-	if routes, err := h.pod.RouteList(pod, unix.AF_INET); err != nil {
+	if routes, err := h.pod.RouteList(pod, netlink.FAMILY_ALL); err != nil {
 		bad("pod interface %s: list routes: %v", args.IfName, err)
 	} else {
-		for _, dst := range podRoutes(node, c.DefaultGateway) {
-			if !hasRoute(routes, dst, node.Gateway) {
-				bad("pod lacks the route %s via %s", dst, node.Gateway)
+		for _, r := range podRoutes(node, c.DefaultGateway) {
+			if !hasRoute(routes, r.dst, r.gw) {
+				bad("pod lacks the route %s via %s", r.dst, r.gw)
 			}
 		}
 	}
@@ -123,10 +132,14 @@ func checkAttachment(h *handles, c Config, node Node, args *skel.CmdArgs, addr n
 	if bridge.Attrs().Flags&net.FlagUp == 0 {
 		bad("bridge %s is down", c.Bridge)
 	}
-	if addrs, err := h.node.AddrList(bridge, unix.AF_INET); err != nil {
+	if have, err := h.node.AddrList(bridge, netlink.FAMILY_ALL); err != nil {
 		bad("bridge %s: list addresses: %v", c.Bridge, err)
-	} else if !hasAddr(addrs, node.GatewayPrefix()) {
-		bad("bridge %s lacks the gateway address %s", c.Bridge, node.GatewayPrefix())
+	} else {
+		for _, pn := range node.Nets() {
+			if !hasAddr(have, pn.GatewayPrefix()) {
+				bad("bridge %s lacks the gateway address %s", c.Bridge, pn.GatewayPrefix())
+			}
+		}
 	}
 	return problems
 }
@@ -151,7 +164,9 @@ func hasAddr(addrs []netlink.Addr, want netip.Prefix) bool {
 // back with a nil destination.
 func hasRoute(routes []netlink.Route, dst netip.Prefix, gw netip.Addr) bool {
 	for _, r := range routes {
-		got := netip.MustParsePrefix("0.0.0.0/0")
+		rgw, _ := netip.AddrFromSlice(r.Gw)
+		rgw = rgw.Unmap()
+		got := netip.PrefixFrom(unspecified(rgw), 0)
 		if r.Dst != nil {
 			p, ok := prefixOf(r.Dst)
 			if !ok {
@@ -159,8 +174,7 @@ func hasRoute(routes []netlink.Route, dst netip.Prefix, gw netip.Addr) bool {
 			}
 			got = p
 		}
-		rgw, _ := netip.AddrFromSlice(r.Gw)
-		if got == dst && rgw.Unmap() == gw {
+		if got == dst && rgw == gw {
 			return true
 		}
 	}

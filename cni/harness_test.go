@@ -139,9 +139,24 @@ func newNode(tb testing.TB, subnet string, mtu int) *testNode {
 // writeSubnetFile writes the node's subnet file as the agent does.
 func (n *testNode) writeSubnetFile(subnet string, mtu int) {
 	n.tb.Helper()
-	info := subnetfile.Info{Network: netip.MustParsePrefix("10.244.0.0/16"), Subnet: netip.MustParsePrefix(subnet), MTU: mtu, IPMasq: true, Backend: "vxlan"}
+	n.writeSubnetInfo(subnetfile.Info{Network: netip.MustParsePrefix("10.244.0.0/16"), Subnet: netip.MustParsePrefix(subnet), MTU: mtu, IPMasq: true, Backend: "vxlan"})
+}
+
+// writeSubnetInfo writes the node's subnet file with info.
+func (n *testNode) writeSubnetInfo(info subnetfile.Info) {
+	n.tb.Helper()
 	if err := subnetfile.Write(filepath.Join(n.root, subnetfile.TwillPath), info); err != nil {
 		n.tb.Fatal(err)
+	}
+}
+
+// dualStackInfo is a dual-stack subnet file: IPv4 subnet 10.244.<i>.1/24,
+// IPv6 subnet fd00:10:244:<i>::1/64.
+func dualStackInfo(i, mtu int) subnetfile.Info {
+	return subnetfile.Info{
+		Network: netip.MustParsePrefix("10.244.0.0/16"), Subnet: netip.MustParsePrefix(fmt.Sprintf("10.244.%d.1/24", i)),
+		IPv6Network: netip.MustParsePrefix("fd00:10:244::/56"), IPv6Subnet: netip.MustParsePrefix(fmt.Sprintf("fd00:10:244:%x::1/64", i)),
+		MTU: mtu, IPMasq: true, Backend: "vxlan",
 	}
 }
 
@@ -219,8 +234,8 @@ func parseResult(tb testing.TB, out string) *current.Result {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		tb.Fatalf("ADD result %q: %v", out, err)
 	}
-	if len(res.IPs) != 1 {
-		tb.Fatalf("ADD result has %d IPs, want 1: %s", len(res.IPs), out)
+	if len(res.IPs) < 1 {
+		tb.Fatalf("ADD result has no IPs: %s", out)
 	}
 	return &res
 }
@@ -303,7 +318,7 @@ func listen(tb testing.TB, ns string, ip netip.Addr) int {
 	var ln net.Listener
 	err := nsrun.Do(ns, func() error {
 		var err error
-		ln, err = net.Listen("tcp4", net.JoinHostPort(ip.String(), "0"))
+		ln, err = net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
 		return err
 	})
 	if err != nil {
@@ -333,7 +348,7 @@ func listen(tb testing.TB, ns string, ip netip.Addr) int {
 func dial(ns string, ip netip.Addr, port int, msg string) (string, error) {
 	var reply string
 	err := nsrun.Do(ns, func() error {
-		c, err := net.DialTimeout("tcp4", net.JoinHostPort(ip.String(), fmt.Sprint(port)), 3*time.Second)
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(ip.String(), fmt.Sprint(port)), 3*time.Second)
 		if err != nil {
 			return err
 		}

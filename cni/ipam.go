@@ -14,8 +14,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lastReservedFile remembers the last address handed out (host-local's name).
-const lastReservedFile = "last_reserved_ip.0"
+// lastReservedFile remembers the last address handed out in range set r
+// (host-local's name: "last_reserved_ip.0", and ".1" for the second
+// family of a dual-stack node, as host-local with two range sets).
+func lastReservedFile(r int) string { return fmt.Sprintf("last_reserved_ip.%d", r) }
 
 // lockFile is the file every twill-cni process locks (flock) while it reads
 // or changes the IPAM state; host-local uses the same name.
@@ -134,10 +136,17 @@ func ownedIn(all []Allocation, subnet netip.Prefix, id, ifname string) netip.Add
 	return netip.Addr{}
 }
 
-// Allocate gives (id, ifname) an address of subnet other than the gateway.
-// If it already has one there, that one is returned (ADD is idempotent).
-// A full subnet is an error saying how many addresses are in use.
+// Allocate gives (id, ifname) an address of subnet other than the gateway
+// (range set 0, see AllocateIn).
 func (s *Store) Allocate(subnet netip.Prefix, gateway netip.Addr, id, ifname string) (netip.Addr, error) {
+	return s.AllocateIn(0, subnet, gateway, id, ifname)
+}
+
+// AllocateIn gives (id, ifname) an address of subnet other than the
+// gateway, round robin after the last address range set r handed out. If
+// it already has one there, that one is returned (ADD is idempotent). A
+// full subnet is an error saying how many addresses are in use.
+func (s *Store) AllocateIn(r int, subnet netip.Prefix, gateway netip.Addr, id, ifname string) (netip.Addr, error) {
 	var got netip.Addr
 	err := s.locked(func() error {
 		all, err := s.list()
@@ -153,10 +162,10 @@ func (s *Store) Allocate(subnet netip.Prefix, gateway netip.Addr, id, ifname str
 			used[a.Addr] = true
 		}
 		var last netip.Addr
-		if data, err := os.ReadFile(filepath.Join(s.dir, lastReservedFile)); err == nil {
+		if data, err := os.ReadFile(filepath.Join(s.dir, lastReservedFile(r))); err == nil {
 			last, _ = netip.ParseAddr(strings.TrimSpace(string(data)))
 		}
-		for _, a := range candidates(subnet, gateway, last) {
+		for a := range candidates(subnet, gateway, last) {
 			if used[a] {
 				continue
 			}
@@ -175,7 +184,7 @@ func (s *Store) Allocate(subnet netip.Prefix, gateway netip.Addr, id, ifname str
 				os.Remove(f.Name())
 				return fmt.Errorf("IPAM state %s: reserve %s: %w", s.dir, a, werr)
 			}
-			if err := os.WriteFile(filepath.Join(s.dir, lastReservedFile), []byte(a.String()), 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(s.dir, lastReservedFile(r)), []byte(a.String()), 0o600); err != nil {
 				return fmt.Errorf("IPAM state %s: %w", s.dir, err)
 			}
 			got = a

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,21 +14,44 @@ import (
 func TestCandidatesSkipGatewayNetworkBroadcastAndRoundRobin(t *testing.T) {
 	subnet := netip.MustParsePrefix("10.244.1.0/29")
 	gw := netip.MustParseAddr("10.244.1.1")
-	got := fmt.Sprint(candidates(subnet, gw, netip.Addr{}))
+	got := fmt.Sprint(slices.Collect(candidates(subnet, gw, netip.Addr{})))
 	if got != "[10.244.1.2 10.244.1.3 10.244.1.4 10.244.1.5 10.244.1.6]" {
 		t.Errorf("fresh: %s", got)
 	}
-	got = fmt.Sprint(candidates(subnet, gw, netip.MustParseAddr("10.244.1.4")))
+	got = fmt.Sprint(slices.Collect(candidates(subnet, gw, netip.MustParseAddr("10.244.1.4"))))
 	if got != "[10.244.1.5 10.244.1.6 10.244.1.2 10.244.1.3 10.244.1.4]" {
 		t.Errorf("after .4: %s", got)
 	}
-	got = fmt.Sprint(candidates(subnet, gw, netip.MustParseAddr("10.244.1.6")))
+	got = fmt.Sprint(slices.Collect(candidates(subnet, gw, netip.MustParseAddr("10.244.1.6"))))
 	if got != "[10.244.1.2 10.244.1.3 10.244.1.4 10.244.1.5 10.244.1.6]" {
 		t.Errorf("after the last: %s", got)
 	}
-	got = fmt.Sprint(candidates(subnet, gw, netip.MustParseAddr("10.9.9.9")))
+	got = fmt.Sprint(slices.Collect(candidates(subnet, gw, netip.MustParseAddr("10.9.9.9"))))
 	if got != "[10.244.1.2 10.244.1.3 10.244.1.4 10.244.1.5 10.244.1.6]" {
 		t.Errorf("last outside the subnet (the node's subnet changed): %s", got)
+	}
+}
+
+// IPv6 candidates are lazy (a /64 is never listed) and round robin like
+// IPv4's; the subnet's last address is never handed out.
+func TestCandidatesIPv6(t *testing.T) {
+	subnet := netip.MustParsePrefix("fd00:10:244:1::/64")
+	gw := netip.MustParseAddr("fd00:10:244:1::1")
+	var got []netip.Addr
+	for a := range candidates(subnet, gw, netip.MustParseAddr("fd00:10:244:1::7")) {
+		if got = append(got, a); len(got) == 3 {
+			break
+		}
+	}
+	if fmt.Sprint(got) != "[fd00:10:244:1::8 fd00:10:244:1::9 fd00:10:244:1::a]" {
+		t.Errorf("after ::7: %v", got)
+	}
+	small := netip.MustParsePrefix("fd00::/125")
+	if got := fmt.Sprint(slices.Collect(candidates(small, netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::6")))); got != "[fd00::2 fd00::3 fd00::4 fd00::5 fd00::6]" {
+		t.Errorf("small subnet after the last: %s", got)
+	}
+	if lastAddr(subnet).String() != "fd00:10:244:1:ffff:ffff:ffff:ffff" || lastAddr(netip.MustParsePrefix("10.1.2.0/23")).String() != "10.1.3.255" {
+		t.Errorf("lastAddr %v %v", lastAddr(subnet), lastAddr(netip.MustParsePrefix("10.1.2.0/23")))
 	}
 }
 

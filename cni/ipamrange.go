@@ -1,6 +1,7 @@
 package cni
 
 import (
+	"iter"
 	"net/netip"
 	"strings"
 )
@@ -34,28 +35,25 @@ func (a Allocation) owns(id, ifname string) bool {
 	return a.ContainerID == strings.TrimSpace(id) && (a.IfName == "" || a.IfName == ifname)
 }
 
-// candidates returns the pod addresses of subnet in allocation order: after
-// last (round robin, so a just-released address is not reused at once, as
-// host-local does), wrapping around, skipping the network address, the
-// broadcast address and the gateway.
-func candidates(subnet netip.Prefix, gateway, last netip.Addr) []netip.Addr {
+// candidates yields the pod addresses of subnet in allocation order:
+// after last (round robin, so a just-released address is not reused at
+// once, as host-local does), wrapping around, skipping the network address,
+// the subnet's last address (IPv4: broadcast) and the gateway. It is lazy:
+// an IPv6 /64 is never listed, the allocator stops at the first free one.
+func candidates(subnet netip.Prefix, gateway, last netip.Addr) iter.Seq[netip.Addr] {
 	subnet = subnet.Masked()
-	first := subnet.Addr().Next()
-	bcast := lastAddr(subnet)
-	var all []netip.Addr
-	for a := first; a.IsValid() && a.Less(bcast); a = a.Next() {
-		if a != gateway {
-			all = append(all, a)
-		}
+	first, end := subnet.Addr().Next(), lastAddr(subnet)
+	start := first
+	if last.IsValid() && subnet.Contains(last) && last.Next().Less(end) {
+		start = last.Next()
 	}
-	start := 0
-	if last.IsValid() && subnet.Contains(last) {
-		for i, a := range all {
-			if last.Less(a) {
-				start = i
-				break
+	return func(yield func(netip.Addr) bool) {
+		for _, r := range [][2]netip.Addr{{start, end}, {first, start}} {
+			for a := r[0]; a.IsValid() && a.Less(r[1]); a = a.Next() {
+				if a != gateway && !yield(a) {
+					return
+				}
 			}
 		}
 	}
-	return append(all[start:len(all):len(all)], all[:start]...)
 }

@@ -35,7 +35,7 @@ func TestCNIAddTwoPodsTalk(t *testing.T) {
 	if a.Addr() == b.Addr() || !subnet.Contains(a.Addr()) || !subnet.Contains(b.Addr()) || a.Addr() == gw || b.Addr() == gw || a.Bits() != 24 {
 		t.Fatalf("pod addresses %v and %v: want two distinct /24 addresses of %v other than %v", a, b, subnet, gw)
 	}
-	if resA.IPs[0].Gateway.String() != "10.244.1.1" {
+	if len(resA.IPs) != 1 || resA.IPs[0].Gateway.String() != "10.244.1.1" {
 		t.Errorf("result gateway %v", resA.IPs[0].Gateway)
 	}
 

@@ -96,17 +96,26 @@ func newIptables(backend string) (*iptables.IPTables, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (install the iptables package)", backend, err)
 	}
-	ipt, err := iptables.New(iptables.Path(path), iptables.Timeout(5))
+	proto := iptables.ProtocolIPv4
+	if strings.HasPrefix(backend, "ip6") {
+		proto = iptables.ProtocolIPv6
+	}
+	ipt, err := iptables.New(iptables.Path(path), iptables.Timeout(5), iptables.IPFamily(proto))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", backend, err)
 	}
 	return ipt, nil
 }
 
-// legacyTableExists reports whether the legacy iptables table exists in the
-// current namespace, without creating it (reading it would).
-func legacyTableExists(table string) bool {
-	b, err := os.ReadFile("/proc/thread-self/net/ip_tables_names") // this thread's netns, not the process's
+// legacyTableExists reports whether the legacy iptables (v6: ip6tables)
+// table exists in the current namespace, without creating it (reading it
+// would).
+func legacyTableExists(table string, v6 bool) bool {
+	names := "/proc/thread-self/net/ip_tables_names" // this thread's netns, not the process's
+	if v6 {
+		names = "/proc/thread-self/net/ip6_tables_names"
+	}
+	b, err := os.ReadFile(names)
 	if err != nil {
 		return false
 	}
@@ -116,7 +125,7 @@ func legacyTableExists(table string) bool {
 // twillRulesIn lists the rules commented "twill:..." of one iptables
 // backend's table that are not in twill's own chains, as (chain, args).
 func twillRulesIn(ctx context.Context, backend, table string) ([][]string, error) {
-	if backend == BackendIptablesLegacy && !legacyTableExists(table) {
+	if backend == BackendIptablesLegacy && !legacyTableExists(table, false) {
 		return nil, nil
 	}
 	path, err := exec.LookPath(backend + "-save")

@@ -80,6 +80,10 @@ func ensureNftTable(ctx context.Context, nft knftables.Interface, s Spec) ([]Rep
 	if setMissing {
 		tx.Add(&knftables.Set{Name: NftPeerSet, Type: "ipv4_addr", Comment: knftables.PtrTo("twill: underlay addresses of current peers")})
 	}
+	set6Missing := !slices.Contains(sets, NftPeerSet6)
+	if s.IPv6Network.IsValid() && set6Missing {
+		tx.Add(&knftables.Set{Name: NftPeerSet6, Type: "ipv6_addr", Comment: knftables.PtrTo("twill: IPv6 underlay addresses of current peers")})
+	}
 	rules := NftRules(s)
 	for _, c := range NftChains {
 		var want []NftRule
@@ -114,11 +118,42 @@ func ensureNftTable(ctx context.Context, nft knftables.Interface, s Spec) ([]Rep
 			repairs = append(repairs, Repair{Kind: c.Kind, Object: fmt.Sprintf("nft inet %s %s: flushed (nothing wanted)", NftTable, c.Name)})
 		}
 	}
-	var have []netip.Addr
-	if !setMissing {
-		els, err := nft.ListElements(ctx, "set", NftPeerSet)
+	peerSets := []struct {
+		name    string
+		missing bool
+		want    []netip.Addr
+	}{{NftPeerSet, setMissing, s.peers(false)}}
+	if s.IPv6Network.IsValid() {
+		peerSets = append(peerSets, struct {
+			name    string
+			missing bool
+			want    []netip.Addr
+		}{NftPeerSet6, set6Missing, s.peers(true)})
+	}
+	for _, ps := range peerSets {
+		r, err := syncNftSet(ctx, nft, tx, ps.name, ps.missing, ps.want)
 		if err != nil {
-			return nil, fmt.Errorf("list set inet %s %s: %w", NftTable, NftPeerSet, err)
+			return nil, err
+		}
+		repairs = append(repairs, r...)
+	}
+	if tx.NumOperations() == 0 {
+		return nil, nil
+	}
+	if err := nft.Run(ctx, tx); err != nil {
+		return nil, fmt.Errorf("write table inet %s: %w", NftTable, err)
+	}
+	return repairs, nil
+}
+
+// syncNftSet adds to tx what makes the set's elements want (the set is
+// new when missing).
+func syncNftSet(ctx context.Context, nft knftables.Interface, tx *knftables.Transaction, name string, missing bool, want []netip.Addr) ([]Repair, error) {
+	var have []netip.Addr
+	if !missing {
+		els, err := nft.ListElements(ctx, "set", name)
+		if err != nil {
+			return nil, fmt.Errorf("list set inet %s %s: %w", NftTable, name, err)
 		}
 		for _, e := range els {
 			if len(e.Key) == 1 {
@@ -128,20 +163,15 @@ func ensureNftTable(ctx context.Context, nft knftables.Interface, s Spec) ([]Rep
 			}
 		}
 	}
-	add, del := setDiff(s.Peers, have)
+	var repairs []Repair
+	add, del := setDiff(want, have)
 	for _, a := range add {
-		tx.Add(&knftables.Element{Set: NftPeerSet, Key: []string{a.String()}})
-		repairs = append(repairs, Repair{Kind: KindGuard, Object: fmt.Sprintf("nft set %s: add %s", NftPeerSet, a)})
+		tx.Add(&knftables.Element{Set: name, Key: []string{a.String()}})
+		repairs = append(repairs, Repair{Kind: KindGuard, Object: fmt.Sprintf("nft set %s: add %s", name, a)})
 	}
 	for _, a := range del {
-		tx.Delete(&knftables.Element{Set: NftPeerSet, Key: []string{a.String()}})
-		repairs = append(repairs, Repair{Kind: KindGuard, Object: fmt.Sprintf("nft set %s: delete %s", NftPeerSet, a)})
-	}
-	if tx.NumOperations() == 0 {
-		return nil, nil
-	}
-	if err := nft.Run(ctx, tx); err != nil {
-		return nil, fmt.Errorf("write table inet %s: %w", NftTable, err)
+		tx.Delete(&knftables.Element{Set: name, Key: []string{a.String()}})
+		repairs = append(repairs, Repair{Kind: KindGuard, Object: fmt.Sprintf("nft set %s: delete %s", name, a)})
 	}
 	return repairs, nil
 }

@@ -167,3 +167,54 @@ func TestSpecValidate(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// IPv6 rules are the IPv4 ones' twins, ordered by chain with them; an
+// IPv6-only spec has no IPv4 rule.
+func TestIPv6Rules(t *testing.T) {
+	dual := testSpec
+	dual.IPv6Network = netip.MustParsePrefix("fd00:10:244::/56")
+	var got []string
+	for _, r := range NftRules(dual) {
+		got = append(got, r.Chain+": "+r.Rule)
+	}
+	want := []string{
+		"postrouting: ip saddr 10.244.0.0/16 ip daddr != 10.244.0.0/16 masquerade",
+		"postrouting: ip6 saddr fd00:10:244::/56 ip6 daddr != fd00:10:244::/56 masquerade",
+		"forward: ip saddr 10.244.0.0/16 accept",
+		"forward: ip daddr 10.244.0.0/16 accept",
+		"forward: ip6 saddr fd00:10:244::/56 accept",
+		"forward: ip6 daddr fd00:10:244::/56 accept",
+		"input: udp dport 8472 ip saddr != @vxlan_peers counter drop",
+		"input: udp dport 8472 ip6 saddr != @vxlan_peers6 counter drop",
+		"podguard: ip saddr 10.244.0.0/16 ip daddr != 10.244.0.0/16 udp dport 8472 counter drop",
+		"podguard: ip6 saddr fd00:10:244::/56 ip6 daddr != fd00:10:244::/56 udp dport 8472 counter drop",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("nft got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	v6 := dual
+	v6.Network = netip.Prefix{}
+	if n := len(IptablesRules(v6)); n != 0 {
+		t.Errorf("IPv6-only spec: %d IPv4 iptables rules", n)
+	}
+	r6 := Ip6tablesRules(v6)
+	if len(r6) != 5 || strings.Join(r6[3].Args, " ") != "-p udp --dport 8472 -m set ! --match-set twill-vxlan-peers6 src -m comment --comment twill: vxlan guard udp/8472 -j DROP" {
+		t.Errorf("ip6tables rules %v", r6)
+	}
+	if ip6Binary(BackendIptablesNft) != "ip6tables-nft" || ip6Binary(BackendIptablesLegacy) != "ip6tables-legacy" {
+		t.Error("ip6tables binary of the same backend")
+	}
+	v6.Peers = []netip.Addr{netip.MustParseAddr("fd00:77::12")}
+	if err := v6.Validate(); err != nil {
+		t.Errorf("IPv6-only spec: %v", err)
+	}
+	v6.Peers = append(v6.Peers, netip.MustParseAddr("192.168.77.12"))
+	if err := v6.Validate(); err == nil || !strings.Contains(err.Error(), "a family the cluster runs") {
+		t.Errorf("IPv4 peer in an IPv6-only spec: %v", err)
+	}
+	bad := dual
+	bad.IPv6Network = netip.MustParsePrefix("10.9.0.0/16")
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "want an IPv6 prefix") {
+		t.Errorf("IPv4 prefix as IPv6Network: %v", err)
+	}
+}

@@ -23,14 +23,31 @@ const port = 8080
 func overlay(t *testing.T, tag string) *testbed.Cluster {
 	t.Helper()
 	c := testbed.New(t, tag, 2)
+	program(t, c, false)
+	return c
+}
+
+// program applies twill's vxlan backend on every node of c (with v6 both
+// families: c.AddIPv6 must have run) and serves in every pod and outside.
+func program(t *testing.T, c *testbed.Cluster, v6 bool) {
+	t.Helper()
 	var leases []lease.Lease
 	for _, n := range c.Nodes {
-		leases = append(leases, lease.Lease{Subnet: n.Subnet, Attrs: lease.Attrs{PublicIP: n.IP, BackendType: "vxlan", Node: n.Name,
-			BackendData: &lease.BackendData{VtepMAC: backend.VtepMAC(n.IP)}}})
+		l := lease.Lease{Subnet: n.Subnet, Attrs: lease.Attrs{PublicIP: n.IP, BackendType: "vxlan", Node: n.Name,
+			BackendData: &lease.BackendData{VtepMAC: backend.VtepMAC(n.IP)}}}
+		if v6 {
+			l.IPv6Subnet, l.Attrs.PublicIPv6 = n.Subnet6, n.IPv6
+			l.Attrs.BackendV6Data = &lease.BackendData{VtepMAC: backend.VtepMAC(n.IPv6)}
+		}
+		leases = append(leases, l)
 	}
 	for i, n := range c.Nodes {
-		d, err := backend.Compute(backend.Node{Self: leases[i], Peers: leases, Config: netconf.Config{Network: testbed.Network},
-			UnderlayDev: "eth0", UnderlayIP: n.IP, UnderlayMTU: 1500, UnderlayNets: []netip.Prefix{testbed.Segment}})
+		bn := backend.Node{Self: leases[i], Peers: leases, Config: netconf.Config{Network: testbed.Network},
+			UnderlayDev: "eth0", UnderlayIP: n.IP, UnderlayMTU: 1500, UnderlayNets: []netip.Prefix{testbed.Segment}}
+		if v6 {
+			bn.Config.IPv6Network, bn.UnderlayIPv6, bn.UnderlayNets6 = testbed.Network6, n.IPv6, []netip.Prefix{testbed.Segment6}
+		}
+		d, err := backend.Compute(bn)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +57,6 @@ func overlay(t *testing.T, tag string) *testbed.Cluster {
 		testbed.Serve(t, n.Pod, port)
 	}
 	testbed.Serve(t, c.Outside, port)
-	return c
 }
 
 func specFor(c *testbed.Cluster, i int) Spec {

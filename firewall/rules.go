@@ -2,6 +2,8 @@ package firewall
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
 	"strconv"
 )
 
@@ -11,8 +13,13 @@ const (
 	NftTable = "twill"
 	// NftPeerSet is the nftables set of peer underlay addresses.
 	NftPeerSet = "vxlan_peers"
+	// NftPeerSet6 is the set of peer IPv6 underlay addresses (with IPv6).
+	NftPeerSet6 = "vxlan_peers6"
 	// IpsetPeers is the ipset of peer underlay addresses (iptables backends).
 	IpsetPeers = "twill-vxlan-peers"
+	// IpsetPeers6 is the ipset (family inet6) of peer IPv6 underlay
+	// addresses, for ip6tables.
+	IpsetPeers6 = "twill-vxlan-peers6"
 
 	ChainPostrouting = "TWILL-POSTROUTING"
 	ChainForward     = "TWILL-FORWARD"
@@ -53,22 +60,38 @@ type NftRule struct {
 }
 
 // NftRules renders the rules of table inet twill for a Spec, per chain in
-// order. The guard's peers are not in the rules but in the set NftPeerSet.
+// order: the IPv4 rules, then their IPv6 twins (ip6 matches, set
+// NftPeerSet6). The guard's peers are not in the rules but in the sets.
 func NftRules(s Spec) []NftRule {
-	n := s.Network.Masked().String()
 	var out []NftRule
-	if s.IPMasq {
-		out = append(out, NftRule{"postrouting", fmt.Sprintf("ip saddr %s ip daddr != %s masquerade", n, n), "twill: masquerade pods leaving " + n})
+	for _, f := range []struct {
+		net     netip.Prefix
+		ip, set string
+		postfix string
+	}{{s.Network, "ip", NftPeerSet, ""}, {s.IPv6Network, "ip6", NftPeerSet6, " (IPv6)"}} {
+		if !f.net.IsValid() {
+			continue
+		}
+		n := f.net.Masked().String()
+		if s.IPMasq {
+			out = append(out, NftRule{"postrouting", fmt.Sprintf("%s saddr %s %s daddr != %s masquerade", f.ip, n, f.ip, n), "twill: masquerade pods leaving " + n})
+		}
+		out = append(out,
+			NftRule{"forward", fmt.Sprintf("%s saddr %s accept", f.ip, n), "twill: forward from pods " + n},
+			NftRule{"forward", fmt.Sprintf("%s daddr %s accept", f.ip, n), "twill: forward to pods " + n},
+		)
+		if s.VXLANPort > 0 {
+			out = append(out, NftRule{"input", fmt.Sprintf("udp dport %d %s saddr != @%s counter drop", s.VXLANPort, f.ip, f.set), fmt.Sprintf("twill: vxlan guard udp/%d%s", s.VXLANPort, f.postfix)})
+			out = append(out, NftRule{"podguard", fmt.Sprintf("%s saddr %s %s daddr != %s udp dport %d counter drop", f.ip, n, f.ip, n, s.VXLANPort), fmt.Sprintf("twill: pods %s must not reach vxlan udp/%d", n, s.VXLANPort)})
+		}
 	}
-	out = append(out,
-		NftRule{"forward", fmt.Sprintf("ip saddr %s accept", n), "twill: forward from pods " + n},
-		NftRule{"forward", fmt.Sprintf("ip daddr %s accept", n), "twill: forward to pods " + n},
-	)
-	if s.VXLANPort > 0 {
-		out = append(out, NftRule{"input", fmt.Sprintf("udp dport %d ip saddr != @%s counter drop", s.VXLANPort, NftPeerSet), fmt.Sprintf("twill: vxlan guard udp/%d", s.VXLANPort)})
-		out = append(out, NftRule{"podguard", fmt.Sprintf("ip saddr %s ip daddr != %s udp dport %d counter drop", n, n, s.VXLANPort), fmt.Sprintf("twill: pods %s must not reach vxlan udp/%d", n, s.VXLANPort)})
-	}
+	slices.SortStableFunc(out, func(a, b NftRule) int { return chainIndex(a.Chain) - chainIndex(b.Chain) })
 	return out
+}
+
+// chainIndex is the position of a chain in NftChains.
+func chainIndex(name string) int {
+	return slices.IndexFunc(NftChains, func(c NftChain) bool { return c.Name == name })
 }
 
 // IptablesRule is one iptables rule: table, chain and the rule
@@ -82,11 +105,20 @@ type IptablesRule struct {
 
 func comment(text string) []string { return []string{"-m", "comment", "--comment", text} }
 
-// IptablesRules renders the rules of twill's own chains for a Spec, per
-// chain in order. The guard matches the ipset IpsetPeers, so it is one rule
-// whatever the number of peers.
-func IptablesRules(s Spec) []IptablesRule {
-	n := s.Network.Masked().String()
+// IptablesRules renders the rules of twill's own chains for a Spec's
+// IPv4 network, per chain in order. The guard matches the ipset
+// IpsetPeers, so it is one rule whatever the number of peers.
+func IptablesRules(s Spec) []IptablesRule { return iptablesRules(s, s.Network, IpsetPeers) }
+
+// Ip6tablesRules are the same rules for the IPv6 network, for ip6tables
+// (guard: ipset IpsetPeers6).
+func Ip6tablesRules(s Spec) []IptablesRule { return iptablesRules(s, s.IPv6Network, IpsetPeers6) }
+
+func iptablesRules(s Spec, network netip.Prefix, ipset string) []IptablesRule {
+	if !network.IsValid() {
+		return nil
+	}
+	n := network.Masked().String()
 	var out []IptablesRule
 	if s.IPMasq {
 		out = append(out, IptablesRule{"nat", ChainPostrouting, append(append([]string{"-s", n, "!", "-d", n}, comment("twill: masquerade pods leaving "+n)...), "-j", "MASQUERADE"), KindMasquerade})
@@ -97,7 +129,7 @@ func IptablesRules(s Spec) []IptablesRule {
 	)
 	if s.VXLANPort > 0 {
 		port := strconv.Itoa(s.VXLANPort)
-		out = append(out, IptablesRule{"filter", ChainGuard, append(append([]string{"-p", "udp", "--dport", port, "-m", "set", "!", "--match-set", IpsetPeers, "src"}, comment("twill: vxlan guard udp/"+port)...), "-j", "DROP"), KindGuard})
+		out = append(out, IptablesRule{"filter", ChainGuard, append(append([]string{"-p", "udp", "--dport", port, "-m", "set", "!", "--match-set", ipset, "src"}, comment("twill: vxlan guard udp/"+port)...), "-j", "DROP"), KindGuard})
 		out = append(out, IptablesRule{"mangle", ChainPodGuard, append(append([]string{"-s", n, "!", "-d", n, "-p", "udp", "--dport", port}, comment("twill: pods "+n+" must not reach vxlan udp/"+port)...), "-j", "DROP"), KindGuard})
 	}
 	return out

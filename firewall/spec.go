@@ -27,8 +27,13 @@ const (
 
 // Spec is what twill's firewall must do on a node.
 type Spec struct {
-	// Network is the cluster pod network.
+	// Network is the cluster pod network (IPv4); zero in an IPv6-only
+	// cluster.
 	Network netip.Prefix
+	// IPv6Network is the cluster's IPv6 pod network; zero without IPv6.
+	// Every rule has its IPv6 twin for it (nft: in the same inet table;
+	// iptables: ip6tables of the same backend).
+	IPv6Network netip.Prefix
 	// Subnet is this node's pod subnet (informational; rules use Network).
 	Subnet netip.Prefix
 	// IPMasq masquerades pod traffic leaving Network (not pod to pod).
@@ -37,23 +42,42 @@ type Spec struct {
 	// (host-gw).
 	VXLANPort int
 	// Peers are the underlay addresses of the current peers: the only
-	// sources vxlan packets are accepted from.
+	// sources vxlan packets are accepted from (IPv4 and IPv6 ones).
 	Peers []netip.Addr
 	// ForwardAccept are the places where the host's forward path drops pod
 	// traffic (from Placements): an accept for Network is inserted there.
 	ForwardAccept []Placement
 }
 
+// peers returns the peers of one family.
+func (s Spec) peers(v6 bool) []netip.Addr {
+	var out []netip.Addr
+	for _, p := range s.Peers {
+		if p.Is6() == v6 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // Validate says what is wrong with a Spec before anything is written.
 func (s Spec) Validate() error {
-	if !s.Network.IsValid() || !s.Network.Addr().Is4() {
+	if (!s.Network.IsValid() && !s.IPv6Network.IsValid()) || (s.Network.IsValid() && !s.Network.Addr().Is4()) {
 		return fmt.Errorf("firewall: network %v: want an IPv4 prefix", s.Network)
+	}
+	if s.IPv6Network.IsValid() && (!s.IPv6Network.Addr().Is6() || s.IPv6Network.Addr().Is4In6()) {
+		return fmt.Errorf("firewall: IPv6 network %v: want an IPv6 prefix", s.IPv6Network)
 	}
 	if s.VXLANPort < 0 || s.VXLANPort > 65535 {
 		return fmt.Errorf("firewall: vxlan port %d out of range", s.VXLANPort)
 	}
 	for _, p := range s.Peers {
-		if !p.Is4() {
+		switch {
+		case p.Is4() && s.Network.IsValid():
+		case p.Is6() && !p.Is4In6() && s.IPv6Network.IsValid():
+		case s.IPv6Network.IsValid():
+			return fmt.Errorf("firewall: peer %v: want an address of a family the cluster runs", p)
+		default:
 			return fmt.Errorf("firewall: peer %v: want an IPv4 address", p)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/twillnet/twill/lease/kube"
+	"github.com/twillnet/twill/netconf"
 )
 
 // KubeNamespace is the namespace of the lab's pods and Services.
@@ -124,7 +125,7 @@ func readKubeLeases(ctx context.Context, st *State) error {
 		if err != nil {
 			return fmt.Errorf("kube: Node %s: %w", n.Name, err)
 		}
-		l, ok, err := kube.LeaseOf(kube.NodeInfo{Name: obj.Name, PodCIDR: obj.Spec.PodCIDR, PodCIDRs: obj.Spec.PodCIDRs, Annotations: obj.Annotations}, ClusterCIDR)
+		l, ok, err := kube.LeaseOf(kube.NodeInfo{Name: obj.Name, PodCIDR: obj.Spec.PodCIDR, PodCIDRs: obj.Spec.PodCIDRs, Annotations: obj.Annotations}, netconf.Config{Network: ClusterCIDR})
 		if err != nil {
 			return err
 		}

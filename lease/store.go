@@ -13,46 +13,78 @@ import (
 type Request struct {
 	// Node is the node's name; a lease with the same Node is this node's.
 	Node string
-	// PublicIP is the node's underlay address, published to the peers.
+	// PublicIP is the node's IPv4 underlay address, published to the
+	// peers; required when the cluster runs IPv4.
 	PublicIP netip.Addr
+	// PublicIPv6 is the node's IPv6 underlay address; required when the
+	// cluster runs IPv6.
+	PublicIPv6 netip.Addr
 	// BackendType is "vxlan" or "host-gw".
 	BackendType string
 	// BackendData is published with the lease (vxlan: the VTEP MAC); may be nil.
 	BackendData *BackendData
+	// BackendV6Data is the IPv6 backend's data (vxlan: the IPv6 VTEP's MAC).
+	BackendV6Data *BackendData
 	// Previous is the subnet of the node's last subnet file. It is asked for
 	// first when the node has no lease in the store; it may be invalid
 	// (zero) or outside the current config, then it is not used.
 	Previous netip.Prefix
+	// PreviousV6 is the same for the IPv6 subnet.
+	PreviousV6 netip.Prefix
 }
 
-// Check reports a Request that cannot be published.
-func (r Request) Check() error {
+// Check reports a Request that cannot be published in a cluster running
+// cfg's families: each needs the node's underlay address of that family.
+func (r Request) Check(cfg netconf.Config) error {
 	if r.Node == "" {
 		return errors.New("lease request: Node is empty: every lease names its node (pass the node name)")
 	}
-	if !r.PublicIP.IsValid() {
-		return fmt.Errorf("lease request for node %s: PublicIP is not set: pass the node's underlay address", r.Node)
+	if (cfg.EnableIPv4() || !cfg.EnableIPv6()) && !r.PublicIP.IsValid() {
+		return fmt.Errorf("lease request for node %s: PublicIP is not set: pass the node's IPv4 underlay address", r.Node)
+	}
+	if cfg.EnableIPv6() && !r.PublicIPv6.IsValid() {
+		return fmt.Errorf("lease request for node %s: PublicIPv6 is not set, but the cluster runs IPv6 (EnableIPv6): give the node's underlay interface an IPv6 address, or pass it", r.Node)
 	}
 	return nil
 }
 
 // Owns tells whether a lease with attributes a is this node's: it names
-// r.Node, or it names no node and carries r.PublicIP, the way Flannel
-// matches a node's lease (flanneld writes no node name). So a node moved
-// from Flannel adopts its Flannel lease, and flanneld adopts twill's on
-// the way back.
+// r.Node, or it names no node and carries r.PublicIP (or r.PublicIPv6), the
+// way Flannel matches a node's lease (flanneld writes no node name). So a
+// node moved from Flannel adopts its Flannel lease, and flanneld adopts
+// twill's on the way back.
 func (r Request) Owns(a Attrs) bool {
-	return a.Node == r.Node || (a.Node == "" && a.PublicIP.IsValid() && a.PublicIP == r.PublicIP)
+	if a.Node == r.Node {
+		return true
+	}
+	return a.Node == "" && ((a.PublicIP.IsValid() && a.PublicIP == r.PublicIP) ||
+		(a.PublicIPv6.IsValid() && a.PublicIPv6 == r.PublicIPv6))
 }
 
-// Lease returns the lease the request publishes for subnet sn.
-func (r Request) Lease(sn netip.Prefix) Lease {
-	return Lease{Subnet: sn, Attrs: Attrs{
+// PreviousOf returns the request's previous subnet of family f.
+func (r Request) PreviousOf(f netconf.Family) netip.Prefix {
+	if f == netconf.IPv6 {
+		return r.PreviousV6
+	}
+	return r.Previous
+}
+
+// Lease returns the lease the request publishes for the IPv4 subnet sn and
+// the IPv6 subnet sn6 (either may be zero).
+func (r Request) Lease(sn, sn6 netip.Prefix) Lease {
+	a := Attrs{
 		PublicIP:    r.PublicIP,
 		BackendType: r.BackendType,
 		BackendData: r.BackendData,
 		Node:        r.Node,
-	}}
+	}
+	if sn6.IsValid() {
+		a.PublicIPv6, a.BackendV6Data = r.PublicIPv6, r.BackendV6Data
+	}
+	if !sn.IsValid() {
+		a.PublicIP, a.BackendData = netip.Addr{}, nil
+	}
+	return Lease{Subnet: sn, IPv6Subnet: sn6, Attrs: a}
 }
 
 // Event is the full current lease set: every node's lease, this node's

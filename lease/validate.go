@@ -23,12 +23,17 @@ const (
 	// larger than MaxValueSize.
 	ReasonMalformed = "malformed"
 	// ReasonSubnet: host bits set, outside Network or SubnetMin..SubnetMax,
-	// or a prefix length other than SubnetLen.
+	// or a prefix length other than SubnetLen; or the lease lacks the
+	// subnet of a family the cluster runs (same checks for IPv6 with the
+	// IPv6 keys).
 	ReasonSubnet = "subnet"
-	// ReasonPublicIP: not a unicast IPv4 address (unspecified, loopback,
-	// multicast, broadcast, link-local), or this node's own address.
+	// ReasonPublicIP: PublicIP not a unicast IPv4 address (unspecified,
+	// loopback, multicast, broadcast, link-local), or PublicIPv6 not a
+	// routable unicast IPv6 address, for a family the cluster runs; or this
+	// node's own address.
 	ReasonPublicIP = "public-ip"
-	// ReasonVtepMAC: a vxlan lease without a unicast, non-zero VTEP MAC.
+	// ReasonVtepMAC: a vxlan lease without a unicast, non-zero VTEP MAC
+	// (BackendData; BackendV6Data for IPv6).
 	ReasonVtepMAC = "vtep-mac"
 	// ReasonBackend: the lease's BackendType is not the cluster's.
 	ReasonBackend = "backend"
@@ -54,42 +59,76 @@ func (r Rejected) Error() string {
 
 // Check reports what makes one lease unacceptable in the cluster config
 // cfg, on its own (conflicts between leases are Accept's job): nil, or a
-// Rejected with its reason.
+// Rejected with its reason. Each family the cluster runs is checked the
+// same way (subnet, underlay address, vxlan MAC); the data of a family it
+// does not run is ignored.
 func Check(cfg netconf.Config, l Lease) *Rejected {
 	bad := func(reason, format string, args ...any) *Rejected {
 		return &Rejected{Key: l.Name(), Lease: l, Reason: reason, Detail: fmt.Sprintf(format, args...)}
 	}
-	sn := l.Subnet
-	switch {
-	case !sn.IsValid() || !sn.Addr().Is4():
-		return bad(ReasonSubnet, "subnet %v is not an IPv4 prefix", sn)
-	case sn.Masked() != sn:
-		return bad(ReasonSubnet, "subnet %s has host bits set (the network address is %s)", sn, sn.Masked())
-	case !cfg.Network.Contains(sn.Addr()) || sn.Bits() < cfg.Network.Bits():
-		return bad(ReasonSubnet, "subnet %s is not inside the network %s", sn, cfg.Network)
-	case sn.Bits() != cfg.SubnetLen:
-		return bad(ReasonSubnet, "subnet %s is a /%d, the network config says SubnetLen %d", sn, sn.Bits(), cfg.SubnetLen)
-	case !cfg.Allocatable(sn):
-		return bad(ReasonSubnet, "subnet %s is outside SubnetMin %s .. SubnetMax %s", sn, cfg.SubnetMin, cfg.SubnetMax)
+	fams := cfg.Families()
+	if len(fams) == 0 {
+		fams = []netconf.Family{netconf.IPv4} // a config not from Parse: nothing is allocatable
 	}
-	if err := checkUnicast(l.Attrs.PublicIP); err != nil {
-		return bad(ReasonPublicIP, "PublicIP %v: %v", l.Attrs.PublicIP, err)
+	for _, f := range fams {
+		if r := checkFamily(cfg, f, l, bad); r != nil {
+			return r
+		}
 	}
 	if cfg.Backend.Type != "" && l.Attrs.BackendType != cfg.Backend.Type {
 		return bad(ReasonBackend, "BackendType %q, the cluster runs %q", l.Attrs.BackendType, cfg.Backend.Type)
 	}
 	if cfg.Backend.Type == netconf.BackendVXLAN {
-		if l.Attrs.BackendData == nil || l.Attrs.BackendData.VtepMAC == "" {
-			return bad(ReasonVtepMAC, "no VtepMAC: is the node running the vxlan backend?")
-		}
-		if err := checkMAC(l.Attrs.BackendData.VtepMAC); err != nil {
-			return bad(ReasonVtepMAC, "VtepMAC %q: %v", l.Attrs.BackendData.VtepMAC, err)
+		for _, f := range fams {
+			key, bd := "VtepMAC", l.Attrs.BackendData
+			if f == netconf.IPv6 {
+				key, bd = "BackendV6Data.VtepMAC", l.Attrs.BackendV6Data
+			}
+			if bd == nil || bd.VtepMAC == "" {
+				return bad(ReasonVtepMAC, "no %s: is the node running the vxlan backend?", key)
+			}
+			if err := checkMAC(bd.VtepMAC); err != nil {
+				return bad(ReasonVtepMAC, "%s %q: %v", key, bd.VtepMAC, err)
+			}
 		}
 	}
 	return nil
 }
 
-// checkUnicast says why ip cannot be a node's underlay address.
+// checkFamily checks the lease's subnet and underlay address of family f.
+func checkFamily(cfg netconf.Config, f netconf.Family, l Lease, bad func(reason, format string, args ...any) *Rejected) *Rejected {
+	pl := cfg.Pool(f)
+	sn, what, netKey, lenKey, minKey, maxKey := l.Subnet, "subnet", "network", "SubnetLen", "SubnetMin", "SubnetMax"
+	if f == netconf.IPv6 {
+		sn, what, netKey, lenKey, minKey, maxKey = l.IPv6Subnet, "IPv6 subnet", "IPv6 network", "IPv6SubnetLen", "IPv6SubnetMin", "IPv6SubnetMax"
+	}
+	switch {
+	case f == netconf.IPv6 && !sn.IsValid():
+		return bad(ReasonSubnet, "no IPv6 subnet, but the cluster runs IPv6 (EnableIPv6): is the node's agent configured for IPv4 only?")
+	case !sn.IsValid() || netconf.FamilyOf(sn.Addr()) != f || sn.Addr().Is4In6():
+		return bad(ReasonSubnet, "%s %v is not an %s prefix", what, sn, f)
+	case sn.Masked() != sn:
+		return bad(ReasonSubnet, "%s %s has host bits set (the network address is %s)", what, sn, sn.Masked())
+	case !pl.Network.Contains(sn.Addr()) || sn.Bits() < pl.Network.Bits():
+		return bad(ReasonSubnet, "%s %s is not inside the %s %s", what, sn, netKey, pl.Network)
+	case sn.Bits() != pl.SubnetLen:
+		return bad(ReasonSubnet, "%s %s is a /%d, the network config says %s %d", what, sn, sn.Bits(), lenKey, pl.SubnetLen)
+	case !pl.Allocatable(sn):
+		return bad(ReasonSubnet, "%s %s is outside %s %s .. %s %s", what, sn, minKey, pl.SubnetMin, maxKey, pl.SubnetMax)
+	}
+	if f == netconf.IPv6 {
+		if err := checkUnicast6(l.Attrs.PublicIPv6); err != nil {
+			return bad(ReasonPublicIP, "PublicIPv6 %v: %v", l.Attrs.PublicIPv6, err)
+		}
+		return nil
+	}
+	if err := checkUnicast(l.Attrs.PublicIP); err != nil {
+		return bad(ReasonPublicIP, "PublicIP %v: %v", l.Attrs.PublicIP, err)
+	}
+	return nil
+}
+
+// checkUnicast says why ip cannot be a node's IPv4 underlay address.
 func checkUnicast(ip netip.Addr) error {
 	switch {
 	case !ip.IsValid():
@@ -108,6 +147,27 @@ func checkUnicast(ip netip.Addr) error {
 		return fmt.Errorf("link-local address")
 	case ip.As4()[0] == 0 || ip.As4()[0] >= 240:
 		return fmt.Errorf("reserved address")
+	}
+	return nil
+}
+
+// checkUnicast6 says why ip cannot be a node's IPv6 underlay address.
+func checkUnicast6(ip netip.Addr) error {
+	switch {
+	case !ip.IsValid():
+		return fmt.Errorf("not set: the cluster runs IPv6, so every node publishes its IPv6 underlay address")
+	case ip.Is4() || ip.Is4In6():
+		return fmt.Errorf("not an IPv6 address")
+	case ip.Zone() != "":
+		return fmt.Errorf("an address with a zone")
+	case ip.IsUnspecified():
+		return fmt.Errorf("unspecified address")
+	case ip.IsLoopback():
+		return fmt.Errorf("loopback address")
+	case ip.IsMulticast():
+		return fmt.Errorf("multicast address")
+	case ip.IsLinkLocalUnicast():
+		return fmt.Errorf("link-local address (not routable between nodes)")
 	}
 	return nil
 }
@@ -132,14 +192,15 @@ func checkMAC(s string) error {
 // value, so that no two different leases tie.
 func Older(a, b Lease) int {
 	return cmp.Or(cmp.Compare(a.Created, b.Created), a.Subnet.Addr().Compare(b.Subnet.Addr()),
-		cmp.Compare(a.Subnet.Bits(), b.Subnet.Bits()), cmp.Compare(a.Attrs.Node, b.Attrs.Node),
+		cmp.Compare(a.Subnet.Bits(), b.Subnet.Bits()), a.IPv6Subnet.Addr().Compare(b.IPv6Subnet.Addr()),
+		cmp.Compare(a.IPv6Subnet.Bits(), b.IPv6Subnet.Bits()), cmp.Compare(a.Attrs.Node, b.Attrs.Node),
 		strings.Compare(string(a.Encode()), string(b.Encode())))
 }
 
 // Accept is the one place that decides which leases of a store are
 // acceptable: each lease must pass Check, and of leases whose subnets
-// overlap the older one (Older) wins and the others are rejected with
-// ReasonConflict. The answer depends only on cfg and the leases, never on
+// overlap (in either family) the older one (Older) wins and the others are
+// rejected with ReasonConflict. The answer depends only on cfg and the leases, never on
 // the node asking or the order of the input, so every node computes the
 // same set. accepted is sorted by subnet; rejected by key.
 func Accept(cfg netconf.Config, leases []Lease) (accepted []Lease, rejected []Rejected) {
@@ -152,29 +213,71 @@ func Accept(cfg netconf.Config, leases []Lease) (accepted []Lease, rejected []Re
 		cands = append(cands, l)
 	}
 	slices.SortFunc(cands, Older)
-	// Checked subnets are all /SubnetLen and aligned, so two overlap only
-	// when equal: one map lookup per lease.
+	// Checked subnets of one family are all of one length and aligned, so
+	// two overlap only when equal: one map lookup per lease and family.
+	// A family the cluster does not run is not checked, so not compared.
+	v4, v6 := cfg.EnableIPv4() || !cfg.EnableIPv6(), cfg.EnableIPv6()
 	taken := make(map[netip.Prefix]Lease, len(cands))
 	for _, l := range cands {
-		if w, ok := taken[l.Subnet]; ok {
-			rejected = append(rejected, Rejected{Key: l.Name(), Lease: l, Reason: ReasonConflict,
-				Detail: fmt.Sprintf("subnet %s overlaps %s of node %s, an older lease", l.Subnet, w.Subnet, w.Attrs.Node)})
+		var held []netip.Prefix
+		if v4 {
+			held = append(held, l.Subnet)
+		}
+		if v6 {
+			held = append(held, l.IPv6Subnet)
+		}
+		conflict := false
+		for _, sn := range held {
+			if w, ok := taken[sn]; ok {
+				rejected = append(rejected, Rejected{Key: l.Name(), Lease: l, Reason: ReasonConflict,
+					Detail: fmt.Sprintf("subnet %s overlaps %s of node %s, an older lease", sn, w.Subnets(), w.Attrs.Node)})
+				conflict = true
+				break
+			}
+		}
+		if conflict {
 			continue
 		}
-		taken[l.Subnet] = l
+		for _, sn := range held {
+			taken[sn] = l
+		}
 		accepted = append(accepted, l)
 	}
-	slices.SortFunc(accepted, func(a, b Lease) int {
-		return cmp.Or(a.Subnet.Addr().Compare(b.Subnet.Addr()), cmp.Compare(a.Subnet.Bits(), b.Subnet.Bits()))
-	})
+	slices.SortFunc(accepted, BySubnet)
 	slices.SortFunc(rejected, func(a, b Rejected) int { return cmp.Or(cmp.Compare(a.Key, b.Key), cmp.Compare(a.Reason, b.Reason)) })
 	return accepted, rejected
 }
 
-// Name names a lease in logs: its node, or its subnet when it names none.
+// SameSubnets reports whether two leases hold the same subnets in both
+// families (how a node recognises its own lease among the peers: comparing
+// the IPv4 subnet alone would match every lease of an IPv6-only cluster).
+func SameSubnets(a, b Lease) bool {
+	return a.Subnet == b.Subnet && a.IPv6Subnet == b.IPv6Subnet
+}
+
+// BySubnet orders leases by IPv4 subnet, then IPv6 subnet (the order of
+// Accept's answer and of a store's Event).
+func BySubnet(a, b Lease) int {
+	return cmp.Or(a.Subnet.Addr().Compare(b.Subnet.Addr()), cmp.Compare(a.Subnet.Bits(), b.Subnet.Bits()),
+		a.IPv6Subnet.Addr().Compare(b.IPv6Subnet.Addr()), cmp.Compare(a.IPv6Subnet.Bits(), b.IPv6Subnet.Bits()))
+}
+
+// Subnets names the lease's subnets: "10.244.1.0/24",
+// "10.244.1.0/24,fd00:10:244:1::/64" or "fd00:10:244:1::/64".
+func (l Lease) Subnets() string {
+	switch {
+	case !l.IPv6Subnet.IsValid():
+		return l.Subnet.String()
+	case !l.Subnet.IsValid():
+		return l.IPv6Subnet.String()
+	}
+	return l.Subnet.String() + "," + l.IPv6Subnet.String()
+}
+
+// Name names a lease in logs: its node, or its subnets when it names none.
 func (l Lease) Name() string {
 	if l.Attrs.Node != "" {
-		return l.Attrs.Node + " " + l.Subnet.String()
+		return l.Attrs.Node + " " + l.Subnets()
 	}
-	return l.Subnet.String()
+	return l.Subnets()
 }

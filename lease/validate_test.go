@@ -1,6 +1,7 @@
 package lease
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -12,11 +13,7 @@ import (
 
 func testConfig(t testing.TB) netconf.Config {
 	t.Helper()
-	cfg, err := netconf.Parse("test", []byte(`{"Network":"10.244.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan"}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return dualConfig(t, `{"Network":"10.244.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan"}}`)
 }
 
 func good(node, subnet, ip, mac string, created int64) Lease {
@@ -154,7 +151,8 @@ func checkAccept(t *testing.T, cfg netconf.Config, in []Lease, r *rand.Rand) {
 			t.Fatalf("accepted a lease Check rejects: %v", c)
 		}
 		for _, b := range acc[i+1:] {
-			if a.Subnet.Overlaps(b.Subnet) {
+			// A family the cluster does not run is ignored, overlaps too.
+			if (cfg.EnableIPv4() && a.Subnet.Overlaps(b.Subnet)) || (cfg.EnableIPv6() && a.IPv6Subnet.Overlaps(b.IPv6Subnet)) {
 				t.Fatalf("accepted overlapping %v and %v", a, b)
 			}
 		}
@@ -170,7 +168,7 @@ func checkAccept(t *testing.T, cfg netconf.Config, in []Lease, r *rand.Rand) {
 }
 
 func sameAttrs(a, b Lease) bool {
-	return a.Subnet == b.Subnet && a.Created == b.Created && string(a.Encode()) == string(b.Encode())
+	return a.Subnet == b.Subnet && a.IPv6Subnet == b.IPv6Subnet && a.Created == b.Created && string(a.Encode()) == string(b.Encode())
 }
 
 // FuzzAccept runs the property on lease sets decoded from fuzzer bytes.
@@ -186,4 +184,137 @@ func FuzzAccept(f *testing.F) {
 		}
 		checkAccept(t, cfg, in, r)
 	})
+}
+
+func dualConfig(t testing.TB, js string) netconf.Config {
+	t.Helper()
+	cfg, err := netconf.Parse("test", []byte(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+const dualJSON = `{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"vxlan"}}`
+
+func goodDual(node, sn4, sn6 string, created int64) Lease {
+	l := good(node, sn4, "192.168.77.11", "0e:74:c0:a8:4d:0b", created)
+	l.IPv6Subnet = netip.MustParsePrefix(sn6)
+	l.Attrs.PublicIPv6 = netip.MustParseAddr("fd00:77::11")
+	l.Attrs.BackendV6Data = &BackendData{VtepMAC: "0e:74:c0:a8:4d:6b"}
+	return l
+}
+
+// One validator, both families: each IPv6 defect is rejected with its
+// reason like its IPv4 twin.
+func TestCheckReasonsIPv6(t *testing.T) {
+	cfg := dualConfig(t, dualJSON)
+	ok := goodDual("n1", "10.244.1.0/24", "fd00:10:244:1::/64", 5)
+	if r := Check(cfg, ok); r != nil {
+		t.Fatalf("a good dual-stack lease rejected: %v", r)
+	}
+	mod := func(f func(*Lease)) Lease {
+		l := ok
+		bd := *ok.Attrs.BackendV6Data
+		l.Attrs.BackendV6Data = &bd
+		f(&l)
+		return l
+	}
+	for _, c := range []struct {
+		name, reason, detail string
+		l                    Lease
+	}{
+		{"no v6 subnet", ReasonSubnet, "no IPv6 subnet, but the cluster runs IPv6", mod(func(l *Lease) { l.IPv6Subnet = netip.Prefix{} })},
+		{"v4 in v6 slot", ReasonSubnet, "IPv6 subnet 10.244.9.0/24 is not an IPv6 prefix", mod(func(l *Lease) { l.IPv6Subnet = netip.MustParsePrefix("10.244.9.0/24") })},
+		{"mapped", ReasonSubnet, "is not an IPv6 prefix", mod(func(l *Lease) { l.IPv6Subnet = netip.MustParsePrefix("::ffff:10.244.9.0/120") })},
+		{"host bits", ReasonSubnet, "host bits", mod(func(l *Lease) { l.IPv6Subnet = netip.MustParsePrefix("fd00:10:244:1::5/64") })},
+		{"outside", ReasonSubnet, "not inside the IPv6 network fd00:10:244::/56", mod(func(l *Lease) { l.IPv6Subnet = netip.MustParsePrefix("fd00:10:245:1::/64") })},
+		{"wider", ReasonSubnet, "IPv6SubnetLen 64", mod(func(l *Lease) { l.IPv6Subnet = netip.MustParsePrefix("fd00:10:244:2::/63") })},
+		{"below min", ReasonSubnet, "IPv6SubnetMin", mod(func(l *Lease) { l.IPv6Subnet = netip.MustParsePrefix("fd00:10:244::/64") })},
+		{"no ipv6", ReasonPublicIP, "PublicIPv6 invalid IP: not set", mod(func(l *Lease) { l.Attrs.PublicIPv6 = netip.Addr{} })},
+		{"v4 as ipv6", ReasonPublicIP, "not an IPv6 address", mod(func(l *Lease) { l.Attrs.PublicIPv6 = netip.MustParseAddr("192.168.77.11") })},
+		{"mapped ipv6", ReasonPublicIP, "not an IPv6 address", mod(func(l *Lease) { l.Attrs.PublicIPv6 = netip.MustParseAddr("::ffff:192.168.77.11") })},
+		{"link-local", ReasonPublicIP, "link-local", mod(func(l *Lease) { l.Attrs.PublicIPv6 = netip.MustParseAddr("fe80::1") })},
+		{"loopback", ReasonPublicIP, "loopback", mod(func(l *Lease) { l.Attrs.PublicIPv6 = netip.MustParseAddr("::1") })},
+		{"multicast", ReasonPublicIP, "multicast", mod(func(l *Lease) { l.Attrs.PublicIPv6 = netip.MustParseAddr("ff02::1") })},
+		{"unspecified", ReasonPublicIP, "unspecified", mod(func(l *Lease) { l.Attrs.PublicIPv6 = netip.IPv6Unspecified() })},
+		{"no v6 mac", ReasonVtepMAC, "no BackendV6Data.VtepMAC", mod(func(l *Lease) { l.Attrs.BackendV6Data = nil })},
+		{"bad v6 mac", ReasonVtepMAC, "BackendV6Data.VtepMAC \"ff:ff:ff:ff:ff:ff\": a multicast/broadcast MAC", mod(func(l *Lease) { l.Attrs.BackendV6Data.VtepMAC = "ff:ff:ff:ff:ff:ff" })},
+		{"v4 part still checked", ReasonPublicIP, "PublicIP 127.0.0.1: loopback", mod(func(l *Lease) { l.Attrs.PublicIP = netip.MustParseAddr("127.0.0.1") })},
+	} {
+		r := Check(cfg, c.l)
+		if r == nil || r.Reason != c.reason || !strings.Contains(r.Detail, c.detail) {
+			t.Errorf("%s: Check = %v, want reason %s with %q", c.name, r, c.reason, c.detail)
+		}
+	}
+
+	// IPv6-only: the IPv4 half is neither needed nor looked at.
+	v6 := dualConfig(t, `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00:10:244::/56"}`)
+	only := ok
+	only.Subnet, only.Attrs.PublicIP, only.Attrs.BackendData = netip.Prefix{}, netip.Addr{}, nil
+	if r := Check(v6, only); r != nil {
+		t.Fatalf("IPv6-only lease rejected: %v", r)
+	}
+	// IPv4-only cluster: a peer's IPv6 half is ignored, whatever it holds.
+	v4peer := ok
+	v4peer.IPv6Subnet, v4peer.Attrs.PublicIPv6 = netip.MustParsePrefix("2001:db8::/32"), netip.MustParseAddr("fe80::1")
+	if r := Check(testConfig(t), v4peer); r != nil {
+		t.Fatalf("IPv4 cluster rejected a lease for its IPv6 half: %v", r)
+	}
+}
+
+func TestAcceptIPv6ConflictOlderWins(t *testing.T) {
+	cfg := dualConfig(t, dualJSON)
+	a := goodDual("a", "10.244.1.0/24", "fd00:10:244:1::/64", 10)
+	b := goodDual("b", "10.244.2.0/24", "fd00:10:244:1::/64", 7) // older: same IPv6 subnet, other IPv4
+	c := goodDual("c", "10.244.3.0/24", "fd00:10:244:3::/64", 3)
+	acc, rej := Accept(cfg, []Lease{a, b, c})
+	if len(acc) != 2 || acc[0].Attrs.Node != "b" || acc[1].Attrs.Node != "c" {
+		t.Fatalf("accepted %v, want b and c", acc)
+	}
+	if len(rej) != 1 || rej[0].Lease.Attrs.Node != "a" || rej[0].Reason != ReasonConflict || !strings.Contains(rej[0].Detail, "subnet fd00:10:244:1::/64 overlaps 10.244.2.0/24,fd00:10:244:1::/64 of node b") {
+		t.Fatalf("rejected %v", rej)
+	}
+	// a's IPv4 subnet stays free: a later lease may hold it.
+	d := goodDual("d", "10.244.1.0/24", "fd00:10:244:4::/64", 11)
+	if acc, _ := Accept(cfg, []Lease{a, b, c, d}); len(acc) != 3 {
+		t.Fatalf("accepted %v, want b, c and d", acc)
+	}
+}
+
+// randomDualLease is randomLease with an IPv6 half, often valid, often
+// conflicting, sometimes malformed.
+func randomDualLease(r *rand.Rand, i int) Lease {
+	l := randomLease(r, i)
+	sn6 := netip.MustParsePrefix(fmt.Sprintf("fd00:10:244:%x::/64", r.IntN(8)))
+	switch r.IntN(10) {
+	case 0:
+		sn6 = netip.MustParsePrefix(fmt.Sprintf("fd00:10:244:%x::%x/64", r.IntN(8), r.IntN(3)))
+	case 1:
+		sn6 = netip.PrefixFrom(sn6.Addr(), 56+r.IntN(20))
+	case 2:
+		sn6 = netip.Prefix{}
+	}
+	l.IPv6Subnet = sn6
+	l.Attrs.PublicIPv6 = netip.MustParseAddr(fmt.Sprintf("fd00:77::%x", r.IntN(300)))
+	if r.IntN(10) == 0 {
+		l.Attrs.PublicIPv6 = []netip.Addr{{}, netip.MustParseAddr("fe80::1"), netip.MustParseAddr("::1"), netip.MustParseAddr("10.0.0.1")}[r.IntN(4)]
+	}
+	l.Attrs.BackendV6Data = &BackendData{VtepMAC: []string{"02:00:00:00:06:09", "ff:ff:ff:ff:ff:ff", ""}[min(r.IntN(15), 2)]}
+	return l
+}
+
+// TestAcceptPropertyDualStack: the Accept property for dual-stack and
+// IPv6-only clusters.
+func TestAcceptPropertyDualStack(t *testing.T) {
+	for _, cfg := range []netconf.Config{dualConfig(t, dualJSON), dualConfig(t, `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00:10:244::/56"}`)} {
+		for seed := range uint64(300) {
+			r := rand.New(rand.NewPCG(seed, 3))
+			var in []Lease
+			for i := range r.IntN(20) {
+				in = append(in, randomDualLease(r, i))
+			}
+			checkAccept(t, cfg, in, r)
+		}
+	}
 }

@@ -21,6 +21,14 @@ const (
 	// MaxSubnetLen is the longest node subnet: a /30 still holds the bridge
 	// gateway and one pod.
 	MaxSubnetLen = 30
+	// DefaultIPv6SubnetLen is the IPv6 node subnet length when IPv6SubnetLen
+	// is absent and IPv6Network is /62 or larger (as Flannel).
+	DefaultIPv6SubnetLen = 64
+	// MaxIPv6SubnetLen is the longest IPv6 node subnet (as Flannel: a /126
+	// still holds the bridge gateway and a pod).
+	MaxIPv6SubnetLen = 126
+	// MinIPv6MTU is the smallest link MTU IPv6 allows (RFC 8200).
+	MinIPv6MTU = 1280
 	// MaxVNI is the largest vxlan network identifier (24 bits).
 	MaxVNI = 1<<24 - 1
 )
@@ -28,7 +36,8 @@ const (
 // Keys twill reads. Keys are matched case-insensitively, as encoding/json and
 // therefore Flannel do, so every file Flannel accepts is read the same way.
 var (
-	topKeys     = []string{"Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend"}
+	topKeys = []string{"Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend",
+		"EnableIPv4", "EnableIPv6", "IPv6Network", "IPv6SubnetLen", "IPv6SubnetMin", "IPv6SubnetMax"}
 	backendKeys = []string{"Type", "VNI", "Port", "DirectRouting", "MTU"}
 )
 
@@ -36,10 +45,9 @@ var (
 // unknown key is an error: a misspelled key must not silently fall back to a
 // default.
 var (
-	// Top level: the IPv6 keys only matter with EnableIPv6 true, which is
-	// rejected; EnableNFTables is Flannel's firewall switch, twill detects the
-	// node's firewall backend itself (DESIGN.md).
-	flannelTopKeys = []string{"EnableIPv4", "EnableIPv6", "IPv6Network", "IPv6SubnetLen", "IPv6SubnetMin", "IPv6SubnetMax", "EnableNFTables"}
+	// Top level: EnableNFTables is Flannel's firewall switch, twill detects
+	// the node's firewall backend itself (DESIGN.md).
+	flannelTopKeys = []string{"EnableNFTables"}
 	// Backend: vxlan's GBP and Learning are accepted only when false, and
 	// MacPrefix only when it is Flannel's default (FlannelMacPrefix): twill
 	// derives its VTEP MACs itself and honours none of them.
@@ -70,10 +78,14 @@ const FlannelMacPrefix = "0E:2A"
 // and the value and saying what is allowed; Parse never accepts a bad value
 // silently.
 //
-// Defaults: Backend {"Type": "vxlan", "VNI": 1, "Port": 8472}; SubnetLen 24
-// (or Network length + 2 when Network is longer than /22, as Flannel);
-// SubnetMin the second subnet of Network, SubnetMax the last one. A JSON
-// null counts as absent.
+// Defaults: Backend {"Type": "vxlan", "VNI": 1, "Port": 8472}; EnableIPv4
+// true, EnableIPv6 false; SubnetLen 24 (or Network length + 2 when Network
+// is longer than /22, as Flannel); SubnetMin the second subnet of Network,
+// SubnetMax the last one; likewise IPv6SubnetLen 64 (or IPv6Network length
+// + 2 when it is longer than /62), IPv6SubnetMin and IPv6SubnetMax. A
+// family's keys are read only when the family is enabled (as Flannel: an
+// IPv6Network beside "EnableIPv6": false is ignored). A JSON null counts as
+// absent.
 func Parse(src string, data []byte) (Config, error) {
 	p := parser{src: src}
 	var top map[string]json.RawMessage
@@ -86,22 +98,24 @@ func Parse(src string, data []byte) (Config, error) {
 	raw := p.keys("", top, topKeys, flannelTopKeys)
 
 	var c Config
-	var haveLen bool
-	if v, ok := raw["Network"]; ok {
-		c.Network = p.network(v)
-	} else {
-		p.errf("Network: required (the cluster pod network, e.g. \"10.244.0.0/16\")")
+	v4, v6 := p.families(raw)
+	if v4 {
+		pl, ok := p.familyPool(v4Keys, raw)
+		c.Network, c.SubnetLen, c.SubnetMin, c.SubnetMax = pl.Network, pl.SubnetLen, pl.SubnetMin, pl.SubnetMax
+		if !ok {
+			c.Network = netip.Prefix{}
+		}
 	}
-	if v, ok := raw["SubnetLen"]; ok {
-		c.SubnetLen, haveLen = p.integer("SubnetLen", v)
+	if v6 {
+		pl, ok := p.familyPool(v6Keys, raw)
+		c.IPv6Network, c.IPv6SubnetLen, c.IPv6SubnetMin, c.IPv6SubnetMax = pl.Network, pl.SubnetLen, pl.SubnetMin, pl.SubnetMax
+		if !ok {
+			c.IPv6Network = netip.Prefix{}
+		}
 	}
-	if v, ok := raw["SubnetMin"]; ok {
-		c.SubnetMin = p.addr("SubnetMin", v)
+	if v, ok := raw["EnableNFTables"]; ok {
+		p.boolean("EnableNFTables", v) // accepted, ignored: twill detects the node's firewall backend
 	}
-	if v, ok := raw["SubnetMax"]; ok {
-		c.SubnetMax = p.addr("SubnetMax", v)
-	}
-	p.flannelTop(raw)
 
 	var braw map[string]json.RawMessage
 	if v, ok := raw["Backend"]; ok {
@@ -110,9 +124,8 @@ func Parse(src string, data []byte) (Config, error) {
 		}
 	}
 	c.Backend = p.backend(p.keys("Backend.", braw, backendKeys, flannelBackendKeys))
-
-	if c.Network.IsValid() {
-		p.subnets(&c, haveLen)
+	if v6 && c.Backend.MTU != 0 && c.Backend.MTU < MinIPv6MTU {
+		p.errf("Backend.MTU %d: IPv6 needs a link MTU of at least %d (EnableIPv6 is true); raise it or remove the key", c.Backend.MTU, MinIPv6MTU)
 	}
 	if len(p.errs) > 0 {
 		return Config{}, errors.Join(p.errs...)
@@ -210,7 +223,7 @@ func CheckNetwork(n netip.Prefix) error {
 	case !n.IsValid():
 		return fmt.Errorf("Network: not a CIDR (want e.g. \"10.244.0.0/16\")")
 	case !n.Addr().Is4():
-		return fmt.Errorf("Network %s: IPv6 networks are not supported yet (twill is IPv4-only for now); use an IPv4 CIDR", n)
+		return fmt.Errorf("Network %s: an IPv6 CIDR, but Network is the IPv4 pod network; put it in IPv6Network with \"EnableIPv6\": true (add \"EnableIPv4\": false for an IPv6-only cluster)", n)
 	case n.Masked() != n:
 		return fmt.Errorf("Network %s: host bits are set; did you mean %s?", n, n.Masked())
 	case n.Bits() < MinNetworkBits:
@@ -221,18 +234,104 @@ func CheckNetwork(n netip.Prefix) error {
 	return nil
 }
 
-func (p *parser) network(v json.RawMessage) netip.Prefix {
+// CheckIPv6Network says whether n can be the cluster's IPv6 pod network:
+// an IPv6 CIDR (not IPv4-mapped) without host bits, between /8 and
+// /(MaxIPv6SubnetLen-2), clear of the loopback/IPv4-mapped (::/8),
+// link-local (fe80::/10) and multicast (ff00::/8) ranges the kernel uses
+// on every node.
+func CheckIPv6Network(n netip.Prefix) error {
+	switch {
+	case !n.IsValid():
+		return fmt.Errorf("IPv6Network: not a CIDR (want e.g. \"fd00:10:244::/56\")")
+	case n.Addr().Is4():
+		return fmt.Errorf("IPv6Network %s: an IPv4 CIDR, but IPv6Network is the IPv6 pod network (e.g. \"fd00:10:244::/56\"); IPv4 goes in Network", n)
+	case n.Masked() != n:
+		return fmt.Errorf("IPv6Network %s: host bits are set; did you mean %s?", n, n.Masked())
+	case n.Bits() < MinNetworkBits:
+		return fmt.Errorf("IPv6Network %s: too wide: must be /%d or longer (a wider pod network would capture the default route and the node's own networks)", n, MinNetworkBits)
+	case n.Bits() > MaxIPv6SubnetLen-2:
+		return fmt.Errorf("IPv6Network %s: too small: must be /%d or larger, to hold at least four /%d node subnets", n, MaxIPv6SubnetLen-2, MaxIPv6SubnetLen)
+	}
+	for _, r := range reservedIPv6 {
+		if n.Overlaps(r.p) {
+			return fmt.Errorf("IPv6Network %s: overlaps %s (%s); use a unique local range such as \"fd00:10:244::/56\" or a global prefix of the cluster", n, r.p, r.what)
+		}
+	}
+	return nil
+}
+
+// reservedIPv6 are the ranges an IPv6 pod network must stay clear of.
+var reservedIPv6 = []struct {
+	p    netip.Prefix
+	what string
+}{
+	{netip.MustParsePrefix("::/8"), "loopback, unspecified and IPv4-mapped addresses"},
+	{netip.MustParsePrefix("fe80::/10"), "link-local addresses, which every link of every node has"},
+	{netip.MustParsePrefix("ff00::/8"), "multicast addresses"},
+}
+
+// families reads EnableIPv4 (default true) and EnableIPv6 (default false).
+func (p *parser) families(raw map[string]json.RawMessage) (v4, v6 bool) {
+	v4 = true
+	ok4, ok6 := true, true
+	if v, ok := raw["EnableIPv4"]; ok {
+		v4, ok4 = p.boolean("EnableIPv4", v)
+	}
+	if v, ok := raw["EnableIPv6"]; ok {
+		v6, ok6 = p.boolean("EnableIPv6", v)
+	}
+	if ok4 && ok6 && !v4 && !v6 {
+		p.errf("EnableIPv4 and EnableIPv6 are both false: pods would get no address; remove \"EnableIPv4\": false, or set \"EnableIPv6\": true with an IPv6Network")
+	}
+	return v4 && ok4, v6 && ok6
+}
+
+// familyPool reads one enabled family's network and subnet keys; ok is
+// false when the network is missing or invalid.
+func (p *parser) familyPool(k familyKeys, raw map[string]json.RawMessage) (pl Pool, ok bool) {
+	v, have := raw[k.network]
+	switch {
+	case !have && k.family == IPv4:
+		p.errf("Network: required while EnableIPv4 is true (the cluster's IPv4 pod network, e.g. \"10.244.0.0/16\"); for an IPv6-only cluster set \"EnableIPv4\": false")
+	case !have:
+		p.errf("IPv6Network: required while EnableIPv6 is true (the cluster's IPv6 pod network, e.g. \"fd00:10:244::/56\")")
+	default:
+		pl.Network = p.network(k, v)
+	}
+	var haveLen bool
+	if v, ok := raw[k.len]; ok {
+		pl.SubnetLen, haveLen = p.integer(k.len, v)
+	}
+	if v, ok := raw[k.min]; ok {
+		pl.SubnetMin = p.addr(k, k.min, v)
+	}
+	if v, ok := raw[k.max]; ok {
+		pl.SubnetMax = p.addr(k, k.max, v)
+	}
+	if !pl.Network.IsValid() {
+		return pl, false
+	}
+	p.pool(k, &pl, haveLen)
+	return pl, true
+}
+
+func (p *parser) network(k familyKeys, v json.RawMessage) netip.Prefix {
+	example := map[Family]string{IPv4: "10.244.0.0/16", IPv6: "fd00:10:244::/56"}[k.family]
 	var s string
 	if err := json.Unmarshal(v, &s); err != nil {
-		p.errf("Network %s: want a CIDR string like \"10.244.0.0/16\"", v)
+		p.errf("%s %s: want a CIDR string like %q", k.network, v, example)
 		return netip.Prefix{}
 	}
 	n, err := netip.ParsePrefix(s)
 	if err != nil {
-		p.errf("Network %q: not a CIDR (want e.g. \"10.244.0.0/16\")", s)
+		p.errf("%s %q: not a CIDR (want e.g. %q)", k.network, s, example)
 		return netip.Prefix{}
 	}
-	if err := CheckNetwork(n); err != nil {
+	check := CheckNetwork
+	if k.family == IPv6 {
+		check = CheckIPv6Network
+	}
+	if err := check(n); err != nil {
 		p.errf("%v", err)
 		return netip.Prefix{}
 	}
@@ -257,10 +356,11 @@ func (p *parser) boolean(key string, v json.RawMessage) (bool, bool) {
 	return b, true
 }
 
-func (p *parser) addr(key string, v json.RawMessage) netip.Addr {
+func (p *parser) addr(k familyKeys, key string, v json.RawMessage) netip.Addr {
+	example := map[Family]string{IPv4: "10.244.1.0", IPv6: "fd00:10:244:1::"}[k.family]
 	var s string
 	if err := json.Unmarshal(v, &s); err != nil {
-		p.errf("%s %s: want an IPv4 address string like \"10.244.1.0\"", key, v)
+		p.errf("%s %s: want an %s address string like %q", key, v, k.family, example)
 		return netip.Addr{}
 	}
 	a, err := netip.ParseAddr(s)
@@ -272,28 +372,18 @@ func (p *parser) addr(key string, v json.RawMessage) netip.Addr {
 		p.errf("%s %q: not an IP address%s", key, s, hint)
 		return netip.Addr{}
 	}
-	if !a.Is4() {
-		p.errf("%s %s: must be an IPv4 address (IPv6 is not supported yet)", key, s)
+	switch {
+	case a.Zone() != "":
+		p.errf("%s %s: an address with a zone cannot bound subnets; write it without %%%s", key, s, a.Zone())
+		return netip.Addr{}
+	case k.family == IPv4 && !a.Is4():
+		p.errf("%s %s: must be an IPv4 address (IPv6 subnet bounds go in IPv6SubnetMin and IPv6SubnetMax)", key, s)
+		return netip.Addr{}
+	case k.family == IPv6 && (a.Is4() || a.Is4In6()):
+		p.errf("%s %s: must be an IPv6 address like %q (IPv4 subnet bounds go in SubnetMin and SubnetMax)", key, s, example)
 		return netip.Addr{}
 	}
 	return a
-}
-
-// flannelTop checks the Flannel keys twill accepts without implementing.
-func (p *parser) flannelTop(raw map[string]json.RawMessage) {
-	if v, ok := raw["EnableIPv4"]; ok {
-		if b, ok := p.boolean("EnableIPv4", v); ok && !b {
-			p.errf("EnableIPv4 false: twill needs IPv4 (IPv6-only clusters are not supported yet); remove the key or set it to true")
-		}
-	}
-	if v, ok := raw["EnableIPv6"]; ok {
-		if b, ok := p.boolean("EnableIPv6", v); ok && b {
-			p.errf("EnableIPv6 true: IPv6 (dual stack) is not supported yet; remove the key or set it to false")
-		}
-	}
-	if v, ok := raw["EnableNFTables"]; ok {
-		p.boolean("EnableNFTables", v) // accepted, ignored: twill detects the node's firewall backend
-	}
 }
 
 func (p *parser) backend(raw map[string]json.RawMessage) Backend {
@@ -327,7 +417,7 @@ func (p *parser) backend(raw map[string]json.RawMessage) Backend {
 	}
 	b.VNI = rng("VNI", 1, MaxVNI, "a 24-bit vxlan network identifier")
 	b.Port = rng("Port", 1, 65535, "a UDP port")
-	b.MTU = rng("MTU", 68, 65535, "an IPv4 link MTU; it must also fit the underlay MTU - 50")
+	b.MTU = rng("MTU", 68, 65535, "a link MTU; it must also fit the underlay MTU less the vxlan overhead")
 	if v, ok := raw["DirectRouting"]; ok {
 		b.DirectRouting, _ = p.boolean("Backend.DirectRouting", v)
 	}

@@ -7,103 +7,96 @@ import (
 	"net/netip"
 )
 
-// subnets defaults and checks SubnetLen, SubnetMin and SubnetMax against a
-// valid Network.
-func (p *parser) subnets(c *Config, haveLen bool) {
-	nbits := c.Network.Bits()
+// familyKeys names one family's keys in net-conf.json and its limits.
+type familyKeys struct {
+	family                 Family
+	network, len, min, max string
+	defaultLen, maxLen     int
+}
+
+var (
+	v4Keys = familyKeys{IPv4, "Network", "SubnetLen", "SubnetMin", "SubnetMax", DefaultSubnetLen, MaxSubnetLen}
+	v6Keys = familyKeys{IPv6, "IPv6Network", "IPv6SubnetLen", "IPv6SubnetMin", "IPv6SubnetMax", DefaultIPv6SubnetLen, MaxIPv6SubnetLen}
+)
+
+// pool defaults and checks one family's SubnetLen, SubnetMin and SubnetMax
+// against its valid network, as Flannel does: the default length gives each
+// node a /24 (IPv6: a /64) when the network holds at least four of them,
+// else the network cut in four; SubnetMin defaults to the second subnet,
+// SubnetMax to the last.
+func (p *parser) pool(k familyKeys, pl *Pool, haveLen bool) {
+	nbits, abits := pl.Network.Bits(), pl.Network.Addr().BitLen()
 	switch {
-	case !haveLen && nbits <= DefaultSubnetLen-2:
-		c.SubnetLen = DefaultSubnetLen
+	case !haveLen && nbits <= k.defaultLen-2:
+		pl.SubnetLen = k.defaultLen
 	case !haveLen:
-		c.SubnetLen = nbits + 2 // small Network: four subnets, as Flannel
-	case c.SubnetLen < nbits+2 || c.SubnetLen > MaxSubnetLen:
-		p.errf("SubnetLen %d: must be between %d and %d (at least four node subnets in Network %s, each with room for a gateway and a pod)",
-			c.SubnetLen, nbits+2, MaxSubnetLen, c.Network)
+		pl.SubnetLen = nbits + 2 // small network: four subnets, as Flannel
+	case pl.SubnetLen < nbits+2 || pl.SubnetLen > k.maxLen:
+		p.errf("%s %d: must be between %d and %d (at least four node subnets in %s %s, each with room for a gateway and a pod)",
+			k.len, pl.SubnetLen, nbits+2, k.maxLen, k.network, pl.Network)
 		return
 	}
-	step := uint32(1) << (32 - c.SubnetLen)
-	first := u32(c.Network.Addr())
-	last := first + uint32(1)<<(32-nbits) - step
-	minSet, maxSet := c.SubnetMin.IsValid(), c.SubnetMax.IsValid()
+	step := u128{lo: 1}.shl(uint(abits - pl.SubnetLen))
+	first := toU128(pl.Network.Addr())
+	last := first.add(u128{lo: 1}.shl(uint(abits - nbits))).sub(step)
+	v4 := k.family == IPv4
+	minSet, maxSet := pl.SubnetMin.IsValid(), pl.SubnetMax.IsValid()
 	if !minSet {
-		c.SubnetMin = addr(first + step)
+		pl.SubnetMin = first.add(step).addr(v4)
 	}
 	if !maxSet {
-		c.SubnetMax = addr(last)
+		pl.SubnetMax = last.addr(v4)
 	}
 	ok := true
 	for _, b := range []struct {
 		key string
 		a   netip.Addr
 		set bool
-	}{{"SubnetMin", c.SubnetMin, minSet}, {"SubnetMax", c.SubnetMax, maxSet}} {
+	}{{k.min, pl.SubnetMin, minSet}, {k.max, pl.SubnetMax, maxSet}} {
 		if !b.set {
 			continue
 		}
-		if !c.Network.Contains(b.a) {
-			p.errf("%s %s: outside Network %s", b.key, b.a, c.Network)
+		if !pl.Network.Contains(b.a) {
+			p.errf("%s %s: outside %s %s", b.key, b.a, k.network, pl.Network)
 			ok = false
-		} else if u32(b.a)%step != 0 {
-			p.errf("%s %s: not the start of a /%d subnet (SubnetLen %d); did you mean %s?",
-				b.key, b.a, c.SubnetLen, c.SubnetLen, netip.PrefixFrom(b.a, c.SubnetLen).Masked().Addr())
+		} else if netip.PrefixFrom(b.a, pl.SubnetLen).Masked().Addr() != b.a {
+			p.errf("%s %s: not the start of a /%d subnet (%s %d); did you mean %s?",
+				b.key, b.a, pl.SubnetLen, k.len, pl.SubnetLen, netip.PrefixFrom(b.a, pl.SubnetLen).Masked().Addr())
 			ok = false
 		}
 	}
-	if ok && u32(c.SubnetMin) > u32(c.SubnetMax) {
-		p.errf("SubnetMin %s is after SubnetMax %s: no subnet can be handed out", c.SubnetMin, c.SubnetMax)
+	if ok && pl.SubnetMax.Less(pl.SubnetMin) {
+		p.errf("%s %s is after %s %s: no subnet can be handed out", k.min, pl.SubnetMin, k.max, pl.SubnetMax)
 	}
 }
 
-// Subnets yields the node subnets that may be handed out, from SubnetMin to
-// SubnetMax inclusive, in address order. It yields nothing for a Config that
-// did not come from Parse.
-func (c Config) Subnets() iter.Seq[netip.Prefix] {
-	return func(yield func(netip.Prefix) bool) {
-		if !c.usable() {
-			return
-		}
-		step := uint32(1) << (32 - c.SubnetLen)
-		lo, hi := u32(c.SubnetMin), u32(c.SubnetMax)
-		for a := lo; ; a += step {
-			if !yield(netip.PrefixFrom(addr(a), c.SubnetLen)) || hi-a < step {
-				return
-			}
-		}
-	}
-}
+// Subnets yields the IPv4 node subnets that may be handed out, from
+// SubnetMin to SubnetMax inclusive, in address order. It yields nothing for
+// a Config that did not come from Parse or has IPv4 disabled.
+func (c Config) Subnets() iter.Seq[netip.Prefix] { return c.Pool(IPv4).Subnets() }
 
 // SubnetCount is how many subnets Subnets yields.
-func (c Config) SubnetCount() int {
-	if !c.usable() {
-		return 0
-	}
-	return int((u32(c.SubnetMax)-u32(c.SubnetMin))>>(32-c.SubnetLen)) + 1
-}
+func (c Config) SubnetCount() int { return c.Pool(IPv4).Count() }
 
 // Allocatable reports whether sn is one of the subnets Subnets yields: an
 // IPv4 /SubnetLen subnet, aligned, between SubnetMin and SubnetMax. Use it
 // to check a node's previous subnet or a lease found in the store.
-func (c Config) Allocatable(sn netip.Prefix) bool {
-	if !c.usable() || !sn.IsValid() || !sn.Addr().Is4() || sn.Bits() != c.SubnetLen || sn.Masked() != sn {
-		return false
-	}
-	a := u32(sn.Addr())
-	return a >= u32(c.SubnetMin) && a <= u32(c.SubnetMax)
-}
+func (c Config) Allocatable(sn netip.Prefix) bool { return c.Pool(IPv4).Allocatable(sn) }
 
-// usable reports whether the subnet fields make sense (as after Parse).
-func (c Config) usable() bool {
-	return c.SubnetLen > 0 && c.SubnetLen <= 32 && c.SubnetMin.Is4() && c.SubnetMax.Is4() &&
-		u32(c.SubnetMin) <= u32(c.SubnetMax)
-}
-
-// Validate reports whether Network overlaps one of the node's own networks
-// (the prefixes of its addresses): pods would then shadow node addresses.
-// IPv6 node networks cannot overlap and are skipped.
+// Validate reports whether a pod network (Network or IPv6Network) overlaps
+// one of the node's own networks (the prefixes of its addresses): pods
+// would then shadow node addresses.
 func (c Config) Validate(nodeNets []netip.Prefix) error {
-	for _, n := range nodeNets {
-		if n.IsValid() && n.Addr().Is4() && c.Network.Overlaps(n) {
-			return fmt.Errorf("Network %s overlaps the node network %s: pod addresses would shadow node addresses; choose a Network that is not used on the nodes (e.g. 10.244.0.0/16)", c.Network, n.Masked())
+	for _, f := range c.Families() {
+		pl, key := c.Pool(f), v4Keys.network
+		if f == IPv6 {
+			key = v6Keys.network
+		}
+		for _, n := range nodeNets {
+			if n.IsValid() && FamilyOf(n.Addr()) == f && pl.Network.Overlaps(n) {
+				return fmt.Errorf("%s %s overlaps the node network %s: pod addresses would shadow node addresses; choose a %s that is not used on the nodes (e.g. %s)",
+					key, pl.Network, n.Masked(), key, map[Family]string{IPv4: "10.244.0.0/16", IPv6: "fd00:10:244::/56"}[f])
+			}
 		}
 	}
 	return nil

@@ -25,10 +25,18 @@ const (
 
 // Info is the content of a subnet file.
 type Info struct {
-	// Network is the whole cluster pod network, e.g. 10.244.0.0/16.
+	// Network is the whole cluster pod network, e.g. 10.244.0.0/16; zero
+	// in an IPv6-only file.
 	Network netip.Prefix
-	// Subnet is this node's pod subnet with the gateway address, e.g. 10.244.1.1/24.
+	// Subnet is this node's pod subnet with the gateway address, e.g.
+	// 10.244.1.1/24; zero in an IPv6-only file.
 	Subnet netip.Prefix
+	// IPv6Network is the cluster's IPv6 pod network (IPV6_NETWORK, as
+	// Flannel's FLANNEL_IPV6_NETWORK); zero without IPv6.
+	IPv6Network netip.Prefix
+	// IPv6Subnet is this node's IPv6 pod subnet with the gateway address,
+	// e.g. fd00:10:244:1::1/64 (IPV6_SUBNET); zero without IPv6.
+	IPv6Subnet netip.Prefix
 	// MTU is the MTU pods must use.
 	MTU int
 	// IPMasq tells whether the node masquerades pod traffic leaving the network.
@@ -74,6 +82,10 @@ func Parse(src, content string) (Info, error) {
 			info.Network, err = netip.ParsePrefix(val)
 		case "SUBNET":
 			info.Subnet, err = netip.ParsePrefix(val)
+		case "IPV6_NETWORK":
+			info.IPv6Network, err = netip.ParsePrefix(val)
+		case "IPV6_SUBNET":
+			info.IPv6Subnet, err = netip.ParsePrefix(val)
 		case "MTU":
 			info.MTU, err = strconv.Atoi(val)
 			if err == nil && (info.MTU < 576 || info.MTU > 65535) {
@@ -90,10 +102,17 @@ func Parse(src, content string) (Info, error) {
 			return Info{}, fmt.Errorf("%s: line %d: %s: %w", src, n, key, err)
 		}
 	}
-	if !info.Network.IsValid() {
+	v6 := info.IPv6Network.IsValid() || info.IPv6Subnet.IsValid()
+	switch {
+	case v6 && !info.IPv6Network.IsValid():
+		return Info{}, fmt.Errorf("%s: IPV6_SUBNET without an IPV6_NETWORK line", src)
+	case v6 && !info.IPv6Subnet.IsValid():
+		return Info{}, fmt.Errorf("%s: IPV6_NETWORK without an IPV6_SUBNET line", src)
+	case v6 && !info.Network.IsValid() && !info.Subnet.IsValid():
+		return info, nil // IPv6 only
+	case !info.Network.IsValid():
 		return Info{}, fmt.Errorf("%s: no NETWORK line", src)
-	}
-	if !info.Subnet.IsValid() {
+	case !info.Subnet.IsValid():
 		return Info{}, fmt.Errorf("%s: no SUBNET line", src)
 	}
 	return info, nil
@@ -108,8 +127,14 @@ func (i Info) RenderFlannel() string { return i.render("FLANNEL_", false) }
 
 func (i Info) render(prefix string, backend bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%sNETWORK=%s\n", prefix, i.Network)
-	fmt.Fprintf(&b, "%sSUBNET=%s\n", prefix, i.Subnet)
+	if i.Network.IsValid() || !i.IPv6Network.IsValid() {
+		fmt.Fprintf(&b, "%sNETWORK=%s\n", prefix, i.Network)
+		fmt.Fprintf(&b, "%sSUBNET=%s\n", prefix, i.Subnet)
+	}
+	if i.IPv6Network.IsValid() {
+		fmt.Fprintf(&b, "%sIPV6_NETWORK=%s\n", prefix, i.IPv6Network)
+		fmt.Fprintf(&b, "%sIPV6_SUBNET=%s\n", prefix, i.IPv6Subnet)
+	}
 	fmt.Fprintf(&b, "%sMTU=%d\n", prefix, i.MTU)
 	fmt.Fprintf(&b, "%sIPMASQ=%t\n", prefix, i.IPMasq)
 	if backend && i.Backend != "" {

@@ -163,3 +163,37 @@ func TestFailedWriteKeepsTheOldFile(t *testing.T) {
 		t.Fatalf("left behind: %v", ents)
 	}
 }
+
+// Flannel's dual-stack and IPv6-only files (FLANNEL_IPV6_NETWORK,
+// FLANNEL_IPV6_SUBNET) parse, and twill's renderings parse back.
+func TestIPv6Lines(t *testing.T) {
+	dual := "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=fd00:10:244:1::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"
+	info, err := Parse("flannel", dual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.IPv6Network != netip.MustParsePrefix("fd00:10:244::/56") || info.IPv6Subnet != netip.MustParsePrefix("fd00:10:244:1::1/64") || info.Subnet != netip.MustParsePrefix("10.244.1.1/24") {
+		t.Fatalf("parsed %+v", info)
+	}
+	if got := info.RenderFlannel(); got != dual {
+		t.Fatalf("RenderFlannel:\n%s\nwant\n%s", got, dual)
+	}
+	v6 := "FLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=fd00:10:244:1::1/64\nFLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n"
+	info, err = Parse("flannel", v6)
+	if err != nil || info.Network.IsValid() || info.Subnet.IsValid() || info.MTU != 1430 {
+		t.Fatalf("IPv6-only: %+v %v", info, err)
+	}
+	if again, err := Parse("twill", info.Render()); err != nil || again != info {
+		t.Fatalf("IPv6-only round trip: %+v %v", again, err)
+	}
+	for in, want := range map[string]string{
+		"FLANNEL_IPV6_SUBNET=fd00::1/64\nFLANNEL_MTU=1430\n":                                           "IPV6_SUBNET without an IPV6_NETWORK line",
+		"FLANNEL_IPV6_NETWORK=fd00::/56\nFLANNEL_MTU=1430\n":                                           "IPV6_NETWORK without an IPV6_SUBNET line",
+		"FLANNEL_IPV6_NETWORK=fd00::/56\nFLANNEL_IPV6_SUBNET=fd00::1/64\nFLANNEL_SUBNET=10.0.0.1/24\n": "no NETWORK line",
+		"FLANNEL_IPV6_NETWORK=fd00::/56x\n":                                                            "line 1: IPV6_NETWORK",
+	} {
+		if _, err := Parse("f", in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(%q) = %v, want %q", in, err, want)
+		}
+	}
+}

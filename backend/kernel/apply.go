@@ -229,6 +229,14 @@ func applyAddr(h *cachedHandle, c backend.Change) (bool, error) {
 		return false, fmt.Errorf("device %s: %w", a.Link, err)
 	}
 	na := &netlink.Addr{IPNet: ipnet(a.Prefix)}
+	if a.Prefix.Addr().Is6() {
+		// No duplicate address detection on twill's IPv6 vxlan address: it
+		// is the node's own subnet address, unique by the lease, and a
+		// tentative address could not be a source for a second.
+		// Nor a prefix route: the /128 needs none, and a kernel route on
+		// twill's device would look like drift.
+		na.Flags = unix.IFA_F_NODAD | unix.IFA_F_NOPREFIXROUTE
+	}
 	if c.Action == backend.ActionDelete {
 		if err := h.AddrDel(l, na); err != nil {
 			if notFound(err) {
@@ -294,7 +302,11 @@ func applyNeighbor(h *cachedHandle, c backend.Change) (bool, error) {
 		}
 		return false, fmt.Errorf("device %s: %w", n.Dev, err)
 	}
-	nn := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: netlink.FAMILY_V4, IP: net.IP(n.IP.AsSlice()), State: netlink.NUD_PERMANENT}
+	family := netlink.FAMILY_V4
+	if n.IP.Is6() {
+		family = netlink.FAMILY_V6
+	}
+	nn := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: family, IP: net.IP(n.IP.AsSlice()), State: netlink.NUD_PERMANENT}
 	if c.Action == backend.ActionDelete {
 		if err := h.NeighDel(nn); err != nil {
 			if notFound(err) {

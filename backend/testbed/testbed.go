@@ -31,6 +31,12 @@ var Segment = netip.MustParsePrefix("192.168.77.0/24")
 // Network is the pod network of a testbed cluster.
 var Network = netip.MustParsePrefix("10.244.0.0/16")
 
+// Segment6 is the IPv6 underlay prefix of a cluster after AddIPv6.
+var Segment6 = netip.MustParsePrefix("fd00:77::/64")
+
+// Network6 is the IPv6 pod network of a cluster after AddIPv6.
+var Network6 = netip.MustParsePrefix("fd00:10:244::/56")
+
 // Node is one node namespace and the pod namespace behind it.
 type Node struct {
 	// Name is "node1", "node2", ...
@@ -45,6 +51,12 @@ type Node struct {
 	// node's gateway 10.244.<i>.1 on the node's device "vpod".
 	Pod   string
 	PodIP netip.Addr
+	// IPv6, Subnet6 and PodIP6 are set by AddIPv6: the node's IPv6
+	// underlay address (fd00:77::1<i>), pod subnet (fd00:10:244:<i>::/64)
+	// and the pod's address (fd00:10:244:<i>::2, gateway ::1 on "vpod").
+	IPv6    netip.Addr
+	Subnet6 netip.Prefix
+	PodIP6  netip.Addr
 }
 
 // Cluster is a testbed cluster.
@@ -138,6 +150,41 @@ func New(t testing.TB, tag string, n int) *Cluster {
 	return c
 }
 
+// AddIPv6 makes the cluster dual-stack: every node gets an IPv6 underlay
+// address and IPv6 forwarding, every pod an IPv6 address and default
+// route, the outside namespace fd00:77::200. Addresses skip DAD, so they
+// are usable at once.
+func (c *Cluster) AddIPv6(t testing.TB) {
+	t.Helper()
+	for i := range c.Nodes {
+		nd := &c.Nodes[i]
+		k := i + 1
+		nd.IPv6 = netip.MustParseAddr(fmt.Sprintf("fd00:77::1%d", k))
+		nd.Subnet6 = netip.MustParsePrefix(fmt.Sprintf("fd00:10:244:%d::/64", k))
+		nd.PodIP6 = netip.MustParseAddr(fmt.Sprintf("fd00:10:244:%d::2", k))
+		In(t, nd.NS, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+		In(t, nd.NS, "ip", "-6", "addr", "add", netip.PrefixFrom(nd.IPv6, 64).String(), "dev", "eth0", "nodad")
+		In(t, nd.NS, "ip", "-6", "addr", "add", fmt.Sprintf("fd00:10:244:%d::1/64", k), "dev", "vpod", "nodad")
+		In(t, nd.Pod, "ip", "-6", "addr", "add", netip.PrefixFrom(nd.PodIP6, 64).String(), "dev", "eth0", "nodad")
+		In(t, nd.Pod, "ip", "-6", "route", "add", "default", "via", fmt.Sprintf("fd00:10:244:%d::1", k))
+	}
+	In(t, c.Outside, "ip", "-6", "addr", "add", "fd00:77::200/64", "dev", "eth0", "nodad")
+	// The kernel's link-local addresses still run DAD (about a second);
+	// until they are done, neighbour discovery on the underlay is not
+	// reliable. Wait for them, bounded.
+	for _, nd := range c.Nodes {
+		for _, ns := range []string{nd.NS, nd.Pod} {
+			deadline := time.Now().Add(5 * time.Second)
+			for strings.TrimSpace(In(t, ns, "ip", "-6", "addr", "show", "tentative")) != "" {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: IPv6 addresses still tentative after 5 s:\n%s", ns, In(t, ns, "ip", "-6", "addr"))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+}
+
 // attach connects ns to the underlay bridge with an "eth0" holding addr.
 func (c *Cluster) attach(t testing.TB, ns, port string, addr netip.Prefix) {
 	t.Helper()
@@ -147,15 +194,15 @@ func (c *Cluster) attach(t testing.TB, ns, port string, addr netip.Prefix) {
 	In(t, ns, "ip", "link", "set", "eth0", "up")
 }
 
-// Serve listens on TCP port inside ns and answers every connection with one
-// line: the client address it saw ("10.244.1.2"). It stops at the end of
-// the test.
+// Serve listens on TCP port inside ns (IPv4 and IPv6) and answers every
+// connection with one line: the client address it saw ("10.244.1.2",
+// "fd00:10:244:1::2"). It stops at the end of the test.
 func Serve(t testing.TB, ns string, port int) {
 	t.Helper()
 	var ln net.Listener
 	err := nsrun.Do(ns, func() error {
 		var err error
-		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
+		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
 		return err
 	})
 	if err != nil {
@@ -183,7 +230,7 @@ func Call(ns string, addr netip.Addr, port int) (string, error) {
 	var conn net.Conn
 	err := nsrun.Do(ns, func() error {
 		var err error
-		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp4", netip.AddrPortFrom(addr, uint16(port)).String())
+		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", netip.AddrPortFrom(addr, uint16(port)).String())
 		return err
 	})
 	if err != nil {
@@ -203,7 +250,7 @@ func Call(ns string, addr netip.Addr, port int) (string, error) {
 // when payload is a vxlan header plus a frame).
 func SendUDP(ns string, addr netip.Addr, port int, payload []byte) error {
 	return nsrun.Do(ns, func() error {
-		conn, err := net.Dial("udp4", netip.AddrPortFrom(addr, uint16(port)).String())
+		conn, err := net.Dial("udp", netip.AddrPortFrom(addr, uint16(port)).String())
 		if err != nil {
 			return err
 		}

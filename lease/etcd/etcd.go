@@ -17,7 +17,7 @@ import (
 // Put writes (or overwrites) one lease. ttlSeconds > 0 attaches an etcd lease
 // so the key disappears when it is not renewed.
 func Put(ctx context.Context, c *clientv3.Client, prefix string, l lease.Lease, ttlSeconds int64) error {
-	key := lease.SubnetKey(prefix, l.Subnet)
+	key := l.Key(prefix)
 	var opts []clientv3.OpOption
 	if ttlSeconds > 0 {
 		g, err := c.Grant(ctx, ttlSeconds)

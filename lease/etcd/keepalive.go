@@ -87,14 +87,14 @@ func (s *Store) renewOnce(ctx context.Context, timeout time.Duration) error {
 		return nil
 	}
 	if !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		return fmt.Errorf("lease %s of node %s: renew: %w", own.lease.Subnet, own.req.Node, err)
+		return fmt.Errorf("lease %s of node %s: renew: %w", own.lease.Subnets(), own.req.Node, err)
 	}
-	s.log.Warn("lease: etcd lost our lease (expired or revoked); acquiring it again", "node", own.req.Node, "subnet", own.lease.Subnet)
+	s.log.Warn("lease: etcd lost our lease (expired or revoked); acquiring it again", "node", own.req.Node, "subnet", own.lease.Subnets())
 	req := own.req
-	req.Previous = own.lease.Subnet
+	req.Previous, req.PreviousV6 = own.lease.Subnet, own.lease.IPv6Subnet
 	l, err := s.Acquire(cctx, own.cfg, req)
 	if err != nil {
-		return fmt.Errorf("lease %s of node %s expired and re-acquiring failed: %w", own.lease.Subnet, own.req.Node, err)
+		return fmt.Errorf("lease %s of node %s expired and re-acquiring failed: %w", own.lease.Subnets(), own.req.Node, err)
 	}
 	return &lease.ReacquiredError{Old: own.lease, New: l}
 }

@@ -116,21 +116,28 @@ func getNode(t testing.TB, c *clientv3.Client, sn netip.Prefix) string {
 	return l.Attrs.Node
 }
 
-func TestAcquireConcurrentNodesGetDistinctSubnets(t *testing.T) {
-	t.Parallel()
-	ep, _ := etcdtest.Start(t)
-	cfg := mustConfig(t, `{"Network": "10.244.0.0/16"}`)
-	const n = 20
+// acquireConcurrently runs n Acquires at once, each with its own Store,
+// for nodes "node-<i>" with req(name, i).
+func acquireConcurrently(t *testing.T, ep string, cfg netconf.Config, n int, req func(string, int) lease.Request) ([]lease.Lease, []error) {
 	got := make([]lease.Lease, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		s := newStore(t, ep, 0)
 		wg.Go(func() {
-			got[i], errs[i] = s.Acquire(ctxT(t, 30*time.Second), cfg, request(fmt.Sprintf("node-%d", i), i))
+			got[i], errs[i] = s.Acquire(ctxT(t, 30*time.Second), cfg, req(fmt.Sprintf("node-%d", i), i))
 		})
 	}
 	wg.Wait()
+	return got, errs
+}
+
+func TestAcquireConcurrentNodesGetDistinctSubnets(t *testing.T) {
+	t.Parallel()
+	ep, _ := etcdtest.Start(t)
+	cfg := mustConfig(t, `{"Network": "10.244.0.0/16"}`)
+	const n = 20
+	got, errs := acquireConcurrently(t, ep, cfg, n, request)
 	seen := map[netip.Prefix]string{}
 	for i := range n {
 		if errs[i] != nil {
@@ -165,16 +172,7 @@ func TestAcquireTooSmallRangeGivesErrNoFreeSubnet(t *testing.T) {
 	ep, _ := etcdtest.Start(t)
 	cfg := mustConfig(t, `{"Network": "10.244.0.0/16", "SubnetMin": "10.244.1.0", "SubnetMax": "10.244.5.0"}`)
 	const n = 8
-	got := make([]lease.Lease, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		s := newStore(t, ep, 0)
-		wg.Go(func() {
-			got[i], errs[i] = s.Acquire(ctxT(t, 30*time.Second), cfg, request(fmt.Sprintf("node-%d", i), i))
-		})
-	}
-	wg.Wait()
+	got, errs := acquireConcurrently(t, ep, cfg, n, request)
 	seen := map[netip.Prefix]bool{}
 	failed := 0
 	for i := range n {
@@ -266,7 +264,7 @@ func TestAcquireDropsOwnStaleLeases(t *testing.T) {
 	ctx := ctxT(t, 20*time.Second)
 	// node-a holds a subnet of an old, wider config and a second one.
 	for _, sn := range []string{"10.244.3.0/24", "10.244.200.0/24"} {
-		if err := Put(ctx, s.Client(), lease.DefaultPrefix, request("node-a", 1).Lease(netip.MustParsePrefix(sn)), 0); err != nil {
+		if err := Put(ctx, s.Client(), lease.DefaultPrefix, request("node-a", 1).Lease(netip.MustParsePrefix(sn), netip.Prefix{}), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -292,7 +290,7 @@ func TestAcquireAdoptsTheFlannelLeaseOfItsAddress(t *testing.T) {
 	s := newStore(t, ep, 0)
 	ctx := ctxT(t, 20*time.Second)
 	flannel := func(i int, sn string) lease.Lease {
-		l := request("", i).Lease(netip.MustParsePrefix(sn))
+		l := request("", i).Lease(netip.MustParsePrefix(sn), netip.Prefix{})
 		l.Attrs.Node = ""
 		return l
 	}
@@ -317,7 +315,7 @@ func TestAcquireAdoptsTheFlannelLeaseOfItsAddress(t *testing.T) {
 		t.Fatalf("the other node's Flannel lease is gone: %v %v", resp, err)
 	}
 	// A twill lease of another node with this address is not adopted: it names a node.
-	other := request("node-b", 3).Lease(netip.MustParsePrefix("10.244.20.0/24"))
+	other := request("node-b", 3).Lease(netip.MustParsePrefix("10.244.20.0/24"), netip.Prefix{})
 	if err := Put(ctx, s.Client(), lease.DefaultPrefix, other, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -534,7 +532,7 @@ func TestWatchResyncsAfterCompaction(t *testing.T) {
 	ctx := ctxT(t, 60*time.Second)
 	put := func(i int) {
 		t.Helper()
-		if err := Put(ctx, c, lease.DefaultPrefix, request(fmt.Sprintf("node-%d", i), i).Lease(netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i), 0}), 24)), 0); err != nil {
+		if err := Put(ctx, c, lease.DefaultPrefix, request(fmt.Sprintf("node-%d", i), i).Lease(netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i), 0}), 24), netip.Prefix{}), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -600,7 +598,7 @@ func TestWatchCoalescesBursts(t *testing.T) {
 		ops := make([]clientv3.Op, 0, batch)
 		for i := b * batch; i < (b+1)*batch; i++ {
 			sn := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24)
-			l := request(fmt.Sprintf("fake-%d", i), 1).Lease(sn)
+			l := request(fmt.Sprintf("fake-%d", i), 1).Lease(sn, netip.Prefix{})
 			ops = append(ops, clientv3.OpPut(lease.SubnetKey(lease.DefaultPrefix, sn), string(l.Encode())))
 		}
 		if _, err := s.Client().Txn(ctx).Then(ops...).Commit(); err != nil {
@@ -725,6 +723,23 @@ func TestTLSAndDial(t *testing.T) {
 }
 
 // putRaw writes a lease key with any value (hostile or malformed data).
+// acquireEach acquires leases for nodes n0, n1, ... one after the other,
+// each request dual-stack (requestDual) and changed by edit.
+func acquireEach(t *testing.T, ep string, cfg netconf.Config, n int, edit func(*lease.Request)) []lease.Lease {
+	t.Helper()
+	var out []lease.Lease
+	for i := range n {
+		req := requestDual(fmt.Sprintf("n%d", i), i+1)
+		edit(&req)
+		l, err := newStore(t, ep, 0).Acquire(ctxT(t, 10*time.Second), cfg, req)
+		if err != nil {
+			t.Fatalf("n%d: %v", i, err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
 func putRaw(t *testing.T, c *clientv3.Client, key, value string) {
 	t.Helper()
 	if _, err := c.Put(ctxT(t, 5*time.Second), lease.DefaultPrefix+"/subnets/"+key, value); err != nil {
@@ -745,13 +760,9 @@ func TestAcquireNeverOverlaps(t *testing.T) {
 	putRaw(t, s.Client(), "10.244.2.5-24", v)   // host bits: rejected everywhere, blocks nothing
 	putRaw(t, s.Client(), "10.244.4.0-23", v)   // covers .4 and .5
 	var got []string
-	for i := range 2 {
-		req := request(fmt.Sprintf("n%d", i), i+1)
+	for _, l := range acquireEach(t, ep, cfg, 2, func(req *lease.Request) {
 		req.Previous = netip.MustParsePrefix("10.244.1.0/24") // overlapped: not given back
-		l, err := newStore(t, ep, 0).Acquire(ctxT(t, 10*time.Second), cfg, req)
-		if err != nil {
-			t.Fatalf("n%d: %v", i, err)
-		}
+	}) {
 		got = append(got, l.Subnet.String())
 	}
 	if want := "10.244.2.0/24 10.244.3.0/24"; strings.Join(got, " ") != want {
@@ -793,7 +804,7 @@ func TestAcquireRefusesIncompatible(t *testing.T) {
 	}
 	// node-c's own key has host bits (written by hand): deleted, never
 	// taken over; node-c gets a subnet that overlaps nobody's.
-	bad := request("node-c", 3).Lease(l.Subnet)
+	bad := request("node-c", 3).Lease(l.Subnet, netip.Prefix{})
 	key := l.Subnet.Addr().Next().String() + "-24"
 	putRaw(t, s.Client(), key, string(bad.Encode()))
 	lc, err := newStore(t, ep, 0).Acquire(ctx, cfg24, request("node-c", 3))

@@ -1,7 +1,6 @@
 package etcd
 
 import (
-	"cmp"
 	"context"
 	"maps"
 	"slices"
@@ -166,9 +165,7 @@ func (w *watcher) publish() {
 	if w.sent {
 		return
 	}
-	ev := lease.Event{Leases: slices.SortedFunc(maps.Values(w.set), func(a, b lease.Lease) int {
-		return cmp.Or(a.Subnet.Addr().Compare(b.Subnet.Addr()), cmp.Compare(a.Subnet.Bits(), b.Subnet.Bits()))
-	})}
+	ev := lease.Event{Leases: slices.SortedFunc(maps.Values(w.set), lease.BySubnet)}
 	if ev.Leases == nil {
 		ev.Leases = []lease.Lease{}
 	}
@@ -185,5 +182,5 @@ func (w *watcher) publish() {
 
 // sameLease reports whether two leases carry the same data.
 func sameLease(a, b lease.Lease) bool {
-	return a.Subnet == b.Subnet && a.Created == b.Created && string(a.Encode()) == string(b.Encode())
+	return a.Subnet == b.Subnet && a.IPv6Subnet == b.IPv6Subnet && a.Created == b.Created && string(a.Encode()) == string(b.Encode())
 }

@@ -14,34 +14,37 @@ import (
 	"github.com/twillnet/twill/netconf"
 )
 
-// Acquire reads the Node named req.Node and returns its lease: the subnet
-// is the node's spec.podCIDR (its IPv4 one on dual-stack nodes), which must
-// lie inside cfg.Network. It publishes req on the Node as twill.io/*
-// annotations (one merge patch, skipped when they are already right).
+// Acquire reads the Node named req.Node and returns its lease: its subnets
+// are the node's spec.podCIDRs, one per family cfg runs (IPv4: inside
+// cfg.Network, IPv6: inside cfg.IPv6Network). It publishes req on the Node
+// as twill.io/* annotations (one merge patch, skipped when they are
+// already right).
 //
 // Errors, all retried by the agent: *NoPodCIDRError when the node has no
-// podCIDR yet (it says how to get one); *OutsideNetworkError when the
-// podCIDR is not in cfg.Network; the node not found (--node must be the
-// Node object's name); *ForbiddenError naming the missing permission.
+// podCIDR of a family yet (it says how to get one); *OutsideNetworkError
+// when a podCIDR is not in its network; the node not found (--node must be
+// the Node object's name); *ForbiddenError naming the missing permission.
 func (s *Store) Acquire(ctx context.Context, cfg netconf.Config, req lease.Request) (lease.Lease, error) {
-	if err := req.Check(); err != nil {
+	if err := req.Check(cfg); err != nil {
 		return lease.Lease{}, err
 	}
 	node, err := s.c.CoreV1().Nodes().Get(ctx, req.Node, metav1.GetOptions{})
 	if err != nil {
 		return lease.Lease{}, nodeGetError(err, req.Node)
 	}
-	sn, err := Subnet(infoOf(node), cfg.Network)
+	sn4, sn6, err := Subnets(infoOf(node), cfg)
 	if err != nil {
 		return lease.Lease{}, err
 	}
-	if cfg.SubnetLen != 0 && sn.Bits() != cfg.SubnetLen {
-		s.log.Info("the node's podCIDR length differs from SubnetLen of net-conf.json; the podCIDR is used", "node", req.Node, "podCIDR", sn.String(), "SubnetLen", cfg.SubnetLen)
+	for _, f := range cfg.Families() {
+		if sn, pl := map[netconf.Family]netip.Prefix{netconf.IPv4: sn4, netconf.IPv6: sn6}[f], cfg.Pool(f); pl.SubnetLen != 0 && sn.Bits() != pl.SubnetLen {
+			s.log.Info("the node's podCIDR length differs from the subnet length of net-conf.json; the podCIDR is used", "node", req.Node, "podCIDR", sn.String(), "family", f.String(), "SubnetLen", pl.SubnetLen)
+		}
 	}
 	if err := s.publish(ctx, node, Annotations(req)); err != nil {
 		return lease.Lease{}, err
 	}
-	l := req.Lease(sn)
+	l := req.Lease(sn4, sn6)
 	s.mu.Lock()
 	s.own = &owned{lease: l, cfg: cfg, req: req}
 	s.mu.Unlock()
@@ -56,10 +59,43 @@ func nodeGetError(err error, node string) error {
 	return explain(err, "node "+node+": read the Node", "get", "nodes")
 }
 
-// Subnet returns the node's subnet for the cluster network: its IPv4
-// podCIDR inside network (network invalid: any IPv4 podCIDR). It is the
-// pure core of Acquire.
+// Subnet returns the node's podCIDR of network's family inside network
+// (network invalid: any IPv4 podCIDR). It is the pure core of Acquire.
 func Subnet(n NodeInfo, network netip.Prefix) (netip.Prefix, error) {
+	f := netconf.IPv4
+	if network.IsValid() {
+		f = netconf.FamilyOf(network.Addr())
+	}
+	return familySubnet(n, f, network)
+}
+
+// Subnets returns the node's podCIDRs for the families cfg runs (zero for
+// a family it does not run). A config without families (not from Parse)
+// asks for any IPv4 podCIDR and takes an IPv6 one when the node has it.
+func Subnets(n NodeInfo, cfg netconf.Config) (sn4, sn6 netip.Prefix, err error) {
+	if len(cfg.Families()) == 0 {
+		if sn4, err = familySubnet(n, netconf.IPv4, netip.Prefix{}); err != nil {
+			return netip.Prefix{}, netip.Prefix{}, err
+		}
+		sn6, _ = familySubnet(n, netconf.IPv6, netip.Prefix{})
+		return sn4, sn6, nil
+	}
+	if cfg.EnableIPv4() {
+		if sn4, err = familySubnet(n, netconf.IPv4, cfg.Network); err != nil {
+			return netip.Prefix{}, netip.Prefix{}, err
+		}
+	}
+	if cfg.EnableIPv6() {
+		if sn6, err = familySubnet(n, netconf.IPv6, cfg.IPv6Network); err != nil {
+			return netip.Prefix{}, netip.Prefix{}, err
+		}
+	}
+	return sn4, sn6, nil
+}
+
+// familySubnet returns the node's podCIDR of family f inside network
+// (invalid: any of family f).
+func familySubnet(n NodeInfo, f netconf.Family, network netip.Prefix) (netip.Prefix, error) {
 	cidrs := n.PodCIDRs
 	if len(cidrs) == 0 && n.PodCIDR != "" {
 		cidrs = []string{n.PodCIDR}
@@ -70,7 +106,7 @@ func Subnet(n NodeInfo, network netip.Prefix) (netip.Prefix, error) {
 		if err != nil {
 			return netip.Prefix{}, fmt.Errorf("node %s: spec.podCIDR %q: %w", n.Name, c, err)
 		}
-		if !p.Addr().Is4() {
+		if netconf.FamilyOf(p.Addr()) != f || p.Addr().Is4In6() {
 			continue
 		}
 		p = p.Masked()
@@ -82,7 +118,7 @@ func Subnet(n NodeInfo, network netip.Prefix) (netip.Prefix, error) {
 		}
 	}
 	if !first.IsValid() {
-		return netip.Prefix{}, &NoPodCIDRError{Node: n.Name, Network: network}
+		return netip.Prefix{}, &NoPodCIDRError{Node: n.Name, Network: network, Family: f}
 	}
 	return netip.Prefix{}, &OutsideNetworkError{Node: n.Name, PodCIDR: first, Network: network}
 }

@@ -8,14 +8,22 @@ import (
 	"strings"
 
 	"github.com/twillnet/twill/lease"
+	"github.com/twillnet/twill/netconf"
 )
 
 // Annotations twill writes on its node's Node object. Together with
-// spec.podCIDR they are the node's lease: a Node without AnnotationPublicIP
-// is not a twill peer.
+// spec.podCIDRs they are the node's lease: a Node without
+// AnnotationPublicIP or AnnotationPublicIPv6 is not a twill peer.
 const (
-	// AnnotationPublicIP is the node's underlay address ("192.168.1.10").
+	// AnnotationPublicIP is the node's IPv4 underlay address
+	// ("192.168.1.10"); absent on an IPv6-only node.
 	AnnotationPublicIP = "twill.io/public-ip"
+	// AnnotationPublicIPv6 is the node's IPv6 underlay address, present
+	// when the cluster runs IPv6 (as Flannel's public-ipv6).
+	AnnotationPublicIPv6 = "twill.io/public-ipv6"
+	// AnnotationBackendV6Data is the IPv6 backend's data as JSON (vxlan:
+	// the IPv6 VTEP's MAC), as Flannel's backend-v6-data.
+	AnnotationBackendV6Data = "twill.io/backend-v6-data"
 	// AnnotationBackendType is "vxlan" or "host-gw".
 	AnnotationBackendType = "twill.io/backend-type"
 	// AnnotationBackendData is the backend's data as JSON, e.g.
@@ -28,38 +36,65 @@ const (
 // a Node that has only them as a peer, so Flannel and twill nodes of one
 // cluster see each other while it moves node by node (docs/migrate.md).
 const (
-	// FlannelAnnotationPublicIP is the node's underlay address.
+	// FlannelAnnotationPublicIP is the node's IPv4 underlay address.
 	FlannelAnnotationPublicIP = "flannel.alpha.coreos.com/public-ip"
+	// FlannelAnnotationPublicIPv6 is the node's IPv6 underlay address.
+	FlannelAnnotationPublicIPv6 = "flannel.alpha.coreos.com/public-ipv6"
 	// FlannelAnnotationBackendType is "vxlan" or "host-gw".
 	FlannelAnnotationBackendType = "flannel.alpha.coreos.com/backend-type"
 	// FlannelAnnotationBackendData is the backend's data as JSON (vxlan:
 	// {"VNI":1,"VtepMAC":"..."}; host-gw: null).
 	FlannelAnnotationBackendData = "flannel.alpha.coreos.com/backend-data"
+	// FlannelAnnotationBackendV6Data is the IPv6 backend's data as JSON.
+	FlannelAnnotationBackendV6Data = "flannel.alpha.coreos.com/backend-v6-data"
 	// FlannelAnnotationKubeSubnetManager is "true" on every Flannel node:
 	// flanneld ignores Nodes without it.
 	FlannelAnnotationKubeSubnetManager = "flannel.alpha.coreos.com/kube-subnet-manager"
 )
 
+// dialect names the annotation keys of one lease publisher: twill's own
+// set or Flannel's.
+type dialect struct {
+	publicIP, backendType, backendData, publicIPv6, backendV6Data string
+}
+
+var (
+	twillDialect   = dialect{AnnotationPublicIP, AnnotationBackendType, AnnotationBackendData, AnnotationPublicIPv6, AnnotationBackendV6Data}
+	flannelDialect = dialect{FlannelAnnotationPublicIP, FlannelAnnotationBackendType, FlannelAnnotationBackendData, FlannelAnnotationPublicIPv6, FlannelAnnotationBackendV6Data}
+)
+
 // annotationKeys are all annotations twill owns, in a fixed order: its own
 // set and Flannel's.
-var annotationKeys = []string{AnnotationPublicIP, AnnotationBackendType, AnnotationBackendData,
-	FlannelAnnotationPublicIP, FlannelAnnotationBackendType, FlannelAnnotationBackendData, FlannelAnnotationKubeSubnetManager}
+var annotationKeys = []string{AnnotationPublicIP, AnnotationBackendType, AnnotationBackendData, AnnotationPublicIPv6, AnnotationBackendV6Data,
+	FlannelAnnotationPublicIP, FlannelAnnotationBackendType, FlannelAnnotationBackendData, FlannelAnnotationPublicIPv6, FlannelAnnotationBackendV6Data,
+	FlannelAnnotationKubeSubnetManager}
 
 // Annotations returns the annotations that publish req on its Node: twill's
 // set and Flannel's (which flanneld on other nodes reads).
 func Annotations(req lease.Request) map[string]string {
-	a := map[string]string{
-		AnnotationPublicIP:                 req.PublicIP.String(),
-		AnnotationBackendType:              req.BackendType,
-		FlannelAnnotationPublicIP:          req.PublicIP.String(),
-		FlannelAnnotationBackendType:       req.BackendType,
-		FlannelAnnotationBackendData:       "null",
-		FlannelAnnotationKubeSubnetManager: "true",
-	}
-	if req.BackendData != nil && *req.BackendData != (lease.BackendData{}) {
-		b, _ := json.Marshal(req.BackendData) // strings only: cannot fail
-		a[AnnotationBackendData] = string(b)
-		a[FlannelAnnotationBackendData] = string(b)
+	a := map[string]string{FlannelAnnotationKubeSubnetManager: "true"}
+	for _, d := range []dialect{twillDialect, flannelDialect} {
+		a[d.backendType] = req.BackendType
+		for _, f := range []struct {
+			ip          netip.Addr
+			bd          *lease.BackendData
+			ipKey, bKey string
+		}{
+			{req.PublicIP, req.BackendData, d.publicIP, d.backendData},
+			{req.PublicIPv6, req.BackendV6Data, d.publicIPv6, d.backendV6Data},
+		} {
+			if !f.ip.IsValid() {
+				continue
+			}
+			a[f.ipKey] = f.ip.String()
+			switch {
+			case f.bd != nil && *f.bd != (lease.BackendData{}):
+				b, _ := json.Marshal(f.bd) // strings only: cannot fail
+				a[f.bKey] = string(b)
+			case d == flannelDialect:
+				a[f.bKey] = "null" // what flanneld writes for host-gw
+			}
+		}
 	}
 	return a
 }
@@ -103,24 +138,27 @@ type NodeInfo struct {
 	Annotations map[string]string
 }
 
-// LeaseOf returns the lease a Node publishes in the cluster network
-// (invalid: any). ok is false when the node is not (yet) a peer: no IPv4
-// podCIDR, or neither a twill.io/public-ip annotation nor Flannel's (a
-// Flannel node: flannel.alpha.coreos.com/public-ip with
-// kube-subnet-manager "true"). twill's set wins when a Node has both.
-// Malformed values and a podCIDR outside network are errors naming the
-// node and the field.
-func LeaseOf(n NodeInfo, network netip.Prefix) (l lease.Lease, ok bool, err error) {
-	keyIP, keyType, keyData := AnnotationPublicIP, AnnotationBackendType, AnnotationBackendData
-	ip, hasIP := n.Annotations[keyIP]
-	if !hasIP && n.Annotations[FlannelAnnotationKubeSubnetManager] == "true" {
-		keyIP, keyType, keyData = FlannelAnnotationPublicIP, FlannelAnnotationBackendType, FlannelAnnotationBackendData
-		ip, hasIP = n.Annotations[keyIP]
+// LeaseOf returns the lease a Node publishes in the cluster config cfg
+// (zero: any IPv4 podCIDR, and an IPv6 one when present). ok is false when
+// the node is not (yet) a peer: no podCIDR of a family cfg runs, or neither
+// twill.io/public-ip(v6) nor Flannel's (a Flannel node:
+// flannel.alpha.coreos.com/public-ip(v6) with kube-subnet-manager "true");
+// twill's set wins when a Node has both. Malformed values and a podCIDR
+// outside its network are errors naming the node and the field.
+func LeaseOf(n NodeInfo, cfg netconf.Config) (l lease.Lease, ok bool, err error) {
+	has := func(d dialect) bool {
+		_, has4 := n.Annotations[d.publicIP]
+		_, has6 := n.Annotations[d.publicIPv6]
+		return has4 || has6
 	}
-	if !hasIP {
+	d := twillDialect
+	if !has(d) && n.Annotations[FlannelAnnotationKubeSubnetManager] == "true" {
+		d = flannelDialect
+	}
+	if !has(d) {
 		return lease.Lease{}, false, nil
 	}
-	sn, err := Subnet(n, network)
+	sn4, sn6, err := Subnets(n, cfg)
 	var none *NoPodCIDRError
 	if errors.As(err, &none) {
 		return lease.Lease{}, false, nil
@@ -128,24 +166,33 @@ func LeaseOf(n NodeInfo, network netip.Prefix) (l lease.Lease, ok bool, err erro
 	if err != nil {
 		return lease.Lease{}, false, err
 	}
-	addr, err := netip.ParseAddr(strings.TrimSpace(ip))
-	if err != nil {
-		return lease.Lease{}, false, fmt.Errorf("node %s: annotation %s=%q: not an IP address", n.Name, keyIP, ip)
-	}
-	l = lease.Lease{Subnet: sn, Attrs: lease.Attrs{
-		PublicIP:    addr,
-		BackendType: n.Annotations[keyType],
-		Node:        n.Name,
-	}}
-	if raw := n.Annotations[keyData]; len(raw) > lease.MaxValueSize {
-		return lease.Lease{}, false, fmt.Errorf("node %s: annotation %s has %d bytes, more than the %d a lease value may have", n.Name, keyData, len(raw), lease.MaxValueSize)
-	}
-	if raw, ok := n.Annotations[keyData]; ok && raw != "" && raw != "null" {
-		var bd lease.BackendData
-		if err := json.Unmarshal([]byte(raw), &bd); err != nil {
-			return lease.Lease{}, false, fmt.Errorf("node %s: annotation %s=%q: want JSON like {\"VtepMAC\":\"0e:00:00:00:00:01\"}: %w", n.Name, keyData, raw, err)
+	l = lease.Lease{Subnet: sn4, IPv6Subnet: sn6, Attrs: lease.Attrs{BackendType: n.Annotations[d.backendType], Node: n.Name}}
+	for _, f := range []struct {
+		ip          *netip.Addr
+		bd          **lease.BackendData
+		ipKey, bKey string
+	}{
+		{&l.Attrs.PublicIP, &l.Attrs.BackendData, d.publicIP, d.backendData},
+		{&l.Attrs.PublicIPv6, &l.Attrs.BackendV6Data, d.publicIPv6, d.backendV6Data},
+	} {
+		if ip, ok := n.Annotations[f.ipKey]; ok {
+			addr, err := netip.ParseAddr(strings.TrimSpace(ip))
+			if err != nil {
+				return lease.Lease{}, false, fmt.Errorf("node %s: annotation %s=%q: not an IP address", n.Name, f.ipKey, ip)
+			}
+			*f.ip = addr
 		}
-		l.Attrs.BackendData = &bd
+		raw, ok := n.Annotations[f.bKey]
+		if len(raw) > lease.MaxValueSize {
+			return lease.Lease{}, false, fmt.Errorf("node %s: annotation %s has %d bytes, more than the %d a lease value may have", n.Name, f.bKey, len(raw), lease.MaxValueSize)
+		}
+		if ok && raw != "" && raw != "null" {
+			var bd lease.BackendData
+			if err := json.Unmarshal([]byte(raw), &bd); err != nil {
+				return lease.Lease{}, false, fmt.Errorf("node %s: annotation %s=%q: want JSON like {\"VtepMAC\":\"0e:00:00:00:00:01\"}: %w", n.Name, f.bKey, raw, err)
+			}
+			*f.bd = &bd
+		}
 	}
 	return l, true, nil
 }

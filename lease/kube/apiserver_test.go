@@ -164,6 +164,62 @@ func TestAgainstAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("dual stack: both podCIDRs, IPv6 annotations, peers see both", func(t *testing.T) {
+		ctx := timeout(t, 60*time.Second)
+		dual := mustConfig(t, `{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56", "Backend": {"Type": "vxlan"}}`)
+		var stores []*kube.Store
+		for i := 1; i <= 2; i++ {
+			name := fmt.Sprintf("ds-%d", i)
+			n := node(name, fmt.Sprintf("10.244.%d.0/24", 90+i))
+			n.Spec.PodCIDRs = []string{n.Spec.PodCIDR, fmt.Sprintf("fd00:10:244:%x::/64", 90+i)}
+			if _, err := admin.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			req := request(name, fmt.Sprintf("192.168.70.%d", i))
+			req.PublicIPv6 = netip.MustParseAddr(fmt.Sprintf("fd00:70::%d", i))
+			req.BackendV6Data = &lease.BackendData{VtepMAC: fmt.Sprintf("0e:00:00:00:06:%02x", i)}
+			s := store(t, kubetest.Twill)
+			l, err := s.Acquire(ctx, dual, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Subnet.String() != fmt.Sprintf("10.244.%d.0/24", 90+i) || l.IPv6Subnet.String() != fmt.Sprintf("fd00:10:244:%x::/64", 90+i) || l.Attrs.PublicIPv6 != req.PublicIPv6 {
+				t.Fatalf("lease = %+v", l)
+			}
+			got, err := admin.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Annotations["twill.io/public-ipv6"] != req.PublicIPv6.String() || got.Annotations["twill.io/backend-v6-data"] != fmt.Sprintf(`{"VtepMAC":"0e:00:00:00:06:%02x"}`, i) {
+				t.Fatalf("annotations %v", got.Annotations)
+			}
+			stores = append(stores, s)
+		}
+		var peers []lease.Lease
+		for ev := range stores[0].Watch(ctx) {
+			peers = peers[:0]
+			for _, l := range ev.Leases {
+				if strings.HasPrefix(l.Attrs.Node, "ds-") {
+					peers = append(peers, l)
+				}
+			}
+			if len(peers) == 2 {
+				break
+			}
+		}
+		acc, rej := lease.Accept(dual, peers)
+		if len(acc) != 2 || len(rej) != 0 || acc[1].IPv6Subnet.String() != "fd00:10:244:5c::/64" || acc[1].Attrs.BackendV6Data == nil {
+			t.Fatalf("peers accepted %v rejected %v", acc, rej)
+		}
+		// A node without an IPv6 podCIDR in a dual-stack cluster: a clear error.
+		createNode(t, admin, "ds-v4", "10.244.99.0/24")
+		req := request("ds-v4", "192.168.70.9")
+		req.PublicIPv6 = netip.MustParseAddr("fd00:70::9")
+		if _, err := store(t, kubetest.Twill).Acquire(ctx, dual, req); err == nil || !strings.Contains(err.Error(), "node ds-v4 has no IPv6 entry in spec.podCIDRs") {
+			t.Fatalf("no IPv6 podCIDR: %v", err)
+		}
+	})
+
 	t.Run("many nodes at startup are one event", func(t *testing.T) {
 		ctx := timeout(t, 120*time.Second)
 		const count = 300

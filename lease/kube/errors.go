@@ -2,6 +2,7 @@ package kube
 
 import (
 	"github.com/twillnet/twill/lease"
+	"github.com/twillnet/twill/netconf"
 
 	"fmt"
 	"net/netip"
@@ -46,6 +47,8 @@ func (e *ForbiddenError) Is(target error) bool { return target == lease.ErrForbi
 type NoPodCIDRError struct {
 	Node    string
 	Network netip.Prefix
+	// Family is the family of the missing podCIDR (zero: IPv4).
+	Family netconf.Family
 }
 
 // Error names no concrete CIDR for a hand-set podCIDR: any example could
@@ -55,6 +58,13 @@ func (e *NoPodCIDRError) Error() string {
 	network := "<Network>"
 	if e.Network.IsValid() {
 		network = e.Network.String()
+	}
+	if e.Family == netconf.IPv6 {
+		if !e.Network.IsValid() {
+			network = "<IPv6Network>"
+		}
+		return fmt.Sprintf("node %s has no IPv6 entry in spec.podCIDRs, but the cluster runs IPv6 (EnableIPv6): kube-controller-manager must run dual-stack with --allocate-node-cidrs --cluster-cidr=<Network>,%s (IPv6-only: --cluster-cidr=%s); podCIDRs are set when the Node is created, so a node created before needs to be re-registered (kubectl delete node %s, then restart its kubelet)",
+			e.Node, network, network, e.Node)
 	}
 	return fmt.Sprintf("node %s has no spec.podCIDR yet: kube-controller-manager must run with --allocate-node-cidrs --cluster-cidr=%s, or set a subnet of %s that no other node has (see: kubectl get nodes -o custom-columns=NAME:.metadata.name,PODCIDR:.spec.podCIDR): kubectl patch node %s -p '{\"spec\":{\"podCIDR\":\"<free subnet>\"}}'",
 		e.Node, network, network, e.Node)
@@ -69,7 +79,11 @@ type OutsideNetworkError struct {
 }
 
 func (e *OutsideNetworkError) Error() string {
-	return fmt.Sprintf("node %s: spec.podCIDR %s is outside the cluster network %s of net-conf.json: kube-controller-manager's --cluster-cidr and the Network in the twill ConfigMap must be the same", e.Node, e.PodCIDR, e.Network)
+	key := "Network"
+	if e.PodCIDR.Addr().Is6() {
+		key = "IPv6Network"
+	}
+	return fmt.Sprintf("node %s: spec.podCIDR %s is outside the cluster network %s of net-conf.json: kube-controller-manager's --cluster-cidr and the %s in the twill ConfigMap must be the same", e.Node, e.PodCIDR, e.Network, key)
 }
 
 // explain turns an API error of a request that needed verb on resource into

@@ -136,7 +136,7 @@ func (s *Store) assert(ctx context.Context, cache cache.Store, name string, patc
 	if node.ResourceVersion != "" && node.ResourceVersion == *patchedOver {
 		return nil
 	}
-	sn, err := Subnet(infoOf(node), own.cfg.Network)
+	sn4, sn6, err := Subnets(infoOf(node), own.cfg)
 	if err != nil {
 		return fmt.Errorf("lease keepalive: %w", err)
 	}
@@ -150,8 +150,8 @@ func (s *Store) assert(ctx context.Context, cache cache.Store, name string, patc
 		*patchedOver = node.ResourceVersion
 		restored = &lease.ReacquiredError{Old: own.lease, New: own.lease, Reason: "its twill.io annotations were removed or changed in the API; published them again"}
 	}
-	if sn != own.lease.Subnet {
-		l := own.req.Lease(sn)
+	if sn4 != own.lease.Subnet || sn6 != own.lease.IPv6Subnet {
+		l := own.req.Lease(sn4, sn6)
 		s.mu.Lock()
 		if s.own == own {
 			s.own = &owned{lease: l, cfg: own.cfg, req: own.req}

@@ -3,12 +3,12 @@ package kube
 import (
 	"context"
 	"fmt"
-	"net/netip"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/twillnet/twill/lease"
+	"github.com/twillnet/twill/netconf"
 )
 
 // List returns the lease every Node publishes (its podCIDR and twill's
@@ -22,7 +22,7 @@ func List(ctx context.Context, c kubernetes.Interface) ([]lease.Lease, error) {
 	}
 	var out []lease.Lease
 	for i := range nodes.Items {
-		l, ok, err := LeaseOf(infoOf(&nodes.Items[i]), netip.Prefix{})
+		l, ok, err := LeaseOf(infoOf(&nodes.Items[i]), netconf.Config{})
 		if err != nil {
 			return out, fmt.Errorf("leases from the API: %w", err)
 		}

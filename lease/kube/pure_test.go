@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/twillnet/twill/lease"
+	"github.com/twillnet/twill/netconf"
 )
 
 var network = netip.MustParsePrefix("10.244.0.0/16")
@@ -55,10 +56,10 @@ func TestAnnotationsEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := p.Metadata.Annotations
-	if len(a) != len(annotationKeys) || a[AnnotationPublicIP] == nil || *a[AnnotationPublicIP] != "192.168.1.10" || a[AnnotationBackendData] != nil {
+	if len(a) != len(annotationKeys) || a[AnnotationPublicIPv6] != nil || a[AnnotationBackendV6Data] != nil || a[AnnotationPublicIP] == nil || *a[AnnotationPublicIP] != "192.168.1.10" || a[AnnotationBackendData] != nil {
 		t.Fatalf("patch for host-gw = %s: want public-ip and backend-type set, backend-data null", annotationPatch(hostgw))
 	}
-	if got := string(annotationPatch(nil)); got != `{"metadata":{"annotations":{"flannel.alpha.coreos.com/backend-data":null,"flannel.alpha.coreos.com/backend-type":null,"flannel.alpha.coreos.com/kube-subnet-manager":null,"flannel.alpha.coreos.com/public-ip":null,"twill.io/backend-data":null,"twill.io/backend-type":null,"twill.io/public-ip":null}}}` {
+	if got := string(annotationPatch(nil)); got != `{"metadata":{"annotations":{"flannel.alpha.coreos.com/backend-data":null,"flannel.alpha.coreos.com/backend-type":null,"flannel.alpha.coreos.com/backend-v6-data":null,"flannel.alpha.coreos.com/kube-subnet-manager":null,"flannel.alpha.coreos.com/public-ip":null,"flannel.alpha.coreos.com/public-ipv6":null,"twill.io/backend-data":null,"twill.io/backend-type":null,"twill.io/backend-v6-data":null,"twill.io/public-ip":null,"twill.io/public-ipv6":null}}}` {
 		t.Fatalf("release patch = %s", got)
 	}
 	same := map[string]string{"other": "x"}
@@ -71,6 +72,69 @@ func TestAnnotationsEncoding(t *testing.T) {
 	same[AnnotationBackendData] = "{}"
 	if !annotationsDiffer(same, hostgw) {
 		t.Fatal("annotationsDiffer: a stale backend-data must count")
+	}
+}
+
+func TestAnnotationsDualStack(t *testing.T) {
+	req := lease.Request{Node: "n1", PublicIP: netip.MustParseAddr("192.168.1.10"), PublicIPv6: netip.MustParseAddr("fd00:77::10"), BackendType: "vxlan",
+		BackendData: &lease.BackendData{VtepMAC: "0e:11:22:33:44:55"}, BackendV6Data: &lease.BackendData{VtepMAC: "0e:11:22:33:44:66"}}
+	want := map[string]string{
+		"twill.io/public-ip":       "192.168.1.10",
+		"twill.io/public-ipv6":     "fd00:77::10",
+		"twill.io/backend-type":    "vxlan",
+		"twill.io/backend-data":    `{"VtepMAC":"0e:11:22:33:44:55"}`,
+		"twill.io/backend-v6-data": `{"VtepMAC":"0e:11:22:33:44:66"}`,
+		// Flannel's set, both families, which flanneld on other nodes reads.
+		"flannel.alpha.coreos.com/public-ip":           "192.168.1.10",
+		"flannel.alpha.coreos.com/public-ipv6":         "fd00:77::10",
+		"flannel.alpha.coreos.com/backend-type":        "vxlan",
+		"flannel.alpha.coreos.com/backend-data":        `{"VtepMAC":"0e:11:22:33:44:55"}`,
+		"flannel.alpha.coreos.com/backend-v6-data":     `{"VtepMAC":"0e:11:22:33:44:66"}`,
+		"flannel.alpha.coreos.com/kube-subnet-manager": "true",
+	}
+	if got := Annotations(req); !reflect.DeepEqual(got, want) {
+		t.Fatalf("Annotations = %v, want %v", got, want)
+	}
+	v6only := req
+	v6only.PublicIP, v6only.BackendData = netip.Addr{}, nil
+	got := Annotations(v6only)
+	if _, ok := got[AnnotationPublicIP]; ok || got[AnnotationPublicIPv6] != "fd00:77::10" || len(got) != 7 {
+		t.Fatalf("IPv6-only annotations = %v: want no public-ip (never \"invalid IP\")", got)
+	}
+	// What a node publishes is what its peers read back.
+	cfg, err := netconf.Parse("t", []byte(`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, ok, err := LeaseOf(NodeInfo{Name: "n1", PodCIDRs: []string{"10.244.3.0/24", "fd00:10:244:3::/64"}, Annotations: want}, cfg)
+	wantL := req.Lease(netip.MustParsePrefix("10.244.3.0/24"), netip.MustParsePrefix("fd00:10:244:3::/64"))
+	if err != nil || !ok || !reflect.DeepEqual(l, wantL) {
+		t.Fatalf("LeaseOf = %+v %v %v, want %+v", l, ok, err, wantL)
+	}
+	if r := lease.Check(cfg, l); r != nil {
+		t.Fatalf("the published dual-stack lease does not pass lease.Check: %v", r)
+	}
+	v6cfg, _ := netconf.Parse("t", []byte(`{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56"}`))
+	l, ok, err = LeaseOf(NodeInfo{Name: "n1", PodCIDRs: []string{"fd00:10:244:3::/64"}, Annotations: Annotations(v6only)}, v6cfg)
+	if err != nil || !ok || l.Subnet.IsValid() || l.IPv6Subnet != netip.MustParsePrefix("fd00:10:244:3::/64") || lease.Check(v6cfg, l) != nil {
+		t.Fatalf("IPv6-only LeaseOf = %+v %v %v (Check %v)", l, ok, err, lease.Check(v6cfg, l))
+	}
+	// A dual-stack cluster: a node without an IPv6 podCIDR is not a peer yet.
+	if _, ok, err := LeaseOf(NodeInfo{Name: "n2", PodCIDRs: []string{"10.244.4.0/24"}, Annotations: want}, cfg); ok || err != nil {
+		t.Fatalf("no IPv6 podCIDR: ok %v err %v, want not a peer", ok, err)
+	}
+	_, _, err = Subnets(NodeInfo{Name: "n2", PodCIDRs: []string{"10.244.4.0/24"}}, cfg)
+	var none *NoPodCIDRError
+	if !errors.As(err, &none) || !strings.Contains(err.Error(), "node n2 has no IPv6 entry in spec.podCIDRs") || !strings.Contains(err.Error(), "--cluster-cidr=<Network>,fd00:10:244::/56") {
+		t.Fatalf("no IPv6 podCIDR: %v", err)
+	}
+	_, _, err = Subnets(NodeInfo{Name: "n2", PodCIDRs: []string{"10.244.4.0/24", "fd00:99::/64"}}, cfg)
+	if err == nil || !strings.Contains(err.Error(), "spec.podCIDR fd00:99::/64 is outside the cluster network fd00:10:244::/56 of net-conf.json") || !strings.Contains(err.Error(), "IPv6Network") {
+		t.Fatalf("IPv6 podCIDR outside: %v", err)
+	}
+	bad := map[string]string{AnnotationPublicIPv6: "fd00::zz", AnnotationBackendType: "vxlan"}
+	if _, _, err := LeaseOf(NodeInfo{Name: "n3", PodCIDRs: []string{"fd00:10:244:3::/64"}, Annotations: bad}, v6cfg); err == nil || !strings.Contains(err.Error(), `annotation twill.io/public-ipv6="fd00::zz": not an IP address`) {
+		t.Fatalf("bad public-ipv6: %v", err)
 	}
 }
 
@@ -114,7 +178,7 @@ func TestLeaseOf(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok, err := LeaseOf(tt.n, network)
+			got, ok, err := LeaseOf(tt.n, netconf.Config{Network: network})
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
@@ -165,7 +229,7 @@ func TestLeaseSetSortedAndMalformedLeftOut(t *testing.T) {
 		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "plain"}, Spec: corev1.NodeSpec{PodCIDR: "10.244.9.0/24"}},
 		node("far", "10.1.0.0/24", "10.0.0.9"),
 	}
-	set, bad := leaseSet(objs, network)
+	set, bad := leaseSet(objs, netconf.Config{Network: network})
 	var names []string
 	for _, l := range set {
 		names = append(names, l.Attrs.Node+"="+l.Subnet.String())
@@ -176,7 +240,7 @@ func TestLeaseSetSortedAndMalformedLeftOut(t *testing.T) {
 	if len(bad) != 1 || bad[0].Key != "node/far" || bad[0].Reason != lease.ReasonMalformed || !strings.Contains(bad[0].Detail, "outside the cluster network") {
 		t.Fatalf("rejected = %v", bad)
 	}
-	empty, _ := leaseSet(nil, network)
+	empty, _ := leaseSet(nil, netconf.Config{Network: network})
 	if empty == nil || len(empty) != 0 {
 		t.Fatalf("no nodes: set = %#v, want an empty non-nil slice", empty)
 	}

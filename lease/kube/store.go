@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -160,14 +159,15 @@ func (s *Store) Config(context.Context) (netconf.Config, error) {
 	return netconf.Config{}, errNoConfigKube
 }
 
-// network is the cluster network of the last Acquire (invalid before).
-func (s *Store) network() netip.Prefix {
+// config is the network config of the last Acquire (zero before: any
+// IPv4 podCIDR counts).
+func (s *Store) config() netconf.Config {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.own == nil {
-		return netip.Prefix{}
+		return netconf.Config{}
 	}
-	return s.own.cfg.Network
+	return s.own.cfg
 }
 
 // errNoLease is returned by calls that need a prior Acquire.

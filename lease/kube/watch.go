@@ -3,7 +3,6 @@ package kube
 import (
 	"cmp"
 	"context"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/twillnet/twill/lease"
+	"github.com/twillnet/twill/netconf"
 )
 
 // watchDebounce is how long Watch collects Node changes after the first
@@ -88,7 +88,7 @@ func (w *watcher) run(ctx context.Context) {
 // from the last one sent. The channel holds one event: an unread older set
 // is replaced by the new one.
 func (w *watcher) publish(objs []any) {
-	set, bad := leaseSet(objs, w.s.network())
+	set, bad := leaseSet(objs, w.s.config())
 	if w.last != nil && slices.EqualFunc(set, w.last, sameLease) && slices.Equal(bad, w.lastBad) {
 		return
 	}
@@ -104,7 +104,7 @@ func (w *watcher) publish(objs []any) {
 // subnet then node name, and for each Node left out although it carries
 // twill's annotations, why (sorted by key "node/<name>"). Overlapping
 // podCIDRs are kept here: lease.Accept decides between them.
-func leaseSet(objs []any, network netip.Prefix) ([]lease.Lease, []lease.Rejected) {
+func leaseSet(objs []any, cfg netconf.Config) ([]lease.Lease, []lease.Rejected) {
 	set := make([]lease.Lease, 0, len(objs))
 	var bad []lease.Rejected
 	for _, o := range objs {
@@ -112,7 +112,7 @@ func leaseSet(objs []any, network netip.Prefix) ([]lease.Lease, []lease.Rejected
 		if !ok {
 			continue
 		}
-		l, ok, err := LeaseOf(infoOf(n), network)
+		l, ok, err := LeaseOf(infoOf(n), cfg)
 		if err != nil {
 			bad = append(bad, lease.Rejected{Key: "node/" + n.Name, Reason: lease.ReasonMalformed, Detail: err.Error()})
 			continue
@@ -123,7 +123,7 @@ func leaseSet(objs []any, network netip.Prefix) ([]lease.Lease, []lease.Rejected
 		}
 	}
 	slices.SortFunc(set, func(a, b lease.Lease) int {
-		return cmp.Or(a.Subnet.Addr().Compare(b.Subnet.Addr()), cmp.Compare(a.Subnet.Bits(), b.Subnet.Bits()), cmp.Compare(a.Attrs.Node, b.Attrs.Node))
+		return cmp.Or(lease.BySubnet(a, b), cmp.Compare(a.Attrs.Node, b.Attrs.Node))
 	})
 	slices.SortFunc(bad, func(a, b lease.Rejected) int { return cmp.Compare(a.Key, b.Key) })
 	return set, bad
@@ -131,5 +131,5 @@ func leaseSet(objs []any, network netip.Prefix) ([]lease.Lease, []lease.Rejected
 
 // sameLease reports whether two leases carry the same data.
 func sameLease(a, b lease.Lease) bool {
-	return a.Subnet == b.Subnet && a.Created == b.Created && string(a.Encode()) == string(b.Encode())
+	return a.Subnet == b.Subnet && a.IPv6Subnet == b.IPv6Subnet && a.Created == b.Created && string(a.Encode()) == string(b.Encode())
 }
