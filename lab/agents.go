@@ -129,6 +129,9 @@ func writeNetConfFile(st *State, n *Node) error {
 
 // netConf is the lab's cluster network config, as stored in etcd.
 func netConf(st *State) (netconf.Config, error) {
+	if st.HasIPv6() {
+		return netconf.Parse("lab net-conf.json", netConfJSON(st))
+	}
 	return netconf.Parse("lab net-conf.json", []byte(fmt.Sprintf(`{"Network": %q, "Backend": {"Type": %q, "DirectRouting": %t}}`, ClusterCIDR, st.Backend, st.DirectRouting)))
 }
 
@@ -354,8 +357,8 @@ func readLeases(ctx context.Context, st *State) error {
 				continue
 			}
 			found = true
-			if l.Subnet.String() != n.Subnet {
-				return fmt.Errorf("node %s: its agent leased %s, not the planned %s (was the subnet file seeded?)", n.Name, l.Subnet, n.Subnet)
+			if err := checkLeased(n, l); err != nil {
+				return err
 			}
 			if l.Attrs.BackendData != nil && l.Attrs.BackendData.VtepMAC != "" {
 				n.VtepMAC = l.Attrs.BackendData.VtepMAC

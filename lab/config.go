@@ -106,6 +106,11 @@ type Config struct {
 	// FindFlanneld). The bridge and host-local plugins are looked up next
 	// to it first.
 	FlanneldBin string
+	// IPFamily is the pod network's IP family: IPFamilyIPv4 (default),
+	// IPFamilyIPv6 or IPFamilyDual. With IPv6 the underlay links also get
+	// IPv6 addresses (fd00:77::/64) and net-conf.json enables IPv6
+	// (ClusterCIDRv6); agent mode with the etcd store only.
+	IPFamily string
 	// bridgeBin, hostLocalBin and portmapBin are found by Up next to FlanneldBin.
 	bridgeBin, hostLocalBin, portmapBin string
 }
@@ -148,6 +153,9 @@ func (c Config) withDefaults() Config {
 	if c.Store == "" {
 		c.Store = StoreEtcd
 	}
+	if c.IPFamily == "" {
+		c.IPFamily = IPFamilyIPv4
+	}
 	return c
 }
 
@@ -183,7 +191,7 @@ func (c Config) Validate() error {
 	if c.Store == StoreKubernetes && !c.Agent {
 		return fmt.Errorf("--store %s needs agent mode: a static lab has no agents to lease through the API (drop --static)", StoreKubernetes)
 	}
-	return nil
+	return c.validateIPFamily()
 }
 
 // Fixed addresses of every lab (they live inside the lab's namespaces only).

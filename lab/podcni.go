@@ -114,6 +114,11 @@ func setupPodCNI(ctx context.Context, st *State, n *Node, p *Pod) error {
 		return fmt.Errorf("pod %s: CNI ADD on %s returned no address", p.Name, n.Name)
 	}
 	p.IP = res.IPs[0].Address.IP.String()
+	if st.HasIPv6() {
+		if err := recordFamilies(st, n, p, res.IPs); err != nil {
+			return err
+		}
+	}
 	return startServer(st, p)
 }
 

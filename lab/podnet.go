@@ -201,6 +201,9 @@ func ignoreMissing(err error) error {
 
 // writeNodeFiles writes node n's subnet file under its root.
 func writeNodeFiles(st *State, n *Node) error {
+	if st.HasIPv6() {
+		return subnetfile.Write(n.Root+subnetfile.TwillPath, nodeFileInfo(st, n))
+	}
 	return subnetfile.Write(n.Root+subnetfile.TwillPath, subnetfile.Info{
 		Network: ClusterCIDR,
 		Subnet:  subnetfile.Gateway(netip.MustParsePrefix(n.Subnet)),

@@ -67,6 +67,9 @@ type State struct {
 	BridgeBin    string `json:"bridgeBin,omitempty"`
 	HostLocalBin string `json:"hostLocalBin,omitempty"`
 	PortmapBin   string `json:"portmapBin,omitempty"`
+	// IPFamily is the pod network's IP family: IPFamilyIPv6 or
+	// IPFamilyDual; "" is IPv4 (see HasIPv4, HasIPv6).
+	IPFamily string `json:"ipFamily,omitempty"`
 	// Scenarios are the failures currently applied with `lab break`.
 	Scenarios []Applied `json:"scenarios,omitempty"`
 }
@@ -92,6 +95,11 @@ type Node struct {
 	// Flannel nodes): `twill agent` on a Flannel node, flanneld on a twill
 	// node. SwitchDaemon swaps it with Agent.
 	Alt *Process `json:"alt,omitempty"`
+	// IPv6 and IPv6Subnet are the node's IPv6 underlay address and pod
+	// subnet (labs with IPv6); Subnet and Gateway are empty in an
+	// IPv6-only lab.
+	IPv6       string `json:"ipv6,omitempty"`
+	IPv6Subnet string `json:"ipv6Subnet,omitempty"`
 }
 
 // Pod is one lab pod.
@@ -103,6 +111,10 @@ type Pod struct {
 	IP        string  `json:"ip"`
 	HostVeth  string  `json:"hostVeth"`
 	Server    Process `json:"server"`
+
+	// IPv6 is the pod's IPv6 address (labs with IPv6); IP is empty in an
+	// IPv6-only lab (see Addrs).
+	IPv6 string `json:"ipv6,omitempty"`
 }
 
 // Process is a daemon the lab started.
@@ -196,6 +208,7 @@ func plan(c Config) *State {
 	if c.Agent {
 		st.Mode = ModeAgent
 	}
+	planIPFamily(c, st)
 	return st
 }
 

@@ -14,6 +14,8 @@ type Report struct {
 	Backend string `json:"backend"`
 	// Mode is ModeStatic or ModeAgent.
 	Mode string `json:"mode"`
+	// IPFamily is the pod network's family: ipv4, ipv6 or dual.
+	IPFamily string `json:"ipFamily"`
 	// Healthy is true when etcd answers, every namespace exists, every
 	// process is alive and every agent that is not paused is ready
 	// (scenarios applied on purpose, and the paused agents that keep them,
@@ -43,6 +45,10 @@ type NodeStatus struct {
 	Pods      []PodStatus `json:"pods"`
 	// Agent is the node's agent (agent mode only).
 	Agent *AgentStatus `json:"agent,omitempty"`
+	// IPv6 and IPv6Subnet are the node's IPv6 underlay address and pod
+	// subnet (labs with IPv6).
+	IPv6       string `json:"ipv6,omitempty"`
+	IPv6Subnet string `json:"ipv6Subnet,omitempty"`
 }
 
 // AgentStatus is a node's agent in a Report.
@@ -65,6 +71,9 @@ type PodStatus struct {
 	Exists    bool          `json:"exists"`
 	IP        string        `json:"ip"`
 	Server    ProcessStatus `json:"server"`
+
+	// IPv6 is the pod's IPv6 address (labs with IPv6).
+	IPv6 string `json:"ipv6,omitempty"`
 }
 
 // KubeStatus is the lab's kube-apiserver in a Report.
@@ -94,7 +103,7 @@ func Status(ctx context.Context, name string) (*Report, error) {
 	if mode == "" {
 		mode = ModeStatic
 	}
-	r := &Report{Name: st.Name, Backend: st.Backend, Mode: mode, EtcdEndpoint: st.EtcdEndpoint, State: st,
+	r := &Report{Name: st.Name, Backend: st.Backend, Mode: mode, IPFamily: st.Family(), EtcdEndpoint: st.EtcdEndpoint, State: st,
 		Scenarios: st.Scenarios, Etcd: procStatus(st.Etcd)}
 	if r.Scenarios == nil {
 		r.Scenarios = []Applied{}
@@ -127,7 +136,7 @@ func Status(ctx context.Context, name string) (*Report, error) {
 		r.KubeAPIServer = k
 	}
 	for _, n := range st.Nodes {
-		ns := NodeStatus{Name: n.Name, Namespace: n.Namespace, Exists: nsExists(n.Namespace), IP: n.IP, Subnet: n.Subnet, Root: n.Root}
+		ns := NodeStatus{Name: n.Name, Namespace: n.Namespace, Exists: nsExists(n.Namespace), IP: n.IP, Subnet: n.Subnet, Root: n.Root, IPv6: n.IPv6, IPv6Subnet: n.IPv6Subnet}
 		if !ns.Exists {
 			r.Problems = append(r.Problems, "node namespace "+n.Namespace+" is missing")
 		}
@@ -141,7 +150,7 @@ func Status(ctx context.Context, name string) (*Report, error) {
 			}
 		}
 		for _, p := range n.Pods {
-			ps := PodStatus{Name: p.Name, Namespace: p.Namespace, Exists: nsExists(p.Namespace), IP: p.IP, Server: procStatus(p.Server)}
+			ps := PodStatus{Name: p.Name, Namespace: p.Namespace, Exists: nsExists(p.Namespace), IP: p.IP, IPv6: p.IPv6, Server: procStatus(p.Server)}
 			if !ps.Exists {
 				r.Problems = append(r.Problems, "pod namespace "+p.Namespace+" is missing")
 			}
@@ -190,7 +199,11 @@ func (r *Report) Print(w io.Writer) {
 	if r.State != nil {
 		backend = r.State.BackendName()
 	}
-	fmt.Fprintf(w, "Lab %q, backend %s, %s mode\n", r.Name, backend, r.Mode)
+	family := ""
+	if r.IPFamily != "" && r.IPFamily != IPFamilyIPv4 {
+		family = ", IP family " + r.IPFamily
+	}
+	fmt.Fprintf(w, "Lab %q, backend %s, %s mode%s\n", r.Name, backend, r.Mode, family)
 	etcd := "healthy"
 	if !r.EtcdHealthy {
 		etcd = "NOT HEALTHY"
@@ -224,9 +237,9 @@ func (r *Report) Print(w io.Writer) {
 			}
 			proc = fmt.Sprintf("%s pid %d %s", what, a.PID, state)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Namespace, n.IP, n.Subnet, proc)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Namespace, joinSet(n.IP, n.IPv6), joinSet(n.Subnet, n.IPv6Subnet), proc)
 		for _, p := range n.Pods {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t\tserver pid %d %s\n", p.Name, p.Namespace, p.IP, p.Server.PID, mark(p.Server.Alive))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t\tserver pid %d %s\n", p.Name, p.Namespace, joinSet(p.IP, p.IPv6), p.Server.PID, mark(p.Server.Alive))
 		}
 	}
 	tw.Flush()

@@ -34,6 +34,11 @@ func setupUnderlay(st *State) error {
 		if err := h.AddrAdd(br, &netlink.Addr{IPNet: ipNet(UnderlayGateway, 24)}); err != nil {
 			return fmt.Errorf("underlay %s: address on %s: %w", st.Underlay, underlayBridge, err)
 		}
+		if st.HasIPv6() {
+			if err := addUnderlayV6(h, br, UnderlayGatewayV6, "underlay "+st.Underlay); err != nil {
+				return err
+			}
+		}
 		if err := h.LinkSetUp(br); err != nil {
 			return fmt.Errorf("underlay %s: %s up: %w", st.Underlay, underlayBridge, err)
 		}
@@ -90,6 +95,9 @@ func setupNodeUplink(st *State, n *Node) error {
 		gw := net.IP(UnderlayGateway.AsSlice())
 		if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
 			return fmt.Errorf("node %s: default route via %s: %w", n.Name, UnderlayGateway, err)
+		}
+		if n.IPv6 != "" {
+			return nodeUplinkV6(h, n, eth)
 		}
 		return nil
 	})

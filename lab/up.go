@@ -135,7 +135,7 @@ func underlaySteps(ctx context.Context, st *State) []step {
 // agentSteps build an agent-mode lab: real agents, pods through twill-cni.
 func agentSteps(ctx context.Context, c Config, st *State) []step {
 	return append(underlaySteps(ctx, st), []step{
-		{fmt.Sprintf("net-conf.json in etcd (Network %s, Backend %s); CNI plugin and conflist and a seed subnet file in each node's root", ClusterCIDR, st.BackendName()), func() error {
+		{fmt.Sprintf("net-conf.json in etcd (%s, Backend %s); CNI plugin and conflist and a seed subnet file in each node's root", st.networksText(), st.BackendName()), func() error {
 			if err := putNetConf(ctx, st); err != nil {
 				return err
 			}
@@ -255,18 +255,20 @@ func waitServers(ctx context.Context, st *State, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for _, n := range st.Nodes {
 		for _, p := range n.Pods {
-			for {
-				_, err := Call(ctx, p.Namespace, fmt.Sprintf("%s:%d", p.IP, ServerPort), 500*time.Millisecond, false)
-				if err == nil {
-					break
+			for _, addr := range p.Addrs() {
+				for {
+					_, err := Call(ctx, p.Namespace, hostPort(addr, ServerPort), 500*time.Millisecond, false)
+					if err == nil {
+						break
+					}
+					if !p.Server.Alive() {
+						return fmt.Errorf("pod %s: server (pid %d) exited: %s", p.Name, p.Server.PID, tail(p.Server.Log, 5))
+					}
+					if time.Now().After(deadline) || ctx.Err() != nil {
+						return fmt.Errorf("pod %s: server not answering on %s after %s: %v (log %s)", p.Name, addr, d, err, p.Server.Log)
+					}
+					time.Sleep(50 * time.Millisecond)
 				}
-				if !p.Server.Alive() {
-					return fmt.Errorf("pod %s: server (pid %d) exited: %s", p.Name, p.Server.PID, tail(p.Server.Log, 5))
-				}
-				if time.Now().After(deadline) || ctx.Err() != nil {
-					return fmt.Errorf("pod %s: server not answering after %s: %v (log %s)", p.Name, d, err, p.Server.Log)
-				}
-				time.Sleep(50 * time.Millisecond)
 			}
 		}
 	}
@@ -291,12 +293,15 @@ func PrintSummary(w io.Writer, st *State) {
 			if i > 0 {
 				pods += ", "
 			}
-			pods += p.Name + " " + p.IP
+			pods += p.Name + " " + joinSet(p.IP, p.IPv6)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Namespace, n.IP, n.Subnet, pods)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Namespace, joinSet(n.IP, n.IPv6), joinSet(n.Subnet, n.IPv6Subnet), pods)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\netcd: %s (in %s)   backend: %s\n", st.EtcdEndpoint, st.Underlay, st.BackendName())
+	if st.HasIPv6() {
+		fmt.Fprintf(w, "IP family: %s (IPv6 pod network %s, outside at %s)\n", st.Family(), ClusterCIDRv6, UnderlayGatewayV6)
+	}
 	if st.KubeMode() {
 		fmt.Fprintf(w, "kube-apiserver: %s (in %s); admin kubeconfig %s; agents use %s in their roots\n", st.Kube.URL, st.Underlay, st.Kube.AdminKubeconfig, "etc/twill/kubeconfig")
 	}
@@ -310,15 +315,16 @@ func PrintSummary(w io.Writer, st *State) {
 		fl = " --name " + st.Name
 	}
 	last := st.Nodes[len(st.Nodes)-1]
+	lastAddr := last.Pods[0].Addrs()[len(last.Pods[0].Addrs())-1]
 	hints := [][2]string{
-		{fmt.Sprintf("twill lab call%s node1-a %s:%d", fl, last.Pods[0].IP, ServerPort), "pod to pod across nodes"},
+		{fmt.Sprintf("twill lab call%s node1-a %s", fl, hostPort(lastAddr, ServerPort)), "pod to pod across nodes"},
 		{fmt.Sprintf("twill lab call%s node1-a %s", fl, LocalVIP(1)), "Service whose endpoint is on the same bridge"},
 		{fmt.Sprintf("twill lab break%s F1 node1", fl), "then call again; `twill lab scenarios` lists them all"},
 		{fmt.Sprintf("twill lab exec%s node1 -- iptables-nft-save", fl), "any command inside a node or pod"},
 	}
 	if st.AgentMode() {
 		hints = append(hints,
-			[2]string{fmt.Sprintf("twill lab stream%s node1-a %s:%d --for 10s & twill lab agent%s %s kill; twill lab agent%s %s start", fl, last.Pods[0].IP, EchoPort, fl, last.Name, fl, last.Name), "a TCP stream survives an agent kill -9 and restart"},
+			[2]string{fmt.Sprintf("twill lab stream%s node1-a %s --for 10s & twill lab agent%s %s kill; twill lab agent%s %s start", fl, hostPort(lastAddr, EchoPort), fl, last.Name, fl, last.Name), "a TCP stream survives an agent kill -9 and restart"},
 			[2]string{fmt.Sprintf("twill lab exec%s node1 -- curl -s %s/metrics", fl, AgentHealthAddr), "node1's agent: lease, peers, repairs"})
 	}
 	if st.KubeMode() {
@@ -374,6 +380,9 @@ func podsStep(ctx context.Context, c Config, st *State) step {
 // servicesStep loads the kube-proxy rules of the lab's Services on every node.
 func servicesStep(ctx context.Context, st *State) step {
 	return step{"services: kube-proxy iptables rules on every node (masquerade is the agent's)", func() error {
+		if !st.HasIPv4() {
+			return nil // the lab's Services are IPv4 (see docs/ipv6.md)
+		}
 		return eachNode(ctx, st, func(n *Node) error { return applyFirewall(ctx, st, n) })
 	}}
 }

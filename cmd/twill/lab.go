@@ -135,7 +135,8 @@ swaps a node between flanneld and twill (see 'twill migrate').`,
   twill lab up --store kubernetes       # agents lease through a real kube-apiserver
   twill lab up --nodes 2 --pods 3 --backend host-gw --name gw
   twill lab up --static                 # no agents: the lab programs the network
-  twill lab up --flannel-nodes 3        # every node on flanneld, to try 'twill migrate'`,
+  twill lab up --flannel-nodes 3        # every node on flanneld, to try 'twill migrate'
+  twill lab up --ip-family dual         # every pod gets an IPv4 and an IPv6 address`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := interruptible(cmd.Context())
@@ -165,6 +166,7 @@ swaps a node between flanneld and twill (see 'twill migrate').`,
 	fs.StringVar(&c.KubeAPIServerBin, "kube-apiserver-bin", "", "kube-apiserver binary for --store kubernetes (default: search, see above)")
 	fs.IntVar(&c.FlannelNodes, "flannel-nodes", 0, "run flanneld instead of twill agent on the first N nodes (etcd store)")
 	fs.StringVar(&c.FlanneldBin, "flanneld-bin", "", "flanneld binary for --flannel-nodes (default: $TWILL_FLANNELD_BIN, next to twill, ./bin, $PATH)")
+	fs.StringVar(&c.IPFamily, "ip-family", lab.IPFamilyIPv4, "the pod network's IP family: ipv4, ipv6 (IPv6 only) or dual (agent mode, etcd store; see docs/ipv6.md)")
 	fs.StringVar(&c.KubectlBin, "kubectl-bin", "", "kubectl binary for --store kubernetes, put first on PATH by 'lab exec' (default: search, see above)")
 	return cmd
 }
@@ -260,17 +262,24 @@ subnet file and the leases.`,
 func newLabCallCmd(name *string) *cobra.Command {
 	var timeout time.Duration
 	var udp bool
+	var family string
 	cmd := &cobra.Command{
-		Use:   "call POD HOST:PORT",
+		Use:   "call POD HOST:PORT|POD",
 		Short: "Connect from inside a pod and print what the server answered",
 		Long: `call opens one connection from inside POD to HOST:PORT (TCP, or one UDP datagram
 with --udp) and prints the server's line: "<pod that answered> <client address
 as the server saw it>", so you see both which endpoint a Service chose and
 whether the client was NATed. On failure it says why: timed out, connection
-refused, reset by peer. Exit status 0 on success, 1 on failure.`,
+refused, reset by peer. Exit status 0 on success, 1 on failure.
+
+An IPv6 destination is written [ADDR]:PORT. A pod name as destination means
+that pod's server (port 8080) at its address of --family (ipv4 or ipv6;
+default its first address, IPv4 when it has one).`,
 		Example: `  twill lab call node1-a 10.244.2.2:8080    # pod to pod, across nodes (see lab status)
   twill lab call node1-a 10.96.0.10:80      # Service lab/web (random endpoint)
-  twill lab call node1-a 10.96.1.1:80       # Service whose endpoint shares node1's bridge`,
+  twill lab call node1-a 10.96.1.1:80       # Service whose endpoint shares node1's bridge
+  twill lab call node1-a '[fd00:10:244:2::2]:8080'   # over IPv6 (--ip-family dual or ipv6)
+  twill lab call node1-a node2-b --family ipv6`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := lab.Load(*name)
@@ -281,9 +290,13 @@ refused, reset by peer. Exit status 0 on success, 1 on failure.`,
 			if err != nil {
 				return err
 			}
+			dst, err := st.CallTarget(args[1], family)
+			if err != nil {
+				return err
+			}
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
-			line, err := lab.Call(ctx, t.Namespace, args[1], timeout, udp)
+			line, err := lab.Call(ctx, t.Namespace, dst, timeout, udp)
 			var ce *lab.CallError
 			if errors.As(err, &ce) {
 				ce.From = args[0]
@@ -297,6 +310,7 @@ refused, reset by peer. Exit status 0 on success, 1 on failure.`,
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "give up after this long")
 	cmd.Flags().BoolVar(&udp, "udp", false, "send one UDP datagram instead of a TCP connection")
+	cmd.Flags().StringVar(&family, "family", "", "with a pod name as destination: its ipv4 or ipv6 address (default: its first)")
 	return cmd
 }
 
