@@ -290,3 +290,14 @@ func (st *State) networksText() string {
 	}
 	return joinSet(v4, v6)
 }
+
+// v6Hints are the destinations PrintSummary suggests for a pod-to-pod call
+// and a stream to node last: over IPv6 (quoted for the shell) in a lab
+// with IPv6, as always otherwise.
+func v6Hints(st *State, last Node) (call, stream string) {
+	p := last.Pods[0]
+	if !st.HasIPv6() {
+		return hostPort(p.IP, ServerPort), hostPort(p.IP, EchoPort)
+	}
+	return p.Name + " --family ipv6", "'" + hostPort(p.IPv6, EchoPort) + "'"
+}

@@ -309,22 +309,29 @@ func PrintSummary(w io.Writer, st *State) {
 	if st.KubeMode() {
 		kubernetes = "10.96.0.1:443 -> kube-apiserver 192.168.77.1:6443"
 	}
-	fmt.Fprintf(w, "Services: 10.96.0.10:80 -> every pod :%d; 10.96.1.<i>:80 -> pod b of node<i>; %s\n", ServerPort, kubernetes)
+	if st.HasIPv4() {
+		fmt.Fprintf(w, "Services: 10.96.0.10:80 -> every pod :%d; 10.96.1.<i>:80 -> pod b of node<i>; %s\n", ServerPort, kubernetes)
+	} else {
+		fmt.Fprintf(w, "Services: none (the lab's Services are IPv4 only)\n")
+	}
 	fl := ""
 	if st.Name != DefaultName {
 		fl = " --name " + st.Name
 	}
 	last := st.Nodes[len(st.Nodes)-1]
-	lastAddr := last.Pods[0].Addrs()[len(last.Pods[0].Addrs())-1]
+	podTo, streamTo := v6Hints(st, last)
 	hints := [][2]string{
-		{fmt.Sprintf("twill lab call%s node1-a %s", fl, hostPort(lastAddr, ServerPort)), "pod to pod across nodes"},
+		{fmt.Sprintf("twill lab call%s node1-a %s", fl, podTo), "pod to pod across nodes"},
 		{fmt.Sprintf("twill lab call%s node1-a %s", fl, LocalVIP(1)), "Service whose endpoint is on the same bridge"},
 		{fmt.Sprintf("twill lab break%s F1 node1", fl), "then call again; `twill lab scenarios` lists them all"},
 		{fmt.Sprintf("twill lab exec%s node1 -- iptables-nft-save", fl), "any command inside a node or pod"},
 	}
+	if !st.HasIPv4() {
+		hints = append(hints[:1], hints[2:]...)
+	}
 	if st.AgentMode() {
 		hints = append(hints,
-			[2]string{fmt.Sprintf("twill lab stream%s node1-a %s --for 10s & twill lab agent%s %s kill; twill lab agent%s %s start", fl, hostPort(lastAddr, EchoPort), fl, last.Name, fl, last.Name), "a TCP stream survives an agent kill -9 and restart"},
+			[2]string{fmt.Sprintf("twill lab stream%s node1-a %s --for 10s & twill lab agent%s %s kill; twill lab agent%s %s start", fl, streamTo, fl, last.Name, fl, last.Name), "a TCP stream survives an agent kill -9 and restart"},
 			[2]string{fmt.Sprintf("twill lab exec%s node1 -- curl -s %s/metrics", fl, AgentHealthAddr), "node1's agent: lease, peers, repairs"})
 	}
 	if st.KubeMode() {
