@@ -386,9 +386,13 @@ func podsStep(ctx context.Context, c Config, st *State) step {
 
 // servicesStep loads the kube-proxy rules of the lab's Services on every node.
 func servicesStep(ctx context.Context, st *State) step {
-	return step{"services: kube-proxy iptables rules on every node (masquerade is the agent's)", func() error {
+	title := "services: kube-proxy iptables rules on every node (masquerade is the agent's)"
+	if !st.HasIPv4() {
+		title = "services: none (the lab's Services are IPv4 only)"
+	}
+	return step{title, func() error {
 		if !st.HasIPv4() {
-			return nil // the lab's Services are IPv4 (see docs/ipv6.md)
+			return nil
 		}
 		return eachNode(ctx, st, func(n *Node) error { return applyFirewall(ctx, st, n) })
 	}}

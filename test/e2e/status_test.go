@@ -19,7 +19,10 @@ type labStatus struct {
 			Name      string `json:"name"`
 			Namespace string `json:"namespace"`
 			IP        string `json:"ip"`
+			IPv6      string `json:"ipv6"`
 		} `json:"pods"`
+		IPv6       string `json:"ipv6"`
+		IPv6Subnet string `json:"ipv6Subnet"`
 	} `json:"nodes"`
 	Problems []string `json:"problems"`
 }

@@ -1,0 +1,165 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/twillnet/twill/nsrun"
+)
+
+// TestIPv6Labs builds one lab per IP family (dual stack, IPv6 only) and
+// backend (vxlan, host-gw) with `lab up --ip-family` and checks, over each
+// family the lab runs: every pod has an address in its node's subnet of
+// that family, every pod reaches every pod without NAT, and traffic to the
+// outside (the underlay's br0) leaves masqueraded to the node's underlay
+// address of that family.
+func TestIPv6Labs(t *testing.T) {
+	for _, c := range []struct{ family, backend, suffix string }{
+		{"dual", "vxlan", "d6x"},
+		{"dual", "host-gw", "d6g"},
+		{"ipv6", "vxlan", "o6x"},
+		{"ipv6", "host-gw", "o6g"},
+	} {
+		t.Run(c.family+"-"+c.backend, func(t *testing.T) {
+			name := otherLab(t, c.suffix, "--ip-family", c.family, "--backend", c.backend, "--nodes", "3", "--pods", "2")
+			st := status(t, name)
+			if !st.Healthy {
+				t.Fatalf("lab %s is not healthy: %v", name, st.Problems)
+			}
+			families := []string{"ipv6"}
+			if c.family == "dual" {
+				families = []string{"ipv4", "ipv6"}
+			}
+			podsHaveFamilies(t, st, families)
+			if t.Failed() {
+				return // the pair checks would only repeat it
+			}
+			for _, f := range families {
+				t.Run(f, func(t *testing.T) {
+					everyPairTalksOver(t, name, st, f)
+					leavesMasqueradedOver(t, name, st, f)
+				})
+			}
+		})
+	}
+}
+
+// famAddr is a node's or pod's address of family f ("" when it has none).
+func famAddr(f, v4, v6 string) string {
+	if f == "ipv6" {
+		return v6
+	}
+	return v4
+}
+
+// podsHaveFamilies requires each pod to have exactly the families of its
+// lab, each address inside its node's subnet of that family.
+func podsHaveFamilies(t *testing.T, st labStatus, families []string) {
+	t.Helper()
+	for _, n := range st.Nodes {
+		for _, p := range n.Pods {
+			for _, f := range []string{"ipv4", "ipv6"} {
+				want := strings.Contains(strings.Join(families, ","), f)
+				addr, subnet := famAddr(f, p.IP, p.IPv6), famAddr(f, n.Subnet, n.IPv6Subnet)
+				if !want {
+					if addr != "" || subnet != "" {
+						t.Errorf("pod %s has %s address %q (node subnet %q) in a lab without %s", p.Name, f, addr, subnet, f)
+					}
+					continue
+				}
+				a, err1 := netip.ParseAddr(addr)
+				sn, err2 := netip.ParsePrefix(subnet)
+				if err1 != nil || err2 != nil || !sn.Contains(a) {
+					t.Errorf("pod %s: %s address %q, want one in node %s's subnet %q", p.Name, f, addr, n.Name, subnet)
+				}
+			}
+		}
+	}
+}
+
+// everyPairTalksOver calls every pod from every pod by name over family f
+// (`lab call POD POD --family f`) and checks the server saw the caller's
+// own address of that family (pod-to-pod is never masqueraded).
+func everyPairTalksOver(t *testing.T, name string, st labStatus, f string) {
+	t.Helper()
+	pods := allPodsBoth(st)
+	ok := 0
+	for _, from := range pods {
+		for _, to := range pods {
+			r := tw(t, "lab", "call", from.name, to.name, "--family", f, "--timeout", "2s", "--name", name)
+			want := to.name + " " + hostOf(famAddr(f, from.ip, from.ip6)) + ":"
+			switch {
+			case r.code != 0:
+				t.Errorf("%s -> %s over %s (%s): %s", from.name, to.name, f, famAddr(f, to.ip, to.ip6), strings.TrimSpace(r.out))
+			case !strings.HasPrefix(r.out, want):
+				t.Errorf("%s -> %s over %s: server answered %q, want it to start with %q", from.name, to.name, f, strings.TrimSpace(r.out), want)
+			default:
+				ok++
+			}
+		}
+	}
+	if ok != len(pods)*len(pods) {
+		t.Errorf("over %s: %d of %d pod pairs talked", f, ok, len(pods)*len(pods))
+	}
+}
+
+type podBoth struct{ name, ip, ip6 string }
+
+func allPodsBoth(st labStatus) []podBoth {
+	var out []podBoth
+	for _, n := range st.Nodes {
+		for _, p := range n.Pods {
+			out = append(out, podBoth{p.Name, p.IP, p.IPv6})
+		}
+	}
+	return out
+}
+
+// hostOf is an address as it prints in host:port ("[fd00::2]" for IPv6).
+func hostOf(a string) string {
+	if strings.Contains(a, ":") {
+		return "[" + a + "]"
+	}
+	return a
+}
+
+// leavesMasqueradedOver starts a server on the lab's outside (br0 in the
+// underlay namespace) over family f and requires the first pod of every
+// node to reach it with its node's underlay address of f as the source.
+func leavesMasqueradedOver(t *testing.T, name string, st labStatus, f string) {
+	t.Helper()
+	network, outside := "tcp4", "192.168.77.1"
+	if f == "ipv6" {
+		network, outside = "tcp6", "fd00:77::1"
+	}
+	var ln net.Listener
+	if err := nsrun.Do(name+"-underlay", func() error {
+		var err error
+		ln, err = net.Listen(network, net.JoinHostPort(outside, "9999"))
+		return err
+	}); err != nil {
+		t.Fatalf("outside server on %s: %v", outside, err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "outside %s\n", c.RemoteAddr())
+			c.Close()
+		}
+	}()
+	for _, n := range st.Nodes {
+		from := n.Pods[0].Name
+		r := tw(t, "lab", "call", from, net.JoinHostPort(outside, "9999"), "--timeout", "2s", "--name", name)
+		want := "outside " + hostOf(famAddr(f, n.IP, n.IPv6)) + ":"
+		if r.code != 0 || !strings.HasPrefix(r.out, want) {
+			t.Errorf("%s -> outside %s over %s: %q (exit %d), want the outside to see %s's address (%q)", from, outside, f, strings.TrimSpace(r.out), r.code, n.Name, want)
+		}
+	}
+}
