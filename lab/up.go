@@ -88,6 +88,9 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 	if st.KubeMode() {
 		mode += " (leases through kube-apiserver)"
 	}
+	if st.HasIPv6() {
+		mode += ", IP family " + st.Family()
+	}
 	if c.FlannelNodes > 0 {
 		mode += fmt.Sprintf(", flanneld on node1..node%d (etcd prefix %s)", c.FlannelNodes, st.prefix())
 	}

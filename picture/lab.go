@@ -1,6 +1,7 @@
 package picture
 
 import (
+	"cmp"
 	"fmt"
 	"html/template"
 	"io"
@@ -63,7 +64,7 @@ func writeLabSVG(b *strings.Builder, r *lab.Report) {
 		fmt.Fprintf(b, `<g class="%s" data-node="%s">`, cls, esc(nd.Name))
 		fmt.Fprintf(b, `<rect class="head" x="%d" y="%d" width="%d" height="%d" rx="8"/>`, x, y, labNodeW, nodeH)
 		fmt.Fprintf(b, `<text class="name" x="%d" y="%d">%s</text>`, x+10, y+20, esc(nd.Name))
-		fmt.Fprintf(b, `<text class="kind mono" x="%d" y="%d">pods %s</text>`, x+10, y+38, esc(nd.Subnet))
+		fmt.Fprintf(b, `<text class="kind mono" x="%d" y="%d">pods %s</text>`, x+10, y+38, esc(cmp.Or(nd.Subnet, nd.IPv6Subnet)))
 		agent := "no agent"
 		if a := nd.Agent; a != nil {
 			switch {
@@ -89,7 +90,7 @@ func writeLabSVG(b *strings.Builder, r *lab.Report) {
 				pcls += " drop"
 			}
 			fmt.Fprintf(b, `<g class="%s" data-pod="%s"><title>%s</title><rect class="box" x="%d" y="%d" width="%d" height="%d" rx="5"/><text class="title" x="%d" y="%d">%s</text><text class="sub mono" x="%d" y="%d">%s</text></g>`,
-				pcls, esc(p.Name), esc(fmt.Sprintf("%s in netns %s, server pid %d", p.Name, p.Namespace, p.Server.PID)), x+12, py, labNodeW-24, labPodH, x+20, py+14, esc(p.Name), x+20, py+28, esc(p.IP))
+				pcls, esc(p.Name), esc(fmt.Sprintf("%s in netns %s, server pid %d", p.Name, p.Namespace, p.Server.PID)), x+12, py, labNodeW-24, labPodH, x+20, py+14, esc(p.Name), x+20, py+28, esc(cmp.Or(p.IP, p.IPv6)))
 		}
 		b.WriteString("</g>\n")
 	}

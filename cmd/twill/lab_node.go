@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -60,7 +61,7 @@ Flannel node (lab up --flannel-nodes). It prints the pod's name and address. Aft
 			if err != nil {
 				return fmt.Errorf("lab pod add: %w", err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", p.Name, p.IP)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", p.Name, strings.Join(p.Addrs(), " "))
 			return nil
 		},
 	})

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twillnet/twill/nsrun"
 )
@@ -15,7 +16,7 @@ import (
 // family the lab runs: every pod has an address in its node's subnet of
 // that family, every pod reaches every pod without NAT, and traffic to the
 // outside (the underlay's br0) leaves masqueraded to the node's underlay
-// address of that family.
+// address of that family; and a deleted IPv6 route to a peer comes back.
 func TestIPv6Labs(t *testing.T) {
 	// vxlan labs get three nodes (a VTEP with several peers), host-gw labs
 	// two (a route per peer is the same with one), to keep the time down.
@@ -45,6 +46,7 @@ func TestIPv6Labs(t *testing.T) {
 					leavesMasqueradedOver(t, name, st, f)
 				})
 			}
+			t.Run("ipv6-drift", func(t *testing.T) { ipv6RouteRepaired(t, name, st) })
 		})
 	}
 }
@@ -163,5 +165,28 @@ func leavesMasqueradedOver(t *testing.T, name string, st labStatus, f string) {
 		if r.code != 0 || !strings.HasPrefix(r.out, want) {
 			t.Errorf("%s -> outside %s over %s: %q (exit %d), want the outside to see %s's address (%q)", from, outside, f, strings.TrimSpace(r.out), r.code, n.Name, want)
 		}
+	}
+}
+
+// ipv6RouteRepaired deletes node1's IPv6 route to node2's pod subnet and
+// requires node1's agent to put it back and node1's pod to reach node2's
+// over IPv6 again.
+func ipv6RouteRepaired(t *testing.T, name string, st labStatus) {
+	t.Helper()
+	peer := st.Nodes[1]
+	if r := tw(t, "lab", "exec", "node1", "--name", name, "--", "ip", "-6", "route", "del", peer.IPv6Subnet); r.code != 0 {
+		t.Fatalf("node1: ip -6 route del %s: exit %d\n%s", peer.IPv6Subnet, r.code, r.out)
+	}
+	within(t, 15*time.Second, "node1's IPv6 route to "+peer.IPv6Subnet+" repaired", func() error {
+		r := tw(t, "lab", "exec", "node1", "--name", name, "--", "ip", "-6", "route", "show", peer.IPv6Subnet)
+		if !strings.Contains(r.out, peer.IPv6Subnet) {
+			return fmt.Errorf("ip -6 route show %s: %q", peer.IPv6Subnet, strings.TrimSpace(r.out))
+		}
+		return nil
+	})
+	from, to := st.Nodes[0].Pods[0], peer.Pods[0]
+	r := tw(t, "lab", "call", from.Name, to.Name, "--family", "ipv6", "--timeout", "2s", "--name", name)
+	if r.code != 0 || !strings.HasPrefix(r.out, to.Name+" ["+from.IPv6+"]:") {
+		t.Errorf("%s -> %s over ipv6 after the repair: %q (exit %d)", from.Name, to.Name, strings.TrimSpace(r.out), r.code)
 	}
 }
