@@ -16,6 +16,11 @@ func TestUpDownNothingLeft(t *testing.T) {
 	needRoot(t)
 	t.Run("static", func(t *testing.T) { testUpDown(t, testConfig(t, BackendVXLAN, 2, 1)) })
 	t.Run("agent", func(t *testing.T) { testUpDown(t, agentConfig(t, BackendVXLAN, 2, 1)) })
+	t.Run("agent-dual", func(t *testing.T) {
+		c := agentConfig(t, BackendVXLAN, 2, 1)
+		c.IPFamily = IPFamilyDual // IPv6 underlay, IPv6 forwarding in the nodes: none of it in the root namespace
+		testUpDown(t, c)
+	})
 }
 
 func testUpDown(t *testing.T, c Config) {
@@ -133,7 +138,7 @@ func TestDownWithoutState(t *testing.T) {
 func rootSysctls(t *testing.T) string {
 	t.Helper()
 	var out string
-	for _, k := range []string{SysctlIPForward, SysctlBridgeNF} {
+	for _, k := range []string{SysctlIPForward, SysctlBridgeNF, "net/ipv6/conf/all/forwarding"} {
 		v, err := GetSysctl("", k)
 		if err != nil {
 			v = "(" + err.Error() + ")"
