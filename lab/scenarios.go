@@ -249,6 +249,9 @@ func prepare(name, scenario, node string) (*State, Scenario, *Node, error) {
 	if s.vxlanOnly && st.Backend != BackendVXLAN {
 		return nil, Scenario{}, nil, fmt.Errorf("scenario %s needs the vxlan backend; lab %s uses %s (start one with --backend vxlan)", s.ID, st.Name, st.Backend)
 	}
+	if !st.HasIPv4() {
+		return nil, Scenario{}, nil, fmt.Errorf("scenario %s breaks IPv4 state; lab %s is IPv6 only (scenarios run in ipv4 and dual labs)", s.ID, st.Name)
+	}
 	return st, s, n, nil
 }
 
