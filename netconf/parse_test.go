@@ -235,3 +235,29 @@ func TestParseFlannelTypes(t *testing.T) {
 		}
 	}
 }
+
+// With the Kubernetes store nodeipam hands out Network's subnets from the
+// first one: NodeIPAMRange makes all of them allocatable, whatever the
+// etcd-era bounds say.
+func TestNodeIPAMRangeAcceptsTheFirstSubnet(t *testing.T) {
+	c, err := Parse("test", []byte(`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := netip.MustParsePrefix("10.244.0.0/24")
+	if c.Allocatable(first) {
+		t.Fatalf("the default SubnetMin %s should exclude %s (etcd mode, as Flannel)", c.SubnetMin, first)
+	}
+	k := c.NodeIPAMRange()
+	for _, sn := range []string{"10.244.0.0/24", "10.244.1.0/24", "10.244.255.0/24"} {
+		if !k.Allocatable(netip.MustParsePrefix(sn)) {
+			t.Errorf("NodeIPAMRange: %s not allocatable (SubnetMin %s, SubnetMax %s)", sn, k.SubnetMin, k.SubnetMax)
+		}
+	}
+	if k.SubnetCount() != 256 {
+		t.Errorf("NodeIPAMRange: %d subnets, want all 256 /24 of 10.244.0.0/16", k.SubnetCount())
+	}
+	if (Config{}).NodeIPAMRange() != (Config{}) {
+		t.Error("NodeIPAMRange changed a Config that did not come from Parse")
+	}
+}

@@ -119,3 +119,21 @@ func addr(v uint32) netip.Addr {
 	binary.BigEndian.PutUint32(b[:], v)
 	return netip.AddrFrom4(b)
 }
+
+// NodeIPAMRange returns c with SubnetMin and SubnetMax widened to every
+// subnet of Network. With the Kubernetes store the node subnets are
+// kube-controller-manager's (--allocate-node-cidrs): nodeipam hands out
+// Network's subnets from the first one (10.244.0.0/24 included), so the
+// etcd-era default SubnetMin (the second subnet) would reject a real
+// cluster's first node. Flannel's kube subnet manager ignores the two keys
+// too. A Config that did not come from Parse is returned unchanged.
+func (c Config) NodeIPAMRange() Config {
+	if !c.usable() {
+		return c
+	}
+	step := uint32(1) << (32 - c.SubnetLen)
+	first := u32(c.Network.Masked().Addr())
+	c.SubnetMin = addr(first)
+	c.SubnetMax = addr(first + uint32(1)<<(32-c.Network.Bits()) - step)
+	return c
+}
