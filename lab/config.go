@@ -96,6 +96,20 @@ type Config struct {
 	// searches for them (see FindKubeAPIServer, FindKubectl).
 	KubeAPIServerBin string
 	KubectlBin       string
+	// Kubernetes builds a cluster of real nodes (ModeKubernetes): control
+	// plane, containerd, kubelet and kube-proxy on every node, twill
+	// installed from its image with kubectl apply, pods as real Pods. It
+	// implies Store = StoreKubernetes and needs agent mode (no --static).
+	Kubernetes bool
+	// ProxyMode is the real kube-proxy's mode: ProxyIptables (default) or
+	// ProxyNftables (Kubernetes only).
+	ProxyMode string
+	// KeepOnFailure leaves a lab whose Up failed as it is, for inspection,
+	// instead of removing it.
+	KeepOnFailure bool
+	// ImageDir holds `make image`'s output (Kubernetes only); empty
+	// searches for it (see FindImageDir).
+	ImageDir string
 }
 
 // nameRE is what a lab name may look like: it becomes part of namespace names
@@ -136,6 +150,12 @@ func (c Config) withDefaults() Config {
 	if c.Store == "" {
 		c.Store = StoreEtcd
 	}
+	if c.Kubernetes {
+		c.Store = StoreKubernetes
+		if c.ProxyMode == "" {
+			c.ProxyMode = ProxyIptables
+		}
+	}
 	return c
 }
 
@@ -161,6 +181,18 @@ func (c Config) Validate() error {
 	}
 	if c.Store != StoreEtcd && c.Store != StoreKubernetes {
 		return fmt.Errorf("--store %q: want %q or %q", c.Store, StoreEtcd, StoreKubernetes)
+	}
+	if c.Kubernetes && !c.Agent {
+		return fmt.Errorf("--kubernetes runs twill's DaemonSet on real nodes: drop --static")
+	}
+	if c.Kubernetes && c.DirectRouting {
+		return fmt.Errorf("--direct-routing is not offered with --kubernetes (the lab does not edit the shipped net-conf.json beyond its backend)")
+	}
+	if c.ProxyMode != "" && !c.Kubernetes {
+		return fmt.Errorf("--proxy-mode %s needs --kubernetes (a real kube-proxy); the other labs program Service rules themselves", c.ProxyMode)
+	}
+	if c.Kubernetes && c.ProxyMode != ProxyIptables && c.ProxyMode != ProxyNftables {
+		return fmt.Errorf("--proxy-mode %q: want %q or %q", c.ProxyMode, ProxyIptables, ProxyNftables)
 	}
 	if c.Store == StoreKubernetes && !c.Agent {
 		return fmt.Errorf("--store %s needs agent mode: a static lab has no agents to lease through the API (drop --static)", StoreKubernetes)

@@ -57,6 +57,8 @@ type State struct {
 	Store string `json:"store,omitempty"`
 	// Kube is the lab's kube-apiserver (kube mode only).
 	Kube *KubeState `json:"kube,omitempty"`
+	// Real is the rest of a cluster of real nodes (ModeKubernetes only).
+	Real *RealState `json:"real,omitempty"`
 	// Scenarios are the failures currently applied with `lab break`.
 	Scenarios []Applied `json:"scenarios,omitempty"`
 }
@@ -74,6 +76,8 @@ type Node struct {
 	Pods      []Pod  `json:"pods"`
 	// Agent is the node's `twill agent` process (agent mode).
 	Agent Process `json:"agent,omitempty"`
+	// Real is the node's mount namespace and daemons (ModeKubernetes).
+	Real *RealNode `json:"real,omitempty"`
 }
 
 // Pod is one lab pod.
@@ -135,10 +139,15 @@ func plan(c Config) *State {
 			Gateway:   NodeGateway(i).String(),
 			Root:      NodeRoot(c.Name, NodeName(i)),
 		}
-		if c.Agent {
+		if c.Kubernetes {
+			n.Subnet, n.Gateway = "", "" // nodeipam decides
+			n.Real = &RealNode{Dir: filepath.Join(StateDir(c.Name), "nodes", n.Name)}
+		}
+		if c.Agent && !c.Kubernetes {
 			n.Agent = Process{Namespace: n.Namespace, Argv: agentArgv(c, n), Log: filepath.Join(StateDir(c.Name), "logs", n.Name+"-agent.log")}
 		}
 		switch {
+		case c.Kubernetes: // read from the lease once the agent runs
 		case c.Backend == BackendVXLAN && c.Agent:
 			n.VtepMAC = backend.VtepMAC(NodeIP(i))
 		case c.Backend == BackendVXLAN:
@@ -162,6 +171,11 @@ func plan(c Config) *State {
 	}
 	if c.Agent {
 		st.Mode = ModeAgent
+	}
+	if c.Kubernetes {
+		st.Mode = ModeKubernetes
+		st.CNIBin = ""
+		st.Real = &RealState{ProxyMode: c.ProxyMode, ImageDir: c.ImageDir}
 	}
 	return st
 }

@@ -122,9 +122,21 @@ Pods (status: their real addresses), Services and EndpointSlices. The admin
 kubeconfig is /run/twill-lab/<name>/kube/admin.kubeconfig. kube-apiserver and
 kubectl are found like etcd: --kube-apiserver-bin / $TWILL_KUBE_APISERVER_BIN,
 --kubectl-bin / $TWILL_KUBECTL_BIN, next to twill, ./bin, $PATH ('make tools'
-builds both).`,
+builds both).
+
+--kubernetes builds a real cluster instead: kube-apiserver (Node,RBAC),
+kube-controller-manager (--allocate-node-cidrs) and kube-scheduler in the
+underlay namespace; on every node, in its own network and mount namespace,
+Debian's containerd, a real kubelet and a real kube-proxy (--proxy-mode
+iptables or nftables). The images of 'make image' (bin/image, or --image-dir)
+are imported into every node's containerd, twill is installed with
+'kubectl apply' of bin/image/twill.yaml, and the lab's pods are real Pods of
+the test-server image, pinned to their nodes, its Services real Services.
+The binaries come from 'make tools-kube' (bin/kubelet, bin/kube-proxy, ...).
+Takes 1-3 minutes; see docs/lab.md "Real nodes".`,
 		Example: `  twill lab up
   twill lab up --store kubernetes       # agents lease through a real kube-apiserver
+  twill lab up --kubernetes             # real nodes: kubelet, containerd, kube-proxy; twill's DaemonSet
   twill lab up --nodes 2 --pods 3 --backend host-gw --name gw
   twill lab up --static                 # no agents: the lab programs the network`,
 		Args: cobra.NoArgs,
@@ -154,6 +166,10 @@ builds both).`,
 	fs.DurationVar(&c.AgentTTL, "agent-ttl", lab.DefaultAgentTTL, "the agents' lease TTL (--etcd-ttl): a node whose agent is paused or gone keeps its lease this long")
 	fs.StringVar(&c.Store, "store", lab.StoreEtcd, "the agents' lease store: etcd, or kubernetes (a real kube-apiserver in the lab; Node spec.podCIDR is the subnet)")
 	fs.StringVar(&c.KubeAPIServerBin, "kube-apiserver-bin", "", "kube-apiserver binary for --store kubernetes (default: search, see above)")
+	fs.BoolVar(&c.Kubernetes, "kubernetes", false, "a real cluster: control plane, kubelet + containerd + kube-proxy per node, twill installed from its image with kubectl apply")
+	fs.BoolVar(&c.KeepOnFailure, "keep-on-failure", false, "when a step fails, leave the lab as it is for inspection (remove it with 'twill lab down')")
+	fs.StringVar(&c.ProxyMode, "proxy-mode", "", "kube-proxy's mode with --kubernetes: iptables (default) or nftables")
+	fs.StringVar(&c.ImageDir, "image-dir", "", "with --kubernetes: the output of 'make image' (default: $TWILL_IMAGE_DIR, image/ next to twill, ./bin/image)")
 	fs.StringVar(&c.KubectlBin, "kubectl-bin", "", "kubectl binary for --store kubernetes, put first on PATH by 'lab exec' (default: search, see above)")
 	return cmd
 }
