@@ -52,8 +52,9 @@ image:
 demo: tools build
 	bin/twill lab demo
 
-## test: every test, root ones included (run as root; they fail loudly otherwise).
-test: tools-kube build vet
+## test: every test, root ones included (run as root; they fail loudly otherwise);
+## test/realnodes needs the images of make image (a real cluster, both kube-proxy modes).
+test: tools-kube build image vet
 	$(GO) test -p 2 -count=1 -timeout 30m ./...
 	@echo "== the end-to-end suite again, with leases from the Kubernetes API (--store kubernetes)"
 	TWILL_E2E_STORE=kubernetes $(GO) test -count=1 -timeout 20m ./test/e2e

@@ -56,6 +56,9 @@ func Down(ctx context.Context, name string, out io.Writer) error {
 			early = append(early, p.PID)
 		}
 	}
+	if len(cgroups) > 0 { // without a state file: found by name in the node namespaces
+		early = append(early, pidsNamed(pidsIn(nss), "kubelet", "kube-proxy")...)
+	}
 	early = append(early, pidsInCgroups(cgroupTree(cgroups))...)
 	if left := stopPIDs(early, 3*time.Second); len(left) > 0 {
 		problems = append(problems, fmt.Sprintf("processes %v did not exit after SIGKILL", left))
@@ -99,6 +102,23 @@ func Down(ctx context.Context, name string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "Lab %q removed (%s).\n", name, since(start))
 	return nil
+}
+
+// pidsNamed keeps the pids whose command name (/proc/<pid>/comm) is one of names.
+func pidsNamed(pids []int, names ...string) []int {
+	var out []int
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil {
+			continue
+		}
+		for _, n := range names {
+			if strings.TrimSpace(string(b)) == n {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
 }
 
 // removeAllRetry removes dir, retrying for up to d while the kernel still

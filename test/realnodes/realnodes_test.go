@@ -235,6 +235,13 @@ func testCluster(t *testing.T, mode string) {
 		}
 		return nil
 	})
+	if mode == "nftables" && !failed {
+		// After a crash the state file may be gone: lab down must still
+		// find and remove everything (the Cleanup checks it does).
+		check("remove state.json, as a crash may", func() error {
+			return os.Remove(filepath.Join("/run/twill-lab", name, "state.json"))
+		})
+	}
 }
 
 // call runs `twill lab call` from a node or pod and wants the reply to
@@ -360,6 +367,13 @@ func down(t *testing.T, lab string, before map[string]string) {
 	}
 	if out, _ := exec.Command("pgrep", "-f", "/run/twill-lab/"+lab+"/").Output(); len(out) > 0 {
 		t.Errorf("lab down left processes %s", strings.Fields(string(out)))
+	}
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "/run/twill-lab/"+lab+"/") || strings.Contains(l, "/run/netns/"+lab+"-") {
+				t.Errorf("lab down left a mount: %s", l)
+			}
+		}
 	}
 	after := readSettings()
 	for _, p := range hostSettings {
