@@ -292,7 +292,6 @@ func apiserverFromPod(lab, podNS string) error {
 	return nil
 }
 
-
 // loadState reads the lab's state file.
 func loadState(t *testing.T, lab string) labState {
 	t.Helper()
