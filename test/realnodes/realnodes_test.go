@@ -228,6 +228,14 @@ func testCluster(t *testing.T, mode string) {
 		}
 		return nil
 	})
+	check("twill trace node1-a -> lab/local-node2 explains the real kube-proxy rules", func() error {
+		want := "established with " + st.Nodes[1].Pods[1].Name
+		r := tw(t, 2*time.Minute, "trace", "--lab", "--name", name, "--from", "node1-a", "--to", "10.96.1.2:80")
+		if r.code != 0 || !strings.Contains(r.out, want) {
+			return fmt.Errorf("exit %d, want the verdict %q:\n%s", r.code, want, r.out)
+		}
+		return nil
+	})
 	check("twill doctor on node1 finds nothing wrong", func() error {
 		r := tw(t, time.Minute, "lab", "exec", "--name", name, "node1", "--", twill, "doctor")
 		if r.code != 0 {
