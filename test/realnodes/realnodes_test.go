@@ -3,11 +3,14 @@
 // running kubelet, containerd and kube-proxy, installs twill from its image
 // with kubectl apply, and the test checks what users depend on: the
 // DaemonSet is ready on every node, every pod reaches every pod (same node
-// and across nodes over vxlan) without NAT, nodes reach pods, ClusterIP
-// Services work from pods, pods reach kubernetes.default (10.96.0.1:443),
-// and traffic leaving the cluster is masqueraded; then `lab down` leaves
-// nothing behind and no host-wide setting changed. It runs for every
-// kube-proxy mode. It needs root, `make tools-kube` and `make image`.
+// and across nodes) without NAT, nodes reach pods, ClusterIP Services work
+// from pods, pods reach kubernetes.default (10.96.0.1:443), traffic leaving
+// the cluster is masqueraded, twill trace explains a Service call and twill
+// doctor finds nothing wrong; then `lab down` leaves nothing behind (also
+// without its state file, as after a crash) and no host-wide setting
+// changed. It runs with kube-proxy's iptables and nftables modes over
+// vxlan, and iptables over host-gw. It needs root, `make tools-kube` and
+// `make image` (make test does both).
 package realnodes
 
 import (
@@ -129,24 +132,26 @@ type labState struct {
 }
 
 func TestRealNodes(t *testing.T) {
-	for _, mode := range []string{"iptables", "nftables"} {
-		t.Run(mode, func(t *testing.T) { testCluster(t, mode) })
+	for _, c := range []struct{ mode, backend, id string }{
+		{"iptables", "vxlan", "i"}, {"nftables", "vxlan", "n"}, {"iptables", "host-gw", "h"},
+	} {
+		t.Run(c.mode+"-"+c.backend, func(t *testing.T) { testCluster(t, c.mode, c.backend, c.id) })
 	}
 }
 
-func testCluster(t *testing.T, mode string) {
-	name := fmt.Sprintf("rn%d%c", os.Getpid()%10000, mode[0])
+func testCluster(t *testing.T, mode, backend, id string) {
+	name := fmt.Sprintf("rn%d%s", os.Getpid()%10000, id)
 	before := readSettings()
 	tw(t, 2*time.Minute, "lab", "down", "--name", name) // a lab left by an interrupted run
 	t.Cleanup(func() { down(t, name, before) })
 
 	start := time.Now()
-	r := tw(t, 12*time.Minute, "lab", "up", "--kubernetes", "--proxy-mode", mode, "--nodes", "2", "--pods", "2", "--name", name)
+	r := tw(t, 12*time.Minute, "lab", "up", "--kubernetes", "--proxy-mode", mode, "--backend", backend, "--nodes", "2", "--pods", "2", "--name", name)
 	if r.code != 0 {
 		dump(t, name)
-		t.Fatalf("lab up --kubernetes --proxy-mode %s failed (exit %d) after %s:\n%s", mode, r.code, time.Since(start).Round(time.Second), r.out)
+		t.Fatalf("lab up --kubernetes --proxy-mode %s --backend %s failed (exit %d) after %s:\n%s", mode, backend, r.code, time.Since(start).Round(time.Second), r.out)
 	}
-	t.Logf("lab up --kubernetes (%s, 2 nodes x 2 pods): %s", mode, time.Since(start).Round(time.Second))
+	t.Logf("lab up --kubernetes (%s, %s, 2 nodes x 2 pods): %s", mode, backend, time.Since(start).Round(time.Second))
 	st := loadState(t, name)
 	failed := false
 	check := func(what string, fn func() error) {
@@ -176,8 +181,8 @@ func testCluster(t *testing.T, mode string) {
 		}
 		return nil
 	})
-	// Every pod reaches every pod, itself included, across nodes over
-	// vxlan: the server sees the caller's own address (no NAT).
+	// Every pod reaches every pod, itself included, across nodes (vxlan or
+	// host-gw): the server sees the caller's own address (no NAT).
 	for _, from := range st.Nodes {
 		for _, fp := range from.Pods {
 			for _, to := range st.Nodes {
