@@ -180,8 +180,12 @@ func newLabDownCmd(name *string) *cobra.Command {
 		Short: "Remove a lab: its processes, namespaces and state (safe to repeat)",
 		Long: `down stops the lab's processes (etcd, agents, pod servers, anything else running
 in its namespaces; agents just exit, nothing is uninstalled), deletes every namespace named <name>-underlay, <name>-nodeN or
-<name>-nodeN-x, and removes /run/twill-lab/<name>. It works even when the state
-file is missing or corrupt, and does nothing when the lab does not exist.`,
+<name>-nodeN-x, and removes /run/twill-lab/<name>. On real nodes (lab up
+--kubernetes) it stops the kubelets and kube-proxies first, then the containers
+(every process in the lab's cgroups), then containerd and the node namespaces'
+anchors (their mounts go with them), and removes the cgroup directories
+/sys/fs/cgroup/*/twill-lab-<name>. It works even when the state file is missing
+or corrupt, and does nothing when the lab does not exist.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return lab.Down(context.Background(), *name, cmd.OutOrStdout())
