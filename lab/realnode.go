@@ -268,8 +268,6 @@ evictionHard:
   nodefs.available: "1%%"
   nodefs.inodesFree: "1%%"
   imagefs.available: "1%%"
-syncFrequency: 10s
-nodeStatusReportFrequency: 10s
 `, n.IP, nodeCgroupRoot(st.Name, n.Name), containerdSock, filepath.Join(n.Real.Dir, "volume-plugins"))
 }
 
