@@ -275,8 +275,8 @@ func nodeReady(n *corev1.Node) bool {
 
 // createRealWorkloads creates the lab's namespace, its pods (real Pods of
 // the test-server image, each pinned to its node with a nodeSelector) and
-// its Services with their fixed ClusterIPs; the EndpointSlices are the
-// controller-manager's.
+// its Services with their fixed ClusterIPs, plus lab/web-nodeport
+// (WebNodePort); the EndpointSlices are the controller-manager's.
 func createRealWorkloads(ctx context.Context, st *State) error {
 	c, err := kubeAdmin(st)
 	if err != nil {
@@ -306,8 +306,20 @@ func createRealWorkloads(ctx context.Context, st *State) error {
 			return err
 		}
 	}
+	np := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-nodeport", Namespace: KubeNamespace},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: map[string]string{labelApp: "web"},
+			Ports: []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, NodePort: WebNodePort, TargetPort: intstr.FromInt32(ServerPort)}}},
+	}
+	if _, err := c.CoreV1().Services(KubeNamespace).Create(ctx, np, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("kube: create Service %s/web-nodeport: %w", KubeNamespace, err)
+	}
 	return nil
 }
+
+// WebNodePort is the node port of the Service lab/web-nodeport (real nodes
+// only): every pod's server on port 30080 of every node.
+const WebNodePort = 30080
 
 // realPod is lab pod p of node n as a Pod: the test server, pinned to n,
 // ready once its port answers the kubelet (node -> pod).

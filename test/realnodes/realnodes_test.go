@@ -4,7 +4,7 @@
 // with kubectl apply, and the test checks what users depend on: the
 // DaemonSet is ready on every node, every pod reaches every pod (same node
 // and across nodes) without NAT, nodes reach pods, ClusterIP Services work
-// from pods, pods reach kubernetes.default (10.96.0.1:443), traffic leaving
+// from pods and nodes, the NodePort Service from pods and nodes, pods reach kubernetes.default (10.96.0.1:443), traffic leaving
 // the cluster is masqueraded, twill trace explains a Service call and twill
 // doctor finds nothing wrong; then `lab down` leaves nothing behind (also
 // without its state file, as after a crash) and no host-wide setting
@@ -212,6 +212,18 @@ func testCluster(t *testing.T, mode, backend, id string) {
 		})
 		check(fmt.Sprintf("pod node1-a -> ClusterIP %s (endpoint on %s)", vip, n.Name), func() error {
 			return call(t, name, "node1-a", vip, n.Pods[1].Name+" ")
+		})
+	}
+	check("node node2 -> ClusterIP 10.96.0.10:80 (lab/web)", func() error {
+		return call(t, name, "node2", "10.96.0.10:80", "node")
+	})
+	for _, n := range st.Nodes {
+		np := n.IP + ":30080"
+		check(fmt.Sprintf("pod node1-a -> NodePort %s (lab/web-nodeport)", np), func() error {
+			return call(t, name, "node1-a", np, "node")
+		})
+		check(fmt.Sprintf("node node1 -> NodePort %s (lab/web-nodeport)", np), func() error {
+			return call(t, name, "node1", np, "node")
 		})
 	}
 	check("pod node1-a -> kubernetes.default 10.96.0.1:443 (TLS with the lab's CA)", func() error {
