@@ -5,8 +5,9 @@
 // DaemonSet is ready on every node, every pod reaches every pod (same node
 // and across nodes) without NAT, nodes reach pods, ClusterIP Services work
 // from pods and nodes, the NodePort Service from pods and nodes, pods reach kubernetes.default (10.96.0.1:443), traffic leaving
-// the cluster is masqueraded, twill trace explains a Service call and twill
-// doctor finds nothing wrong; then `lab down` leaves nothing behind (also
+// the cluster is masqueraded, twill trace explains a Service call, twill
+// doctor finds nothing wrong, and a deleted twill pod comes back under a TCP
+// stream without a reset; then `lab down` leaves nothing behind (also
 // without its state file, as after a crash) and no host-wide setting
 // changed. It runs with kube-proxy's iptables and nftables modes over
 // vxlan, and iptables over host-gw. It needs root, `make tools-kube` and
@@ -260,6 +261,11 @@ func testCluster(t *testing.T, mode, backend, id string) {
 		}
 		return nil
 	})
+	if mode == "iptables" && backend == "vxlan" {
+		check("a twill pod deleted: the DaemonSet recreates it, a TCP stream across nodes sees no reset", func() error {
+			return deleteTwillPodUnderStream(t, name, st.Nodes[1].Pods[0].IP)
+		})
+	}
 	if mode == "nftables" && !failed {
 		// After a crash the state file may be gone: lab down must still
 		// find and remove everything (the Cleanup checks it does).
@@ -267,6 +273,40 @@ func testCluster(t *testing.T, mode, backend, id string) {
 			return os.Remove(filepath.Join("/run/twill-lab", name, "state.json"))
 		})
 	}
+}
+
+// deleteTwillPodUnderStream keeps a TCP stream busy from node1-a to ip's
+// echo port while it deletes node1's twill pod and waits (bounded) for the
+// DaemonSet to be whole again; the stream must see no reset.
+func deleteTwillPodUnderStream(t *testing.T, lab, ip string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stream := exec.CommandContext(ctx, twill, "lab", "stream", "--name", lab, "node1-a", ip+":8081", "--for", "25s")
+	var out strings.Builder
+	stream.Stdout, stream.Stderr = &out, &out
+	if err := stream.Start(); err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second)
+	kubectl := func(args ...string) result {
+		return tw(t, 2*time.Minute, append([]string{"lab", "exec", "--name", lab, "underlay", "--", "kubectl", "-n", "kube-twill"}, args...)...)
+	}
+	pod := kubectl("get", "pods", "-l", "app=twill", "--field-selector", "spec.nodeName=node1", "-o", "jsonpath={.items[0].metadata.name}")
+	if pod.code != 0 || strings.TrimSpace(pod.out) == "" {
+		return fmt.Errorf("node1's twill pod: %q (exit %d)", pod.out, pod.code)
+	}
+	if r := kubectl("delete", "pod", strings.TrimSpace(pod.out), "--wait=true", "--timeout=60s"); r.code != 0 {
+		return fmt.Errorf("kubectl delete pod: exit %d: %s", r.code, r.out)
+	}
+	if r := kubectl("rollout", "status", "ds/twill", "--timeout=90s"); r.code != 0 {
+		return fmt.Errorf("the DaemonSet did not recover: exit %d: %s", r.code, r.out)
+	}
+	err := stream.Wait()
+	if err != nil || !strings.Contains(out.String(), "no reset") {
+		return fmt.Errorf("stream across the restart: %v: %s", err, out.String())
+	}
+	return nil
 }
 
 // call runs `twill lab call` from a node or pod and wants the reply to
