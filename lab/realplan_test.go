@@ -120,3 +120,40 @@ func TestFindImageDirNamesWhatIsMissing(t *testing.T) {
 		t.Errorf("FindImageDir of an incomplete dir: %v, want the missing files and `make image`", err)
 	}
 }
+
+func TestCgroupTreeIsDeepestFirst(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"a/node1/kubepods/besteffort/podx", "a/node2", "b"} {
+		if err := os.MkdirAll(root+"/"+d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dirs := cgroupTree([]string{root + "/a", root + "/b"})
+	if len(dirs) != 7 {
+		t.Fatalf("cgroupTree: %v, want the 7 directories", dirs)
+	}
+	pos := map[string]int{}
+	for i, d := range dirs {
+		pos[strings.TrimPrefix(d, root+"/")] = i
+	}
+	for child, parent := range map[string]string{"a/node1/kubepods/besteffort/podx": "a/node1/kubepods/besteffort",
+		"a/node1/kubepods": "a/node1", "a/node1": "a", "a/node2": "a"} {
+		if pos[child] > pos[parent] {
+			t.Errorf("%s comes after its parent %s: rmdir would fail", child, parent)
+		}
+	}
+}
+
+func TestPidsNamedReadsComm(t *testing.T) {
+	self := os.Getpid()
+	b, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pidsNamed([]int{self}, strings.TrimSpace(string(b))); len(got) != 1 || got[0] != self {
+		t.Errorf("pidsNamed found %v, want this process", got)
+	}
+	if got := pidsNamed([]int{self}, "kubelet", "kube-proxy"); len(got) != 0 {
+		t.Errorf("pidsNamed(kubelet, kube-proxy) matched this test: %v", got)
+	}
+}
