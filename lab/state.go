@@ -67,6 +67,8 @@ type State struct {
 	BridgeBin    string `json:"bridgeBin,omitempty"`
 	HostLocalBin string `json:"hostLocalBin,omitempty"`
 	PortmapBin   string `json:"portmapBin,omitempty"`
+	// Real is the rest of a cluster of real nodes (ModeKubernetes only).
+	Real *RealState `json:"real,omitempty"`
 	// Scenarios are the failures currently applied with `lab break`.
 	Scenarios []Applied `json:"scenarios,omitempty"`
 }
@@ -92,6 +94,8 @@ type Node struct {
 	// Flannel nodes): `twill agent` on a Flannel node, flanneld on a twill
 	// node. SwitchDaemon swaps it with Agent.
 	Alt *Process `json:"alt,omitempty"`
+	// Real is the node's mount namespace and daemons (ModeKubernetes).
+	Real *RealNode `json:"real,omitempty"`
 }
 
 // Pod is one lab pod.
@@ -158,7 +162,11 @@ func plan(c Config) *State {
 			Gateway:   NodeGateway(i).String(),
 			Root:      NodeRoot(c.Name, NodeName(i)),
 		}
-		if c.Agent {
+		if c.Kubernetes {
+			n.Subnet, n.Gateway = "", "" // nodeipam decides
+			n.Real = &RealNode{Dir: filepath.Join(StateDir(c.Name), "nodes", n.Name)}
+		}
+		if c.Agent && !c.Kubernetes {
 			n.Agent = Process{Namespace: n.Namespace, Argv: agentArgv(c, st.prefix(), n), Log: filepath.Join(StateDir(c.Name), "logs", n.Name+"-agent.log")}
 		}
 		if c.FlannelNodes > 0 {
@@ -170,6 +178,7 @@ func plan(c Config) *State {
 			}
 		}
 		switch {
+		case c.Kubernetes: // read from the lease once the agent runs
 		case c.Backend == BackendVXLAN && c.Agent && i <= c.FlannelNodes:
 			// flanneld picks a random MAC: readLeases records it.
 		case c.Backend == BackendVXLAN && c.Agent:
@@ -195,6 +204,11 @@ func plan(c Config) *State {
 	}
 	if c.Agent {
 		st.Mode = ModeAgent
+	}
+	if c.Kubernetes {
+		st.Mode = ModeKubernetes
+		st.CNIBin = ""
+		st.Real = &RealState{ProxyMode: c.ProxyMode, ImageDir: c.ImageDir}
 	}
 	return st
 }
