@@ -32,7 +32,8 @@ build:
 ## image: twill's container image, no Docker daemon or registry needed:
 ## $(IMAGE_OUT)/twill.oci.tar (OCI layout) and twill.docker.tar (docker-archive,
 ## for ctr images import), tagged $(IMAGE_REPO):$(VERSION), and twill.yaml
-## (deploy/twill.yaml naming that image). See README "Image".
+## (deploy/twill.yaml naming that image); also pause.docker.tar and
+## testserver.docker.tar, the images of `twill lab up --kubernetes`. See README "Image".
 image:
 	@mkdir -p $(IMAGE_OUT)
 	$(STATIC) -ldflags "-s -w -X main.version=$(VERSION)" -o $(IMAGE_OUT)/twill ./cmd/twill
@@ -40,16 +41,20 @@ image:
 	cd tools/cniplugins && v=$$($(GO) list -m -f '{{.Version}}' github.com/containernetworking/plugins) && \
 	  $(STATIC) -ldflags "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$$v" \
 	  -o $(abspath $(IMAGE_OUT))/loopback github.com/containernetworking/plugins/plugins/main/loopback
+	$(STATIC) -ldflags "-s -w" -o $(IMAGE_OUT)/twill-pause ./cmd/twill-pause
+	$(STATIC) -ldflags "-s -w" -o $(IMAGE_OUT)/twill-testserver ./cmd/twill-testserver
 	$(GO) run ./cmd/twill-image --twill $(IMAGE_OUT)/twill --twill-cni $(IMAGE_OUT)/twill-cni \
 	  --loopback $(IMAGE_OUT)/loopback --ref $(IMAGE_REPO):$(VERSION) \
+	  --pause $(IMAGE_OUT)/twill-pause --testserver $(IMAGE_OUT)/twill-testserver \
 	  --source-date-epoch $(SOURCE_DATE_EPOCH) --manifest deploy/twill.yaml --out $(IMAGE_OUT)
 
 ## demo: lab up, pods talk, F1 broken, doctor finds it, --fix, works again, lab down.
 demo: tools build
 	bin/twill lab demo
 
-## test: every test, root ones included (run as root; they fail loudly otherwise).
-test: tools-kube build vet
+## test: every test, root ones included (run as root; they fail loudly otherwise);
+## test/realnodes needs the images of make image (a real cluster, both kube-proxy modes).
+test: tools-kube build image vet
 	$(GO) test -p 2 -count=1 -timeout 30m ./...
 	@echo "== the end-to-end suite again, with leases from the Kubernetes API (--store kubernetes)"
 	TWILL_E2E_STORE=kubernetes $(GO) test -count=1 -timeout 20m ./test/e2e

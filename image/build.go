@@ -100,42 +100,77 @@ func Layers(s Spec) ([]Tree, error) {
 // Build assembles the image: OCI media types, the layers of Layers, and a
 // config that runs twill with a PATH holding the netfilter programs.
 func Build(s Spec) (v1.Image, error) {
-	tag, err := ParseRef(s.Ref)
+	tag, arch, err := refArch(s.Ref, s.Arch)
 	if err != nil {
 		return nil, err
-	}
-	arch := s.Arch
-	if arch == "" {
-		arch = runtime.GOARCH
 	}
 	trees, err := Layers(s)
 	if err != nil {
 		return nil, err
 	}
-	epoch := v1.Time{Time: s.Epoch.UTC()}
+	return assemble(tag, arch, s.Epoch, v1.Config{
+		Entrypoint: []string{TwillPath},
+		Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		Labels: map[string]string{
+			"org.opencontainers.image.title":   "twill",
+			"org.opencontainers.image.version": tag.TagStr(),
+			"org.opencontainers.image.source":  "https://github.com/twillnet/twill",
+		},
+	}, trees, []string{"nft, iptables-nft, iptables-legacy and their libraries from Debian packages",
+		"twill, twill-cni and the loopback CNI plugin"})
+}
+
+// ProgramSpec is an image holding one static program and nothing else (the
+// lab's pause and test-server images).
+type ProgramSpec struct {
+	// Binary is the host path of the static program (CGO_ENABLED=0).
+	Binary string
+	// Path is where it goes in the image (also the entrypoint).
+	Path string
+	// Ref is the image reference; any explicit tag but latest (ParseRef).
+	Ref string
+	// Epoch is the time of the file and of the image.
+	Epoch time.Time
+	// Arch is the Go architecture of the image (runtime.GOARCH if empty).
+	Arch string
+}
+
+// BuildProgram assembles a one-program image, as reproducibly as Build.
+func BuildProgram(s ProgramSpec) (v1.Image, error) {
+	tag, arch, err := refArch(s.Ref, s.Arch)
+	if err != nil {
+		return nil, err
+	}
+	t := Tree{}
+	if err := t.AddFile(s.Path, s.Binary, true); err != nil {
+		return nil, err
+	}
+	return assemble(tag, arch, s.Epoch, v1.Config{Entrypoint: []string{s.Path}}, []Tree{t}, []string{s.Path})
+}
+
+// refArch checks an image reference (ParseRef) and defaults the
+// architecture to runtime.GOARCH.
+func refArch(ref, arch string) (name.Tag, string, error) {
+	tag, err := ParseRef(ref)
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	return tag, arch, err
+}
+
+// assemble makes an OCI image of trees (one layer each, described by what)
+// with the given runtime config, every time set to epoch.
+func assemble(tag name.Tag, arch string, when time.Time, rc v1.Config, trees []Tree, what []string) (v1.Image, error) {
+	epoch := v1.Time{Time: when.UTC()}
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	cfg := &v1.ConfigFile{
-		Architecture: arch,
-		OS:           "linux",
-		Created:      epoch,
-		Config: v1.Config{
-			Entrypoint: []string{TwillPath},
-			Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-			Labels: map[string]string{
-				"org.opencontainers.image.title":   "twill",
-				"org.opencontainers.image.version": tag.TagStr(),
-				"org.opencontainers.image.source":  "https://github.com/twillnet/twill",
-			},
-		},
+	cfg := &v1.ConfigFile{Architecture: arch, OS: "linux", Created: epoch, Config: rc}
+	img, err := mutate.ConfigFile(img, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: config: %w", tag.Name(), err)
 	}
-	if img, err = mutate.ConfigFile(img, cfg); err != nil {
-		return nil, fmt.Errorf("image: config: %w", err)
-	}
-	what := []string{"nft, iptables-nft, iptables-legacy and their libraries from Debian packages",
-		"twill, twill-cni and the loopback CNI plugin"}
 	for i, t := range trees {
-		b, err := t.Tar(s.Epoch)
+		b, err := t.Tar(when)
 		if err != nil {
 			return nil, err
 		}
@@ -143,13 +178,29 @@ func Build(s Spec) (v1.Image, error) {
 			return io.NopCloser(bytes.NewReader(b)), nil
 		}, tarball.WithMediaType(types.OCILayer))
 		if err != nil {
-			return nil, fmt.Errorf("image: layer %d: %w", i, err)
+			return nil, fmt.Errorf("image %s: layer %d: %w", tag.Name(), i, err)
 		}
 		img, err = mutate.Append(img, mutate.Addendum{Layer: layer,
 			History: v1.History{Created: epoch, CreatedBy: "make image: " + what[i]}})
 		if err != nil {
-			return nil, fmt.Errorf("image: appending layer %d: %w", i, err)
+			return nil, fmt.Errorf("image %s: appending layer %d: %w", tag.Name(), i, err)
 		}
 	}
 	return img, nil
 }
+
+// The lab's own images (twill lab up --kubernetes), built by make image
+// beside twill's: a pause program tagged as the sandbox image its
+// containerd is configured with (so no node ever pulls one), and the pod
+// test server.
+const (
+	// PauseRef is the pause image's reference: containerd's sandbox_image.
+	PauseRef = "registry.k8s.io/pause:3.10"
+	// PausePath is the pause program in its image.
+	PausePath = "/pause"
+	// TestServerRepository is the test server's repository; make image tags
+	// it with twill's version.
+	TestServerRepository = "ghcr.io/twillnet/twill-testserver"
+	// TestServerPath is the test server in its image.
+	TestServerPath = "/testserver"
+)

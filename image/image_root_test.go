@@ -70,7 +70,7 @@ func TestMakeImage(t *testing.T) {
 	if digA != digB {
 		t.Fatalf("two builds from the same inputs gave digests %s and %s", digA, digB)
 	}
-	for _, f := range []string{"twill.oci.tar", "twill.docker.tar", "twill.yaml"} {
+	for _, f := range []string{"twill.oci.tar", "twill.docker.tar", "twill.yaml", "pause.docker.tar", "testserver.docker.tar"} {
 		if sa, sb := fileSum(t, filepath.Join(a, f)), fileSum(t, filepath.Join(b, f)); sa != sb {
 			t.Errorf("%s differs between two builds from the same inputs (%s, %s)", f, sa, sb)
 		}

@@ -1,8 +1,12 @@
 package image
 
 import (
+	"archive/tar"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseRefRefusesLatestAndUntagged(t *testing.T) {
@@ -70,5 +74,59 @@ func TestNeededClosureOfNft(t *testing.T) {
 	}
 	if _, err := NeededClosure(FS{Root: "/"}, []string{"/usr/sbin/nft"}, []string{"/nonexistent"}); err == nil || !strings.Contains(err.Error(), "needs") {
 		t.Errorf("NeededClosure with no library dirs: %v, want an error naming the missing library", err)
+	}
+}
+
+func TestBuildProgramIsOneReproducibleLayer(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "prog")
+	if err := os.WriteFile(bin, []byte("\x7fELF not really"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := ProgramSpec{Binary: bin, Path: TestServerPath, Ref: TestServerRepository + ":v1.2.3", Epoch: time.Unix(1700000000, 0), Arch: "amd64"}
+	a, err := BuildProgram(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := BuildProgram(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	da, _ := a.Digest()
+	db, _ := b.Digest()
+	if da != db {
+		t.Errorf("two builds of the same program: digests %s and %s", da, db)
+	}
+	cf, err := a.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cf.Config.Entrypoint) != 1 || cf.Config.Entrypoint[0] != TestServerPath || cf.Architecture != "amd64" || cf.OS != "linux" {
+		t.Errorf("config %+v: want entrypoint %s, linux/amd64", cf.Config, TestServerPath)
+	}
+	layers, err := a.Layers()
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("layers %d (%v), want 1", len(layers), err)
+	}
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	found := false
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		if "/"+strings.TrimPrefix(h.Name, "/") == TestServerPath {
+			found = h.Mode&0o111 != 0 && h.ModTime.Equal(s.Epoch)
+		}
+	}
+	if !found {
+		t.Errorf("the layer has no executable %s stamped %s", TestServerPath, s.Epoch)
+	}
+	if _, err := BuildProgram(ProgramSpec{Binary: bin, Path: PausePath, Ref: "registry.k8s.io/pause:latest"}); err == nil {
+		t.Error("BuildProgram accepted the tag latest")
 	}
 }

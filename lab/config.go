@@ -113,6 +113,20 @@ type Config struct {
 	IPFamily string
 	// bridgeBin, hostLocalBin and portmapBin are found by Up next to FlanneldBin.
 	bridgeBin, hostLocalBin, portmapBin string
+	// Kubernetes builds a cluster of real nodes (ModeKubernetes): control
+	// plane, containerd, kubelet and kube-proxy on every node, twill
+	// installed from its image with kubectl apply, pods as real Pods. It
+	// implies Store = StoreKubernetes and needs agent mode (no --static).
+	Kubernetes bool
+	// ProxyMode is the real kube-proxy's mode: ProxyIptables (default) or
+	// ProxyNftables (Kubernetes only).
+	ProxyMode string
+	// KeepOnFailure leaves a lab whose Up failed as it is, for inspection,
+	// instead of removing it.
+	KeepOnFailure bool
+	// ImageDir holds `make image`'s output (Kubernetes only); empty
+	// searches for it (see FindImageDir).
+	ImageDir string
 }
 
 // nameRE is what a lab name may look like: it becomes part of namespace names
@@ -156,6 +170,12 @@ func (c Config) withDefaults() Config {
 	if c.IPFamily == "" {
 		c.IPFamily = IPFamilyIPv4
 	}
+	if c.Kubernetes {
+		c.Store = StoreKubernetes
+		if c.ProxyMode == "" {
+			c.ProxyMode = ProxyIptables
+		}
+	}
 	return c
 }
 
@@ -187,6 +207,21 @@ func (c Config) Validate() error {
 	}
 	if c.FlannelNodes > 0 && (!c.Agent || c.Store != StoreEtcd) {
 		return fmt.Errorf("--flannel-nodes needs agent mode with the etcd store: the lab's flanneld leases in etcd (drop --static or --store %s)", StoreKubernetes)
+	}
+	if c.FlannelNodes > 0 && c.Kubernetes {
+		return fmt.Errorf("--flannel-nodes is not offered with --kubernetes (the lab's flanneld leases in etcd; real nodes run twill's DaemonSet)")
+	}
+	if c.Kubernetes && !c.Agent {
+		return fmt.Errorf("--kubernetes runs twill's DaemonSet on real nodes: drop --static")
+	}
+	if c.Kubernetes && c.DirectRouting {
+		return fmt.Errorf("--direct-routing is not offered with --kubernetes (the lab does not edit the shipped net-conf.json beyond its backend)")
+	}
+	if c.ProxyMode != "" && !c.Kubernetes {
+		return fmt.Errorf("--proxy-mode %s needs --kubernetes (a real kube-proxy); the other labs program Service rules themselves", c.ProxyMode)
+	}
+	if c.Kubernetes && c.ProxyMode != ProxyIptables && c.ProxyMode != ProxyNftables {
+		return fmt.Errorf("--proxy-mode %q: want %q or %q", c.ProxyMode, ProxyIptables, ProxyNftables)
 	}
 	if c.Store == StoreKubernetes && !c.Agent {
 		return fmt.Errorf("--store %s needs agent mode: a static lab has no agents to lease through the API (drop --static)", StoreKubernetes)

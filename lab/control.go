@@ -44,6 +44,9 @@ func AgentControl(ctx context.Context, name, node, action string, out io.Writer)
 	if err != nil {
 		return err
 	}
+	if st.RealMode() {
+		return fmt.Errorf("lab %s: `lab agent` is %w: the agents are twill's DaemonSet pods (`twill lab exec underlay -- kubectl -n %s get pods -o wide`)", st.Name, errNotReal, TwillNamespace)
+	}
 	if !st.AgentMode() {
 		return fmt.Errorf("lab %s runs in static mode: it has no agents (build one with `twill lab up` without --static)", st.Name)
 	}

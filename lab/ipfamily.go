@@ -69,6 +69,8 @@ func (c Config) validateIPFamily() error {
 	switch {
 	case !c.Agent:
 		return fmt.Errorf("--ip-family %s needs agent mode: the static lab programs IPv4 only (drop --static)", c.IPFamily)
+	case c.Kubernetes:
+		return fmt.Errorf("--ip-family %s: the lab's real nodes (--kubernetes) are IPv4 only (drop --kubernetes)", c.IPFamily)
 	case c.Store != StoreEtcd:
 		return fmt.Errorf("--ip-family %s needs the etcd store: the lab registers IPv4 podCIDRs only (drop --store %s)", c.IPFamily, c.Store)
 	case c.FlannelNodes > 0:
@@ -300,4 +302,11 @@ func v6Hints(st *State, last Node) (call, stream string) {
 		return hostPort(p.IP, ServerPort), hostPort(p.IP, EchoPort)
 	}
 	return p.Name + " --family ipv6", "'" + hostPort(p.IPv6, EchoPort) + "'"
+}
+
+// OutsideServerV6 is OutsideServer over IPv6: it listens on br0's IPv6
+// address (UnderlayGatewayV6) of a lab with IPv6, where a pod's IPv6
+// traffic arrives masqueraded to its node's IPv6 underlay address.
+func OutsideServerV6(name string, port int) (stop func(), err error) {
+	return outsideServer(name, UnderlayGatewayV6, port)
 }

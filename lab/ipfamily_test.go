@@ -15,6 +15,7 @@ func TestIPFamilyValidate(t *testing.T) {
 		{IPFamily: IPFamilyDual},                                      // static
 		{Agent: true, IPFamily: IPFamilyIPv6, Store: StoreKubernetes}, // kube store: IPv4 podCIDRs
 		{Agent: true, IPFamily: IPFamilyDual, Nodes: 2, FlannelNodes: 1},
+		{Agent: true, IPFamily: IPFamilyDual, Kubernetes: true}, // real nodes
 	} {
 		err := c.withDefaults().Validate()
 		if err == nil || !strings.Contains(err.Error(), "--ip-family") {

@@ -89,9 +89,17 @@ func FindKubectl(explicit string) (string, error) {
 func nodeKubeconfig(root string) string { return filepath.Join(root, "etc/twill/kubeconfig") }
 func nodeNetConf(root string) string    { return filepath.Join(root, "etc/twill/net-conf.json") }
 
-// kubeAPIServerArgv is the lab's kube-apiserver command line.
-func kubeAPIServerArgv(bin string, f kubecreds.Files) []string {
-	return []string{bin,
+// kubeAPIServerArgv is the lab's kube-apiserver command line. With real
+// nodes it authorizes kubelets with the Node authorizer and NodeRestriction
+// and reaches them on their InternalIP.
+func kubeAPIServerArgv(bin string, f kubecreds.Files, realNodes bool) []string {
+	authz := "RBAC"
+	var extra []string
+	if realNodes {
+		authz = "Node,RBAC"
+		extra = []string{"--enable-admission-plugins", "NodeRestriction", "--kubelet-preferred-address-types", "InternalIP"}
+	}
+	return append([]string{bin,
 		"--etcd-servers", EtcdEndpoint,
 		"--etcd-prefix", KubeEtcdPrefix,
 		"--bind-address", UnderlayGateway.String(),
@@ -101,7 +109,7 @@ func kubeAPIServerArgv(bin string, f kubecreds.Files) []string {
 		"--tls-private-key-file", f.Key,
 		"--cert-dir", filepath.Join(f.Dir, "certs"),
 		"--token-auth-file", f.Tokens,
-		"--authorization-mode", "RBAC",
+		"--authorization-mode", authz,
 		"--anonymous-auth=false",
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file", f.SAKey,
@@ -110,7 +118,7 @@ func kubeAPIServerArgv(bin string, f kubecreds.Files) []string {
 		"--allow-privileged=true",
 		"--profiling=false",
 		"--v=1",
-	}
+	}, extra...)
 }
 
 // startKubeAPIServer writes the credentials (admin and one token user per
@@ -119,8 +127,15 @@ func kubeAPIServerArgv(bin string, f kubecreds.Files) []string {
 func startKubeAPIServer(ctx context.Context, st *State, out io.Writer) error {
 	f := newKubeFiles(st.Name)
 	users := []kubecreds.User{{Name: KubeAdmin, Token: kubecreds.RandomToken(), Group: "system:masters"}}
-	for _, n := range st.Nodes {
-		users = append(users, kubecreds.User{Name: KubeNodeUser(n.Name), Token: kubecreds.RandomToken()})
+	var realPaths []string
+	if st.RealMode() {
+		var ru []kubecreds.User
+		ru, realPaths = realUsers(st)
+		users = append(users, ru...)
+	} else {
+		for _, n := range st.Nodes {
+			users = append(users, kubecreds.User{Name: KubeNodeUser(n.Name), Token: kubecreds.RandomToken()})
+		}
 	}
 	if err := writeKubeFiles(f, users); err != nil {
 		return fmt.Errorf("kube-apiserver: generate certificates and tokens in %s: %w", f.Dir, err)
@@ -131,7 +146,15 @@ func startKubeAPIServer(ctx context.Context, st *State, out io.Writer) error {
 	if err := os.WriteFile(k.AdminKubeconfig, kubeconfigYAML(k.URL, f.CA, KubeAdmin, users[0].Token), 0o600); err != nil {
 		return err
 	}
+	if st.RealMode() {
+		if err := writeRealKubeconfigs(st, f, users[1:], realPaths); err != nil {
+			return err
+		}
+	}
 	for i, n := range st.Nodes {
+		if st.RealMode() {
+			break
+		}
 		p := nodeKubeconfig(n.Root)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
@@ -141,7 +164,7 @@ func startKubeAPIServer(ctx context.Context, st *State, out io.Writer) error {
 			return fmt.Errorf("node %s: write %s: %w", n.Name, p, err)
 		}
 	}
-	p, err := startDaemon(st.Underlay, kubeAPIServerArgv(k.APIServerBin, f), filepath.Join(StateDir(st.Name), "logs", "kube-apiserver.log"), nil)
+	p, err := startDaemon(st.Underlay, kubeAPIServerArgv(k.APIServerBin, f, st.RealMode()), filepath.Join(StateDir(st.Name), "logs", "kube-apiserver.log"), nil)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/twillnet/twill/kubeproxy"
 	"github.com/twillnet/twill/lease/kube"
 	"github.com/twillnet/twill/netconf"
 )
@@ -165,21 +166,30 @@ func registerWorkloads(ctx context.Context, st *State) error {
 		if s.Namespace != KubeNamespace {
 			continue // default/kubernetes is the API server's own
 		}
-		svc := &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace},
-			Spec: corev1.ServiceSpec{
-				ClusterIP: s.ClusterIP.String(), ClusterIPs: []string{s.ClusterIP.String()},
-				Type:     corev1.ServiceTypeClusterIP,
-				Selector: serviceSelector(st, s.Name),
-				Ports:    []corev1.ServicePort{{Name: s.PortName, Protocol: corev1.ProtocolTCP, Port: int32(s.Port), TargetPort: intstr.FromInt32(ServerPort)}},
-			},
-		}
-		if _, err := c.CoreV1().Services(s.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("kube: create Service %s/%s: %w", s.Namespace, s.Name, err)
+		if err := createService(ctx, c, st, s); err != nil {
+			return err
 		}
 		if _, err := c.DiscoveryV1().EndpointSlices(s.Namespace).Create(ctx, endpointSlice(st, s.Name, s.PortName, s.Endpoints), metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("kube: create EndpointSlice of %s/%s: %w", s.Namespace, s.Name, err)
 		}
+	}
+	return nil
+}
+
+// createService creates lab Service s with its fixed ClusterIP and its
+// selector (serviceSelector).
+func createService(ctx context.Context, c kubernetes.Interface, st *State, s kubeproxy.Service) error {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace},
+		Spec: corev1.ServiceSpec{
+			ClusterIP: s.ClusterIP.String(), ClusterIPs: []string{s.ClusterIP.String()},
+			Type:     corev1.ServiceTypeClusterIP,
+			Selector: serviceSelector(st, s.Name),
+			Ports:    []corev1.ServicePort{{Name: s.PortName, Protocol: corev1.ProtocolTCP, Port: int32(s.Port), TargetPort: intstr.FromInt32(ServerPort)}},
+		},
+	}
+	if _, err := c.CoreV1().Services(s.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("kube: create Service %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	return nil
 }

@@ -246,6 +246,9 @@ func prepare(name, scenario, node string) (*State, Scenario, *Node, error) {
 	if err != nil {
 		return nil, Scenario{}, nil, err
 	}
+	if st.RealMode() {
+		return nil, Scenario{}, nil, fmt.Errorf("lab %s: scenarios are %w yet: their agent is a DaemonSet pod the lab cannot pause (break the node by hand with `twill lab exec %s -- ...`; `twill doctor` works as usual)", st.Name, errNotReal, n.Name)
+	}
 	if s.vxlanOnly && st.Backend != BackendVXLAN {
 		return nil, Scenario{}, nil, fmt.Errorf("scenario %s needs the vxlan backend; lab %s uses %s (start one with --backend vxlan)", s.ID, st.Name, st.Backend)
 	}

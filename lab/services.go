@@ -44,18 +44,25 @@ func (st *State) Services() []kubeproxy.Service {
 	}}
 	web := kubeproxy.Service{Namespace: "lab", Name: "web", PortName: "http",
 		ClusterIP: WebVIP.Addr(), Port: int(WebVIP.Port()), Protocol: "tcp"}
+	// A pod without an address yet (real nodes, before its Pod runs) is no
+	// endpoint yet.
+	endpoint := func(p Pod) []netip.AddrPort {
+		if p.IP == "" {
+			return nil
+		}
+		return []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr(p.IP), ServerPort)}
+	}
 	for _, n := range st.Nodes {
 		for _, p := range n.Pods {
-			web.Endpoints = append(web.Endpoints, netip.AddrPortFrom(netip.MustParseAddr(p.IP), ServerPort))
+			web.Endpoints = append(web.Endpoints, endpoint(p)...)
 		}
 	}
 	svcs = append(svcs, web)
 	for _, n := range st.Nodes {
-		b := localPod(&n)
 		vip := LocalVIP(n.Index)
 		svcs = append(svcs, kubeproxy.Service{Namespace: "lab", Name: "local-" + n.Name, PortName: "http",
 			ClusterIP: vip.Addr(), Port: int(vip.Port()), Protocol: "tcp",
-			Endpoints: []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr(b.IP), ServerPort)}})
+			Endpoints: endpoint(localPod(&n))})
 	}
 	return svcs
 }

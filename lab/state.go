@@ -70,6 +70,8 @@ type State struct {
 	// IPFamily is the pod network's IP family: IPFamilyIPv6 or
 	// IPFamilyDual; "" is IPv4 (see HasIPv4, HasIPv6).
 	IPFamily string `json:"ipFamily,omitempty"`
+	// Real is the rest of a cluster of real nodes (ModeKubernetes only).
+	Real *RealState `json:"real,omitempty"`
 	// Scenarios are the failures currently applied with `lab break`.
 	Scenarios []Applied `json:"scenarios,omitempty"`
 }
@@ -100,6 +102,8 @@ type Node struct {
 	// IPv6-only lab.
 	IPv6       string `json:"ipv6,omitempty"`
 	IPv6Subnet string `json:"ipv6Subnet,omitempty"`
+	// Real is the node's mount namespace and daemons (ModeKubernetes).
+	Real *RealNode `json:"real,omitempty"`
 }
 
 // Pod is one lab pod.
@@ -170,7 +174,11 @@ func plan(c Config) *State {
 			Gateway:   NodeGateway(i).String(),
 			Root:      NodeRoot(c.Name, NodeName(i)),
 		}
-		if c.Agent {
+		if c.Kubernetes {
+			n.Subnet, n.Gateway = "", "" // nodeipam decides
+			n.Real = &RealNode{Dir: filepath.Join(StateDir(c.Name), "nodes", n.Name)}
+		}
+		if c.Agent && !c.Kubernetes {
 			n.Agent = Process{Namespace: n.Namespace, Argv: agentArgv(c, st.prefix(), n), Log: filepath.Join(StateDir(c.Name), "logs", n.Name+"-agent.log")}
 		}
 		if c.FlannelNodes > 0 {
@@ -182,6 +190,7 @@ func plan(c Config) *State {
 			}
 		}
 		switch {
+		case c.Kubernetes: // read from the lease once the agent runs
 		case c.Backend == BackendVXLAN && c.Agent && i <= c.FlannelNodes:
 			// flanneld picks a random MAC: readLeases records it.
 		case c.Backend == BackendVXLAN && c.Agent:
@@ -207,6 +216,11 @@ func plan(c Config) *State {
 	}
 	if c.Agent {
 		st.Mode = ModeAgent
+	}
+	if c.Kubernetes {
+		st.Mode = ModeKubernetes
+		st.CNIBin = ""
+		st.Real = &RealState{ProxyMode: c.ProxyMode, ImageDir: c.ImageDir}
 	}
 	planIPFamily(c, st)
 	return st

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -26,12 +27,15 @@ type Report struct {
 	EtcdError    string        `json:"etcdError,omitempty"`
 	EtcdEndpoint string        `json:"etcdEndpoint"`
 	// KubeAPIServer is the lab's kube-apiserver (kube mode only).
-	KubeAPIServer *KubeStatus     `json:"kubeAPIServer,omitempty"`
-	Nodes         []NodeStatus    `json:"nodes"`
-	Scenarios     []Applied       `json:"scenarios"`
-	Problems      []string        `json:"problems,omitempty"`
-	State         *State          `json:"-"`
-	Namespaces    map[string]bool `json:"-"`
+	KubeAPIServer *KubeStatus `json:"kubeAPIServer,omitempty"`
+	// ControlPlane are kube-controller-manager and kube-scheduler
+	// (ModeKubernetes only).
+	ControlPlane []DaemonStatus  `json:"controlPlane,omitempty"`
+	Nodes        []NodeStatus    `json:"nodes"`
+	Scenarios    []Applied       `json:"scenarios"`
+	Problems     []string        `json:"problems,omitempty"`
+	State        *State          `json:"-"`
+	Namespaces   map[string]bool `json:"-"`
 }
 
 // NodeStatus is one node in a Report.
@@ -49,6 +53,22 @@ type NodeStatus struct {
 	// subnet (labs with IPv6).
 	IPv6       string `json:"ipv6,omitempty"`
 	IPv6Subnet string `json:"ipv6Subnet,omitempty"`
+	// Daemons are a real node's anchor, containerd, kubelet and kube-proxy
+	// (ModeKubernetes only).
+	Daemons []DaemonStatus `json:"daemons,omitempty"`
+}
+
+// DaemonStatus is one named daemon of a real node.
+type DaemonStatus struct {
+	Name string `json:"name"`
+	ProcessStatus
+}
+
+// realNodeStatus checks a real node's daemons.
+func realNodeStatus(n *Node) []DaemonStatus {
+	r := n.Real
+	return []DaemonStatus{{"anchor", procStatus(r.Anchor)}, {"containerd", procStatus(r.Containerd)},
+		{"kubelet", procStatus(r.Kubelet)}, {"kube-proxy", procStatus(r.KubeProxy)}}
 }
 
 // AgentStatus is a node's agent in a Report.
@@ -119,6 +139,14 @@ func Status(ctx context.Context, name string) (*Report, error) {
 	} else {
 		r.EtcdHealthy = true
 	}
+	if st.RealMode() {
+		for _, d := range []DaemonStatus{{"kube-controller-manager", procStatus(st.Real.ControllerManager)}, {"kube-scheduler", procStatus(st.Real.Scheduler)}} {
+			r.ControlPlane = append(r.ControlPlane, d)
+			if !d.Alive {
+				r.Problems = append(r.Problems, fmt.Sprintf("%s (pid %d) is not running; see %s", d.Name, d.PID, d.Log))
+			}
+		}
+	}
 	if st.KubeMode() {
 		k := &KubeStatus{ProcessStatus: procStatus(st.Kube.APIServer), URL: st.Kube.URL, AdminKubeconfig: st.Kube.AdminKubeconfig}
 		switch {
@@ -149,12 +177,23 @@ func Status(ctx context.Context, name string) (*Report, error) {
 				r.Problems = append(r.Problems, fmt.Sprintf("node %s: agent not ready: %s", n.Name, a.NotReady))
 			}
 		}
+		if n.Real != nil {
+			ns.Daemons = realNodeStatus(&n)
+			for _, d := range ns.Daemons {
+				if !d.Alive {
+					r.Problems = append(r.Problems, fmt.Sprintf("node %s: %s (pid %d) is not running; see %s", n.Name, d.Name, d.PID, d.Log))
+				}
+			}
+		}
 		for _, p := range n.Pods {
 			ps := PodStatus{Name: p.Name, Namespace: p.Namespace, Exists: nsExists(p.Namespace), IP: p.IP, IPv6: p.IPv6, Server: procStatus(p.Server)}
 			if !ps.Exists {
 				r.Problems = append(r.Problems, "pod namespace "+p.Namespace+" is missing")
 			}
-			if !ps.Server.Alive {
+			if st.RealMode() {
+				// The server is the pod's container: kubelet watches it.
+				ps.Server = ProcessStatus{Alive: ps.Exists}
+			} else if !ps.Server.Alive {
 				r.Problems = append(r.Problems, fmt.Sprintf("pod %s: server (pid %d) is not running; see %s", p.Name, p.Server.PID, p.Server.Log))
 			}
 			ns.Pods = append(ns.Pods, ps)
@@ -216,6 +255,9 @@ func (r *Report) Print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "kube-apiserver: %s pid %d %s (admin kubeconfig %s)\n", k.URL, k.PID, state, k.AdminKubeconfig)
 	}
+	for _, d := range r.ControlPlane {
+		fmt.Fprintf(w, "%s: pid %d %s\n", d.Name, d.PID, mark(d.Alive))
+	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tNAMESPACE\tIP\tSUBNET\tPROCESS")
@@ -237,8 +279,19 @@ func (r *Report) Print(w io.Writer) {
 			}
 			proc = fmt.Sprintf("%s pid %d %s", what, a.PID, state)
 		}
+		if len(n.Daemons) > 0 {
+			var parts []string
+			for _, d := range n.Daemons[1:] {
+				parts = append(parts, fmt.Sprintf("%s %d %s", d.Name, d.PID, mark(d.Alive)))
+			}
+			proc = strings.Join(parts, ", ")
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Namespace, joinSet(n.IP, n.IPv6), joinSet(n.Subnet, n.IPv6Subnet), proc)
 		for _, p := range n.Pods {
+			if r.State != nil && r.State.RealMode() {
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t\tPod %s/%s %s\n", p.Name, p.Namespace, p.IP, KubeNamespace, p.Name, mark(p.Exists))
+				continue
+			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t\tserver pid %d %s\n", p.Name, p.Namespace, joinSet(p.IP, p.IPv6), p.Server.PID, mark(p.Server.Alive))
 		}
 	}

@@ -40,7 +40,7 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 			return nil, fmt.Errorf("find the twill binary for the pod servers: %w", err)
 		}
 	}
-	if c.Agent {
+	if c.Agent && !c.Kubernetes {
 		if c.CNIBin, err = FindCNI(c.CNIBin); err != nil {
 			return nil, err
 		}
@@ -67,9 +67,29 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 			return nil, err
 		}
 	}
+	var real RealState
+	if c.Kubernetes {
+		if c.ImageDir, err = FindImageDir(c.ImageDir); err != nil {
+			return nil, err
+		}
+		if err := findRealBinaries(&real); err != nil {
+			return nil, err
+		}
+		if real.TwillImage, real.TestServerImage, err = readImageRefs(c.ImageDir); err != nil {
+			return nil, err
+		}
+	}
 	st = plan(c)
+	if st.Real != nil {
+		real.ProxyMode, real.ImageDir = st.Real.ProxyMode, st.Real.ImageDir
+		*st.Real = real
+	}
 	started := time.Now()
 	defer func() {
+		if err != nil && c.KeepOnFailure {
+			fmt.Fprintf(c.Out, "lab up failed: the lab is left as it is for inspection (logs in %s); remove it with `twill lab down --name %s`\n", filepath.Join(StateDir(c.Name), "logs"), c.Name)
+			return
+		}
 		if err != nil {
 			fmt.Fprintf(c.Out, "lab up failed: cleaning up what was made ...\n")
 			if derr := Down(context.Background(), c.Name, nil); derr != nil {
@@ -85,7 +105,10 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 		return nil, err
 	}
 	mode := st.Mode
-	if st.KubeMode() {
+	switch {
+	case st.RealMode():
+		mode += " (real nodes: kubelet, containerd, kube-proxy " + st.Real.ProxyMode + "; twill from its image)"
+	case st.KubeMode():
 		mode += " (leases through kube-apiserver)"
 	}
 	if st.HasIPv6() {
@@ -97,6 +120,8 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 	fmt.Fprintf(c.Out, "Building lab %q: %d nodes x %d pods, backend %s, %s mode (state in %s)\n", c.Name, c.Nodes, c.Pods, st.BackendName(), mode, StateDir(c.Name))
 	steps := staticSteps(ctx, c, st)
 	switch {
+	case st.RealMode():
+		steps = realSteps(ctx, c, st)
 	case st.KubeMode():
 		steps = kubeSteps(ctx, c, st)
 	case c.Agent:
@@ -305,7 +330,11 @@ func PrintSummary(w io.Writer, st *State) {
 	if st.HasIPv6() {
 		fmt.Fprintf(w, "IP family: %s (IPv6 pod network %s, outside at %s)\n", st.Family(), ClusterCIDRv6, UnderlayGatewayV6)
 	}
-	if st.KubeMode() {
+	switch {
+	case st.RealMode():
+		fmt.Fprintf(w, "kube-apiserver: %s (in %s); admin kubeconfig %s; twill: DaemonSet %s/%s (%s), kube-proxy --proxy-mode %s\n",
+			st.Kube.URL, st.Underlay, st.Kube.AdminKubeconfig, TwillNamespace, TwillDaemonSet, st.Real.TwillImage, st.Real.ProxyMode)
+	case st.KubeMode():
 		fmt.Fprintf(w, "kube-apiserver: %s (in %s); admin kubeconfig %s; agents use %s in their roots\n", st.Kube.URL, st.Underlay, st.Kube.AdminKubeconfig, "etc/twill/kubeconfig")
 	}
 	kubernetes := "10.96.0.1:443 (rules only)"
@@ -331,6 +360,10 @@ func PrintSummary(w io.Writer, st *State) {
 	}
 	if !st.HasIPv4() {
 		hints = append(hints[:1], hints[2:]...)
+	}
+	if st.RealMode() {
+		hints = append(hints[:2], [2]string{fmt.Sprintf("twill lab exec%s underlay -- kubectl get pods -A -o wide", fl), "the cluster's pods: twill's DaemonSet, the lab's pods"},
+			hints[3])
 	}
 	if st.AgentMode() {
 		hints = append(hints,

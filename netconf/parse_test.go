@@ -443,3 +443,38 @@ func TestPoolFreeMatchesDefinition(t *testing.T) {
 		break
 	}
 }
+
+// With the Kubernetes store nodeipam hands out Network's subnets from the
+// first one: NodeIPAMRange makes all of them allocatable, whatever the
+// etcd-era bounds say.
+func TestNodeIPAMRangeAcceptsTheFirstSubnet(t *testing.T) {
+	c, err := Parse("test", []byte(`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := netip.MustParsePrefix("10.244.0.0/24")
+	if c.Allocatable(first) {
+		t.Fatalf("the default SubnetMin %s should exclude %s (etcd mode, as Flannel)", c.SubnetMin, first)
+	}
+	k := c.NodeIPAMRange()
+	for _, sn := range []string{"10.244.0.0/24", "10.244.1.0/24", "10.244.255.0/24"} {
+		if !k.Allocatable(netip.MustParsePrefix(sn)) {
+			t.Errorf("NodeIPAMRange: %s not allocatable (SubnetMin %s, SubnetMax %s)", sn, k.SubnetMin, k.SubnetMax)
+		}
+	}
+	if k.Pool(IPv4).Count() != 256 {
+		t.Errorf("NodeIPAMRange: %d subnets, want all 256 /24 of 10.244.0.0/16", k.SubnetCount())
+	}
+	if (Config{}).NodeIPAMRange() != (Config{}) {
+		t.Error("NodeIPAMRange changed a Config that did not come from Parse")
+	}
+	// Dual stack: nodeipam hands out the first IPv6 subnet too.
+	d, err := Parse("test", []byte(`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first6 := netip.MustParsePrefix("fd00:10:244::/64")
+	if d.Pool(IPv6).Allocatable(first6) || !d.NodeIPAMRange().Pool(IPv6).Allocatable(first6) || d.NodeIPAMRange().Pool(IPv6).Count() != 256 {
+		t.Errorf("NodeIPAMRange IPv6: %+v", d.NodeIPAMRange().Pool(IPv6))
+	}
+}

@@ -112,3 +112,30 @@ func addr(v uint32) netip.Addr {
 	binary.BigEndian.PutUint32(b[:], v)
 	return netip.AddrFrom4(b)
 }
+
+// NodeIPAMRange returns c with SubnetMin and SubnetMax widened to every
+// subnet of Network. With the Kubernetes store the node subnets are
+// kube-controller-manager's (--allocate-node-cidrs): nodeipam hands out
+// Network's subnets from the first one (10.244.0.0/24 included), so the
+// etcd-era default SubnetMin (the second subnet) would reject a real
+// cluster's first node. Flannel's kube subnet manager ignores the two keys
+// too. Both families are widened (nodeipam hands out IPv6 subnets the
+// same way). A Config that did not come from Parse is returned unchanged.
+func (c Config) NodeIPAMRange() Config {
+	for _, f := range c.Families() {
+		pl := c.Pool(f)
+		if !pl.usable() {
+			continue
+		}
+		abits := pl.Network.Addr().BitLen()
+		first := toU128(pl.Network.Masked().Addr())
+		last := first.add(u128{lo: 1}.shl(uint(abits - pl.Network.Bits()))).sub(pl.step())
+		lo, hi := first.addr(f == IPv4), last.addr(f == IPv4)
+		if f == IPv6 {
+			c.IPv6SubnetMin, c.IPv6SubnetMax = lo, hi
+		} else {
+			c.SubnetMin, c.SubnetMax = lo, hi
+		}
+	}
+	return c
+}

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Installs what twill's lab, demo and tests need on a Debian machine where you
 # are root: the Debian packages below (with --kube, for the tests, also
-# chromium), and real etcd, cnitool, flanneld, bridge, host-local,
-# kube-apiserver and kubectl binaries built from the Go module proxy into bin/ (cached: rebuilt
-# only when tools/ changes).
+# chromium, containerd and runc), and real etcd, cnitool, flanneld, bridge,
+# host-local, portmap and (with --kube) kube-apiserver, kubectl, kubelet,
+# kube-controller-manager, kube-scheduler and kube-proxy binaries built from
+# the Go module proxy into bin/ (cached: rebuilt only when tools/ changes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(iptables nftables iproute2 conntrack iperf3 tcpdump ethtool ipset procps)
 # The tests (--kube, make test) also open the HTML pages of trace and doctor
-# in headless Chromium; the demo does not need it.
+# in headless Chromium; the demo does not need it. The real nodes of
+# `twill lab up --kubernetes` run Debian's containerd (1.6) and runc.
 if [ "${1:-}" = "--kube" ]; then
-	pkgs+=(chromium)
+	pkgs+=(chromium containerd runc)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
@@ -61,8 +63,10 @@ if [ ! -x bin/flanneld ] || [ ! -x bin/bridge ] || [ ! -x bin/host-local ] || [ 
 	echo "$fwant" > "$fstamp"
 fi
 # The real kube-apiserver and kubectl for the lab's Kubernetes mode and its
-# tests: a separate module (k8s.io/kubernetes needs its staging modules
-# replaced); the cold build takes several minutes, then it is cached.
+# tests, and kubelet, kube-controller-manager, kube-scheduler and kube-proxy
+# for its real nodes (lab up --kubernetes): a separate module (k8s.io/kubernetes
+# needs its staging modules replaced); the cold build takes 10-15 minutes
+# (kubelet alone about 3), then it is cached.
 # Only with --kube (make test): the demo does not need them.
 if [ "${1:-}" = "--kube" ]; then
 kstamp=bin/.kube.stamp
@@ -76,11 +80,15 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 	kldflags+=" -X $pkg.gitVersion=$kver -X $pkg.gitMajor=1 -X $pkg.gitMinor=$kminor"
 	kldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
+kbins=(kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler kube-proxy)
 kwant=$( (cat tools/kube/go.mod tools/kube/go.sum tools/kube/*/main.go; echo "$kldflags") | sha256sum | cut -d' ' -f1)
-if [ ! -x bin/kube-apiserver ] || [ ! -x bin/kubectl ] || [ "$(cat "$kstamp" 2>/dev/null)" != "$kwant" ]; then
-	echo "setup: building kube-apiserver and kubectl from k8s.io/kubernetes into bin/ (first time: 5-10 minutes)"
-	(cd tools/kube && go build -ldflags "$kldflags" -o ../../bin/kube-apiserver ./kube-apiserver &&
-		go build -ldflags "$kldflags" -o ../../bin/kubectl ./kubectl)
+kmissing=0
+for b in "${kbins[@]}"; do [ -x "bin/$b" ] || kmissing=1; done
+if [ "$kmissing" = 1 ] || [ "$(cat "$kstamp" 2>/dev/null)" != "$kwant" ]; then
+	echo "setup: building ${kbins[*]} from k8s.io/kubernetes into bin/ (first time: 10-15 minutes)"
+	for b in "${kbins[@]}"; do
+		(cd tools/kube && go build -ldflags "$kldflags" -o "../../bin/$b" "./$b")
+	done
 	echo "$kwant" > "$kstamp"
 fi
 fi

@@ -7,7 +7,10 @@
 //
 // It writes <out>/twill.oci.tar (OCI image layout), <out>/twill.docker.tar
 // (docker-archive), <out>/twill.ref and, with --manifest, <out>/twill.yaml, and prints the reference and the
-// manifest digest.
+// manifest digest. With --pause and --testserver it also writes the lab's
+// one-program images as docker-archives: <out>/pause.docker.tar (tagged
+// image.PauseRef) and <out>/testserver.docker.tar (image.TestServerRepository
+// with --ref's tag), for `twill lab up --kubernetes`.
 package main
 
 import (
@@ -31,12 +34,14 @@ func main() {
 
 func run() error {
 	var s image.Spec
-	var out, epoch, manifest string
+	var out, epoch, manifest, pause, testserver string
 	flag.StringVar(&s.Twill, "twill", "", "static twill binary")
 	flag.StringVar(&s.TwillCNI, "twill-cni", "", "static twill-cni binary")
 	flag.StringVar(&s.Loopback, "loopback", "", "static loopback CNI plugin")
 	flag.StringVar(&s.Ref, "ref", "", "image reference with the version tag ("+image.Repository+":<git describe>)")
 	flag.StringVar(&manifest, "manifest", "", "also write <out>/twill.yaml: this manifest with twill's image set to --ref")
+	flag.StringVar(&pause, "pause", "", "static twill-pause binary: also write <out>/pause.docker.tar ("+image.PauseRef+")")
+	flag.StringVar(&testserver, "testserver", "", "static twill-testserver binary: also write <out>/testserver.docker.tar ("+image.TestServerRepository+":<tag of --ref>)")
 	flag.StringVar(&out, "out", "bin/image", "output directory")
 	flag.StringVar(&epoch, "source-date-epoch", os.Getenv("SOURCE_DATE_EPOCH"), "time of every file, in seconds since 1970 (default $SOURCE_DATE_EPOCH)")
 	flag.Parse()
@@ -87,6 +92,40 @@ func run() error {
 		if err := os.WriteFile(filepath.Join(out, "twill.yaml"), b, 0o644); err != nil {
 			return err
 		}
+	}
+	for _, p := range []struct{ bin, path, ref, file string }{
+		{pause, image.PausePath, image.PauseRef, "pause.docker.tar"},
+		{testserver, image.TestServerPath, image.TestServerRepository + ":" + tag.TagStr(), "testserver.docker.tar"},
+	} {
+		if p.bin == "" {
+			continue
+		}
+		if err := writeProgram(filepath.Join(out, p.file), image.ProgramSpec{Binary: p.bin, Path: p.path, Ref: p.ref, Epoch: s.Epoch}); err != nil {
+			return err
+		}
+	}
+	// twill's own line last: scripts read the reference and digest there.
+	fmt.Printf("%s %s\n", tag.Name(), dig)
+	return nil
+}
+
+// writeProgram builds a one-program image and writes it as a docker-archive
+// at path, printing its reference and digest.
+func writeProgram(path string, s image.ProgramSpec) error {
+	tag, err := image.ParseRef(s.Ref)
+	if err != nil {
+		return err
+	}
+	img, err := image.BuildProgram(s)
+	if err != nil {
+		return err
+	}
+	if err := image.WriteDockerArchive(path, tag, img); err != nil {
+		return err
+	}
+	dig, err := img.Digest()
+	if err != nil {
+		return err
 	}
 	fmt.Printf("%s %s\n", tag.Name(), dig)
 	return nil

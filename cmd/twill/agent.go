@@ -114,6 +114,9 @@ func runAgent(cmd *cobra.Command, o *agentOpts) error {
 		if err != nil {
 			return &exitError{2, err}
 		}
+		if o.kube.store == storeKubernetes {
+			cfg = cfg.NodeIPAMRange() // the subnets are nodeipam's, from the first one
+		}
 		opt.NetConf = &cfg
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)

@@ -130,9 +130,21 @@ node1..N, with kube-flannel's --ip-masq, all nodes on Flannel's etcd prefix
 /coreos.com/network; pods there are wired by the bridge and host-local plugins
 as Flannel's CNI plugin delegates them (bridge cni0, network cbr0, allocations
 in <root>/var/lib/cni/networks/cbr0). 'twill lab agent NODE stop|switch|start'
-swaps a node between flanneld and twill (see 'twill migrate').`,
+swaps a node between flanneld and twill (see 'twill migrate').
+
+--kubernetes builds a real cluster instead: kube-apiserver (Node,RBAC),
+kube-controller-manager (--allocate-node-cidrs) and kube-scheduler in the
+underlay namespace; on every node, in its own network and mount namespace,
+Debian's containerd, a real kubelet and a real kube-proxy (--proxy-mode
+iptables or nftables). The images of 'make image' (bin/image, or --image-dir)
+are imported into every node's containerd, twill is installed with
+'kubectl apply' of bin/image/twill.yaml, and the lab's pods are real Pods of
+the test-server image, pinned to their nodes, its Services real Services.
+The binaries come from 'make tools-kube' (bin/kubelet, bin/kube-proxy, ...).
+Takes 1-3 minutes; see docs/lab.md "Real nodes".`,
 		Example: `  twill lab up
   twill lab up --store kubernetes       # agents lease through a real kube-apiserver
+  twill lab up --kubernetes             # real nodes: kubelet, containerd, kube-proxy; twill's DaemonSet
   twill lab up --nodes 2 --pods 3 --backend host-gw --name gw
   twill lab up --static                 # no agents: the lab programs the network
   twill lab up --flannel-nodes 3        # every node on flanneld, to try 'twill migrate'
@@ -167,6 +179,10 @@ swaps a node between flanneld and twill (see 'twill migrate').`,
 	fs.IntVar(&c.FlannelNodes, "flannel-nodes", 0, "run flanneld instead of twill agent on the first N nodes (etcd store)")
 	fs.StringVar(&c.FlanneldBin, "flanneld-bin", "", "flanneld binary for --flannel-nodes (default: $TWILL_FLANNELD_BIN, next to twill, ./bin, $PATH)")
 	fs.StringVar(&c.IPFamily, "ip-family", lab.IPFamilyIPv4, "the pod network's IP family: ipv4, ipv6 (IPv6 only) or dual (agent mode, etcd store; see docs/ipv6.md)")
+	fs.BoolVar(&c.Kubernetes, "kubernetes", false, "a real cluster: control plane, kubelet + containerd + kube-proxy per node, twill installed from its image with kubectl apply")
+	fs.BoolVar(&c.KeepOnFailure, "keep-on-failure", false, "when a step fails, leave the lab as it is for inspection (remove it with 'twill lab down')")
+	fs.StringVar(&c.ProxyMode, "proxy-mode", "", "kube-proxy's mode with --kubernetes: iptables (default) or nftables")
+	fs.StringVar(&c.ImageDir, "image-dir", "", "with --kubernetes: the output of 'make image' (default: $TWILL_IMAGE_DIR, image/ next to twill, ./bin/image)")
 	fs.StringVar(&c.KubectlBin, "kubectl-bin", "", "kubectl binary for --store kubernetes, put first on PATH by 'lab exec' (default: search, see above)")
 	return cmd
 }
@@ -177,8 +193,12 @@ func newLabDownCmd(name *string) *cobra.Command {
 		Short: "Remove a lab: its processes, namespaces and state (safe to repeat)",
 		Long: `down stops the lab's processes (etcd, agents, pod servers, anything else running
 in its namespaces; agents just exit, nothing is uninstalled), deletes every namespace named <name>-underlay, <name>-nodeN or
-<name>-nodeN-x, and removes /run/twill-lab/<name>. It works even when the state
-file is missing or corrupt, and does nothing when the lab does not exist.`,
+<name>-nodeN-x, and removes /run/twill-lab/<name>. On real nodes (lab up
+--kubernetes) it stops the kubelets and kube-proxies first, then the containers
+(every process in the lab's cgroups), then containerd and the node namespaces'
+anchors (their mounts go with them), and removes the cgroup directories
+/sys/fs/cgroup/*/twill-lab-<name>. It works even when the state file is missing
+or corrupt, and does nothing when the lab does not exist.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return lab.Down(context.Background(), *name, cmd.OutOrStdout())

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twillnet/twill/nsrun"
+	labpkg "github.com/twillnet/twill/lab"
 )
 
 // TestIPv6Labs builds one lab per IP family (dual stack, IPv6 only) and
@@ -135,29 +135,15 @@ func hostOf(a string) string {
 // node to reach it with its node's underlay address of f as the source.
 func leavesMasqueradedOver(t *testing.T, name string, st labStatus, f string) {
 	t.Helper()
-	network, outside := "tcp4", "192.168.77.1"
+	outside, serve := "192.168.77.1", labpkg.OutsideServer
 	if f == "ipv6" {
-		network, outside = "tcp6", "fd00:77::1"
+		outside, serve = "fd00:77::1", labpkg.OutsideServerV6
 	}
-	var ln net.Listener
-	if err := nsrun.Do(name+"-underlay", func() error {
-		var err error
-		ln, err = net.Listen(network, net.JoinHostPort(outside, "9999"))
-		return err
-	}); err != nil {
+	stop, err := serve(name, 9999)
+	if err != nil {
 		t.Fatalf("outside server on %s: %v", outside, err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "outside %s\n", c.RemoteAddr())
-			c.Close()
-		}
-	}()
+	defer stop()
 	for _, n := range st.Nodes {
 		from := n.Pods[0].Name
 		r := tw(t, "lab", "call", from, net.JoinHostPort(outside, "9999"), "--timeout", "2s", "--name", name)

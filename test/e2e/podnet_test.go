@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	labpkg "github.com/twillnet/twill/lab"
 	"github.com/twillnet/twill/nsrun"
 )
 
@@ -65,25 +66,11 @@ func allPods(st labStatus) []pod {
 // network) and answers each connection with the address it saw.
 func outsideServer(t *testing.T, name string, port int) {
 	t.Helper()
-	var ln net.Listener
-	if err := nsrun.Do(name+"-underlay", func() error {
-		var err error
-		ln, err = net.Listen("tcp4", fmt.Sprintf("192.168.77.1:%d", port))
-		return err
-	}); err != nil {
+	stop, err := labpkg.OutsideServer(name, port)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "outside %s\n", c.RemoteAddr())
-			c.Close()
-		}
-	}()
+	t.Cleanup(stop)
 }
 
 func checkMasquerade(t *testing.T, name string) {

@@ -1,0 +1,244 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/twillnet/twill/image"
+	"github.com/twillnet/twill/kubecreds"
+)
+
+// Kubernetes mode (Config.Kubernetes, `twill lab up --kubernetes`,
+// ModeKubernetes): the lab is a real cluster. The underlay namespace runs
+// etcd, kube-apiserver (token users, Node,RBAC authorization),
+// kube-controller-manager (--allocate-node-cidrs: nodeipam gives the nodes
+// their podCIDRs; the EndpointSlices are the real controller's) and
+// kube-scheduler. Every node is a network namespace plus a mount namespace
+// held by an anchor process (see nodeMountScript), in which Debian's
+// containerd, a real kubelet and a real kube-proxy run; the images of
+// `make image` are imported into each node's containerd with ctr. twill is
+// installed with `kubectl apply` of the manifest `make image` rendered, as a
+// user would, and the lab's pods (node1-a, ...) are real Pods pinned to
+// their nodes, its Services real Services. Each pod's network namespace is
+// attached under /run/netns as <lab>-<pod>, so `lab call`, `lab exec`,
+// doctor and trace reach it as in the other modes.
+//
+// Nothing global changes on the host: kubelet's kernel sysctls are answered
+// by files bound over /proc/sys inside the node's mount namespace,
+// kube-proxy leaves the conntrack limits alone (--conntrack-max-per-core 0),
+// and every cgroup lives below /sys/fs/cgroup/<controller>/twill-lab-<lab>/.
+
+// ModeKubernetes is the mode of a lab of real nodes (State.Mode).
+const ModeKubernetes = "kubernetes"
+
+// Proxy modes of the real kube-proxy (Config.ProxyMode).
+const (
+	ProxyIptables = "iptables"
+	ProxyNftables = "nftables"
+)
+
+// realTimeout bounds each wait of a real cluster's bring-up (nodes
+// registered, DaemonSet ready, pods ready): generous for a cold 2-core machine.
+const realTimeout = 4 * time.Minute
+
+// RealState is what a lab of real nodes adds to State.
+type RealState struct {
+	// ProxyMode is kube-proxy's --proxy-mode.
+	ProxyMode string `json:"proxyMode"`
+	// ImageDir holds the images and the manifest `make image` wrote.
+	ImageDir string `json:"imageDir"`
+	// TwillImage and TestServerImage are the references of twill's image
+	// and of the pods' test server.
+	TwillImage      string `json:"twillImage"`
+	TestServerImage string `json:"testServerImage"`
+	// Binaries of the control plane and the nodes.
+	KubeletBin           string `json:"kubeletBin"`
+	ControllerManagerBin string `json:"controllerManagerBin"`
+	SchedulerBin         string `json:"schedulerBin"`
+	KubeProxyBin         string `json:"kubeProxyBin"`
+	ContainerdBin        string `json:"containerdBin"`
+	CtrBin               string `json:"ctrBin"`
+	// ControllerManager and Scheduler run in the underlay namespace.
+	ControllerManager Process `json:"controllerManager"`
+	Scheduler         Process `json:"scheduler"`
+}
+
+// RealNode is one real node's processes (Node.Real).
+type RealNode struct {
+	// Anchor holds the node's mount namespace (it sleeps once the mounts
+	// are made); the other daemons enter it with nsenter.
+	Anchor     Process `json:"anchor"`
+	Containerd Process `json:"containerd"`
+	Kubelet    Process `json:"kubelet"`
+	KubeProxy  Process `json:"kubeProxy"`
+	// Dir is the node's own directory (configs, containerd's root, overlays).
+	Dir string `json:"dir"`
+}
+
+// RealMode tells whether the lab is a cluster of real nodes.
+func (st *State) RealMode() bool { return st.Mode == ModeKubernetes && st.Real != nil }
+
+// Files of `make image` a real cluster needs, in Config.ImageDir.
+const (
+	twillArchive      = "twill.docker.tar"
+	pauseArchive      = "pause.docker.tar"
+	testServerArchive = "testserver.docker.tar"
+	twillManifest     = "twill.yaml"
+	twillRefFile      = "twill.ref"
+)
+
+// FindImageDir resolves the directory of `make image`'s output: explicit
+// (flag), then $TWILL_IMAGE_DIR, then image/ next to the twill binary, then
+// ./bin/image. It must hold every file a real cluster imports or applies.
+func FindImageDir(explicit string) (string, error) {
+	var cands []string
+	switch {
+	case explicit != "":
+		cands = []string{explicit}
+	case os.Getenv("TWILL_IMAGE_DIR") != "":
+		cands = []string{os.Getenv("TWILL_IMAGE_DIR")}
+	default:
+		if exe, err := os.Executable(); err == nil {
+			cands = append(cands, filepath.Join(filepath.Dir(exe), "image"))
+		}
+		cands = append(cands, filepath.Join("bin", "image"))
+	}
+	var missing []string
+	for _, d := range cands {
+		missing = missing[:0]
+		for _, f := range []string{twillArchive, pauseArchive, testServerArchive, twillManifest, twillRefFile} {
+			if _, err := os.Stat(filepath.Join(d, f)); err != nil {
+				missing = append(missing, f)
+			}
+		}
+		if len(missing) == 0 {
+			return filepath.Abs(d)
+		}
+	}
+	return "", fmt.Errorf("no complete image directory (looked in %s; missing %s): run `make image` (writes bin/image) or pass --image-dir",
+		strings.Join(cands, ", "), strings.Join(missing, ", "))
+}
+
+// findRealBinaries resolves every binary of a real cluster into st.Real.
+func findRealBinaries(r *RealState) error {
+	kube := func(name string) (string, error) {
+		env := "TWILL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")) + "_BIN"
+		return findBinary(name, "", "", env, fmt.Sprintf("%s not found: run `make tools-kube` (scripts/setup.sh --kube builds it into bin/ from k8s.io/kubernetes) or set $%s", name, env))
+	}
+	deb := func(name string) (string, error) {
+		env := "TWILL_" + strings.ToUpper(name) + "_BIN"
+		return findBinary(name, "", "", env, fmt.Sprintf("%s not found: install Debian's containerd and runc (`make tools-kube` does) or set $%s", name, env))
+	}
+	var err error
+	for _, b := range []struct {
+		dst  *string
+		name string
+		find func(string) (string, error)
+	}{
+		{&r.KubeletBin, "kubelet", kube}, {&r.ControllerManagerBin, "kube-controller-manager", kube},
+		{&r.SchedulerBin, "kube-scheduler", kube}, {&r.KubeProxyBin, "kube-proxy", kube},
+		{&r.ContainerdBin, "containerd", deb}, {&r.CtrBin, "ctr", deb},
+	} {
+		if *b.dst, err = b.find(b.name); err != nil {
+			return err
+		}
+	}
+	for _, name := range []string{"runc", "containerd-shim-runc-v2", "nsenter", "unshare", "mount"} {
+		if _, err := deb(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readImageRefs reads the image references of dir: twill's from twill.ref,
+// the test server's with the same tag.
+func readImageRefs(dir string) (twill, testServer string, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, twillRefFile))
+	if err != nil {
+		return "", "", fmt.Errorf("image: %w (run `make image`)", err)
+	}
+	tag, err := image.ParseRef(strings.TrimSpace(string(b)))
+	if err != nil {
+		return "", "", fmt.Errorf("%s: %w", filepath.Join(dir, twillRefFile), err)
+	}
+	return tag.Name(), image.TestServerRepository + ":" + tag.TagStr(), nil
+}
+
+// Token users of a real cluster's components (apiserver --token-auth-file);
+// the bootstrap RBAC policy already grants them what they need.
+const (
+	userControllerManager = "system:kube-controller-manager"
+	userScheduler         = "system:kube-scheduler"
+	userKubeProxy         = "system:kube-proxy"
+)
+
+// kubeletUser is node's kubelet user (Node authorizer, NodeRestriction).
+func kubeletUser(node string) string { return "system:node:" + node }
+
+// realUsers are the token users of a real cluster beyond the admin, each
+// with the kubeconfig file it gets.
+func realUsers(st *State) ([]kubecreds.User, []string) {
+	dir := kubeDir(st.Name)
+	users := []kubecreds.User{
+		{Name: userControllerManager, Token: kubecreds.RandomToken()},
+		{Name: userScheduler, Token: kubecreds.RandomToken()},
+		{Name: userKubeProxy, Token: kubecreds.RandomToken()},
+	}
+	paths := []string{filepath.Join(dir, "controller-manager.kubeconfig"), filepath.Join(dir, "scheduler.kubeconfig"), filepath.Join(dir, "kube-proxy.kubeconfig")}
+	for _, n := range st.Nodes {
+		users = append(users, kubecreds.User{Name: kubeletUser(n.Name), Token: kubecreds.RandomToken(), Group: "system:nodes"})
+		paths = append(paths, filepath.Join(n.Real.Dir, "kubelet.kubeconfig"))
+	}
+	return users, paths
+}
+
+// realSteps build a lab of real nodes.
+func realSteps(ctx context.Context, c Config, st *State) []step {
+	r := st.Real
+	return append(underlaySteps(ctx, st), []step{
+		{fmt.Sprintf("kube-apiserver: %s in %s (Node,RBAC, NodeRestriction, token users), waiting for /readyz (10-30 s)", KubeAPIServerURL, st.Underlay), func() error {
+			return startKubeAPIServer(ctx, st, c.Out)
+		}},
+		{"kube-controller-manager (--allocate-node-cidrs " + ClusterCIDR.String() + ", /24 per node) and kube-scheduler in " + st.Underlay, func() error {
+			return startControlPlane(st)
+		}},
+		{fmt.Sprintf("nodes: a mount namespace each (overlays on /etc /opt /var, own /run, fresh /sys, kubelet's sysctls answered locally), cgroups below twill-lab-%s/", st.Name), func() error {
+			return eachNode(ctx, st, func(n *Node) error { return startNodeNamespace(ctx, st, n) })
+		}},
+		{"containerd (Debian's, restrict_oom_score_adj) on every node; images imported with ctr: twill, pause, test server", func() error {
+			return eachNode(ctx, st, func(n *Node) error { return startContainerd(ctx, st, n) })
+		}},
+		{fmt.Sprintf("kubelet and kube-proxy (--proxy-mode %s) on every node; waiting for the Nodes and their podCIDRs from nodeipam", r.ProxyMode), func() error {
+			if err := eachNode(ctx, st, func(n *Node) error { return startKubelet(st, n) }); err != nil {
+				return err
+			}
+			if err := eachNode(ctx, st, func(n *Node) error { return startKubeProxy(st, n) }); err != nil {
+				return err
+			}
+			return waitNodeCIDRs(ctx, st, c.Out)
+		}},
+		{fmt.Sprintf("twill: kubectl apply -f %s (image %s); waiting for the DaemonSet and Ready nodes", filepath.Join(r.ImageDir, twillManifest), r.TwillImage), func() error {
+			if err := applyTwill(ctx, c, st); err != nil {
+				return err
+			}
+			return waitTwillReady(ctx, st, c.Out)
+		}},
+		{fmt.Sprintf("pods: %d per node (image %s, pinned with nodeSelector), Services; waiting until Ready, attaching their namespaces", c.Pods, r.TestServerImage), func() error {
+			if err := createRealWorkloads(ctx, st); err != nil {
+				return err
+			}
+			return waitRealPods(ctx, st, c.Out)
+		}},
+		{"checking: every pod server is up, every Service has its endpoints", func() error {
+			if err := waitServers(ctx, st, 20*time.Second); err != nil {
+				return err
+			}
+			return waitEndpoints(ctx, st)
+		}},
+	}...)
+}

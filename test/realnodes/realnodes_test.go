@@ -1,0 +1,448 @@
+// Package realnodes is the end-to-end test of twill on real Kubernetes
+// nodes: `twill lab up --kubernetes` builds a control plane and nodes
+// running kubelet, containerd and kube-proxy, installs twill from its image
+// with kubectl apply, and the test checks what users depend on: the
+// DaemonSet is ready on every node, every pod reaches every pod (same node
+// and across nodes) without NAT, nodes reach pods, ClusterIP Services work
+// from pods and nodes, the NodePort Service from pods and nodes, pods reach kubernetes.default (10.96.0.1:443), traffic leaving
+// the cluster is masqueraded, twill trace explains a Service call, twill
+// doctor finds nothing wrong, and a deleted twill pod comes back under a TCP
+// stream without a reset; then `lab down` leaves nothing behind (also
+// without its state file, as after a crash) and no host-wide setting
+// changed. It runs with kube-proxy's iptables and nftables modes over
+// vxlan, and iptables over host-gw. It needs root, `make tools-kube` and
+// `make image` (make test does both).
+package realnodes
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twillnet/twill/lab"
+	"github.com/twillnet/twill/nsrun"
+)
+
+// twill is the binary under test, built by TestMain.
+var twill string
+
+// repoBin is the repository's bin/ (scripts/setup.sh and make image write it).
+var repoBin, _ = filepath.Abs("../../bin")
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "realnodes: these tests build a cluster in namespaces and need root; run `make test` as root")
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "twill-realnodes")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "realnodes:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	twill = filepath.Join(dir, "twill")
+	if out, err := exec.Command("go", "build", "-o", twill, "../../cmd/twill").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "realnodes: go build: %v\n%s", err, out)
+		return 1
+	}
+	for env, name := range map[string]string{"TWILL_ETCD_BIN": "etcd", "TWILL_KUBE_APISERVER_BIN": "kube-apiserver",
+		"TWILL_KUBECTL_BIN": "kubectl", "TWILL_KUBELET_BIN": "kubelet", "TWILL_KUBE_CONTROLLER_MANAGER_BIN": "kube-controller-manager",
+		"TWILL_KUBE_SCHEDULER_BIN": "kube-scheduler", "TWILL_KUBE_PROXY_BIN": "kube-proxy"} {
+		p := filepath.Join(repoBin, name)
+		if _, err := os.Stat(p); err != nil {
+			fmt.Fprintf(os.Stderr, "realnodes: bin/%s missing: run `make tools-kube` (or `make test`, which does)\n", name)
+			return 1
+		}
+		os.Setenv(env, p)
+	}
+	img := filepath.Join(repoBin, "image")
+	if _, err := os.Stat(filepath.Join(img, "testserver.docker.tar")); err != nil {
+		fmt.Fprintln(os.Stderr, "realnodes: bin/image is incomplete: run `make image` (or `make test`, which does)")
+		return 1
+	}
+	os.Setenv("TWILL_IMAGE_DIR", img)
+	return m.Run()
+}
+
+// result is a finished twill command.
+type result struct {
+	out  string
+	code int
+}
+
+// tw runs twill with args, bounded by timeout.
+func tw(t *testing.T, timeout time.Duration, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, twill, args...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if err != nil {
+		code = -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if ctx.Err() != nil {
+			return result{out: string(out) + fmt.Sprintf("\n(killed after %s)", timeout), code: -1}
+		}
+	}
+	return result{out: string(out), code: code}
+}
+
+// hostSettings are host-wide values a node could change (kubelet's
+// sysctls, kube-proxy's conntrack limits): they must not move.
+var hostSettings = []string{
+	"/proc/sys/vm/overcommit_memory", "/proc/sys/vm/panic_on_oom", "/proc/sys/kernel/panic",
+	"/proc/sys/kernel/panic_on_oops", "/proc/sys/kernel/keys/root_maxkeys", "/proc/sys/kernel/keys/root_maxbytes",
+	"/proc/sys/net/netfilter/nf_conntrack_max", "/sys/module/nf_conntrack/parameters/hashsize",
+	"/proc/sys/net/ipv4/ip_forward",
+}
+
+func readSettings() map[string]string {
+	m := map[string]string{}
+	for _, p := range hostSettings {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			m[p] = "(unreadable: " + err.Error() + ")"
+			continue
+		}
+		m[p] = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+// labState is the part of the lab's state.json the test reads.
+type labState struct {
+	Nodes []struct {
+		Name, IP, Subnet string
+		Pods             []struct{ Name, IP string }
+	}
+}
+
+func TestRealNodes(t *testing.T) {
+	for _, c := range []struct{ mode, backend, id string }{
+		{"iptables", "vxlan", "i"}, {"nftables", "vxlan", "n"}, {"iptables", "host-gw", "h"},
+	} {
+		t.Run(c.mode+"-"+c.backend, func(t *testing.T) { testCluster(t, c.mode, c.backend, c.id) })
+	}
+}
+
+func testCluster(t *testing.T, mode, backend, id string) {
+	name := fmt.Sprintf("rn%d%s", os.Getpid()%10000, id)
+	before := readSettings()
+	tw(t, 2*time.Minute, "lab", "down", "--name", name) // a lab left by an interrupted run
+	t.Cleanup(func() { down(t, name, before) })
+
+	start := time.Now()
+	r := tw(t, 12*time.Minute, "lab", "up", "--kubernetes", "--proxy-mode", mode, "--backend", backend, "--nodes", "2", "--pods", "2", "--name", name)
+	if r.code != 0 {
+		dump(t, name)
+		t.Fatalf("lab up --kubernetes --proxy-mode %s --backend %s failed (exit %d) after %s:\n%s", mode, backend, r.code, time.Since(start).Round(time.Second), r.out)
+	}
+	t.Logf("lab up --kubernetes (%s, %s, 2 nodes x 2 pods): %s", mode, backend, time.Since(start).Round(time.Second))
+	st := loadState(t, name)
+	failed := false
+	check := func(what string, fn func() error) {
+		t.Helper()
+		if err := fn(); err != nil {
+			t.Errorf("%s: %v", what, err)
+			failed = true
+		}
+	}
+	defer func() {
+		if failed {
+			dump(t, name)
+		}
+	}()
+
+	check("twill DaemonSet ready on every node", func() error {
+		r := tw(t, 30*time.Second, "lab", "exec", "--name", name, "underlay", "--", "kubectl", "-n", "kube-twill", "get", "ds", "twill",
+			"-o", "jsonpath={.status.desiredNumberScheduled} {.status.numberReady}")
+		if r.code != 0 || strings.TrimSpace(r.out) != "2 2" {
+			return fmt.Errorf("desired/ready = %q (exit %d), want \"2 2\"", strings.TrimSpace(r.out), r.code)
+		}
+		return nil
+	})
+	check("lab status healthy", func() error {
+		if r := tw(t, 30*time.Second, "lab", "status", "--name", name); r.code != 0 {
+			return fmt.Errorf("exit %d:\n%s", r.code, r.out)
+		}
+		return nil
+	})
+	// Every pod reaches every pod, itself included, across nodes (vxlan or
+	// host-gw): the server sees the caller's own address (no NAT).
+	for _, from := range st.Nodes {
+		for _, fp := range from.Pods {
+			for _, to := range st.Nodes {
+				for _, tp := range to.Pods {
+					check(fmt.Sprintf("pod %s -> pod %s (%s:8080)", fp.Name, tp.Name, tp.IP), func() error {
+						return call(t, name, fp.Name, tp.IP+":8080", tp.Name+" "+fp.IP+":")
+					})
+				}
+			}
+		}
+	}
+	for _, from := range st.Nodes {
+		for _, to := range st.Nodes {
+			tp := to.Pods[0]
+			check(fmt.Sprintf("node %s -> pod %s", from.Name, tp.Name), func() error {
+				return call(t, name, from.Name, tp.IP+":8080", tp.Name+" ")
+			})
+		}
+	}
+	check("pod node1-a -> ClusterIP 10.96.0.10:80 (lab/web)", func() error {
+		return call(t, name, "node1-a", "10.96.0.10:80", "node")
+	})
+	for _, n := range st.Nodes {
+		vip := fmt.Sprintf("10.96.1.%s:80", strings.TrimPrefix(n.Name, "node"))
+		check(fmt.Sprintf("pod %s -> ClusterIP %s (lab/local-%s, endpoint on the same node)", n.Pods[0].Name, vip, n.Name), func() error {
+			return call(t, name, n.Pods[0].Name, vip, n.Pods[1].Name+" "+n.Pods[0].IP+":")
+		})
+		check(fmt.Sprintf("pod node1-a -> ClusterIP %s (endpoint on %s)", vip, n.Name), func() error {
+			return call(t, name, "node1-a", vip, n.Pods[1].Name+" ")
+		})
+	}
+	check("node node2 -> ClusterIP 10.96.0.10:80 (lab/web)", func() error {
+		return call(t, name, "node2", "10.96.0.10:80", "node")
+	})
+	for _, n := range st.Nodes {
+		np := n.IP + ":30080"
+		check(fmt.Sprintf("pod node1-a -> NodePort %s (lab/web-nodeport)", np), func() error {
+			return call(t, name, "node1-a", np, "node")
+		})
+		check(fmt.Sprintf("node node1 -> NodePort %s (lab/web-nodeport)", np), func() error {
+			return call(t, name, "node1", np, "node")
+		})
+	}
+	check("pod node1-a -> kubernetes.default 10.96.0.1:443 (TLS with the lab's CA)", func() error {
+		return apiserverFromPod(name, name+"-node1-a")
+	})
+	check("pod node2-a -> kubernetes.default 10.96.0.1:443 (TLS with the lab's CA)", func() error {
+		return apiserverFromPod(name, name+"-node2-a")
+	})
+	check("pod -> outside (192.168.77.1) is masqueraded to its node's address", func() error {
+		stop, err := lab.OutsideServer(name, 9999)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		for _, n := range st.Nodes {
+			if err := call(t, name, n.Pods[0].Name, "192.168.77.1:9999", "outside "+n.IP+":"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	check("twill trace node1-a -> lab/local-node2 explains the real kube-proxy rules", func() error {
+		want := "established with " + st.Nodes[1].Pods[1].Name
+		r := tw(t, 2*time.Minute, "trace", "--lab", "--name", name, "--from", "node1-a", "--to", "10.96.1.2:80")
+		if r.code != 0 || !strings.Contains(r.out, want) {
+			return fmt.Errorf("exit %d, want the verdict %q:\n%s", r.code, want, r.out)
+		}
+		return nil
+	})
+	check("twill doctor on node1 finds nothing wrong", func() error {
+		r := tw(t, time.Minute, "lab", "exec", "--name", name, "node1", "--", twill, "doctor")
+		if r.code != 0 {
+			return fmt.Errorf("exit %d:\n%s", r.code, r.out)
+		}
+		return nil
+	})
+	if mode == "iptables" && backend == "vxlan" {
+		check("a twill pod deleted: the DaemonSet recreates it, a TCP stream across nodes sees no reset", func() error {
+			return deleteTwillPodUnderStream(t, name, st.Nodes[1].Pods[0].IP)
+		})
+	}
+	if mode == "nftables" && !failed {
+		// After a crash the state file may be gone: lab down must still
+		// find and remove everything (the Cleanup checks it does).
+		check("remove state.json, as a crash may", func() error {
+			return os.Remove(filepath.Join("/run/twill-lab", name, "state.json"))
+		})
+	}
+}
+
+// deleteTwillPodUnderStream keeps a TCP stream busy from node1-a to ip's
+// echo port while it deletes node1's twill pod and waits (bounded) for the
+// DaemonSet to be whole again; the stream must see no reset.
+func deleteTwillPodUnderStream(t *testing.T, lab, ip string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stream := exec.CommandContext(ctx, twill, "lab", "stream", "--name", lab, "node1-a", ip+":8081", "--for", "25s")
+	var out strings.Builder
+	stream.Stdout, stream.Stderr = &out, &out
+	if err := stream.Start(); err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second)
+	kubectl := func(args ...string) result {
+		return tw(t, 2*time.Minute, append([]string{"lab", "exec", "--name", lab, "underlay", "--", "kubectl", "-n", "kube-twill"}, args...)...)
+	}
+	pod := kubectl("get", "pods", "-l", "app=twill", "--field-selector", "spec.nodeName=node1", "-o", "jsonpath={.items[0].metadata.name}")
+	if pod.code != 0 || strings.TrimSpace(pod.out) == "" {
+		return fmt.Errorf("node1's twill pod: %q (exit %d)", pod.out, pod.code)
+	}
+	if r := kubectl("delete", "pod", strings.TrimSpace(pod.out), "--wait=true", "--timeout=60s"); r.code != 0 {
+		return fmt.Errorf("kubectl delete pod: exit %d: %s", r.code, r.out)
+	}
+	if r := kubectl("rollout", "status", "ds/twill", "--timeout=90s"); r.code != 0 {
+		return fmt.Errorf("the DaemonSet did not recover: exit %d: %s", r.code, r.out)
+	}
+	err := stream.Wait()
+	if err != nil || !strings.Contains(out.String(), "no reset") {
+		return fmt.Errorf("stream across the restart: %v: %s", err, out.String())
+	}
+	return nil
+}
+
+// call runs `twill lab call` from a node or pod and wants the reply to
+// start with want (or contain it, for replies naming any pod).
+func call(t *testing.T, lab, from, addr, want string) error {
+	t.Helper()
+	var last result
+	for range 3 { // a fresh conntrack/ARP entry may cost the first SYN
+		last = tw(t, 30*time.Second, "lab", "call", "--name", lab, from, addr, "--timeout", "3s")
+		if last.code == 0 && strings.Contains(last.out, want) {
+			return nil
+		}
+	}
+	return fmt.Errorf("reply %q (exit %d), want it to contain %q", strings.TrimSpace(last.out), last.code, want)
+}
+
+// apiserverFromPod makes a TLS connection from inside the pod's namespace
+// to 10.96.0.1:443, verified with the lab's CA, and asks /livez.
+func apiserverFromPod(lab, podNS string) error {
+	ca, err := os.ReadFile(filepath.Join("/run/twill-lab", lab, "kube", "ca.pem"))
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	var conn net.Conn
+	if err := nsrun.Do(podNS, func() error {
+		var err error
+		conn, err = net.DialTimeout("tcp", "10.96.0.1:443", 5*time.Second)
+		return err
+	}); err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	tc := tls.Client(conn, &tls.Config{RootCAs: pool, ServerName: "10.96.0.1"})
+	if err := tc.Handshake(); err != nil {
+		return fmt.Errorf("TLS handshake: %w", err)
+	}
+	fmt.Fprintf(tc, "GET /livez HTTP/1.1\r\nHost: 10.96.0.1\r\nConnection: close\r\n\r\n")
+	line, err := bufio.NewReader(tc).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	if !strings.HasPrefix(line, "HTTP/1.1 ") {
+		return fmt.Errorf("not an HTTP answer: %q", line)
+	}
+	return nil
+}
+
+// loadState reads the lab's state file.
+func loadState(t *testing.T, lab string) labState {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/run/twill-lab", lab, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st labState
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Nodes) != 2 {
+		t.Fatalf("state.json has %d nodes, want 2", len(st.Nodes))
+	}
+	for _, n := range st.Nodes {
+		if len(n.Pods) != 2 || n.Subnet == "" {
+			t.Fatalf("state.json: node %s: subnet %q, %d pods, want a subnet and 2 pods", n.Name, n.Subnet, len(n.Pods))
+		}
+		for _, p := range n.Pods {
+			if p.IP == "" {
+				t.Fatalf("state.json: pod %s has no address", p.Name)
+			}
+		}
+	}
+	return st
+}
+
+// dump logs what a person needs to see why the cluster failed: pods,
+// events, twill's agent logs, and the tail of every lab log.
+func dump(t *testing.T, lab string) {
+	t.Helper()
+	for _, args := range [][]string{
+		{"kubectl", "get", "nodes", "-o", "wide"},
+		{"kubectl", "get", "pods", "-A", "-o", "wide"},
+		{"kubectl", "get", "events", "-A", "--sort-by=.lastTimestamp"},
+		{"kubectl", "-n", "kube-twill", "logs", "-l", "app=twill", "--all-containers", "--prefix", "--tail", "60"},
+	} {
+		r := tw(t, 30*time.Second, append([]string{"lab", "exec", "--name", lab, "underlay", "--"}, args...)...)
+		t.Logf("$ %s\n%s", strings.Join(args, " "), r.out)
+	}
+	logs, _ := filepath.Glob(filepath.Join("/run/twill-lab", lab, "logs", "*.log"))
+	for _, l := range logs {
+		b, err := os.ReadFile(l)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		if len(lines) > 25 {
+			lines = lines[len(lines)-25:]
+		}
+		t.Logf("== %s (last lines)\n%s", l, strings.Join(lines, "\n"))
+	}
+}
+
+// down removes the lab and checks that nothing is left: no namespace, no
+// cgroup, no state, no host-wide setting changed.
+func down(t *testing.T, lab string, before map[string]string) {
+	t.Helper()
+	if r := tw(t, 3*time.Minute, "lab", "down", "--name", lab); r.code != 0 {
+		t.Errorf("lab down: exit %d:\n%s", r.code, r.out)
+	}
+	nss, _ := filepath.Glob("/run/netns/" + lab + "-*")
+	if len(nss) > 0 {
+		t.Errorf("lab down left namespaces %v", nss)
+	}
+	cgs, _ := filepath.Glob("/sys/fs/cgroup/*/twill-lab-" + lab)
+	if len(cgs) > 0 {
+		t.Errorf("lab down left cgroups %v", cgs)
+	}
+	if _, err := os.Stat(filepath.Join("/run/twill-lab", lab)); err == nil {
+		t.Errorf("lab down left /run/twill-lab/%s", lab)
+	}
+	if out, _ := exec.Command("pgrep", "-f", "/run/twill-lab/"+lab+"/").Output(); len(out) > 0 {
+		t.Errorf("lab down left processes %s", strings.Fields(string(out)))
+	}
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "/run/twill-lab/"+lab+"/") || strings.Contains(l, "/run/netns/"+lab+"-") {
+				t.Errorf("lab down left a mount: %s", l)
+			}
+		}
+	}
+	after := readSettings()
+	for _, p := range hostSettings {
+		if before[p] != after[p] {
+			t.Errorf("host setting %s changed: %q -> %q", p, before[p], after[p])
+		}
+	}
+}
