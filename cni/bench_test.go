@@ -84,7 +84,7 @@ func percentileMS(d []time.Duration, p int) float64 {
 
 // BenchmarkCNIAddDelVsFlannel measures twill-cni beside the chain Flannel's
 // CNI plugin delegates to (the reference bridge plugin calling host-local,
-// with the configuration flannel hands it: bin/bridge and bin/host-local,
+// with the configuration flannel hands it: bin/cni/bridge and bin/cni/host-local,
 // built by scripts/setup.sh), each on a node of its own, 100 pods each, in
 // the same run. The flannel plugin's own process (it execs bridge) is not
 // in Flannel's figures: the module is not served here, so its chain costs
@@ -92,12 +92,12 @@ func percentileMS(d []time.Duration, p int) float64 {
 // twill is faster). Run with -benchtime=1x.
 func BenchmarkCNIAddDelVsFlannel(b *testing.B) {
 	const pods = 100
-	bridge, err := filepath.Abs("../bin/bridge")
+	bridge, err := filepath.Abs("../bin/cni/bridge")
 	if err != nil {
 		b.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(filepath.Dir(bridge), "host-local")); err != nil {
-		b.Fatalf("bin/bridge and bin/host-local are missing: run `make tools` (%v)", err)
+		b.Fatalf("bin/cni/bridge and bin/cni/host-local are missing: run `make tools` (%v)", err)
 	}
 	tw := newNode(b, "10.244.6.1/24", 1450)
 	fl := newNode(b, "", 0)

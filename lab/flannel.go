@@ -42,13 +42,19 @@ func FindFlanneld(explicit string) (string, error) {
 		"flanneld not found: run `make tools` (scripts/setup.sh builds bin/flanneld) or pass --flanneld-bin")
 }
 
-// findCNIPlugin resolves an upstream CNI plugin (bridge, host-local) the
-// lab installs on Flannel nodes: next to flanneld first.
+// findCNIPlugin resolves an upstream CNI plugin (bridge, host-local,
+// portmap) the lab installs on Flannel nodes: in cni/ next to flanneld
+// (where scripts/setup.sh builds them), else ./bin/cni. They live in a
+// directory of their own because their names are those of system commands
+// (iproute2's bridge): in bin/, which `lab exec` puts first on PATH in a
+// Kubernetes lab, `bridge fdb show` would run the CNI plugin.
 func findCNIPlugin(name, flanneld string) (string, error) {
-	if p := filepath.Join(filepath.Dir(flanneld), name); isExecutable(p) {
-		return p, nil
+	for _, dir := range []string{filepath.Join(filepath.Dir(flanneld), "cni"), filepath.Join("bin", "cni")} {
+		if p := filepath.Join(dir, name); isExecutable(p) {
+			return filepath.Abs(p)
+		}
 	}
-	return findBinary(name, "", "", "", name+" (CNI plugin) not found: run `make tools` (scripts/setup.sh builds bin/bridge, bin/host-local and bin/portmap)")
+	return "", fmt.Errorf("%s (CNI plugin) not found in cni/ next to %s or in ./bin/cni: run `make tools` (scripts/setup.sh builds bin/cni/bridge, host-local and portmap)", name, flanneld)
 }
 
 func isExecutable(p string) bool {

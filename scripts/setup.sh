@@ -54,12 +54,14 @@ fi
 # (tools/cniplugins). A module of its own each.
 fstamp=bin/.flannel.stamp
 fwant=$(cat tools/flannel/go.mod tools/flannel/go.sum tools/flannel/flanneld/main.go tools/cniplugins/go.mod tools/cniplugins/go.sum tools/cniplugins/tools.go | sha256sum | cut -d' ' -f1)
-if [ ! -x bin/flanneld ] || [ ! -x bin/bridge ] || [ ! -x bin/host-local ] || [ ! -x bin/portmap ] || [ "$(cat "$fstamp" 2>/dev/null)" != "$fwant" ]; then
+if [ ! -x bin/flanneld ] || [ ! -x bin/cni/bridge ] || [ ! -x bin/cni/host-local ] || [ ! -x bin/cni/portmap ] || [ "$(cat "$fstamp" 2>/dev/null)" != "$fwant" ]; then
 	echo "setup: building flanneld, bridge, host-local and portmap from the Go module proxy into bin/ (first time: a minute or two)"
 	(cd tools/flannel && go build -o ../../bin/flanneld ./flanneld)
-	(cd tools/cniplugins && go build -o ../../bin/bridge github.com/containernetworking/plugins/plugins/main/bridge &&
-		go build -o ../../bin/host-local github.com/containernetworking/plugins/plugins/ipam/host-local &&
-		go build -o ../../bin/portmap github.com/containernetworking/plugins/plugins/meta/portmap)
+	# In bin/cni, not bin/: their names are system commands' (iproute2's bridge).
+	mkdir -p bin/cni
+	(cd tools/cniplugins && go build -o ../../bin/cni/bridge github.com/containernetworking/plugins/plugins/main/bridge &&
+		go build -o ../../bin/cni/host-local github.com/containernetworking/plugins/plugins/ipam/host-local &&
+		go build -o ../../bin/cni/portmap github.com/containernetworking/plugins/plugins/meta/portmap)
 	echo "$fwant" > "$fstamp"
 fi
 # The real kube-apiserver and kubectl for the lab's Kubernetes mode and its
