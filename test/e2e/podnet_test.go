@@ -240,8 +240,16 @@ func TestDockerForwardDropDoesNotStopPods(t *testing.T) {
 	defer func() {
 		inNode(t, "node2", "iptables-nft", "-P", "FORWARD", "ACCEPT")
 		inNode(t, "node2", "iptables-nft", "-D", "FORWARD", "-j", "DOCKER-USER")
-		inNode(t, "node2", "iptables-nft", "-F", "DOCKER-USER")
-		inNode(t, "node2", "iptables-nft", "-X", "DOCKER-USER")
+		// The agent keeps its accept in DOCKER-USER while the chain exists,
+		// and may put it back between the flush and the delete: retry.
+		within(t, 10*time.Second, "DOCKER-USER removed from node2", func() error {
+			inNode(t, "node2", "iptables-nft", "-F", "DOCKER-USER")
+			args := []string{"lab", "exec", "node2", "--name", labName, "--", "iptables-nft", "-X", "DOCKER-USER"}
+			if r := tw(t, args...); r.code != 0 {
+				return fmt.Errorf("iptables-nft -X DOCKER-USER: exit %d: %s", r.code, r.out)
+			}
+			return nil
+		})
 	}()
 	target := resolve(t, "node2-a:8080")
 	within(t, 10*time.Second, "pod traffic into node2 with FORWARD DROP", func() error {
