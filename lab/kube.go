@@ -239,7 +239,8 @@ func KubeRESTConfig(st *State) (*rest.Config, error) {
 	dial := nsrun.Dialer(st.Underlay)
 	cfg.Dial = func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) }
 	cfg.QPS, cfg.Burst = 50, 100
-	cfg.Timeout = 10 * time.Second
+	// Generous: a loaded machine can keep the lab's API server busy for seconds.
+	cfg.Timeout = 30 * time.Second
 	return cfg, nil
 }
 

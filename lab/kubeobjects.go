@@ -2,9 +2,12 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -298,11 +301,48 @@ func KubeNodeDelete(ctx context.Context, name, node string, out io.Writer) error
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if err := c.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{}); err != nil {
-		return fmt.Errorf("kube: delete Node %s: %w", n.Name, err)
+	if err := deleteNodeObject(ctx, c, n.Name, out); err != nil {
+		return err
 	}
 	fmt.Fprintf(out, "Deleted Node %s from the API: the other nodes' agents drop their routes to %s (its namespace, agent and pods are left as they are).\n", n.Name, n.Subnet)
 	return nil
+}
+
+// nodeDeleteAttempts bounds deleteNodeObject's retries.
+const nodeDeleteAttempts = 3
+
+// deleteNodeObject deletes one Node. A busy API server (a loaded machine)
+// can let a request time out after it was carried out, so a timed-out
+// delete is tried again, and NotFound on a later attempt counts as done.
+func deleteNodeObject(ctx context.Context, c kubernetes.Interface, node string, out io.Writer) error {
+	var err error
+	for attempt := 1; attempt <= nodeDeleteAttempts; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		err = c.CoreV1().Nodes().Delete(actx, node, metav1.DeleteOptions{})
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case apierrors.IsNotFound(err) && attempt > 1:
+			return nil
+		case ctx.Err() != nil || !retriableKubeError(err):
+			return fmt.Errorf("kube: delete Node %s: %w", node, err)
+		}
+		fmt.Fprintf(out, "kube: delete Node %s: %s; trying again (%d/%d)\n", node, shortErr(err), attempt+1, nodeDeleteAttempts)
+	}
+	return fmt.Errorf("kube: delete Node %s: %d attempts failed, the last: %w", node, nodeDeleteAttempts, err)
+}
+
+// retriableKubeError tells whether a request failed in a way that a second
+// try may cure: a timeout, a dropped connection, or a server-side overload.
+func retriableKubeError(err error) bool {
+	if apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) {
+		return true
+	}
+	var nerr net.Error
+	if errors.As(err, &nerr) && nerr.Timeout() {
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
