@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/twillnet/twill/lease"
 	"github.com/twillnet/twill/nodestate"
 )
 
@@ -46,14 +47,22 @@ func FindUnderlay(s *nodestate.Snapshot, iface string, publicIP netip.Addr) (Und
 	return PickUnderlay(s, UnderlayChoice{Iface: iface, PublicIP: publicIP})
 }
 
-// CheckUnderlayChoice refuses addresses of the wrong family or kind: the
-// public IP must be IPv4, the public IPv6 a global IPv6 address.
+// CheckUnderlayChoice refuses addresses that cannot be a node's public
+// address of their flag's family (lease.CheckPublicIP, CheckPublicIPv6:
+// the same rules peers apply to the lease).
 func CheckUnderlayChoice(c UnderlayChoice) error {
-	if ip := c.PublicIP; ip.IsValid() && (!ip.Is4() || !ip.IsGlobalUnicast()) {
-		return fmt.Errorf("--public-ip %s: want a unicast IPv4 address (for IPv6 use --public-ipv6)", ip)
+	if ip := c.PublicIP; ip.IsValid() {
+		if err := lease.CheckPublicIP(ip); err != nil {
+			if ip.Is6() {
+				return fmt.Errorf("--public-ip %s: %w (for IPv6 use --public-ipv6)", ip, err)
+			}
+			return fmt.Errorf("--public-ip %s: %w", ip, err)
+		}
 	}
-	if ip := c.PublicIPv6; ip.IsValid() && (!ip.Is6() || ip.Is4In6() || !ip.IsGlobalUnicast()) {
-		return fmt.Errorf("--public-ipv6 %s: want a global unicast IPv6 address", ip)
+	if ip := c.PublicIPv6; ip.IsValid() {
+		if err := lease.CheckPublicIPv6(ip); err != nil {
+			return fmt.Errorf("--public-ipv6 %s: %w", ip, err)
+		}
 	}
 	return nil
 }

@@ -88,11 +88,12 @@ func TestPickUnderlayIPv6(t *testing.T) {
 		want   string
 	}{
 		{UnderlayChoice{PublicIPv6: netip.MustParseAddr("2001:db8:99::1")}, "--public-ipv6 2001:db8:99::1 is not an address of this node"},
-		{UnderlayChoice{PublicIPv6: netip.MustParseAddr("fe80::1")}, "want a global unicast IPv6 address"},
-		{UnderlayChoice{PublicIPv6: netip.MustParseAddr("::ffff:10.0.0.1")}, "want a global unicast IPv6 address"},
-		{UnderlayChoice{PublicIPv6: netip.MustParseAddr("10.0.0.1")}, "want a global unicast IPv6 address"},
+		{UnderlayChoice{PublicIPv6: netip.MustParseAddr("fe80::1")}, "--public-ipv6 fe80::1: link-local address"},
+		{UnderlayChoice{PublicIPv6: netip.MustParseAddr("::ffff:10.0.0.1")}, "not an IPv6 address"},
+		{UnderlayChoice{PublicIPv6: netip.MustParseAddr("10.0.0.1")}, "not an IPv6 address"},
 		{UnderlayChoice{PublicIP: netip.MustParseAddr("fd00:77::11")}, "use --public-ipv6"},
-		{UnderlayChoice{PublicIP: netip.MustParseAddr("224.0.0.1")}, "want a unicast IPv4 address"},
+		{UnderlayChoice{PublicIP: netip.MustParseAddr("224.0.0.1")}, "--public-ip 224.0.0.1: multicast address"},
+		{UnderlayChoice{PublicIP: netip.MustParseAddr("127.0.0.1")}, "loopback address"},
 	} {
 		if _, err := PickUnderlay(s, c.choice); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("PickUnderlay(%+v) = %v, want %q", c.choice, err, c.want)
