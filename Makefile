@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 export TWILL_ETCD_BIN := $(CURDIR)/bin/etcd
 GO ?= go
 
-.PHONY: all tools tools-kube build image demo test bench bench-flannel fuzz vet pictures clean difftrace-seeds
+.PHONY: all tools tools-demo tools-kube build image demo test bench bench-flannel fuzz vet pictures clean difftrace-seeds
 
 # twill's version: the image tag and what `twill version` prints.
 VERSION ?= $(shell git describe --tags --always --dirty)
@@ -20,6 +20,10 @@ all: build
 
 tools:
 	./scripts/setup.sh
+
+# The demo's tools only: no flanneld and no CNI reference plugins.
+tools-demo:
+	./scripts/setup.sh --demo
 
 # The tests also need kube-apiserver and kubectl (Kubernetes mode).
 tools-kube:
@@ -49,7 +53,7 @@ image:
 	  --source-date-epoch $(SOURCE_DATE_EPOCH) --manifest deploy/twill.yaml --out $(IMAGE_OUT)
 
 ## demo: lab up, pods talk, F1 broken, doctor finds it, --fix, works again, lab down.
-demo: tools build
+demo: tools-demo build
 	bin/twill lab demo
 
 ## test: every test, root ones included (run as root; they fail loudly otherwise);
