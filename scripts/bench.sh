@@ -75,7 +75,7 @@ flannel_section() {
 	echo "<!-- vsflannel:begin (scripts/bench.sh writes this section) -->"
 	echo "## twill beside Flannel, same run"
 	echo
-	echo "Measured on $(date -u +%Y-%m-%d) beside flanneld $(grep -m1 'github.com/flannel-io/flannel ' tools/flannel/go.mod | awk '{print $2}') (Flannel's own code, \`bin/flanneld\`), $(nproc) cores, load average $load_before before and $(cut -d' ' -f1-3 /proc/loadavg) after (a shared machine: compare the ratios)."
+	echo "Measured on $(date -u +%Y-%m-%d) beside flanneld $(grep -m1 'github.com/flannel-io/flannel ' tools/flannel/go.mod | awk '{print $2}') (Flannel's own code, \`bin/flanneld\`), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), load average $load_before before and $(cut -d' ' -f1-3 /proc/loadavg) after (a shared machine: compare the ratios)."
 	echo
 	echo "$1"
 	echo
