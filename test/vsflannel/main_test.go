@@ -5,41 +5,52 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
-// twill and twillCNI are the binaries the twill lab runs: $TWILL_BIN and
-// twill-cni beside it (make bench: bin/), else built from this checkout.
-var twill, twillCNI string
+// The binaries the labs run, found or built once, when a benchmark first
+// needs them (the tests need none).
+var (
+	binOnce sync.Once
+	binDir  string // temporary, removed by TestMain
+	binErr  error
+	// twill and twillCNI: $TWILL_BIN and twill-cni beside it (make bench:
+	// bin/), else built from this checkout.
+	twill, twillCNI string
+)
 
 func TestMain(m *testing.M) {
-	cleanup, err := setup()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "test/vsflannel:", err)
-		os.Exit(1)
-	}
 	code := m.Run()
-	cleanup()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
 	os.Exit(code)
 }
 
-// setup finds or builds twill and twill-cni and points the lab at the
+// binaries finds or builds twill and twill-cni and points the lab at the
 // repository's bin/etcd and bin/flanneld (bridge, host-local and portmap
 // are in bin/cni beside it), which scripts/setup.sh builds.
-func setup() (cleanup func(), err error) {
-	cleanup = func() {}
+func binaries(tb testing.TB) {
+	tb.Helper()
+	binOnce.Do(func() { binErr = findBinaries() })
+	if binErr != nil {
+		tb.Fatal(binErr)
+	}
+}
+
+func findBinaries() error {
 	if p := os.Getenv("TWILL_BIN"); p != "" {
 		twill, twillCNI = p, filepath.Join(filepath.Dir(p), "twill-cni")
 	} else {
-		dir, err := os.MkdirTemp("", "twill-vsflannel-bin")
-		if err != nil {
-			return cleanup, err
+		var err error
+		if binDir, err = os.MkdirTemp("", "twill-vsflannel-bin"); err != nil {
+			return err
 		}
-		cleanup = func() { os.RemoveAll(dir) }
-		twill, twillCNI = filepath.Join(dir, "twill"), filepath.Join(dir, "twill-cni")
+		twill, twillCNI = filepath.Join(binDir, "twill"), filepath.Join(binDir, "twill-cni")
 		for _, pkg := range []string{"twill", "twill-cni"} {
-			if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, pkg), "../../cmd/"+pkg).CombinedOutput(); err != nil {
-				return cleanup, fmt.Errorf("go build ./cmd/%s: %v\n%s", pkg, err, out)
+			if out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, pkg), "../../cmd/"+pkg).CombinedOutput(); err != nil {
+				return fmt.Errorf("go build ./cmd/%s: %v\n%s", pkg, err, out)
 			}
 		}
 	}
@@ -53,8 +64,8 @@ func setup() (cleanup func(), err error) {
 	}
 	for _, p := range need {
 		if _, err := os.Stat(p); err != nil {
-			return cleanup, fmt.Errorf("%w: run `make tools build` (make bench does both)", err)
+			return fmt.Errorf("%w: run `make tools build` (make bench does both)", err)
 		}
 	}
-	return cleanup, nil
+	return nil
 }

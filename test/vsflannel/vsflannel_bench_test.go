@@ -80,6 +80,7 @@ func benchVsFlannel(b *testing.B, backend string) {
 	if os.Geteuid() != 0 {
 		b.Fatal("BenchmarkVsFlannel needs root: it builds network namespaces and runs etcd, twill agents and flanneld in them")
 	}
+	binaries(b)
 	sides := []*side{upLab(b, "twill", backend, 0), upLab(b, "flannel", backend, 3)}
 	for _, s := range sides {
 		s.waitMesh(b)
