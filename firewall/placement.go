@@ -34,7 +34,8 @@ func (p Placement) String() string {
 
 // Commands renders, as a person would type them, the commands that insert
 // the accepts for network at the top of the placement's chain (what
-// EnsureForwardAccepts does).
+// EnsureForwardAccepts does); for an IPv6 network with ip6tables and nft's
+// ip6 matches.
 func (p Placement) Commands(network netip.Prefix) []string {
 	s := Spec{Network: network}
 	var out []string
@@ -52,7 +53,11 @@ func (p Placement) Commands(network netip.Prefix) []string {
 			}
 			args[i] = a
 		}
-		out = append(out, fmt.Sprintf("%s -t %s -I %s 1 %s", p.Backend, p.Table, p.Chain, strings.Join(args, " ")))
+		tool := p.Backend
+		if network.Addr().Is6() {
+			tool = strings.Replace(tool, "iptables", "ip6tables", 1)
+		}
+		out = append(out, fmt.Sprintf("%s -t %s -I %s 1 %s", tool, p.Table, p.Chain, strings.Join(args, " ")))
 	}
 	return out
 }
