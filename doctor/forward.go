@@ -153,10 +153,7 @@ func familyForwardFindings(f *forward, native bool) []Finding {
 			Evidence: evidence,
 			Fix:      fix,
 		}
-		if !f.v6 {
-			// --fix places IPv4 accepts only (the firewall's placement is IPv4).
-			finding.Actions = []Action{{Kind: ActForwardAccept, Placement: &pl, Network: network}}
-		}
+		finding.Actions = []Action{{Kind: ActForwardAccept, Placement: &pl, Network: network}}
 		if native {
 			finding.Title = fmt.Sprintf("nftables chain %s %s %s (hook forward) drops %spod traffic", pl.Family, pl.Table, first.Chain, family)
 			finding.Explanation = "Every base chain on the forward hook must accept a packet for it to pass; an accept in another table does not override this drop. " +
