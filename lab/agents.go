@@ -81,7 +81,7 @@ func findBinary(name, explicit, flag, env, notFound string) (string, error) {
 // net-conf.json from the node's root, as a DaemonSet pod reads its ConfigMap.
 func agentArgv(c Config, prefix string, n Node) []string {
 	if c.Store == StoreKubernetes {
-		return []string{c.Self, "agent",
+		argv := []string{c.Self, "agent",
 			"--node", n.Name,
 			"--root", n.Root,
 			"--store", StoreKubernetes,
@@ -91,6 +91,10 @@ func agentArgv(c Config, prefix string, n Node) []string {
 			"--resync", c.AgentResync.String(),
 			"--health-addr", AgentHealthAddr,
 		}
+		if c.FlannelNodes > 0 {
+			argv = append(argv, "--take-over-flannel-device")
+		}
+		return argv
 	}
 	argv := []string{c.Self, "agent",
 		"--node", n.Name,
@@ -219,10 +223,11 @@ func startAgent(n *Node) error {
 	if len(n.Agent.Argv) == 0 {
 		return fmt.Errorf("node %s has no agent (the lab runs in static mode)", n.Name)
 	}
-	p, err := startDaemon(n.Namespace, n.Agent.Argv, n.Agent.Log, nil)
+	p, err := startDaemon(n.Namespace, n.Agent.Argv, n.Agent.Log, n.Agent.Env)
 	if err != nil {
 		return fmt.Errorf("node %s: agent: %w", n.Name, err)
 	}
+	p.Env = n.Agent.Env
 	n.Agent = p
 	return nil
 }
