@@ -42,9 +42,11 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
-	// etcd and flanneld (bridge, host-local and portmap beside it) come
-	// from scripts/setup.sh.
-	for env, name := range map[string]string{"TWILL_ETCD_BIN": "etcd", "TWILL_FLANNELD_BIN": "flanneld"} {
+	// etcd, flanneld (Flannel's CNI plugin, bridge, host-local and portmap
+	// in cni/ beside it), kube-apiserver and kubectl come from
+	// scripts/setup.sh.
+	for env, name := range map[string]string{"TWILL_ETCD_BIN": "etcd", "TWILL_FLANNELD_BIN": "flanneld",
+		"TWILL_KUBE_APISERVER_BIN": "kube-apiserver", "TWILL_KUBECTL_BIN": "kubectl"} {
 		if os.Getenv(env) != "" {
 			continue
 		}
