@@ -114,14 +114,14 @@ func agentArgv(c Config, prefix string, n Node) []string {
 	return argv
 }
 
-// writeNetConfFile writes the lab's net-conf.json to node n's root, where
-// its agent reads it in kube mode.
-func writeNetConfFile(st *State, n *Node) error {
+// writeNetConfFile writes the lab's net-conf.json for node n to p, under
+// its root: where its agent (nodeNetConf) or its flanneld (flannelNetConf)
+// reads it in kube mode.
+func writeNetConfFile(st *State, n *Node, p string) error {
 	cfg, err := netConf(st)
 	if err != nil {
 		return err
 	}
-	p := nodeNetConf(n.Root)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}

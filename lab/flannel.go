@@ -117,23 +117,6 @@ func flanneldEnv(st *State, n Node) []string {
 // node root (where kube-flannel mounts its ConfigMap).
 func flannelNetConf(root string) string { return filepath.Join(root, "etc/kube-flannel/net-conf.json") }
 
-// writeFlannelNetConf writes the lab's net-conf.json for node n's flanneld
-// (Kubernetes store).
-func writeFlannelNetConf(st *State, n *Node) error {
-	cfg, err := netConf(st)
-	if err != nil {
-		return err
-	}
-	p := flannelNetConf(n.Root)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(p, cfg.JSON(), 0o644); err != nil {
-		return fmt.Errorf("node %s: write %s: %w", n.Name, p, err)
-	}
-	return nil
-}
-
 // installFlannelFiles installs on Flannel node n what kube-flannel's
 // install step would: Flannel's CNI plugin and the plugins it delegates to
 // and chains (bridge, host-local, portmap), Flannel's conflist,

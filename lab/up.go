@@ -207,11 +207,11 @@ func kubeSteps(ctx context.Context, c Config, st *State) []step {
 				return err
 			}
 			return eachNode(ctx, st, func(n *Node) error {
-				if err := writeNetConfFile(st, n); err != nil {
+				if err := writeNetConfFile(st, n, nodeNetConf(n.Root)); err != nil {
 					return err
 				}
 				if n.Alt != nil {
-					if err := writeFlannelNetConf(st, n); err != nil {
+					if err := writeNetConfFile(st, n, flannelNetConf(n.Root)); err != nil {
 						return err
 					}
 				}
