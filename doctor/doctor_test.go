@@ -104,6 +104,16 @@ func TestChecks(t *testing.T) {
 			s.Files.SubnetFiles[0] = nodestate.File{Path: "/run/twill/subnet.env"}
 		}, []string{"TW050"}},
 		{"F6 CNI plugin missing", func(s *nodestate.Snapshot, _ *Config) { s.Files.CNIPlugins = []string{"twill"} }, []string{"TW051"}},
+		// A Flannel node as kube-flannel installs it: its plugin delegates to
+		// bridge with host-local and reads /run/flannel/subnet.env.
+		{"F6 Flannel's CNI setup complete", flannelCNI(nil), nil},
+		{"F6 Flannel's delegate missing", flannelCNI(func(s *nodestate.Snapshot) { s.Files.CNIPlugins = []string{"flannel", "host-local", "portmap"} }), []string{"TW051"}},
+		{"F6 Flannel's IPAM missing", flannelCNI(func(s *nodestate.Snapshot) { s.Files.CNIPlugins = []string{"bridge", "flannel", "portmap"} }), []string{"TW051"}},
+		{"F6 Flannel's plugin missing", flannelCNI(func(s *nodestate.Snapshot) { s.Files.CNIPlugins = []string{"bridge", "host-local", "portmap"} }), []string{"TW051"}},
+		{"F6 Flannel's subnet file missing", flannelCNI(func(s *nodestate.Snapshot) { s.Files.SubnetFiles[1].Exists = false }), []string{"TW051"}},
+		{"F6 Flannel's subnet file incomplete", flannelCNI(func(s *nodestate.Snapshot) {
+			s.Files.SubnetFiles[1].Content = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\n"
+		}), []string{"TW051"}},
 		{"F7 rp_filter strict", func(s *nodestate.Snapshot, _ *Config) { s.Sysctls["net.ipv4.conf.all.rp_filter"] = "1" }, []string{"TW060"}},
 		{"F7 conntrack nearly full", func(s *nodestate.Snapshot, _ *Config) { s.Conntrack.Count = 250000 }, []string{"TW061"}},
 		{"F7 pod network overlaps Services", func(s *nodestate.Snapshot, cfg *Config) {
@@ -328,5 +338,21 @@ func TestSplitBackendsOrderDependentOutcome(t *testing.T) {
 	ev = strings.Join(r.Findings[len(r.Findings)-1].Evidence, "\n")
 	if want := "iptables-nft filter/FORWARD accepts, but iptables-legacy filter/FORWARD drops it whatever the order"; !strings.Contains(ev, want) {
 		t.Errorf("TW020 evidence lacks %q:\n%s", want, ev)
+	}
+}
+
+// flannelCNI returns a mutation that gives the node kube-flannel's CNI
+// setup (its conflist, the flannel, bridge, host-local and portmap
+// plugins, flanneld's subnet file) and then applies more.
+func flannelCNI(more func(s *nodestate.Snapshot)) func(s *nodestate.Snapshot, _ *Config) {
+	return func(s *nodestate.Snapshot, _ *Config) {
+		s.Files.CNIConfigs = []nodestate.File{{Path: "/etc/cni/net.d/10-flannel.conflist", Exists: true,
+			Content: `{"name":"cbr0","cniVersion":"0.3.1","plugins":[{"type":"flannel","delegate":{"hairpinMode":true,"isDefaultGateway":true}},{"type":"portmap","capabilities":{"portMappings":true}}]}`}}
+		s.Files.CNIPlugins = []string{"bridge", "flannel", "host-local", "portmap"}
+		s.Files.SubnetFiles[1] = nodestate.File{Path: "/run/flannel/subnet.env", Exists: true,
+			Content: "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"}
+		if more != nil {
+			more(s)
+		}
 	}
 }

@@ -81,7 +81,7 @@ func findBinary(name, explicit, flag, env, notFound string) (string, error) {
 // net-conf.json from the node's root, as a DaemonSet pod reads its ConfigMap.
 func agentArgv(c Config, prefix string, n Node) []string {
 	if c.Store == StoreKubernetes {
-		return []string{c.Self, "agent",
+		argv := []string{c.Self, "agent",
 			"--node", n.Name,
 			"--root", n.Root,
 			"--store", StoreKubernetes,
@@ -91,6 +91,10 @@ func agentArgv(c Config, prefix string, n Node) []string {
 			"--resync", c.AgentResync.String(),
 			"--health-addr", AgentHealthAddr,
 		}
+		if c.FlannelNodes > 0 {
+			argv = append(argv, "--take-over-flannel-device")
+		}
+		return argv
 	}
 	argv := []string{c.Self, "agent",
 		"--node", n.Name,
@@ -110,14 +114,14 @@ func agentArgv(c Config, prefix string, n Node) []string {
 	return argv
 }
 
-// writeNetConfFile writes the lab's net-conf.json to node n's root, where
-// its agent reads it in kube mode.
-func writeNetConfFile(st *State, n *Node) error {
+// writeNetConfFile writes the lab's net-conf.json for node n to p, under
+// its root: where its agent (nodeNetConf) or its flanneld (flannelNetConf)
+// reads it in kube mode.
+func writeNetConfFile(st *State, n *Node, p string) error {
 	cfg, err := netConf(st)
 	if err != nil {
 		return err
 	}
-	p := nodeNetConf(n.Root)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
@@ -219,10 +223,11 @@ func startAgent(n *Node) error {
 	if len(n.Agent.Argv) == 0 {
 		return fmt.Errorf("node %s has no agent (the lab runs in static mode)", n.Name)
 	}
-	p, err := startDaemon(n.Namespace, n.Agent.Argv, n.Agent.Log, nil)
+	p, err := startDaemon(n.Namespace, n.Agent.Argv, n.Agent.Log, n.Agent.Env)
 	if err != nil {
 		return fmt.Errorf("node %s: agent: %w", n.Name, err)
 	}
+	p.Env = n.Agent.Env
 	n.Agent = p
 	return nil
 }

@@ -97,22 +97,25 @@ type Config struct {
 	KubeAPIServerBin string
 	KubectlBin       string
 	// FlannelNodes runs the real flanneld instead of `twill agent` on the
-	// first FlannelNodes nodes (agent mode, etcd store), with pods wired by
-	// the bridge and host-local plugins as Flannel's CNI plugin delegates
-	// them. Every node then uses Flannel's etcd prefix (lease.FlannelPrefix),
-	// so Flannel and twill nodes form one overlay. 0: none.
+	// first FlannelNodes nodes (agent mode), with pods wired by Flannel's
+	// CNI plugin, which delegates to bridge and host-local. With the etcd
+	// store every node uses Flannel's etcd prefix (lease.FlannelPrefix);
+	// with the Kubernetes store flanneld runs --kube-subnet-mgr on the
+	// node's Node object (its podCIDR, Flannel's annotations). Either way
+	// Flannel and twill nodes form one overlay. 0: none.
 	FlannelNodes int
 	// FlanneldBin is the flanneld binary; empty searches for it (see
-	// FindFlanneld). The bridge and host-local plugins are looked up next
-	// to it first.
+	// FindFlanneld). The flannel, bridge, host-local and portmap plugins
+	// are looked up in cni/ next to it first.
 	FlanneldBin string
 	// IPFamily is the pod network's IP family: IPFamilyIPv4 (default),
 	// IPFamilyIPv6 or IPFamilyDual. With IPv6 the underlay links also get
 	// IPv6 addresses (fd00:77::/64) and net-conf.json enables IPv6
 	// (ClusterCIDRv6); agent mode with the etcd store only.
 	IPFamily string
-	// bridgeBin, hostLocalBin and portmapBin are found by Up next to FlanneldBin.
-	bridgeBin, hostLocalBin, portmapBin string
+	// bridgeBin, hostLocalBin, portmapBin and flannelCNIBin are found by Up
+	// next to FlanneldBin.
+	bridgeBin, hostLocalBin, portmapBin, flannelCNIBin string
 	// Kubernetes builds a cluster of real nodes (ModeKubernetes): control
 	// plane, containerd, kubelet and kube-proxy on every node, twill
 	// installed from its image with kubectl apply, pods as real Pods. It
@@ -205,11 +208,11 @@ func (c Config) Validate() error {
 	if c.FlannelNodes < 0 || c.FlannelNodes > c.Nodes {
 		return fmt.Errorf("--flannel-nodes %d: want 0..%d (the number of nodes)", c.FlannelNodes, c.Nodes)
 	}
-	if c.FlannelNodes > 0 && (!c.Agent || c.Store != StoreEtcd) {
-		return fmt.Errorf("--flannel-nodes needs agent mode with the etcd store: the lab's flanneld leases in etcd (drop --static or --store %s)", StoreKubernetes)
+	if c.FlannelNodes > 0 && !c.Agent {
+		return fmt.Errorf("--flannel-nodes needs agent mode: a static lab runs no daemons (drop --static)")
 	}
 	if c.FlannelNodes > 0 && c.Kubernetes {
-		return fmt.Errorf("--flannel-nodes is not offered with --kubernetes (the lab's flanneld leases in etcd; real nodes run twill's DaemonSet)")
+		return fmt.Errorf("--flannel-nodes is not offered with --kubernetes (real nodes run twill's DaemonSet); use --store %s for Flannel nodes on the Kubernetes API", StoreKubernetes)
 	}
 	if c.Kubernetes && !c.Agent {
 		return fmt.Errorf("--kubernetes runs twill's DaemonSet on real nodes: drop --static")

@@ -69,12 +69,16 @@ func setupKubeRBAC(ctx context.Context, st *State) error {
 
 // kubeNode is node n's Node object as a node registers and
 // kube-controller-manager (--allocate-node-cidrs) completes it: spec.podCIDRs
-// are the node's planned subnets (one per family the lab runs).
+// are the node's planned subnets (one per family the lab runs). Like a
+// kubelet's registration it carries an annotation (flanneld's Kubernetes
+// subnet manager writes into the Node's annotation map and panics on a
+// Node without one).
 func kubeNode(n *Node) *corev1.Node {
 	cidrs := familyList(n.Subnet, n.IPv6Subnet)
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: map[string]string{
-			"kubernetes.io/hostname": n.Name, "kubernetes.io/os": "linux", "twill.io/lab": "true"}},
+			"kubernetes.io/hostname": n.Name, "kubernetes.io/os": "linux", "twill.io/lab": "true"},
+			Annotations: map[string]string{"volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
 		Spec: corev1.NodeSpec{PodCIDR: cidrs[0], PodCIDRs: cidrs},
 	}
 }

@@ -67,6 +67,8 @@ type State struct {
 	BridgeBin    string `json:"bridgeBin,omitempty"`
 	HostLocalBin string `json:"hostLocalBin,omitempty"`
 	PortmapBin   string `json:"portmapBin,omitempty"`
+	// FlannelCNIBin is Flannel's CNI plugin (installed as opt/cni/bin/flannel).
+	FlannelCNIBin string `json:"flannelCNIBin,omitempty"`
 	// IPFamily is the pod network's IP family: IPFamilyIPv6 or
 	// IPFamilyDual; "" is IPv4 (see HasIPv4, HasIPv6).
 	IPFamily string `json:"ipFamily,omitempty"`
@@ -126,7 +128,9 @@ type Process struct {
 	PID       int      `json:"pid"`
 	Namespace string   `json:"namespace"`
 	Argv      []string `json:"argv"`
-	Log       string   `json:"log"`
+	// Env is added to the process's environment (flanneld's NODE_NAME).
+	Env []string `json:"env,omitempty"`
+	Log string   `json:"log"`
 }
 
 // Applied is one scenario applied to one node.
@@ -156,7 +160,7 @@ func plan(c Config) *State {
 	if c.FlannelNodes > 0 {
 		st.EtcdPrefix = lease.FlannelPrefix
 		st.FlanneldBin = c.FlanneldBin
-		st.BridgeBin, st.HostLocalBin, st.PortmapBin = c.bridgeBin, c.hostLocalBin, c.portmapBin
+		st.BridgeBin, st.HostLocalBin, st.PortmapBin, st.FlannelCNIBin = c.bridgeBin, c.hostLocalBin, c.portmapBin, c.flannelCNIBin
 	}
 	if c.Agent {
 		st.Store = c.Store
@@ -182,7 +186,7 @@ func plan(c Config) *State {
 			n.Agent = Process{Namespace: n.Namespace, Argv: agentArgv(c, st.prefix(), n), Log: filepath.Join(StateDir(c.Name), "logs", n.Name+"-agent.log")}
 		}
 		if c.FlannelNodes > 0 {
-			fl := Process{Namespace: n.Namespace, Argv: flanneldArgv(st, n), Log: filepath.Join(StateDir(c.Name), "logs", n.Name+"-flanneld.log")}
+			fl := Process{Namespace: n.Namespace, Argv: flanneldArgv(st, n), Env: flanneldEnv(st, n), Log: filepath.Join(StateDir(c.Name), "logs", n.Name+"-flanneld.log")}
 			tw := n.Agent
 			n.Agent, n.Alt, n.Flannel = tw, &fl, false
 			if i <= c.FlannelNodes {

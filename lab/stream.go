@@ -56,6 +56,17 @@ const streamStall = 5 * time.Second
 // meanwhile (an agent killed and restarted, etcd stopped). Connection
 // failures are reported in the result, not as an error.
 func Stream(ctx context.Context, ns, addr string, d, interval time.Duration) (r StreamResult) {
+	return StreamWithin(ctx, ns, addr, d, interval, streamStall)
+}
+
+// StreamWithin is Stream with its own bound on one round trip (stall): a
+// round trip that takes longer fails the stream. Use it where a known gap
+// is longer than Stream's 5 s (a daemon that must start before traffic
+// flows again); StreamResult.Longest tells how long the worst one took.
+func StreamWithin(ctx context.Context, ns, addr string, d, interval, stall time.Duration) (r StreamResult) {
+	if stall <= 0 {
+		stall = streamStall
+	}
 	if interval <= 0 {
 		interval = 50 * time.Millisecond
 	}
@@ -76,10 +87,10 @@ func Stream(ctx context.Context, ns, addr string, d, interval time.Duration) (r 
 	}
 	defer conn.Close()
 	rd := bufio.NewReader(conn)
-	_ = conn.SetReadDeadline(time.Now().Add(streamStall))
+	_ = conn.SetReadDeadline(time.Now().Add(stall))
 	g, err := rd.ReadString('\n')
 	if err != nil {
-		r.fail(err, "greeting")
+		r.fail(err, "greeting", stall)
 		return r
 	}
 	r.Greeting = strings.TrimSpace(g)
@@ -91,14 +102,14 @@ func Stream(ctx context.Context, ns, addr string, d, interval time.Duration) (r 
 		}
 		msg := fmt.Sprintf("round trip %d\n", i)
 		t0 := time.Now()
-		_ = conn.SetDeadline(t0.Add(streamStall))
+		_ = conn.SetDeadline(t0.Add(stall))
 		if _, err := io.WriteString(conn, msg); err != nil {
-			r.fail(err, "write")
+			r.fail(err, "write", stall)
 			return r
 		}
 		got, err := rd.ReadString('\n')
 		if err != nil {
-			r.fail(err, "read")
+			r.fail(err, "read", stall)
 			return r
 		}
 		if got != msg {
@@ -113,11 +124,11 @@ func Stream(ctx context.Context, ns, addr string, d, interval time.Duration) (r 
 }
 
 // fail records why the stream stopped; a reset or close by the peer sets Reset.
-func (r *StreamResult) fail(err error, what string) {
+func (r *StreamResult) fail(err error, what string, stall time.Duration) {
 	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) {
 		r.Reset = true
 	}
-	msg := reason(err, streamStall)
+	msg := reason(err, stall)
 	if errors.Is(err, io.EOF) {
 		msg = "closed by the server"
 		if r.Greeting != "" && r.RoundTrips == 0 {

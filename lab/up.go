@@ -58,6 +58,9 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 		if c.portmapBin, err = findCNIPlugin("portmap", c.FlanneldBin); err != nil {
 			return nil, err
 		}
+		if c.flannelCNIBin, err = findCNIPlugin("flannel", c.FlanneldBin); err != nil {
+			return nil, err
+		}
 	}
 	if c.Store == StoreKubernetes {
 		if c.KubeAPIServerBin, err = FindKubeAPIServer(c.KubeAPIServerBin); err != nil {
@@ -114,7 +117,10 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 	if st.HasIPv6() {
 		mode += ", IP family " + st.Family()
 	}
-	if c.FlannelNodes > 0 {
+	switch {
+	case c.FlannelNodes > 0 && st.KubeMode():
+		mode += fmt.Sprintf(", flanneld --kube-subnet-mgr on node1..node%d", c.FlannelNodes)
+	case c.FlannelNodes > 0:
 		mode += fmt.Sprintf(", flanneld on node1..node%d (etcd prefix %s)", c.FlannelNodes, st.prefix())
 	}
 	fmt.Fprintf(c.Out, "Building lab %q: %d nodes x %d pods, backend %s, %s mode (state in %s)\n", c.Name, c.Nodes, c.Pods, st.BackendName(), mode, StateDir(c.Name))
@@ -201,8 +207,16 @@ func kubeSteps(ctx context.Context, c Config, st *State) []step {
 				return err
 			}
 			return eachNode(ctx, st, func(n *Node) error {
-				if err := writeNetConfFile(st, n); err != nil {
+				if err := writeNetConfFile(st, n, nodeNetConf(n.Root)); err != nil {
 					return err
+				}
+				if n.Alt != nil {
+					if err := writeNetConfFile(st, n, flannelNetConf(n.Root)); err != nil {
+						return err
+					}
+				}
+				if n.Flannel {
+					return installFlannelFiles(st, n)
 				}
 				if err := installCNI(st, n); err != nil {
 					return err

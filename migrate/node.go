@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/twillnet/twill/agent"
+	"github.com/twillnet/twill/lease/kube"
 	"github.com/twillnet/twill/nodestate"
 	"github.com/twillnet/twill/nsrun"
 	"github.com/twillnet/twill/subnetfile"
@@ -27,6 +28,18 @@ type Options struct {
 	Root string
 	// Iface is the underlay interface (host-gw routes); "" finds it.
 	Iface string
+	// Kube is the Kubernetes store, nil with etcd. Observe reads the node's
+	// Node object (Node is its name) through it; Apply removes twill's
+	// annotations from it (to-flannel).
+	Kube KubeStore
+	// Node is the node's Node object name (Kubernetes store).
+	Node string
+}
+
+// KubeStore is what migrate needs of the Kubernetes store (*kube.Store).
+type KubeStore interface {
+	NodeInfo(ctx context.Context, node string) (kube.NodeInfo, error)
+	RemoveTwillSet(ctx context.Context, node string) (bool, error)
 }
 
 // ipamDir is where host-local and twill-cni keep allocations, per network.
@@ -40,6 +53,13 @@ func Observe(ctx context.Context, o Options) (Observed, error) {
 		return Observed{}, fmt.Errorf("migrate: read the node: %w", err)
 	}
 	obs := Observed{Snap: snap, Allocations: map[string][]string{}}
+	if o.Kube != nil {
+		n, err := o.Kube.NodeInfo(ctx, o.Node)
+		if err != nil {
+			return Observed{}, fmt.Errorf("migrate: %w", err)
+		}
+		obs.KubeNode = &n
+	}
 	if obs.Daemons, err = daemons(o.Netns); err != nil {
 		return Observed{}, err
 	}
@@ -176,6 +196,12 @@ func apply(ctx context.Context, o Options, s Step) error {
 			return nil // already gone
 		}
 		return h.LinkDel(l)
+	case ActionKubeRemoveTwillSet:
+		if o.Kube == nil {
+			return errors.New("the Node's annotations are in the Kubernetes API: run migrate with --store kubernetes")
+		}
+		_, err := o.Kube.RemoveTwillSet(ctx, s.Target)
+		return err
 	case ActionRemoveTwill:
 		_, err := agent.Uninstall(ctx, agent.UninstallOptions{Netns: o.Netns, Root: o.Root, Iface: o.Iface, KeepBridge: true, KeepHostGWRoutes: true})
 		return err

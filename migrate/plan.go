@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/twillnet/twill/backend"
+	"github.com/twillnet/twill/lease/kube"
 	"github.com/twillnet/twill/netconf"
 	"github.com/twillnet/twill/netfilter"
 	"github.com/twillnet/twill/nodestate"
@@ -33,6 +34,9 @@ const (
 	ActionNftDeleteTable = "nft-delete-table"
 	// ActionDeleteLink deletes the network device Target.
 	ActionDeleteLink = "delete-link"
+	// ActionKubeRemoveTwillSet removes twill's own annotations (twill.io/*)
+	// from the Node named Target and keeps Flannel's (Kubernetes store).
+	ActionKubeRemoveTwillSet = "kube-remove-twill-annotations"
 	// ActionRemoveTwill removes twill's overlay (twill.1, its routes,
 	// neighbours, FDB entries), its firewall rules, and its files: what
 	// `twill uninstall --keep-bridge --keep-lease` removes.
@@ -86,6 +90,10 @@ type Observed struct {
 	// Allocations maps a CNI network name to the addresses host-local (or
 	// twill-cni) allocated in /var/lib/cni/networks/<name>.
 	Allocations map[string][]string
+	// KubeNode is the node's Node object with the Kubernetes store (its
+	// podCIDR is the node's subnet; its annotations the lease); nil with
+	// etcd.
+	KubeNode *kube.NodeInfo
 }
 
 // Daemon is a running network daemon.
@@ -179,6 +187,9 @@ func planFromFlannel(o Observed, opt PlanOptions) (Plan, error) {
 	if dev != nil {
 		be = netconf.BackendVXLAN
 	}
+	if err := samePodCIDR(o.KubeNode, src, info); err != nil {
+		return Plan{}, err
+	}
 	p := Plan{Direction: FromFlannel, Subnet: info.Subnet.String(), Network: info.Network.String(), Backend: be}
 
 	// 1. twill's subnet file with Flannel's subnet: the agent asks for it
@@ -253,6 +264,9 @@ func planToFlannel(o Observed) (Plan, error) {
 	if !info.Subnet.IsValid() || !info.Network.IsValid() {
 		return Plan{}, fmt.Errorf("%s names no SUBNET or NETWORK: start twill agent once more to rewrite it; nothing was changed", twEnv.Path)
 	}
+	if err := samePodCIDR(o.KubeNode, twEnv.Path, info); err != nil {
+		return Plan{}, err
+	}
 	p := Plan{Direction: ToFlannel, Subnet: info.Subnet.String(), Network: info.Network.String(), Backend: info.Backend}
 	fl := info
 	fl.Backend, fl.DirectRouting = "", false
@@ -269,6 +283,12 @@ func planToFlannel(o Observed) (Plan, error) {
 	if old != "" && filepath.Base(old) != TwillConflist {
 		p.Steps = append(p.Steps, Step{Action: ActionRemoveFile, Target: old, Why: "twill's CNI configuration: the runtime would call twill-cni"})
 	}
+	if o.KubeNode != nil {
+		if keys := kube.TwillKeys(o.KubeNode.Annotations); len(keys) > 0 {
+			p.Steps = append(p.Steps, Step{Action: ActionKubeRemoveTwillSet, Target: o.KubeNode.Name,
+				Why: fmt.Sprintf("twill's annotations (%s) on Node %s: on a Node with both sets twill's wins, so the peers would keep twill's lease; Flannel's set (same address and VTEP MAC, which flanneld reuses) stays for flanneld to take over", strings.Join(keys, ", "), o.KubeNode.Name)})
+		}
+	}
 	p.Steps = append(p.Steps, Step{Action: ActionRemoveTwill, Target: "twill.1, twill's rules and files",
 		Why: "flanneld refuses to start while twill's vxlan device holds VNI 1 port 8472; twill's rules, subnet file, CNI configuration and plugin go too (the pod bridge cni0, the pods, the lease and host-gw's routes to the peers stay: flanneld programs the same)"})
 	p.Next = []string{
@@ -276,6 +296,24 @@ func planToFlannel(o Observed) (Plan, error) {
 		"the flannel CNI plugin must be in /opt/cni/bin (Flannel's DaemonSet installs it)",
 	}
 	return p, nil
+}
+
+// samePodCIDR refuses a migration on the Kubernetes store when the node's
+// podCIDR is not the subnet its subnet file (path) names: the daemon taking
+// over leases the podCIDR, and the running pods, addressed from the
+// subnet file's subnet, would lose their routes.
+func samePodCIDR(node *kube.NodeInfo, path string, info subnetfile.Info) error {
+	if node == nil {
+		return nil
+	}
+	sn, err := kube.Subnet(*node, info.Network)
+	if err != nil {
+		return fmt.Errorf("%w; nothing was changed", err)
+	}
+	if sn != info.Subnet.Masked() {
+		return fmt.Errorf("Node %s's podCIDR is %s, but %s says the node's pods are in %s: the daemon taking over would lease the podCIDR and the running pods would lose their routes; find out which is right (kubectl get node %s -o jsonpath='{.spec.podCIDR}'), nothing was changed", node.Name, sn, path, info.Subnet.Masked(), node.Name)
+	}
+	return nil
 }
 
 func running(o Observed, name string) (Daemon, bool) {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twillnet/twill/lease/kube"
 	"github.com/twillnet/twill/netfilter"
 	"github.com/twillnet/twill/nodestate"
 	"github.com/twillnet/twill/subnetfile"
@@ -338,5 +339,52 @@ func TestToFlannelIsTheWayBack(t *testing.T) {
 	}
 	if last := p.Steps[len(p.Steps)-1]; last.Action != ActionRemoveTwill {
 		t.Fatalf("last step %+v, want remove-twill", last)
+	}
+}
+
+// TestKubeStore: with the Kubernetes store a node whose podCIDR is not its
+// subnet file's subnet is refused; to-flannel removes twill's own
+// annotations (and only when there are some), from-flannel leaves the
+// annotations to the agent.
+func TestKubeStore(t *testing.T) {
+	flannelAnn := map[string]string{kube.FlannelAnnotationKubeSubnetManager: "true", kube.FlannelAnnotationPublicIP: "192.168.77.11", kube.FlannelAnnotationBackendType: "vxlan"}
+	node := func(podCIDR string, ann map[string]string) *kube.NodeInfo {
+		return &kube.NodeInfo{Name: "node1", PodCIDR: podCIDR, PodCIDRs: []string{podCIDR}, Annotations: ann}
+	}
+	o := flannelNode()
+	o.KubeNode = node("10.244.1.0/24", flannelAnn)
+	p, err := PlanFor(FromFlannel, o, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := stepOf(p, ActionKubeRemoveTwillSet, ""); s != nil {
+		t.Errorf("from-flannel touches the annotations: %+v", s)
+	}
+	o.KubeNode = node("10.244.7.0/24", flannelAnn)
+	if _, err := PlanFor(FromFlannel, o, PlanOptions{}); err == nil || !strings.Contains(err.Error(), "10.244.7.0/24") || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Errorf("from-flannel with another podCIDR: %v, want a refusal naming it", err)
+	}
+
+	both := map[string]string{kube.AnnotationPublicIP: "192.168.77.11", kube.AnnotationBackendType: "vxlan"}
+	for k, v := range flannelAnn {
+		both[k] = v
+	}
+	tn := twillNode(t)
+	tn.KubeNode = node("10.244.1.0/24", both)
+	p, err = PlanFor(ToFlannel, tn, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := stepOf(p, ActionKubeRemoveTwillSet, "node1")
+	if s == nil || !strings.Contains(s.Why, kube.AnnotationPublicIP) {
+		t.Fatalf("to-flannel does not remove twill's annotations: %+v", p.Steps)
+	}
+	tn.KubeNode = node("10.244.1.0/24", flannelAnn)
+	if p, err = PlanFor(ToFlannel, tn, PlanOptions{}); err != nil || stepOf(p, ActionKubeRemoveTwillSet, "") != nil {
+		t.Errorf("to-flannel on a Node without twill's set: %v, %+v", err, p.Steps)
+	}
+	tn.KubeNode = node("10.244.2.0/24", both)
+	if _, err := PlanFor(ToFlannel, tn, PlanOptions{}); err == nil || !strings.Contains(err.Error(), "10.244.2.0/24") {
+		t.Errorf("to-flannel with another podCIDR: %v, want a refusal", err)
 	}
 }

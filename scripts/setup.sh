@@ -71,21 +71,25 @@ if [ ! -x bin/etcd ] || [ ! -x bin/cnitool ] || [ "$(cat "$stamp" 2>/dev/null)" 
 	echo "$want" > "$stamp"
 fi
 # Flannel for the lab's Flannel nodes (twill lab up --flannel-nodes): a small
-# flanneld (tools/flannel: Flannel's own etcd subnet manager, vxlan and host-gw
-# backends as a library), the bridge and host-local CNI plugins Flannel's CNI
-# plugin delegates to, and portmap, which kube-flannel's conflist chains
-# (tools/cniplugins). A module of its own each. Not for the demo (--demo).
+# flanneld (tools/flannel: Flannel's own etcd and Kubernetes subnet managers,
+# vxlan and host-gw backends as a library), Flannel's CNI plugin
+# (tools/flannelcni: containernetworking/plugins v0.9.1's plugins/meta/flannel,
+# the same plugin before it moved to flannel-io/cni-plugin, which the module
+# proxy refuses), the bridge and host-local plugins it delegates to, and
+# portmap, which kube-flannel's conflist chains (tools/cniplugins). A module of
+# its own each. Not for the demo (--demo).
 if [ "$flannel" = 1 ]; then
 fstamp=bin/.flannel.stamp
-fwant=$(cat tools/flannel/go.mod tools/flannel/go.sum tools/flannel/flanneld/main.go tools/cniplugins/go.mod tools/cniplugins/go.sum tools/cniplugins/tools.go | sha256sum | cut -d' ' -f1)
-if [ ! -x bin/flanneld ] || [ ! -x bin/cni/bridge ] || [ ! -x bin/cni/host-local ] || [ ! -x bin/cni/portmap ] || [ "$(cat "$fstamp" 2>/dev/null)" != "$fwant" ]; then
-	echo "setup: building flanneld, bridge, host-local and portmap from the Go module proxy into bin/ (first time: a minute or two)"
+fwant=$(cat tools/flannel/go.mod tools/flannel/go.sum tools/flannel/flanneld/main.go tools/cniplugins/go.mod tools/cniplugins/go.sum tools/cniplugins/tools.go tools/flannelcni/go.mod tools/flannelcni/go.sum | sha256sum | cut -d' ' -f1)
+if [ ! -x bin/flanneld ] || [ ! -x bin/cni/flannel ] || [ ! -x bin/cni/bridge ] || [ ! -x bin/cni/host-local ] || [ ! -x bin/cni/portmap ] || [ "$(cat "$fstamp" 2>/dev/null)" != "$fwant" ]; then
+	echo "setup: building flanneld, Flannel's CNI plugin, bridge, host-local and portmap from the Go module proxy into bin/ (first time: a few minutes)"
 	(cd tools/flannel && go build -o ../../bin/flanneld ./flanneld)
 	# In bin/cni, not bin/: their names are system commands' (iproute2's bridge).
 	mkdir -p bin/cni
 	(cd tools/cniplugins && go build -o ../../bin/cni/bridge github.com/containernetworking/plugins/plugins/main/bridge &&
 		go build -o ../../bin/cni/host-local github.com/containernetworking/plugins/plugins/ipam/host-local &&
 		go build -o ../../bin/cni/portmap github.com/containernetworking/plugins/plugins/meta/portmap)
+	(cd tools/flannelcni && go build -o ../../bin/cni/flannel github.com/containernetworking/plugins/plugins/meta/flannel)
 	echo "$fwant" > "$fstamp"
 fi
 fi

@@ -124,13 +124,17 @@ kubectl are found like etcd: --kube-apiserver-bin / $TWILL_KUBE_APISERVER_BIN,
 --kubectl-bin / $TWILL_KUBECTL_BIN, next to twill, ./bin, $PATH ('make tools'
 builds both).
 
---flannel-nodes N runs the real flanneld (bin/flanneld: Flannel's own etcd
-subnet manager and vxlan/host-gw backends) instead of 'twill agent' on
-node1..N, with kube-flannel's --ip-masq, all nodes on Flannel's etcd prefix
-/coreos.com/network; pods there are wired by the bridge and host-local plugins
-as Flannel's CNI plugin delegates them (bridge cni0, network cbr0, allocations
-in <root>/var/lib/cni/networks/cbr0). 'twill lab agent NODE stop|switch|start'
-swaps a node between flanneld and twill (see 'twill migrate').
+--flannel-nodes N runs the real flanneld (bin/flanneld: Flannel's own etcd and
+Kubernetes subnet managers and vxlan/host-gw backends) instead of 'twill agent'
+on node1..N, with kube-flannel's --ip-masq: with the etcd store all nodes on
+Flannel's etcd prefix /coreos.com/network, with --store kubernetes flanneld
+--kube-subnet-mgr on the node's Node object (its podCIDR, Flannel's
+annotations). Those nodes are laid out as kube-flannel installs a node:
+Flannel's CNI plugin (bin/cni/flannel) and kube-flannel's conflist; pods there
+are made by the flannel plugin, which delegates to bridge and host-local
+(bridge cni0, network cbr0, allocations in <root>/var/lib/cni/networks/cbr0).
+'twill lab agent NODE stop|switch|start' swaps a node between flanneld and
+twill (see 'twill migrate').
 
 --kubernetes builds a real cluster instead: kube-apiserver (Node,RBAC),
 kube-controller-manager (--allocate-node-cidrs) and kube-scheduler in the
@@ -148,6 +152,7 @@ Takes 1-3 minutes; see docs/lab.md "Real nodes".`,
   twill lab up --nodes 2 --pods 3 --backend host-gw --name gw
   twill lab up --static                 # no agents: the lab programs the network
   twill lab up --flannel-nodes 3        # every node on flanneld, to try 'twill migrate'
+  twill lab up --store kubernetes --flannel-nodes 1   # flanneld --kube-subnet-mgr beside twill
   twill lab up --ip-family dual         # every pod gets an IPv4 and an IPv6 address`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -176,7 +181,7 @@ Takes 1-3 minutes; see docs/lab.md "Real nodes".`,
 	fs.DurationVar(&c.AgentTTL, "agent-ttl", lab.DefaultAgentTTL, "the agents' lease TTL (--etcd-ttl): a node whose agent is paused or gone keeps its lease this long")
 	fs.StringVar(&c.Store, "store", lab.StoreEtcd, "the agents' lease store: etcd, or kubernetes (a real kube-apiserver in the lab; Node spec.podCIDR is the subnet)")
 	fs.StringVar(&c.KubeAPIServerBin, "kube-apiserver-bin", "", "kube-apiserver binary for --store kubernetes (default: search, see above)")
-	fs.IntVar(&c.FlannelNodes, "flannel-nodes", 0, "run flanneld instead of twill agent on the first N nodes (etcd store)")
+	fs.IntVar(&c.FlannelNodes, "flannel-nodes", 0, "run flanneld instead of twill agent on the first N nodes (either store)")
 	fs.StringVar(&c.FlanneldBin, "flanneld-bin", "", "flanneld binary for --flannel-nodes (default: $TWILL_FLANNELD_BIN, next to twill, ./bin, $PATH)")
 	fs.StringVar(&c.IPFamily, "ip-family", lab.IPFamilyIPv4, "the pod network's IP family: ipv4, ipv6 (IPv6 only) or dual (agent mode, either store; see docs/ipv6.md)")
 	fs.BoolVar(&c.Kubernetes, "kubernetes", false, "a real cluster: control plane, kubelet + containerd + kube-proxy per node, twill installed from its image with kubectl apply")

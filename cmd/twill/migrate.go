@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -42,6 +43,7 @@ func newMigrateDirCmd(dir string) *cobra.Command {
 		popt   migrate.PlanOptions
 		dry    bool
 		output string
+		kf     kubeFlags
 	)
 	short, long, example := "", "", ""
 	switch dir {
@@ -60,6 +62,11 @@ yet started). In order:
      rules jumping to them, in whichever backend holds them;
   4. removes /run/flannel/subnet.env;
   5. last, deletes flannel.1, which holds the VNI and port twill.1 needs.
+
+With --store kubernetes (Flannel's --kube-subnet-mgr) it first checks that
+the Node's podCIDR is the subnet of Flannel's subnet file (the agent leases
+the podCIDR); Flannel's annotations stay until the agent publishes its lease
+in both sets.
 
 Start twill agent right after (with Flannel's etcd and --etcd-prefix): from
 step 5 until its twill.1 is up, cross-node packets are dropped and
@@ -84,9 +91,14 @@ started). In order:
      8472), twill's routes, firewall rules, subnet file and CNI plugin. The pod
      bridge cni0 and the pods stay.
 
+With --store kubernetes it also removes twill's own annotations (twill.io/*)
+from the Node, keeping Flannel's set (same address and VTEP MAC) for flanneld
+to take over: on a Node with both sets twill's wins, and it would go stale.
+
 Start flanneld right after.`
 		example = `  twill migrate to-flannel --dry-run
-  twill migrate to-flannel && systemctl start flanneld`
+  twill migrate to-flannel && systemctl start flanneld
+  twill migrate to-flannel --store kubernetes --node "$NODE_NAME"`
 	}
 	cmd := &cobra.Command{
 		Use:     dir,
@@ -98,6 +110,16 @@ Start flanneld right after.`
 			if output != "text" && output != "json" {
 				return &exitError{2, fmt.Errorf("--output %q: want text or json", output)}
 			}
+			if err := kf.validStore(); err != nil {
+				return &exitError{2, err}
+			}
+			if kf.store == storeKubernetes {
+				st, err := kf.openKube(o.Netns, slog.New(slog.NewTextHandler(io.Discard, nil)))
+				if err != nil {
+					return &exitError{1, fmt.Errorf("migrate %s: %w", dir, err)}
+				}
+				o.Kube = st
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
 			return runMigrate(ctx, cmd.OutOrStdout(), dir, o, popt, dry, output)
@@ -108,6 +130,9 @@ Start flanneld right after.`
 	fs.StringVar(&o.Netns, "netns", "", "migrate the node in this named network namespace (lab and tests)")
 	fs.StringVar(&o.Iface, "iface", "", "underlay interface (default: the default route's)")
 	fs.BoolVar(&dry, "dry-run", false, "print the plan and change nothing")
+	kf.register(fs)
+	host, _ := os.Hostname()
+	fs.StringVar(&o.Node, "node", envOr("NODE_NAME", host), "this node's Node object name, with --store kubernetes (env NODE_NAME; default the hostname)")
 	if dir == migrate.FromFlannel {
 		fs.BoolVar(&popt.LeaveDevice, "leave-device", false, "leave flannel.<VNI> to the agent started with --take-over-flannel-device, which replaces it right before creating its own (the shortest gap)")
 	}

@@ -69,6 +69,29 @@ var annotationKeys = []string{AnnotationPublicIP, AnnotationBackendType, Annotat
 	FlannelAnnotationPublicIP, FlannelAnnotationBackendType, FlannelAnnotationBackendData, FlannelAnnotationPublicIPv6, FlannelAnnotationBackendV6Data,
 	FlannelAnnotationKubeSubnetManager}
 
+// TwillKeys returns the keys of twill's own set (twill.io/*) that ann
+// carries, in a fixed order.
+func TwillKeys(ann map[string]string) []string {
+	var out []string
+	for _, k := range []string{twillDialect.publicIP, twillDialect.backendType, twillDialect.backendData, twillDialect.publicIPv6, twillDialect.backendV6Data} {
+		if _, ok := ann[k]; ok {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// flannelSet returns the annotations of Flannel's set that ann carries.
+func flannelSet(ann map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, k := range []string{flannelDialect.publicIP, flannelDialect.backendType, flannelDialect.backendData, flannelDialect.publicIPv6, flannelDialect.backendV6Data, FlannelAnnotationKubeSubnetManager} {
+		if v, ok := ann[k]; ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
 // Annotations returns the annotations that publish req on its Node: twill's
 // set and Flannel's (which flanneld on other nodes reads).
 func Annotations(req lease.Request) map[string]string {

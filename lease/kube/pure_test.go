@@ -383,3 +383,36 @@ func TestLoadRESTConfigOrder(t *testing.T) {
 		t.Fatalf("--kubeconfig of a missing file: %v", err)
 	}
 }
+
+func TestTwillKeysAndFlannelSet(t *testing.T) {
+	req := lease.Request{PublicIP: netip.MustParseAddr("192.168.77.11"), BackendType: "vxlan", BackendData: &lease.BackendData{VtepMAC: "0e:00:00:00:00:01"}}
+	ann := Annotations(req)
+	ann["other"] = "x"
+	if got := TwillKeys(ann); len(got) != 3 || got[0] != AnnotationPublicIP {
+		t.Errorf("TwillKeys = %v, want public-ip, backend-type, backend-data", got)
+	}
+	fl := flannelSet(ann)
+	if len(fl) != 4 || fl[FlannelAnnotationKubeSubnetManager] != "true" || fl[FlannelAnnotationPublicIP] != "192.168.77.11" {
+		t.Errorf("flannelSet = %v", fl)
+	}
+	// The patch that keeps Flannel's set removes twill's and nothing else.
+	var patch struct {
+		Metadata struct {
+			Annotations map[string]*string `json:"annotations"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(annotationPatch(fl), &patch); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range patch.Metadata.Annotations {
+		if _, flannel := fl[k]; flannel != (v != nil) {
+			t.Errorf("patch %s = %v", k, v)
+		}
+	}
+	if _, ok := patch.Metadata.Annotations["other"]; ok {
+		t.Error("the patch touches an annotation that is not twill's")
+	}
+	if len(TwillKeys(fl)) != 0 {
+		t.Errorf("TwillKeys of Flannel's set = %v", TwillKeys(fl))
+	}
+}

@@ -48,3 +48,29 @@ func (s *Store) ReleaseNode(ctx context.Context, node string) (released bool, er
 	}
 	return true, nil
 }
+
+// NodeInfo reads the named Node as twill reads it (name, podCIDRs,
+// annotations); `twill migrate` plans from it.
+func (s *Store) NodeInfo(ctx context.Context, node string) (NodeInfo, error) {
+	n, err := s.c.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		return NodeInfo{}, nodeGetError(err, node)
+	}
+	return infoOf(n), nil
+}
+
+// RemoveTwillSet removes twill's own annotation set (twill.io/*) from the
+// named Node and keeps Flannel's, which flanneld takes over when the node
+// goes back to Flannel (`twill migrate to-flannel`): without it twill's set,
+// which wins on a Node carrying both, would keep a stale lease in front of
+// the peers. removed is false when the Node carries none.
+func (s *Store) RemoveTwillSet(ctx context.Context, node string) (removed bool, err error) {
+	n, err := s.NodeInfo(ctx, node)
+	if err != nil {
+		return false, err
+	}
+	if len(TwillKeys(n.Annotations)) == 0 {
+		return false, nil
+	}
+	return true, s.patchAnnotations(ctx, node, flannelSet(n.Annotations))
+}

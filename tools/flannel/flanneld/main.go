@@ -1,15 +1,20 @@
 // Command flanneld is a small flanneld for twill's lab: Flannel's own etcd
-// subnet manager, its vxlan and host-gw backends and its iptables traffic
-// manager, imported from github.com/flannel-io/flannel as a library and wired
-// the way upstream's main wires them. Upstream's main also links the cloud
-// backends and the Kubernetes subnet manager, whose modules the lab does not
-// need; everything the lab compares twill with (the lease in etcd, flannel.1,
-// routes, neighbours, FDB, FLANNEL-* rules, subnet.env) is Flannel's own code.
+// and Kubernetes subnet managers, its vxlan and host-gw backends and its
+// iptables traffic manager, imported from github.com/flannel-io/flannel as a
+// library and wired the way upstream's main wires them. Upstream's main also
+// links the cloud backends, whose modules the lab does not need; everything
+// the lab compares twill with (the lease in etcd or the Node annotations,
+// flannel.1, routes, neighbours, FDB, FLANNEL-* rules, subnet.env) is
+// Flannel's own code.
 //
 // Flags keep upstream's names: --etcd-endpoints, --etcd-prefix, --iface,
 // --public-ip, --subnet-file, --ip-masq, --iptables-resync,
 // --iptables-forward-rules, --subnet-lease-renew-margin, --healthz-ip,
-// --healthz-port (/healthz, and /readyz once the subnet file is written).
+// --healthz-port (/healthz, and /readyz once the subnet file is written);
+// and for the Kubernetes subnet manager --kube-subnet-mgr, --kubeconfig-file,
+// --kube-api-url, --kube-annotation-prefix, --net-config-path and
+// --set-node-network-unavailable, with the node's name in $NODE_NAME (or
+// $POD_NAME and $POD_NAMESPACE), as kube-flannel runs it.
 package main
 
 import (
@@ -35,6 +40,7 @@ import (
 	"github.com/flannel-io/flannel/pkg/ipmatch"
 	"github.com/flannel-io/flannel/pkg/subnet"
 	"github.com/flannel-io/flannel/pkg/subnet/etcd"
+	"github.com/flannel-io/flannel/pkg/subnet/kube"
 	"github.com/flannel-io/flannel/pkg/trafficmngr/iptables"
 	"github.com/joho/godotenv"
 	log "k8s.io/klog/v2"
@@ -53,6 +59,13 @@ func main() {
 	renewMargin := fs.Int("subnet-lease-renew-margin", 60, "lease renew margin, minutes (1..1439)")
 	healthzIP := fs.String("healthz-ip", "0.0.0.0", "address of the healthz server")
 	healthzPort := fs.Int("healthz-port", 0, "port of the healthz server (0: none)")
+	var km kubeMgr
+	fs.BoolVar(&km.enabled, "kube-subnet-mgr", false, "lease through the Kubernetes API (the node's spec.podCIDR, Node annotations) instead of etcd")
+	fs.StringVar(&km.kubeconfig, "kubeconfig-file", "", "kubeconfig of the Kubernetes subnet manager (default: in-cluster)")
+	fs.StringVar(&km.apiURL, "kube-api-url", "", "API server URL (default: the kubeconfig's)")
+	fs.StringVar(&km.prefix, "kube-annotation-prefix", "flannel.alpha.coreos.com", "prefix of the Node annotations")
+	fs.StringVar(&km.netConf, "net-config-path", "/etc/kube-flannel/net-conf.json", "net-conf.json of the Kubernetes subnet manager")
+	fs.BoolVar(&km.setUnavailable, "set-node-network-unavailable", true, "set the Node's NetworkUnavailable condition to False once up")
 	log.InitFlags(nil)
 	_ = flag.Set("logtostderr", "true")
 	fs.Var(flag.Lookup("v").Value, "v", "log verbosity")
@@ -64,13 +77,20 @@ func main() {
 	if *healthzPort > 0 {
 		serveHealthz(net.JoinHostPort(*healthzIP, strconv.Itoa(*healthzPort)))
 	}
-	if err := run(*endpoints, *prefix, *iface, *publicIP, *subnetFile, *ipMasq, *resync, *fwdRules, *renewMargin); err != nil {
+	if err := run(km, *endpoints, *prefix, *iface, *publicIP, *subnetFile, *ipMasq, *resync, *fwdRules, *renewMargin); err != nil {
 		log.Errorf("flanneld: %v", err)
 		os.Exit(1)
 	}
 }
 
-func run(endpoints, prefix, iface, publicIP, subnetFile string, ipMasq bool, resync int, fwdRules bool, renewMargin int) error {
+// kubeMgr are the flags of the Kubernetes subnet manager.
+type kubeMgr struct {
+	enabled                             bool
+	kubeconfig, apiURL, prefix, netConf string
+	setUnavailable                      bool
+}
+
+func run(km kubeMgr, endpoints, prefix, iface, publicIP, subnetFile string, ipMasq bool, resync int, fwdRules bool, renewMargin int) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 1)
@@ -85,8 +105,14 @@ func run(endpoints, prefix, iface, publicIP, subnetFile string, ipMasq bool, res
 	}()
 
 	prevSubnet := readCIDR(subnetFile, "FLANNEL_SUBNET")
-	sm, err := etcd.NewLocalManager(ctx, &etcd.EtcdConfig{Endpoints: strings.Split(endpoints, ","), Prefix: prefix},
-		prevSubnet, ip.IP6Net{}, renewMargin)
+	var sm subnet.Manager
+	var err error
+	if km.enabled {
+		sm, err = kube.NewSubnetManager(ctx, km.apiURL, km.kubeconfig, km.prefix, km.netConf, km.setUnavailable)
+	} else {
+		sm, err = etcd.NewLocalManager(ctx, &etcd.EtcdConfig{Endpoints: strings.Split(endpoints, ","), Prefix: prefix},
+			prevSubnet, ip.IP6Net{}, renewMargin)
+	}
 	if err != nil {
 		return fmt.Errorf("subnet manager: %w", err)
 	}
