@@ -11,6 +11,7 @@ import (
 // end matches, if any.
 func diagnose(w *World, res *Result, p *Path) *Failure {
 	o := p.Outcome
+	v6 := w.isV6
 	backends := map[string]bool{}
 	dnat := false
 	for _, s := range p.Forward {
@@ -26,7 +27,11 @@ func diagnose(w *World, res *Result, p *Path) *Failure {
 		return nil
 	case Reset:
 		if len(p.bridgedNoNF) > 0 {
-			return &Failure{ID: "F1", Check: checkid.BridgeNFCallIptables, Why: fmt.Sprintf("the reply was bridged on %s with net.bridge.bridge-nf-call-iptables off, so conntrack never reversed the Service DNAT; the client sees the pod address %s and resets", strings.Join(p.bridgedNoNF, ", "), o.ReplyFrom.Addr())}
+			key, check := "net.bridge.bridge-nf-call-iptables", checkid.BridgeNFCallIptables
+			if v6 {
+				key, check = "net.bridge.bridge-nf-call-ip6tables", checkid.BridgeNFCallIp6tables
+			}
+			return &Failure{ID: "F1", Check: check, Why: fmt.Sprintf("the reply was bridged on %s with %s off, so conntrack never reversed the Service DNAT; the client sees the pod address %s and resets", strings.Join(p.bridgedNoNF, ", "), key, o.ReplyFrom.Addr())}
 		}
 		return nil
 	}
@@ -36,6 +41,9 @@ func diagnose(w *World, res *Result, p *Path) *Failure {
 	}
 	switch {
 	case o.Cause == CauseForwardingOff:
+		if v6 {
+			return &Failure{ID: "F2", Check: checkid.IPv6Forwarding, Why: "the node does not forward IPv6 (net.ipv6.conf.all.forwarding=0)"}
+		}
 		return &Failure{ID: "F2", Check: checkid.IPForward, Why: "the node does not forward (net.ipv4.ip_forward=0)"}
 	case d != nil && d.step.Chain == "KUBE-FIREWALL" && d.verdict == "drop" && d.step.Rule > 0 && !strings.Contains(d.step.Text, "--mark"):
 		// The rule as dumped has lost its mark match.

@@ -24,7 +24,8 @@ type Request struct {
 var Protocols = []string{"tcp", "udp", "sctp", "icmp"}
 
 // Validate checks a request's protocol (Protocols; "" is tcp), its port
-// (needed except for icmp) and that the destination is IPv4.
+// (needed except for icmp) and that the destination is an IPv4 or IPv6
+// address.
 func (r Request) Validate() error {
 	switch p := strings.ToLower(r.Proto); p {
 	case "", "tcp", "udp", "sctp":
@@ -35,8 +36,8 @@ func (r Request) Validate() error {
 	default:
 		return fmt.Errorf("--proto %q: want %s", r.Proto, strings.Join(Protocols, ", "))
 	}
-	if !r.To.Is4() {
-		return fmt.Errorf("--to %s: only IPv4 is simulated", r.To)
+	if !r.To.IsValid() || r.To.Is4In6() {
+		return fmt.Errorf("--to %s: want an IPv4 or IPv6 address (IPv6 with a port: --to [ADDR]:PORT)", r.To)
 	}
 	return nil
 }

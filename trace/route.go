@@ -90,7 +90,7 @@ func (h *Host) lookup(p Packet, iif string) routeResult {
 		}
 		for k := range h.tables[ru.Table] {
 			rt := &h.tables[ru.Table][k]
-			if !rt.Dst.Contains(p.Dst) || !rt.Dst.Addr().Is4() {
+			if !rt.Dst.Contains(p.Dst) || !h.of(rt.Dst.Addr()) {
 				continue
 			}
 			if rt.Dev != "" {

@@ -117,6 +117,16 @@ func (w *World) Trace(req Request) (*Result, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
+	if req.To.Is6() != w.isV6 {
+		// The other family's half of the nodes answers.
+		switch {
+		case w.isV6:
+			return nil, fmt.Errorf("--to %s: an IPv4 address in the IPv6 half of the world (trace it with the World NewWorld returned)", req.To)
+		case w.v6 == nil:
+			return nil, fmt.Errorf("--to %s: no node of this trace has a global IPv6 address, so nothing routes IPv6 (snapshots without IPv6)", req.To)
+		}
+		return w.v6.Trace(req)
+	}
 	if req.Proto == "icmp" {
 		req.Port = 0
 	}
@@ -190,7 +200,7 @@ func (w *World) resolveFrom(from string) (*Pod, *Host, error) {
 	if h := w.byName[from]; h != nil {
 		return nil, h, nil
 	}
-	a, err := netip.ParseAddr(from)
+	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(from, "["), "]"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("--from %q: not a pod, node or address of this trace (pods: %s; nodes: %s)", from, podNames(w), strings.Join(w.hostNames(), ", "))
 	}
@@ -199,6 +209,9 @@ func (w *World) resolveFrom(from string) (*Pod, *Host, error) {
 	}
 	if p := w.podFor(a); p != nil {
 		return p, nil, nil
+	}
+	if a.Is6() != w.isV6 {
+		return nil, nil, fmt.Errorf("--from %s and --to are of different IP families: a packet has one (use the pod's or node's name, or its address of the --to family)", a)
 	}
 	return nil, nil, fmt.Errorf("--from %s: no node has this address and it is in no node's pod bridge subnet", a)
 }
@@ -280,14 +293,14 @@ func (r *run) bridgeIn(f *flow, h *Host, br, inPort string, to *Pod) {
 		}
 	}
 	if !h.bridgeNF() {
-		f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "bridge", NoIPHooks: true, Text: fmt.Sprintf("bridged %s -> %s on %s; net.bridge.bridge-nf-call-iptables is %s: no iptables, no conntrack, no NAT", orDash(inPort), orDash(outPort), br, sysctlWord(h, "net.bridge.bridge-nf-call-iptables"))})
+		f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "bridge", NoIPHooks: true, Text: fmt.Sprintf("bridged %s -> %s on %s; %s is %s: no %s, no conntrack, no NAT", orDash(inPort), orDash(outPort), br, h.bridgeNFKey(), sysctlWord(h, h.bridgeNFKey()), h.iptablesTool())})
 		if f.reply {
 			f.bridgedNoNF = append(f.bridgedNoNF, h.Name)
 		}
 		r.deliverPod(f, to)
 		return
 	}
-	f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "bridge", Text: fmt.Sprintf("bridged %s -> %s on %s; bridge-nf-call-iptables=1: the IP hooks run with -i/-o %s and physdev", orDash(inPort), orDash(outPort), br, br)})
+	f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "bridge", Text: fmt.Sprintf("bridged %s -> %s on %s; %s=1: the IP hooks run with -i/-o %s and physdev", orDash(inPort), orDash(outPort), br, strings.TrimPrefix(h.bridgeNFKey(), "net.bridge."), br)})
 	env := hookEnv{hook: "PREROUTING", in: br, physIn: inPort, bridged: true}
 	before := f.pkt.Dst
 	r.hook(f, h, env, func(f *flow) {
@@ -353,8 +366,8 @@ func (r *run) afterPre(f *flow, h *Host, iif, physIn string) {
 	}
 	f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "route", Text: "forward: " + rt.describe()})
 	if !h.forwarding() {
-		f.add(Step{Host: h.Name, Stage: "route", Text: "net.ipv4.ip_forward=0: the node does not forward; it answers ICMP host unreachable"})
-		r.finish(f, Outcome{Kind: Unreachable, Cause: CauseForwardingOff, Where: fmt.Sprintf("%s: net.ipv4.ip_forward=0", h.Name)})
+		f.add(Step{Host: h.Name, Stage: "route", Text: h.forwardingKey() + "=0: the node does not forward; it answers ICMP host unreachable"})
+		r.finish(f, Outcome{Kind: Unreachable, Cause: CauseForwardingOff, Where: fmt.Sprintf("%s: %s=0", h.Name, h.forwardingKey())})
 		return
 	}
 	env := hookEnv{hook: "FORWARD", in: iif, out: rt.dev, physIn: physIn, bridged: physIn != ""}
@@ -634,7 +647,10 @@ func (r *run) underlayToVtep(f *flow, h *Host, ort routeResult, outer, inner Pac
 		g.assume = of.assume
 		var vtep *nodestate.Link
 		for _, l := range peer.Snap.Links {
-			if l.Kind == "vxlan" && l.Vxlan != nil && uint16(l.Vxlan.Port) == outer.Dport {
+			// A vxlan device listens on a socket of its local address's
+			// family: twill-v6.1 takes the IPv6 outer packets, twill.1 the IPv4 ones.
+			if l.Kind == "vxlan" && l.Vxlan != nil && uint16(l.Vxlan.Port) == outer.Dport &&
+				(!l.Vxlan.Local.IsValid() || l.Vxlan.Local.Is6() == outer.Dst.Is6()) {
 				vtep = &l
 				break
 			}

@@ -22,6 +22,10 @@ type Pod struct {
 	IP netip.Prefix `json:"ip"`
 	// Gateway is the pod's default gateway (the node bridge address).
 	Gateway netip.Addr `json:"gateway"`
+	// IPv6 and Gateway6 are the same for the pod's IPv6 address (a
+	// dual-stack pod has both families; an IPv6-only pod only these).
+	IPv6     netip.Prefix `json:"ipv6,omitzero"`
+	Gateway6 netip.Addr   `json:"gateway6,omitzero"`
 	// HostVeth is the node end of the pod's veth (a port of Bridge).
 	HostVeth string `json:"hostVeth,omitempty"`
 	// Bridge is the node bridge the veth is enslaved to ("cni0").
@@ -46,12 +50,25 @@ func (p *Pod) Label() string {
 // moves packets between. Build it with NewWorld; it is read-only afterwards
 // and safe for concurrent traces.
 type World struct {
+	// Hosts and Pods are the IPv4 half of the nodes and pods (pods with an
+	// IPv4 address).
 	Hosts []*Host
 	Pods  []*Pod
 
 	byName  map[string]*Host
 	podByIP map[netip.Addr]*Pod
+
+	// v6 is the same world seen through IPv6: Hosts compiled with V6 (IPv6
+	// routes, neighbours, ip6tables, nft ip6/inet) and the pods' IPv6
+	// addresses. nil when no node has a global IPv6 address. Traces to an
+	// IPv6 address run there, with the same simulator.
+	v6 *World
+	// isV6 marks the IPv6 half itself.
+	isV6 bool
 }
+
+// IPv6 is the IPv6 half of the world (nil when no node has IPv6).
+func (w *World) IPv6() *World { return w.v6 }
 
 // Host is one node's compiled state: its snapshot plus indexes.
 type Host struct {
@@ -86,9 +103,45 @@ type Host struct {
 // pods are then synthesized on demand for addresses inside a node bridge's
 // subnet. Malformed rule dumps are errors naming the node and line.
 func NewWorld(snaps []*nodestate.Snapshot, pods []Pod) (*World, error) {
-	w := &World{byName: map[string]*Host{}, podByIP: map[netip.Addr]*Pod{}}
+	w, err := newFamilyWorld(snaps, pods, false)
+	if err != nil {
+		return nil, err
+	}
+	if slices.ContainsFunc(snaps, hasGlobalIPv6) {
+		if w.v6, err = newFamilyWorld(snaps, pods, true); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// hasGlobalIPv6 reports whether a node has an IPv6 address beyond loopback
+// and link-local ones (which every device has).
+func hasGlobalIPv6(s *nodestate.Snapshot) bool {
+	return slices.ContainsFunc(s.Addrs, func(a nodestate.Addr) bool {
+		ip := a.Prefix.Addr()
+		return ip.Is6() && !ip.Is4In6() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast()
+	})
+}
+
+// newFamilyWorld compiles one family's World: the Hosts of that family and
+// the pods with an address of it (as Pod.IP and Pod.Gateway).
+func newFamilyWorld(snaps []*nodestate.Snapshot, all []Pod, v6 bool) (*World, error) {
+	var pods []Pod
+	for _, p := range all {
+		if v6 {
+			if !p.IPv6.IsValid() {
+				continue
+			}
+			p.IP, p.Gateway = p.IPv6, p.Gateway6
+		} else if !p.IP.IsValid() {
+			continue
+		}
+		pods = append(pods, p)
+	}
+	w := &World{byName: map[string]*Host{}, podByIP: map[netip.Addr]*Pod{}, isV6: v6}
 	for i, s := range snaps {
-		h, err := compileHost(s, i, false)
+		h, err := compileHost(s, i, v6)
 		if err != nil {
 			return nil, err
 		}
@@ -293,6 +346,14 @@ func (h *Host) bridgeNFKey() string {
 		return "net.bridge.bridge-nf-call-ip6tables"
 	}
 	return "net.bridge.bridge-nf-call-iptables"
+}
+
+// iptablesTool names the Host family's iptables: iptables or ip6tables.
+func (h *Host) iptablesTool() string {
+	if h.V6 {
+		return "ip6tables"
+	}
+	return "iptables"
 }
 
 // bridgeNF reports whether bridged frames of the Host's family pass the

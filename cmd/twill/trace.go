@@ -35,7 +35,7 @@ type traceFlags struct {
 func newTraceCmd() *cobra.Command {
 	f := &traceFlags{}
 	cmd := &cobra.Command{
-		Use:   "trace --from POD|IP --to IP[:PORT]",
+		Use:   "trace --from POD|IP --to IP[:PORT]|[IPV6]:PORT",
 		Short: "Simulate one packet through routing, bridges, netfilter, conntrack and the overlay, and name the rule that decides",
 		Long: `trace follows one packet (and its reply) through the network state of one or
 more nodes, the way the kernel would: pod routing, the node bridge (with or
@@ -58,6 +58,7 @@ Exit status: 0 when every path is established, 1 when some path fails, 2 on erro
 		Example: `  twill trace --lab --from node1-a --to 10.96.1.1:80
   twill trace --snapshot node1.json --snapshot node2.json --from 10.244.1.10 --to 10.244.2.10:8080 -o json
   twill trace --lab --from node1-a --to 10.96.1.1:80 -o html > f1.html
+  twill trace --lab --from node1-a --to '[fd00:10:244:2::2]:8080'     # IPv6 (dual-stack or IPv6-only lab)
   twill trace --live --lab --from node1-a --to 10.96.0.10:80
   twill trace --kubeconfig ~/.kube/config --from default/client --to default/web:http`,
 		Args: cobra.NoArgs,
@@ -203,16 +204,34 @@ func runTrace(ctx context.Context, cmd *cobra.Command, f *traceFlags) error {
 	return nil
 }
 
-// parseTraceTarget parses --to IP[:PORT] with --proto.
+// parseTraceTarget parses --to IP[:PORT] with --proto: IPv4 "10.96.0.1:80",
+// IPv6 "fd00::1" or with a port in brackets "[fd00::1]:80".
 func parseTraceTarget(to, proto string) (trace.Request, error) {
 	req := trace.Request{Proto: strings.ToLower(proto)}
 	host, port := to, ""
-	if i := strings.LastIndex(to, ":"); i >= 0 {
-		host, port = to[:i], to[i+1:]
+	switch {
+	case strings.HasPrefix(to, "["):
+		h, rest, ok := strings.Cut(to[1:], "]")
+		if !ok || (rest != "" && !strings.HasPrefix(rest, ":")) {
+			return req, fmt.Errorf("--to %q: want [IPV6]:PORT, e.g. [fd00:96::1]:80", to)
+		}
+		host, port = h, strings.TrimPrefix(rest, ":")
+		if rest == ":" {
+			return req, fmt.Errorf("--to %q: port must be 1..65535", to)
+		}
+	case strings.Count(to, ":") > 1:
+		// An IPv6 address without a port (a port needs brackets).
+	default:
+		if i := strings.LastIndex(to, ":"); i >= 0 {
+			host, port = to[:i], to[i+1:]
+		}
 	}
 	a, err := netip.ParseAddr(host)
 	if err != nil {
-		return req, fmt.Errorf("--to %q: want IP or IP:PORT (%v)", to, err)
+		return req, fmt.Errorf("--to %q: want IP, IP:PORT or [IPV6]:PORT (%v)", to, err)
+	}
+	if a.Zone() != "" {
+		return req, fmt.Errorf("--to %q: zones (%%%s) are not simulated; give a global address", to, a.Zone())
 	}
 	req.To = a
 	if port != "" {

@@ -65,7 +65,12 @@ func TestTraceRejectsBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"--to", "10.96.0.1:443"}, "--from and --to are required"},
-		{[]string{"--from", "x", "--to", "nonsense"}, "want IP or IP:PORT"},
+		{[]string{"--from", "x", "--to", "nonsense"}, "want IP, IP:PORT or [IPV6]:PORT"},
+		{[]string{"--from", "x", "--to", "[fd00::1]80"}, "want [IPV6]:PORT"},
+		{[]string{"--from", "x", "--to", "[fd00::1]:"}, "port must be 1..65535"},
+		{[]string{"--from", "x", "--to", "fd00::1"}, "needs a port"},
+		{[]string{"--from", "x", "--to", "[fe80::1%eth0]:80"}, "zones"},
+		{[]string{"--from", "x", "--to", "[fd00::1]:80", "--snapshot", traceData + "healthy-node1.json"}, "no node of this trace has a global IPv6 address"},
 		{[]string{"--from", "x", "--to", "10.96.0.1"}, "needs a port"},
 		{[]string{"--from", "x", "--to", "10.96.0.1:80", "--proto", "gre"}, "want tcp, udp, sctp, icmp"},
 		{[]string{"--from", "x", "--to", "10.96.0.1", "--proto", "sctp"}, "--proto sctp needs a port"},

@@ -7,6 +7,7 @@ import (
 
 	"github.com/twillnet/twill/lab"
 	"github.com/twillnet/twill/nodestate"
+	"github.com/twillnet/twill/subnetfile"
 	"github.com/twillnet/twill/trace"
 )
 
@@ -15,13 +16,21 @@ func Pods(st *lab.State) []trace.Pod {
 	var pods []trace.Pod
 	for _, n := range st.Nodes {
 		for _, p := range n.Pods {
-			pods = append(pods, trace.Pod{
+			tp := trace.Pod{
 				Name: p.Name, Node: n.Name,
-				IP:       netip.PrefixFrom(netip.MustParseAddr(p.IP), netip.MustParsePrefix(n.Subnet).Bits()),
-				Gateway:  netip.MustParseAddr(n.Gateway),
 				HostVeth: p.HostVeth, Bridge: "cni0",
 				Ports: []uint16{lab.ServerPort},
-			})
+			}
+			if p.IP != "" && n.Subnet != "" {
+				tp.IP = netip.PrefixFrom(netip.MustParseAddr(p.IP), netip.MustParsePrefix(n.Subnet).Bits())
+				tp.Gateway = netip.MustParseAddr(n.Gateway)
+			}
+			if p.IPv6 != "" && n.IPv6Subnet != "" {
+				sn := netip.MustParsePrefix(n.IPv6Subnet)
+				tp.IPv6 = netip.PrefixFrom(netip.MustParseAddr(p.IPv6), sn.Bits())
+				tp.Gateway6 = subnetfile.Gateway(sn).Addr()
+			}
+			pods = append(pods, tp)
 		}
 	}
 	return pods

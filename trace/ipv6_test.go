@@ -1,0 +1,82 @@
+package trace
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/twillnet/twill/nodestate"
+)
+
+// testdata/dual-node{1,2}.json are `twill snapshot`s of a 2-node
+// dual-stack vxlan lab (`twill lab up --ip-family dual`) whose real agents
+// programmed both families: pods fd00:10:244:<i>::2 and ::3 beside
+// 10.244.<i>.2 and .3, IPv6 overlay on twill-v6.1 over fd00:77::1<i>.
+
+func dualTrace(t *testing.T, set func(*nodestate.Snapshot), from, to string, proto string) *Result {
+	t.Helper()
+	w := worldWith(t, set, "dual-node1", "dual-node2")
+	var ap netip.AddrPort
+	if a, err := netip.ParseAddr(to); err == nil {
+		ap = netip.AddrPortFrom(a, 0)
+	} else {
+		ap = netip.MustParseAddrPort(to)
+	}
+	res, err := w.Trace(Request{From: from, To: ap.Addr(), Port: ap.Port(), Proto: proto})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// TestIPv6CrossNodeOverVxlanV6: an IPv6 pod-to-pod connection between
+// nodes goes through twill-v6.1 to the peer's IPv6 underlay address and is
+// established; the IPv4 twin of the same pods still goes through twill.1.
+func TestIPv6CrossNodeOverVxlanV6(t *testing.T) {
+	r := dualTrace(t, nil, "fd00:10:244:1::2", "[fd00:10:244:2::2]:8081", "tcp")
+	s := only(t, r)
+	out := text(r)
+	if s.Kind != Established || !strings.Contains(out, "encapsulated in udp fd00:77::11 -> fd00:77::12:8472") || !strings.Contains(out, "decapsulated on twill-v6.1") {
+		t.Fatalf("got %+v\n%s", s, out)
+	}
+	r = dualTrace(t, nil, "10.244.1.2", "10.244.2.2:8081", "tcp")
+	if s := only(t, r); s.Kind != Established || !strings.Contains(text(r), "decapsulated on twill.1") {
+		t.Fatalf("IPv4 twin: %+v\n%s", s, text(r))
+	}
+	if s := only(t, dualTrace(t, nil, "fd00:10:244:1::2", "fd00:10:244:2::3", "icmp")); s.Kind != Established {
+		t.Fatalf("ICMPv6 echo: %+v", s)
+	}
+}
+
+// TestIPv6Breakage: the IPv6 twins of F2 and F3 stop IPv6 traffic and are
+// named with their IPv6 checks; IPv4 is untouched.
+func TestIPv6Breakage(t *testing.T) {
+	noFwd := func(s *nodestate.Snapshot) { s.Sysctls["net.ipv6.conf.all.forwarding"] = "0" }
+	r := dualTrace(t, noFwd, "fd00:10:244:1::2", "[fd00:10:244:2::2]:8081", "tcp")
+	if f := r.Failures(); only(t, r).Kind != Unreachable || len(f) != 1 || f[0].Check != "TW004" {
+		t.Fatalf("IPv6 forwarding off on node2: %+v, failures %+v\n%s", only(t, r), f, text(r))
+	}
+	if s := only(t, dualTrace(t, noFwd, "10.244.1.2", "10.244.2.2:8081", "tcp")); s.Kind != Established {
+		t.Fatalf("IPv4 with only IPv6 forwarding off: %+v", s)
+	}
+	drop := func(s *nodestate.Snapshot) {
+		s.Iptables.NFT.Save6 = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+	}
+	r = dualTrace(t, drop, "fd00:10:244:1::2", "[fd00:10:244:2::2]:8081", "tcp")
+	if f := r.Failures(); only(t, r).Kind != Dropped || len(f) != 1 || f[0].Check != "TW010" {
+		t.Fatalf("ip6tables FORWARD DROP on node2: %+v, failures %+v\n%s", only(t, r), f, text(r))
+	}
+	if s := only(t, dualTrace(t, drop, "10.244.1.2", "10.244.2.2:8081", "tcp")); s.Kind != Established {
+		t.Fatalf("IPv4 with an ip6tables drop: %+v", s)
+	}
+}
+
+// TestIPv6NeedsIPv6Nodes: an IPv6 destination in snapshots without IPv6
+// is a clear error.
+func TestIPv6NeedsIPv6Nodes(t *testing.T) {
+	w := world(t, "healthy-node1", "healthy-node2")
+	_, err := w.Trace(Request{From: "node1-a", To: netip.MustParseAddr("fd00::1"), Port: 80})
+	if err == nil || !strings.Contains(err.Error(), "no node of this trace has a global IPv6 address") {
+		t.Fatalf("err = %v", err)
+	}
+}
