@@ -80,8 +80,8 @@ func checkServiceVIP(e *env) ([]Finding, string) {
 		}
 	}
 	if e.nft != nil {
-		if t := e.nft.Table("ip", "kube-proxy"); t != nil && !nftMentions(t, e.cfg.KubernetesServiceIP.String()) {
-			out = append(out, vipFinding(e, e.cfg.KubernetesServiceIP, fmt.Sprintf("nftables table ip kube-proxy has no element for %s (default/kubernetes)", e.cfg.KubernetesServiceIP)))
+		if t := e.nft.Table("ip", "kube-proxy"); t != nil && !nftTranslates(t, e.cfg.KubernetesServiceIP.String()) {
+			out = append(out, vipFinding(e, e.cfg.KubernetesServiceIP, fmt.Sprintf("nftables table ip kube-proxy has no service-ips element and no dnat for %s (default/kubernetes)", e.cfg.KubernetesServiceIP)))
 		}
 	}
 	return out, ""
@@ -99,21 +99,30 @@ func jumpsTo(c *netfilter.Chain, target string) bool {
 	return false
 }
 
-// nftMentions reports whether any set/map element of the table mentions s.
-func nftMentions(t *netfilter.NftTable, s string) bool {
+// nftTranslates reports whether kube-proxy's nftables table translates
+// vip: an element of a verdict map (kube-proxy's service-ips) names it, or
+// a rule that names it does a dnat. A rule that only names it (the Service
+// chain's masquerade mark) does not translate anything.
+func nftTranslates(t *netfilter.NftTable, vip string) bool {
 	for _, set := range t.Sets {
+		if set.Map != "verdict" {
+			continue
+		}
 		for _, el := range set.Elements {
-			if strings.Contains(string(el), `"`+s+`"`) {
+			if strings.Contains(string(el), `"`+vip+`"`) {
 				return true
 			}
 		}
 	}
 	for _, c := range t.Chains {
 		for _, r := range c.Rules {
+			mentions, dnat := false, false
 			for _, x := range r.Expr {
-				if strings.Contains(string(x), `"`+s+`"`) {
-					return true
-				}
+				mentions = mentions || strings.Contains(string(x), `"`+vip+`"`)
+				dnat = dnat || strings.Contains(string(x), `"dnat"`)
+			}
+			if mentions && dnat {
+				return true
 			}
 		}
 	}

@@ -29,6 +29,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/twillnet/twill/image"
 	"github.com/twillnet/twill/lab"
 	"github.com/twillnet/twill/nsrun"
 )
@@ -127,8 +131,8 @@ func readSettings() map[string]string {
 // labState is the part of the lab's state.json the test reads.
 type labState struct {
 	Nodes []struct {
-		Name, IP, Subnet string
-		Pods             []struct{ Name, IP string }
+		Name, IP, Subnet, Root string
+		Pods                   []struct{ Name, IP string }
 	}
 }
 
@@ -203,6 +207,23 @@ func testCluster(t *testing.T, mode, backend, id string) {
 			})
 		}
 	}
+	// Pods reach every node's own address, where its hostNetwork pod
+	// listens: the own node sees the pod's address, another node the
+	// caller's node address (twill masquerades pod traffic leaving the pod
+	// network, as Flannel does).
+	for _, from := range st.Nodes {
+		for _, fp := range from.Pods {
+			for _, to := range st.Nodes {
+				seen := from.IP + ":"
+				if to.Name == from.Name {
+					seen = fp.IP + ":"
+				}
+				check(fmt.Sprintf("pod %s -> node %s (hostNetwork pod %s on %s:%d)", fp.Name, to.Name, lab.HostPodName(to.Name), to.IP, lab.HostServerPort), func() error {
+					return call(t, name, fp.Name, fmt.Sprintf("%s:%d", to.IP, lab.HostServerPort), lab.HostPodName(to.Name)+" "+seen)
+				})
+			}
+		}
+	}
 	check("pod node1-a -> ClusterIP 10.96.0.10:80 (lab/web)", func() error {
 		return call(t, name, "node1-a", "10.96.0.10:80", "node")
 	})
@@ -262,8 +283,17 @@ func testCluster(t *testing.T, mode, backend, id string) {
 		return nil
 	})
 	if mode == "iptables" && backend == "vxlan" {
+		check("a rolling update of the twill DaemonSet to a new image tag: rolled out on every node, a TCP stream across nodes sees no reset", func() error {
+			return rollingUpdateUnderStream(t, name, st.Nodes[1].Pods[0].IP, len(st.Nodes))
+		})
 		check("a twill pod deleted: the DaemonSet recreates it, a TCP stream across nodes sees no reset", func() error {
 			return deleteTwillPodUnderStream(t, name, st.Nodes[1].Pods[0].IP)
+		})
+	}
+	if mode == "nftables" {
+		// Last: it takes the pod network away.
+		check("kubectl delete -f twill.yaml, then twill uninstall on every node: nothing of twill is left", func() error {
+			return deleteAndUninstall(t, name, st)
 		})
 	}
 	if mode == "nftables" && !failed {
@@ -305,6 +335,136 @@ func deleteTwillPodUnderStream(t *testing.T, lab, ip string) error {
 	err := stream.Wait()
 	if err != nil || !strings.Contains(out.String(), "no reset") {
 		return fmt.Errorf("stream across the restart: %v: %s", err, out.String())
+	}
+	return nil
+}
+
+// kubectl runs kubectl with the lab's admin kubeconfig.
+func kubectl(t *testing.T, lab string, args ...string) result {
+	t.Helper()
+	return tw(t, 4*time.Minute, append([]string{"lab", "exec", "--name", lab, "underlay", "--", "kubectl"}, args...)...)
+}
+
+// rollingUpdateUnderStream builds a second tag of twill's image (the same
+// image, retagged as a release would), imports it into every node with
+// `twill lab import-image`, and rolls the DaemonSet to it with kubectl set
+// image while a TCP stream runs from node1-a to ip's echo port: the
+// rollout must reach all nodes and the stream must see no reset.
+func rollingUpdateUnderStream(t *testing.T, lab string, ip string, nodes int) error {
+	t.Helper()
+	ref, err := os.ReadFile(filepath.Join(repoBin, "image", "twill.ref"))
+	if err != nil {
+		return err
+	}
+	tag, err := name.NewTag(strings.TrimSpace(string(ref)))
+	if err != nil {
+		return err
+	}
+	next := tag.Repository.Tag(tag.TagStr() + "-next")
+	img, err := tarball.ImageFromPath(filepath.Join(repoBin, "image", "twill.docker.tar"), &tag)
+	if err != nil {
+		return fmt.Errorf("read twill.docker.tar: %w", err)
+	}
+	archive := filepath.Join(t.TempDir(), "twill-next.docker.tar")
+	if err := image.WriteDockerArchive(archive, next, img); err != nil {
+		return err
+	}
+	if r := tw(t, 3*time.Minute, "lab", "import-image", "--name", lab, archive); r.code != 0 || strings.Count(r.out, next.Name()) != nodes {
+		return fmt.Errorf("lab import-image: exit %d, want %s imported on %d nodes:\n%s", r.code, next.Name(), nodes, r.out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	stream := exec.CommandContext(ctx, twill, "lab", "stream", "--name", lab, "node1-a", ip+":8081", "--for", "75s")
+	var out strings.Builder
+	stream.Stdout, stream.Stderr = &out, &out
+	if err := stream.Start(); err != nil {
+		return err
+	}
+	streamDone := make(chan error, 1)
+	go func() { streamDone <- stream.Wait() }()
+	time.Sleep(2 * time.Second)
+	if r := kubectl(t, lab, "-n", "kube-twill", "set", "image", "ds/twill", "twill="+next.Name(), "install-cni="+next.Name()); r.code != 0 {
+		return fmt.Errorf("kubectl set image: exit %d: %s", r.code, r.out)
+	}
+	if r := kubectl(t, lab, "-n", "kube-twill", "rollout", "status", "ds/twill", "--timeout=3m"); r.code != 0 {
+		return fmt.Errorf("the rollout did not finish: exit %d: %s", r.code, r.out)
+	}
+	select {
+	case err := <-streamDone:
+		return fmt.Errorf("the stream ended before the rollout did (%v): %s", err, out.String())
+	default:
+	}
+	r := kubectl(t, lab, "-n", "kube-twill", "get", "pods", "-l", "app=twill", "-o",
+		`jsonpath={range .items[*]}{.spec.nodeName} {.spec.containers[0].image} {.status.containerStatuses[0].ready}{"\n"}{end}`)
+	lines := strings.Split(strings.TrimSpace(r.out), "\n")
+	if r.code != 0 || len(lines) != nodes {
+		return fmt.Errorf("twill pods after the rollout: exit %d, want %d:\n%s", r.code, nodes, r.out)
+	}
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) != 3 || f[1] != next.Name() || f[2] != "true" {
+			return fmt.Errorf("twill pod after the rollout: %q, want <node> %s true", l, next.Name())
+		}
+	}
+	if err := <-streamDone; err != nil || !strings.Contains(out.String(), "no reset") {
+		return fmt.Errorf("stream across the rollout: %v: %s", err, out.String())
+	}
+	t.Logf("rolling update to %s: %s", next.Name(), strings.TrimSpace(out.String()))
+	return nil
+}
+
+// deleteAndUninstall removes twill as docs/kubernetes.md says: kubectl
+// delete -f the manifest that was applied, then `twill uninstall --store
+// kubernetes --flannel-subnet-env` on every node. Afterwards no node has
+// twill's devices, rules, ipsets or files, and no Node carries its
+// annotations.
+func deleteAndUninstall(t *testing.T, lab string, st labState) error {
+	t.Helper()
+	manifest := filepath.Join("/run/twill-lab", lab, "twill.yaml")
+	if r := kubectl(t, lab, "delete", "-f", manifest, "--wait=true", "--timeout=3m"); r.code != 0 {
+		return fmt.Errorf("kubectl delete -f %s: exit %d: %s", manifest, r.code, r.out)
+	}
+	for _, n := range st.Nodes {
+		r := tw(t, 2*time.Minute, "lab", "exec", "--name", lab, n.Name, "--", twill, "uninstall", "--store", "kubernetes", "--flannel-subnet-env", "--node", n.Name)
+		if r.code != 0 {
+			return fmt.Errorf("%s: twill uninstall: exit %d:\n%s", n.Name, r.code, r.out)
+		}
+		t.Logf("%s: twill uninstall:\n%s", n.Name, r.out)
+		var left []string
+		in := func(argv ...string) string {
+			r := tw(t, time.Minute, append([]string{"lab", "exec", "--name", lab, n.Name, "--"}, argv...)...)
+			if r.code != 0 {
+				left = append(left, fmt.Sprintf("%s failed (exit %d): %s", strings.Join(argv, " "), r.code, r.out))
+			}
+			return r.out
+		}
+		for _, l := range strings.Split(in("ip", "-o", "link", "show"), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && (strings.HasPrefix(f[1], "twill.1") || strings.HasPrefix(f[1], "cni0") || strings.HasPrefix(f[1], "veth")) {
+				left = append(left, "link "+f[1])
+			}
+		}
+		for _, save := range []string{"iptables-nft-save", "iptables-legacy-save"} {
+			if o := in(save); strings.Contains(strings.ToLower(o), "twill") {
+				left = append(left, save+" still holds twill rules")
+			}
+		}
+		if o := in("nft", "list", "tables"); strings.Contains(o, "twill") {
+			left = append(left, "nft tables: "+o)
+		}
+		if o := in("ipset", "list", "-n"); strings.Contains(o, "twill") {
+			left = append(left, "ipsets: "+o)
+		}
+		for _, f := range []string{"etc/cni/net.d/10-twill.conflist", "opt/cni/bin/twill", "run/twill/subnet.env", "run/flannel/subnet.env", "var/lib/cni/networks/twill"} {
+			if _, err := os.Lstat(filepath.Join(n.Root, f)); err == nil {
+				left = append(left, "/"+f)
+			}
+		}
+		if len(left) > 0 {
+			return fmt.Errorf("%s after uninstall: %s", n.Name, strings.Join(left, "; "))
+		}
+	}
+	r := kubectl(t, lab, "get", "nodes", "-o", "jsonpath={.items[*].metadata.annotations}")
+	if r.code != 0 || strings.Contains(r.out, "twill") {
+		return fmt.Errorf("Node annotations after uninstall (exit %d): %s", r.code, r.out)
 	}
 	return nil
 }
