@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 export TWILL_ETCD_BIN := $(CURDIR)/bin/etcd
 GO ?= go
 
-.PHONY: all tools tools-kube build image demo test bench fuzz vet pictures clean difftrace-seeds
+.PHONY: all tools tools-demo tools-kube build image demo test bench bench-flannel fuzz vet pictures clean difftrace-seeds
 
 # twill's version: the image tag and what `twill version` prints.
 VERSION ?= $(shell git describe --tags --always --dirty)
@@ -20,6 +20,10 @@ all: build
 
 tools:
 	./scripts/setup.sh
+
+# The demo's tools only: no flanneld and no CNI reference plugins.
+tools-demo:
+	./scripts/setup.sh --demo
 
 # The tests also need kube-apiserver and kubectl (Kubernetes mode).
 tools-kube:
@@ -49,7 +53,7 @@ image:
 	  --source-date-epoch $(SOURCE_DATE_EPOCH) --manifest deploy/twill.yaml --out $(IMAGE_OUT)
 
 ## demo: lab up, pods talk, F1 broken, doctor finds it, --fix, works again, lab down.
-demo: tools build
+demo: tools-demo build
 	bin/twill lab demo
 
 ## test: every test, root ones included (run as root; they fail loudly otherwise);
@@ -75,9 +79,15 @@ vet:
 pictures: tools-kube
 	$(GO) test -count=1 ./picture -run Browser -update
 
-## bench: benchmarks with a table of results (also written to docs/benchmarks.md).
+## bench: benchmarks with tables of results (also written to docs/benchmarks.md),
+## twill beside the real flanneld among them (root).
 bench: tools build
 	./scripts/bench.sh
+
+## bench-flannel: only the side-by-side table against flanneld (CNI ADD/DEL,
+## convergence, RSS, throughput ratios); replaces its section of docs/benchmarks.md.
+bench-flannel: tools build
+	FLANNEL_ONLY=1 ./scripts/bench.sh
 
 ## fuzz: run each fuzzer for FUZZTIME (default 30s).
 FUZZTIME ?= 30s

@@ -75,6 +75,13 @@ func (f *NodeFirewall) Ensure(ctx context.Context, v View) ([]Repair, error) {
 		}
 		spec.ForwardAccept = pl
 	}
+	if v6 {
+		pl, err := firewall.Placements(v.Snap, v.Config.IPv6Network, v.Self.IPv6Subnet)
+		if err != nil {
+			return nil, err
+		}
+		spec.ForwardAccept = append(spec.ForwardAccept, pl...)
+	}
 	membership := !slices.Equal(spec.Peers, f.lastPeers)
 	rs, err := f.Backend.Ensure(ctx, spec)
 	if err == nil {

@@ -23,9 +23,12 @@ import (
 type Options struct {
 	// Node is this node's name (it identifies the node's lease).
 	Node string
-	// Iface and PublicIP choose the underlay; both may be empty (default route).
-	Iface    string
-	PublicIP netip.Addr
+	// Iface, PublicIP and PublicIPv6 choose the underlay (see
+	// backend.PickUnderlay); all may be empty (the default route's
+	// interface and its first global address of each family).
+	Iface      string
+	PublicIP   netip.Addr
+	PublicIPv6 netip.Addr
 	// Root prefixes the files the agent writes (subnet file), "" for "/".
 	Root string
 	// NetConf is the network config from a file; nil reads it from the store.
@@ -205,7 +208,7 @@ func (a *agent) start(ctx context.Context) error {
 			return fmt.Errorf("agent: read node state: %w", err)
 		}
 	}
-	u, err := backend.FindUnderlay(snap, a.opt.Iface, a.opt.PublicIP)
+	u, err := backend.PickUnderlay(snap, backend.UnderlayChoice{Iface: a.opt.Iface, PublicIP: a.opt.PublicIP, PublicIPv6: a.opt.PublicIPv6})
 	if err != nil {
 		return fmt.Errorf("agent: underlay: %w", err)
 	}
@@ -400,7 +403,7 @@ func underlayFits(cfg netconf.Config, u backend.Underlay) error {
 		return fmt.Errorf("the cluster runs IPv4 (Network %s), but interface %s has no IPv4 address to use as this node's public IP: give it one or pass --public-ip (or set \"EnableIPv4\": false for an IPv6-only cluster)", cfg.Network, u.Dev)
 	}
 	if cfg.EnableIPv6() && !u.IPv6.IsValid() {
-		return fmt.Errorf("the cluster runs IPv6 (EnableIPv6, IPv6Network %s), but interface %s has no global IPv6 address: give the underlay interface an IPv6 address on every node, or remove EnableIPv6 to run IPv4 only", cfg.IPv6Network, u.Dev)
+		return fmt.Errorf("the cluster runs IPv6 (EnableIPv6, IPv6Network %s), but interface %s has no global IPv6 address: give the underlay interface an IPv6 address on every node (or pass --public-ipv6), or remove EnableIPv6 to run IPv4 only", cfg.IPv6Network, u.Dev)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/twillnet/twill/lease"
 	"github.com/twillnet/twill/nodestate"
 )
 
@@ -25,21 +26,73 @@ type Underlay struct {
 	Nets6 []netip.Prefix
 }
 
+// UnderlayChoice is what the operator said about the underlay (the agent's
+// --iface, --public-ip and --public-ipv6); every field may be zero.
+type UnderlayChoice struct {
+	// Iface names the underlay interface.
+	Iface string
+	// PublicIP is the node's IPv4 address toward its peers.
+	PublicIP netip.Addr
+	// PublicIPv6 is the node's IPv6 address toward its peers.
+	PublicIPv6 netip.Addr
+}
+
 // FindUnderlay picks the underlay from the node's state: the interface named
 // iface (or holding publicIP, or carrying the default route), and its
 // address (publicIP, or the interface's first global IPv4 address). It is
 // pure: the agent calls it on the node it programs, doctor on the snapshot
-// it checks, so both see the same underlay.
+// it checks, so both see the same underlay. PickUnderlay takes an IPv6
+// choice as well.
 func FindUnderlay(s *nodestate.Snapshot, iface string, publicIP netip.Addr) (Underlay, error) {
-	dev := iface
-	if dev == "" && publicIP.IsValid() {
+	return PickUnderlay(s, UnderlayChoice{Iface: iface, PublicIP: publicIP})
+}
+
+// CheckUnderlayChoice refuses addresses that cannot be a node's public
+// address of their flag's family (lease.CheckPublicIP, CheckPublicIPv6:
+// the same rules peers apply to the lease).
+func CheckUnderlayChoice(c UnderlayChoice) error {
+	if ip := c.PublicIP; ip.IsValid() {
+		if err := lease.CheckPublicIP(ip); err != nil {
+			if ip.Is6() {
+				return fmt.Errorf("--public-ip %s: %w (for IPv6 use --public-ipv6)", ip, err)
+			}
+			return fmt.Errorf("--public-ip %s: %w", ip, err)
+		}
+	}
+	if ip := c.PublicIPv6; ip.IsValid() {
+		if err := lease.CheckPublicIPv6(ip); err != nil {
+			return fmt.Errorf("--public-ipv6 %s: %w", ip, err)
+		}
+	}
+	return nil
+}
+
+// PickUnderlay picks the underlay as FindUnderlay does, from every choice
+// the operator made: the interface is c.Iface, else the one holding
+// c.PublicIP, else the one holding c.PublicIPv6, else the one carrying the
+// default route (IPv4's first, IPv6's on an IPv6-only node). Its IPv4
+// address is c.PublicIP or the interface's first global one; its IPv6
+// address is c.PublicIPv6 or the interface's first global one.
+func PickUnderlay(s *nodestate.Snapshot, c UnderlayChoice) (Underlay, error) {
+	if err := CheckUnderlayChoice(c); err != nil {
+		return Underlay{}, err
+	}
+	publicIP := c.PublicIP
+	dev := c.Iface
+	for _, pick := range []struct {
+		ip   netip.Addr
+		flag string
+	}{{publicIP, "--public-ip"}, {c.PublicIPv6, "--public-ipv6"}} {
+		if dev != "" || !pick.ip.IsValid() {
+			continue
+		}
 		for _, a := range s.Addrs {
-			if a.Prefix.Addr() == publicIP {
+			if a.Prefix.Addr() == pick.ip {
 				dev = a.Link
 			}
 		}
 		if dev == "" {
-			return Underlay{}, fmt.Errorf("--public-ip %s is not an address of this node", publicIP)
+			return Underlay{}, fmt.Errorf("%s %s is not an address of this node (pass --iface too when it is a NAT address)", pick.flag, pick.ip)
 		}
 	}
 	if dev == "" {
@@ -85,6 +138,9 @@ func FindUnderlay(s *nodestate.Snapshot, iface string, publicIP netip.Addr) (Und
 	}
 	if publicIP.IsValid() {
 		u.IP = publicIP
+	}
+	if c.PublicIPv6.IsValid() {
+		u.IPv6 = c.PublicIPv6
 	}
 	if !u.IP.IsValid() && !u.IPv6.IsValid() {
 		return Underlay{}, fmt.Errorf("interface %s has no IPv4 address to use as this node's public IP: pass --public-ip", dev)

@@ -148,7 +148,9 @@ func BenchmarkCNIAddDelVsFlannel(b *testing.B) {
 	b.ReportMetric(percentileMS(flAdd, 50), "flannel-add-p50-ms")
 	b.ReportMetric(percentileMS(flAdd, 99), "flannel-add-p99-ms")
 	b.ReportMetric(percentileMS(twDel, 50), "twill-del-p50-ms")
+	b.ReportMetric(percentileMS(twDel, 99), "twill-del-p99-ms")
 	b.ReportMetric(percentileMS(flDel, 50), "flannel-del-p50-ms")
+	b.ReportMetric(percentileMS(flDel, 99), "flannel-del-p99-ms")
 	b.ReportMetric(percentileMS(twAdd, 50)/percentileMS(flAdd, 50), "add-p50-ratio")
 	b.ReportMetric(percentileMS(twDel, 50)/percentileMS(flDel, 50), "del-p50-ratio")
 }

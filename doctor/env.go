@@ -39,6 +39,10 @@ type env struct {
 	cluster netip.Prefix
 	// subnet is this node's pod subnet (network address form); invalid when unknown.
 	subnet netip.Prefix
+	// cluster6 and subnet6 are the same for IPv6 (from the subnet file's
+	// IPV6_NETWORK and IPV6_SUBNET); invalid when the node runs no IPv6
+	// or they are unknown.
+	cluster6, subnet6 netip.Prefix
 	// subnetInfo is the parsed subnet file, when one exists.
 	subnetInfo *subnetfile.Info
 	subnetPath string
@@ -46,14 +50,18 @@ type env struct {
 	// legacy and nftIpt are the parsed iptables dumps (IPv4); nil when the
 	// backend was not captured; their errors are in parseErr.
 	legacy, nftIpt *netfilter.Ruleset
+	// legacy6 and nftIpt6 are the parsed ip6tables dumps of the same
+	// backends; nil when not captured or empty.
+	legacy6, nftIpt6 *netfilter.Ruleset
 	// nft is the parsed nftables rule set; nil when not captured.
 	nft      *netfilter.NftRuleset
 	parseErr map[string]error
 
 	links map[string]*nodestate.Link
 
-	// fwd is trace's answer to the pod probes (forward), computed on first use.
-	fwd *forward
+	// fwd is trace's answer to the pod probes (forward), computed on first
+	// use; fwd6 the same for IPv6 (runsIPv6 nodes).
+	fwd, fwd6 *forward
 	// overlayMemo holds expectedOverlay's answer once computed (overlay.go).
 	overlayMemo *overlayMemo
 }
@@ -89,12 +97,19 @@ func newEnv(s *nodestate.Snapshot, cfg Config) *env {
 	}
 	if e.subnetInfo != nil {
 		e.subnet = e.subnetInfo.Subnet.Masked()
+		e.cluster6, e.subnet6 = e.subnetInfo.IPv6Network.Masked(), e.subnetInfo.IPv6Subnet.Masked()
 	}
 	if s.Iptables.Legacy.Available && s.Iptables.Legacy.Err == "" {
 		e.legacy, e.parseErr[nodestate.BackendIptablesLegacy] = parseIpt("iptables-legacy-save", s.Iptables.Legacy.Save)
 	}
 	if s.Iptables.NFT.Available && s.Iptables.NFT.Err == "" {
 		e.nftIpt, e.parseErr[nodestate.BackendIptablesNFT] = parseIpt("iptables-nft-save", s.Iptables.NFT.Save)
+	}
+	if s.Iptables.Legacy.Available && strings.TrimSpace(s.Iptables.Legacy.Save6) != "" {
+		e.legacy6, e.parseErr["ip6tables-legacy"] = parseIpt("ip6tables-legacy-save", s.Iptables.Legacy.Save6)
+	}
+	if s.Iptables.NFT.Available && strings.TrimSpace(s.Iptables.NFT.Save6) != "" {
+		e.nftIpt6, e.parseErr["ip6tables-nft"] = parseIpt("ip6tables-nft-save", s.Iptables.NFT.Save6)
 	}
 	if s.Nftables.Available && s.Nftables.Err == "" && strings.TrimSpace(s.Nftables.JSON) != "" {
 		r, err := netfilter.ParseNftJSON("nft -j list ruleset", []byte(s.Nftables.JSON))
@@ -130,7 +145,7 @@ type backend struct {
 // of the rules.
 func (e *env) iptParseProblem() string {
 	var why []string
-	for _, name := range []string{nodestate.BackendIptablesLegacy, nodestate.BackendIptablesNFT} {
+	for _, name := range []string{nodestate.BackendIptablesLegacy, nodestate.BackendIptablesNFT, "ip6tables-legacy", "ip6tables-nft"} {
 		if err, ok := e.parseErr[name]; ok {
 			why = append(why, err.Error())
 		}
@@ -142,13 +157,20 @@ func (e *env) iptParseProblem() string {
 }
 
 // iptBackends returns the parsed iptables backends, legacy first.
-func (e *env) iptBackends() []backend {
+func (e *env) iptBackends() []backend { return backendsOf(e.legacy, e.nftIpt) }
+
+// ip6tBackends returns the parsed ip6tables backends, legacy first.
+func (e *env) ip6tBackends() []backend { return backendsOf(e.legacy6, e.nftIpt6) }
+
+// backendsOf names the parsed dumps of the two backends, leaving out the
+// ones not captured.
+func backendsOf(legacy, nft *netfilter.Ruleset) []backend {
 	var out []backend
-	if e.legacy != nil {
-		out = append(out, backend{"legacy", e.legacy})
+	if legacy != nil {
+		out = append(out, backend{"legacy", legacy})
 	}
-	if e.nftIpt != nil {
-		out = append(out, backend{nodestate.BackendNft, e.nftIpt})
+	if nft != nil {
+		out = append(out, backend{nodestate.BackendNft, nft})
 	}
 	return out
 }

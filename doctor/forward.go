@@ -2,8 +2,10 @@ package doctor
 
 import (
 	"fmt"
-	"github.com/twillnet/twill/nodestate"
+	"net/netip"
 	"strings"
+
+	"github.com/twillnet/twill/nodestate"
 
 	"github.com/twillnet/twill/firewall"
 	"github.com/twillnet/twill/trace"
@@ -17,20 +19,49 @@ type forward struct {
 	hps  []trace.HookProbe
 	// why is set when nothing could be probed.
 	why string
+	// v6 says the probes are IPv6; network is the family's pod network
+	// (invalid when unknown).
+	v6      bool
+	network netip.Prefix
 }
 
 func (e *env) forward() *forward {
-	if e.fwd != nil {
-		return e.fwd
+	if e.fwd == nil {
+		e.fwd = e.probeForward(false, trace.PodNetwork{Cluster: e.cluster, Subnet: e.subnet})
 	}
-	f := &forward{}
-	e.fwd = f
-	h, err := trace.NewHost(e.snap, "FORWARD")
+	return e.fwd
+}
+
+// forward6 is forward for the node's IPv6 pod traffic (ip6tables, nft ip6
+// and inet tables).
+func (e *env) forward6() *forward {
+	if e.fwd6 == nil {
+		e.fwd6 = e.probeForward(true, trace.PodNetwork{Cluster: e.cluster6, Subnet: e.subnet6})
+	}
+	return e.fwd6
+}
+
+// forwards are the families' probe answers the forward checks look at:
+// IPv4 unless the node is IPv6-only, and IPv6 when it runs IPv6 pods.
+func (e *env) forwards() []*forward {
+	var out []*forward
+	if e.subnet.IsValid() || !e.runsIPv6() {
+		out = append(out, e.forward())
+	}
+	if e.runsIPv6() {
+		out = append(out, e.forward6())
+	}
+	return out
+}
+
+func (e *env) probeForward(v6 bool, n trace.PodNetwork) *forward {
+	f := &forward{v6: v6, network: n.Cluster}
+	h, err := trace.NewHostFamily(e.snap, v6, "FORWARD")
 	if err != nil {
 		f.why = err.Error()
 		return f
 	}
-	if f.pods, err = h.PodProbes(trace.PodNetwork{Cluster: e.cluster, Subnet: e.subnet}); err != nil {
+	if f.pods, err = h.PodProbes(n); err != nil {
 		f.why = err.Error()
 		return f
 	}
@@ -68,13 +99,31 @@ func checkForwardNft(e *env) ([]Finding, string) {
 // probe, with the rule that decided, and the firewall's accepts there as
 // the fix.
 func forwardFindings(e *env, native bool) ([]Finding, string) {
-	f := e.forward()
-	if f.why != "" {
-		return nil, f.why
+	var out []Finding
+	var why []string
+	for _, f := range e.forwards() {
+		if f.why != "" {
+			why = append(why, f.why)
+			continue
+		}
+		out = append(out, familyForwardFindings(f, native)...)
 	}
-	network, scope := e.cluster, "the pod network"
+	if len(out) == 0 && len(why) > 0 {
+		return nil, strings.Join(why, "; ")
+	}
+	return out, ""
+}
+
+// familyForwardFindings is forwardFindings for one family's probes.
+func familyForwardFindings(f *forward, native bool) []Finding {
+	network, scope := f.network, "the pod network"
 	if !network.IsValid() {
 		network, scope = f.pods.Subnet, "this node's pod subnet (the cluster CIDR is unknown: pass --cluster-cidr to accept the whole pod network)"
+	}
+	family, tool := "", ""
+	if f.v6 {
+		family, tool = "IPv6 ", "ip6tables"
+		scope = "the IPv6 " + strings.TrimPrefix(scope, "the ")
 	}
 	var out []Finding
 	for _, pl := range firewall.PlacementsFor(f.hps) {
@@ -103,20 +152,24 @@ func forwardFindings(e *env, native bool) ([]Finding, string) {
 			Failure:  "F3",
 			Evidence: evidence,
 			Fix:      fix,
-			Actions:  []Action{{Kind: ActForwardAccept, Placement: &pl, Network: network}},
 		}
+		finding.Actions = []Action{{Kind: ActForwardAccept, Placement: &pl, Network: network}}
 		if native {
-			finding.Title = fmt.Sprintf("nftables chain %s %s %s (hook forward) drops pod traffic", pl.Family, pl.Table, first.Chain)
+			finding.Title = fmt.Sprintf("nftables chain %s %s %s (hook forward) drops %spod traffic", pl.Family, pl.Table, first.Chain, family)
 			finding.Explanation = "Every base chain on the forward hook must accept a packet for it to pass; an accept in another table does not override this drop. " +
 				"New connections between pods on different nodes (and between pods of this node, when bridge-nf-call-iptables=1) are dropped here."
 		} else {
-			finding.Title = fmt.Sprintf("%s filter FORWARD drops pod traffic (%s)", pl.Backend, shortVerdict(first.Decider()))
+			backend := pl.Backend
+			if f.v6 {
+				backend = strings.Replace(backend, "iptables", tool, 1)
+			}
+			finding.Title = fmt.Sprintf("%s filter FORWARD drops %spod traffic (%s)", backend, family, shortVerdict(first.Decider()))
 			finding.Explanation = "New connections between pods on different nodes (and from outside to pods, and between pods of this node when bridge-nf-call-iptables=1) are forwarded by this node and hit a DROP. " +
 				"Docker sets the FORWARD policy to DROP; kube-proxy's KUBE-FORWARD only accepts marked or established packets. Traffic of the node itself still works, so it looks like a network partition between nodes."
 		}
 		out = append(out, finding)
 	}
-	return out, ""
+	return out
 }
 
 // verdictEvidence says what one base chain does with a probe, naming the

@@ -57,51 +57,71 @@ func (e *env) expectedOverlay() (*overlay, error) {
 	return e.overlayMemo.ov, e.overlayMemo.err
 }
 
-// computeOverlay computes the node's expected overlay from the snapshot.
+// computeOverlay computes the node's expected overlay from the snapshot,
+// for each family the node runs: IPv4 when it has an IPv4 pod subnet, IPv6
+// when it has an IPv6 one (a dual-stack node both, as the agent programs).
 func (e *env) computeOverlay() (*overlay, error) {
 	ov := &overlay{leases: map[netip.Prefix]nodestate.Lease{}, peersKnown: len(e.snap.Leases) > 0}
 	for _, l := range e.snap.Leases {
-		ov.leases[l.Subnet.Masked()] = l
+		if l.Subnet.IsValid() {
+			ov.leases[l.Subnet.Masked()] = l
+		}
+		if l.IPv6Subnet.IsValid() {
+			ov.leases[l.IPv6Subnet.Masked()] = l
+		}
 	}
 	self, selfFound := e.selfLease()
-	subnet := e.subnet
-	if !subnet.IsValid() && selfFound {
-		subnet = self.Subnet.Masked()
+	subnet, subnet6 := e.subnet, e.subnet6
+	if !subnet.IsValid() && !subnet6.IsValid() && selfFound {
+		subnet, subnet6 = self.Subnet.Masked(), self.IPv6Subnet.Masked()
 	}
-	if !subnet.IsValid() {
+	if !subnet.IsValid() && !subnet6.IsValid() {
 		return nil, noOverlay{"this node's pod subnet is unknown: no subnet file, and no lease with one of this node's addresses (pass --etcd-endpoints)"}
 	}
-	network := e.cluster
-	if !network.IsValid() {
-		network = coveringPrefix(subnet, e.snap.Leases)
-		ov.assumed = append(ov.assumed, fmt.Sprintf("pod network assumed to be %s (no subnet file; pass --cluster-cidr)", network))
+	var cfg netconf.Config
+	if subnet.IsValid() {
+		cfg.Network = e.cluster
+		if !cfg.Network.IsValid() {
+			cfg.Network = coveringPrefix(subnet, e.snap.Leases, func(l nodestate.Lease) netip.Prefix { return l.Subnet })
+			ov.assumed = append(ov.assumed, fmt.Sprintf("pod network assumed to be %s (no subnet file; pass --cluster-cidr)", cfg.Network))
+		}
 	}
-	cfg := netconf.Config{Network: network}
-	vx := e.overlayVxlanLink()
+	if subnet6.IsValid() {
+		cfg.IPv6Network = e.cluster6
+		if !cfg.IPv6Network.IsValid() {
+			cfg.IPv6Network = coveringPrefix(subnet6, e.snap.Leases, func(l nodestate.Lease) netip.Prefix { return l.IPv6Subnet })
+			ov.assumed = append(ov.assumed, fmt.Sprintf("IPv6 pod network assumed to be %s (no subnet file)", cfg.IPv6Network))
+		}
+	}
+	vx, vx6 := e.overlayVxlanLink(), e.overlayVxlanLinkV6()
 	switch {
 	case e.subnetInfo != nil && e.subnetInfo.Backend != "":
 		cfg.Backend.Type = e.subnetInfo.Backend
 		cfg.Backend.DirectRouting = e.subnetInfo.DirectRouting
 	case selfFound && self.Backend != "":
 		cfg.Backend.Type = self.Backend
-	case vx != nil:
+	case vx != nil || vx6 != nil:
 		cfg.Backend.Type = netconf.BackendVXLAN
 	default:
 		cfg.Backend.Type = netconf.BackendHostGW
 	}
-	if cfg.Backend.Type == netconf.BackendVXLAN && vx != nil {
-		cfg.Backend.VNI, cfg.Backend.Port = vx.Vxlan.VNI, vx.Vxlan.Port
+	if cfg.Backend.Type == netconf.BackendVXLAN {
+		for _, l := range []*nodestate.Link{vx6, vx} {
+			if l != nil {
+				cfg.Backend.VNI, cfg.Backend.Port = l.Vxlan.VNI, l.Vxlan.Port
+			}
+		}
 	}
-	u, err := e.underlay(self, selfFound, vx)
+	u, err := e.underlay(self, selfFound, vx, vx6)
 	if err != nil {
 		return nil, noOverlay{"the node's underlay is unknown: " + err.Error()}
 	}
 	if !selfFound {
-		self = nodestate.Lease{Subnet: subnet, PublicIP: u.IP, Backend: cfg.Backend.Type}
+		self = nodestate.Lease{Subnet: subnet, IPv6Subnet: subnet6, PublicIP: u.IP, PublicIPv6: u.IPv6, Backend: cfg.Backend.Type}
 	}
 	if cfg.Backend.Type == netconf.BackendVXLAN && (e.subnetInfo == nil || e.subnetInfo.Backend == "") {
 		// Flannel's subnet file does not record DirectRouting: the routes tell.
-		cfg.Backend.DirectRouting = e.routesDirectly(u.Dev, network, subnet)
+		cfg.Backend.DirectRouting = e.routesDirectly(u.Dev, cfg.Network, subnet) || e.routesDirectly(u.Dev, cfg.IPv6Network, subnet6)
 		ov.assumed = append(ov.assumed, fmt.Sprintf("DirectRouting assumed %t (the subnet file does not record it)", cfg.Backend.DirectRouting))
 	}
 	peers := make([]lease.Lease, 0, len(e.snap.Leases))
@@ -111,6 +131,9 @@ func (e *env) computeOverlay() (*overlay, error) {
 	n := be.NodeOf(storeLease(self), peers, cfg, u)
 	if vx != nil && vx.Name != be.DeviceName(vx.Vxlan.VNI) {
 		n.VxlanDev = vx.Name
+	}
+	if vx6 != nil && vx6.Name != be.DeviceNameV6(vx6.Vxlan.VNI) {
+		n.VxlanDevV6 = vx6.Name
 	}
 	want, err := be.Compute(n)
 	if !errors.As(err, &ov.peerErrs) && err != nil {
@@ -126,29 +149,29 @@ func (e *env) computeOverlay() (*overlay, error) {
 // storeLease is the store's form of a snapshot lease, as backend.Compute
 // takes it. This is the one place doctor converts leases.
 func storeLease(l nodestate.Lease) lease.Lease {
-	out := lease.Lease{Subnet: l.Subnet, Attrs: lease.Attrs{BackendType: l.Backend, Node: l.Node}}
-	if l.PublicIP.IsValid() {
-		out.Attrs.PublicIP = l.PublicIP
-	}
+	out := lease.Lease{Subnet: l.Subnet, IPv6Subnet: l.IPv6Subnet, Attrs: lease.Attrs{BackendType: l.Backend, Node: l.Node,
+		PublicIP: l.PublicIP, PublicIPv6: l.PublicIPv6}}
 	if l.VtepMAC != "" {
 		out.Attrs.BackendData = &lease.BackendData{VtepMAC: l.VtepMAC}
+	}
+	if l.VtepMACv6 != "" {
+		out.Attrs.BackendV6Data = &lease.BackendData{VtepMAC: l.VtepMACv6}
 	}
 	return out
 }
 
-// selfLease finds this node's lease: the one for its subnet file's subnet,
-// else the one whose public IP is an address of this node.
+// selfLease finds this node's lease: the one for its subnet file's subnet
+// (either family), else the one whose public IP (either family) is an
+// address of this node.
 func (e *env) selfLease() (nodestate.Lease, bool) {
-	if e.subnet.IsValid() {
-		for _, l := range e.snap.Leases {
-			if l.Subnet.Masked() == e.subnet {
-				return l, true
-			}
+	for _, l := range e.snap.Leases {
+		if (e.subnet.IsValid() && l.Subnet.Masked() == e.subnet) || (e.subnet6.IsValid() && l.IPv6Subnet.Masked() == e.subnet6) {
+			return l, true
 		}
 	}
 	for _, l := range e.snap.Leases {
 		for _, a := range e.snap.Addrs {
-			if l.PublicIP.IsValid() && a.Prefix.Addr() == l.PublicIP {
+			if ip := a.Prefix.Addr(); (l.PublicIP.IsValid() && ip == l.PublicIP) || (l.PublicIPv6.IsValid() && ip == l.PublicIPv6) {
 				return l, true
 			}
 		}
@@ -156,34 +179,62 @@ func (e *env) selfLease() (nodestate.Lease, bool) {
 	return nodestate.Lease{}, false
 }
 
-// overlayVxlanLink is the node's pod-network vxlan device: twill's
-// ("twill.<VNI>") when there is one, else the first vxlan device (Flannel's
-// "flannel.1" on a node Flannel programmed); nil when none.
+// overlayVxlanLink is the node's IPv4 pod-network vxlan device: twill's
+// ("twill.<VNI>") when there is one, else the first vxlan device with an
+// IPv4 (or no) underlay address (Flannel's "flannel.1" on a node Flannel
+// programmed); nil when none.
 func (e *env) overlayVxlanLink() *nodestate.Link {
-	vx := e.vxlanLinks()
-	for _, l := range vx {
-		if l.Name == be.DeviceName(l.Vxlan.VNI) {
+	return e.familyVxlanLink(false)
+}
+
+// overlayVxlanLinkV6 is the node's IPv6 pod-network vxlan device:
+// "twill-v6.<VNI>", else the first vxlan device on an IPv6 underlay
+// address (Flannel's "flannel-v6.1"); nil when none.
+func (e *env) overlayVxlanLinkV6() *nodestate.Link {
+	return e.familyVxlanLink(true)
+}
+
+func (e *env) familyVxlanLink(v6 bool) *nodestate.Link {
+	name := be.DeviceName
+	if v6 {
+		name = be.DeviceNameV6
+	}
+	var first *nodestate.Link
+	for _, l := range e.vxlanLinks() {
+		if l.Vxlan.Local.Is6() != v6 {
+			continue
+		}
+		if l.Name == name(l.Vxlan.VNI) {
 			return l
 		}
+		if first == nil {
+			first = l
+		}
 	}
-	if len(vx) > 0 {
-		return vx[0]
-	}
-	return nil
+	return first
 }
 
 // underlay picks the underlay the way the agent does: the interface that
-// holds the node's lease address, else the vxlan device's underlay device,
-// else the default route's.
-func (e *env) underlay(self nodestate.Lease, selfFound bool, vx *nodestate.Link) (be.Underlay, error) {
+// holds the node's lease address (either family), else a vxlan device's
+// underlay device, else the default route's.
+func (e *env) underlay(self nodestate.Lease, selfFound bool, vxs ...*nodestate.Link) (be.Underlay, error) {
 	if selfFound && self.PublicIP.IsValid() {
 		if u, err := be.FindUnderlay(e.snap, "", self.PublicIP); err == nil {
 			return u, nil
 		}
 	}
 	iface := ""
-	if vx != nil && vx.Vxlan != nil {
-		iface = vx.Vxlan.Dev
+	if selfFound && self.PublicIPv6.IsValid() {
+		for _, a := range e.snap.Addrs {
+			if a.Prefix.Addr() == self.PublicIPv6 {
+				iface = a.Link
+			}
+		}
+	}
+	for _, vx := range vxs {
+		if iface == "" && vx != nil && vx.Vxlan != nil {
+			iface = vx.Vxlan.Dev
+		}
 	}
 	return be.FindUnderlay(e.snap, iface, netip.Addr{})
 }
@@ -192,6 +243,9 @@ func (e *env) underlay(self nodestate.Lease, selfFound bool, vx *nodestate.Link)
 // (not the node's own subnet) goes straight through the underlay device:
 // the sign of vxlan DirectRouting when the config is not recorded.
 func (e *env) routesDirectly(dev string, network, self netip.Prefix) bool {
+	if !network.IsValid() {
+		return false
+	}
 	for _, r := range e.snap.Routes {
 		if r.Table == nodestate.TableMain && r.Dev == dev && r.Gateway.IsValid() && network.Contains(r.Dst.Addr()) && r.Dst.Masked() != self {
 			return true
@@ -201,11 +255,16 @@ func (e *env) routesDirectly(dev string, network, self netip.Prefix) bool {
 }
 
 // coveringPrefix is the smallest prefix holding subnet and every leased
-// subnet: the pod network as far as the leases show it.
-func coveringPrefix(subnet netip.Prefix, leases []nodestate.Lease) netip.Prefix {
+// subnet of its family (of picks it from a lease): the pod network as far
+// as the leases show it.
+func coveringPrefix(subnet netip.Prefix, leases []nodestate.Lease, of func(nodestate.Lease) netip.Prefix) netip.Prefix {
 	p := subnet.Masked()
 	for _, l := range leases {
-		for !p.Contains(l.Subnet.Addr()) || p.Bits() > l.Subnet.Bits() {
+		sn := of(l)
+		if !sn.IsValid() || sn.Addr().Is4() != p.Addr().Is4() {
+			continue
+		}
+		for !p.Contains(sn.Addr()) || p.Bits() > sn.Bits() {
 			p = netip.PrefixFrom(p.Addr(), p.Bits()-1).Masked()
 		}
 	}
@@ -222,13 +281,18 @@ const overlayFix = "restart the node's network agent (twill agent re-programs pe
 
 // nodeOf names the node owning subnet dst for findings.
 func (ov *overlay) nodeOf(dst netip.Prefix) string {
-	if l, ok := ov.leases[dst.Masked()]; ok && l.Node != "" {
-		return fmt.Sprintf("node %s at %s", l.Node, l.PublicIP)
+	l, ok := ov.leases[dst.Masked()]
+	if !ok {
+		return "no current lease"
 	}
-	if l, ok := ov.leases[dst.Masked()]; ok {
-		return fmt.Sprintf("node at %s", l.PublicIP)
+	at := l.PublicIP
+	if dst.Addr().Is6() && l.PublicIPv6.IsValid() {
+		at = l.PublicIPv6
 	}
-	return "no current lease"
+	if l.Node != "" {
+		return fmt.Sprintf("node %s at %s", l.Node, at)
+	}
+	return fmt.Sprintf("node at %s", at)
 }
 
 // changeFinding turns one difference between the node and its expected
@@ -452,50 +516,80 @@ func checkVxlanFDBWithoutLeases(e *env) []Finding {
 	return out
 }
 
-// podMTU is the MTU pods must fit in: backend.PodMTU of the node's backend
-// and underlay (what the agent writes into the subnet file), or the vxlan
-// device's MTU when that is smaller. why names where the limit comes from.
+// podMTU is the MTU pods must fit in: backend.PodMTU of the node's backend,
+// families and underlay (what the agent writes into the subnet file), or a
+// vxlan device's MTU when that is smaller. why names where the limit comes
+// from.
 func (e *env) podMTU() (limit int, why string, ok bool) {
-	vx := e.overlayVxlanLink()
+	vx, vx6 := e.overlayVxlanLink(), e.overlayVxlanLinkV6()
 	iface := ""
-	if vx != nil {
-		iface = vx.Vxlan.Dev
+	for _, l := range []*nodestate.Link{vx6, vx} {
+		if l != nil {
+			iface = l.Vxlan.Dev
+		}
 	}
 	u, err := be.FindUnderlay(e.snap, iface, netip.Addr{})
 	if err != nil {
 		return 0, "", false
 	}
 	cfg := netconf.Config{Backend: netconf.Backend{Type: netconf.BackendHostGW}}
-	if vx != nil {
+	if vx != nil || vx6 != nil {
 		cfg.Backend.Type = netconf.BackendVXLAN
+	}
+	overhead := be.VxlanOverhead
+	if e.runsIPv6() {
+		cfg.IPv6Network = e.cluster6
+		overhead = be.VxlanOverheadV6
 	}
 	limit = be.PodMTU(cfg, u.MTU)
 	why = fmt.Sprintf("underlay %s MTU %d", u.Dev, u.MTU)
-	if vx != nil {
-		why = fmt.Sprintf("underlay %s MTU %d less %d bytes of vxlan", u.Dev, u.MTU, be.VxlanOverhead)
-		if vx.MTU < limit {
-			limit, why = vx.MTU, fmt.Sprintf("vxlan device %s MTU %d", vx.Name, vx.MTU)
+	if cfg.Backend.Type == netconf.BackendVXLAN {
+		why = fmt.Sprintf("underlay %s MTU %d less %d bytes of vxlan", u.Dev, u.MTU, overhead)
+		if e.runsIPv6() {
+			why = fmt.Sprintf("underlay %s MTU %d less %d bytes of vxlan over IPv6", u.Dev, u.MTU, overhead)
+		}
+		for _, l := range []*nodestate.Link{vx, vx6} {
+			if l != nil && l.MTU < limit {
+				limit, why = l.MTU, fmt.Sprintf("vxlan device %s MTU %d", l.Name, l.MTU)
+			}
 		}
 	}
 	return limit, why, true
 }
 
+// runsIPv6 reports whether the node runs IPv6 pods: its subnet file has an
+// IPv6 subnet and network (what the agent writes for a dual-stack or
+// IPv6-only cluster).
+func (e *env) runsIPv6() bool {
+	return e.subnet6.IsValid() && e.cluster6.IsValid()
+}
+
+// vxlanOverheadOf is what encapsulation costs on vxlan device l: more on an
+// IPv6 underlay (backend.VxlanOverheadV6) than on IPv4.
+func vxlanOverheadOf(l *nodestate.Link) int {
+	if l.Vxlan != nil && l.Vxlan.Local.Is6() {
+		return be.VxlanOverheadV6
+	}
+	return be.VxlanOverhead
+}
+
 func checkVxlanMTU(e *env) ([]Finding, string) {
-	vx := e.overlayVxlanLink()
-	if vx == nil {
-		return nil, ""
-	}
-	u, err := be.FindUnderlay(e.snap, vx.Vxlan.Dev, netip.Addr{})
-	if err != nil {
-		return nil, ""
-	}
 	var out []Finding
 	for _, l := range e.vxlanLinks() {
-		want := be.PodMTU(netconf.Config{Backend: netconf.Backend{Type: netconf.BackendVXLAN}}, u.MTU)
+		u, err := be.FindUnderlay(e.snap, l.Vxlan.Dev, netip.Addr{})
+		if err != nil {
+			continue
+		}
+		over := vxlanOverheadOf(l)
+		want := u.MTU - over
 		if l.MTU > want {
+			family := "IPv4"
+			if over == be.VxlanOverheadV6 {
+				family = "IPv6"
+			}
 			out = append(out, Finding{Severity: Error, Failure: "F6",
-				Title:       fmt.Sprintf("vxlan device %s MTU %d is larger than underlay %s MTU %d minus %d bytes of encapsulation", l.Name, l.MTU, u.Dev, u.MTU, be.VxlanOverhead),
-				Evidence:    []string{fmt.Sprintf("%s mtu %d, %s mtu %d", l.Name, l.MTU, u.Dev, u.MTU)},
+				Title:       fmt.Sprintf("vxlan device %s MTU %d is larger than underlay %s MTU %d minus %d bytes of encapsulation over %s", l.Name, l.MTU, u.Dev, u.MTU, over, family),
+				Evidence:    []string{fmt.Sprintf("%s mtu %d (local %s), %s mtu %d", l.Name, l.MTU, l.Vxlan.Local, u.Dev, u.MTU)},
 				Explanation: "Full-size packets no longer fit in one underlay frame after encapsulation: small requests work, large transfers hang.",
 				Fix:         fmt.Sprintf("ip link set %s mtu %d (and the pods' MTU to the same)", l.Name, want)})
 		}

@@ -38,25 +38,69 @@ func vipOf(r *netfilter.Rule) (netip.Addr, bool) {
 	if !r.Destination.Set() || r.Destination.Negated {
 		return netip.Addr{}, false
 	}
-	s := strings.TrimSuffix(r.Destination.Value, "/32")
-	a, err := netip.ParseAddr(s)
+	p, err := netip.ParsePrefix(r.Destination.Value)
+	if err == nil {
+		return p.Addr(), p.IsSingleIP()
+	}
+	a, err := netip.ParseAddr(r.Destination.Value)
 	return a, err == nil
+}
+
+// ipFamily is one family's kube-proxy rules: its iptables tool and dumps,
+// the nftables family of kube-proxy's table, and the ClusterIP of
+// default/kubernetes when it is of this family (kube-proxy gives the
+// Service one ClusterIP per family it has; default/kubernetes has only the
+// apiserver's family).
+type ipFamily struct {
+	tool     string // "iptables", "ip6tables"
+	nftFam   string // "ip", "ip6"
+	backends []backend
+	kubeVIP  netip.Addr
+}
+
+// families returns the IPv4 rules, then the IPv6 ones when the node holds
+// any ip6tables rules or runs IPv6 pods.
+func (e *env) families() []ipFamily {
+	out := []ipFamily{{tool: "iptables", nftFam: "ip", backends: e.iptBackends()}}
+	if e.cfg.KubernetesServiceIP.Is4() {
+		out[0].kubeVIP = e.cfg.KubernetesServiceIP
+	}
+	v6 := ipFamily{tool: "ip6tables", nftFam: "ip6", backends: e.ip6tBackends()}
+	if e.cfg.KubernetesServiceIP.Is6() {
+		v6.kubeVIP = e.cfg.KubernetesServiceIP
+	}
+	if len(v6.backends) > 0 || e.runsIPv6() || v6.kubeVIP.IsValid() {
+		out = append(out, v6)
+	}
+	return out
 }
 
 func checkServiceVIP(e *env) ([]Finding, string) {
 	if why := e.iptParseProblem(); why != "" {
 		return nil, why
 	}
-	bks := e.iptBackends()
-	if len(bks) == 0 && e.nft == nil {
+	if len(e.iptBackends()) == 0 && e.nft == nil {
 		return nil, e.iptUnavailable()
 	}
 	var out []Finding
-	for _, b := range bks {
+	for _, fam := range e.families() {
+		out = append(out, serviceVIPFindings(e, fam)...)
+	}
+	return out, ""
+}
+
+// serviceVIPFindings checks one family's kube-proxy rules: every Service
+// rule of KUBE-SERVICES reaches a DNAT, default/kubernetes has one (when
+// its ClusterIP is of this family), and the nat hooks jump to
+// KUBE-SERVICES.
+func serviceVIPFindings(e *env, fam ipFamily) []Finding {
+	var out []Finding
+	for _, b := range fam.backends {
 		nat := b.rs.Table("nat")
 		if nat == nil || nat.Chain("KUBE-SERVICES") == nil {
 			continue
 		}
+		where := fam.tool + "-" + b.name
 		seen := map[netip.Addr]bool{}
 		for _, r := range nat.Chain("KUBE-SERVICES").Rules {
 			vip, ok := vipOf(r)
@@ -66,25 +110,32 @@ func checkServiceVIP(e *env) ([]Finding, string) {
 			seen[vip] = true
 			if strings.HasPrefix(r.Target, "KUBE-SVC-") || strings.HasPrefix(r.Target, "KUBE-SVL-") {
 				if !dnatReachable(nat, r.Target, 0) {
-					out = append(out, vipFinding(e, vip, fmt.Sprintf("iptables-%s nat/KUBE-SERVICES rule %d sends %s to %s, which reaches no DNAT rule", b.name, r.Num, vip, r.Target)))
+					out = append(out, vipFinding(e, vip, fmt.Sprintf("%s nat/KUBE-SERVICES rule %d sends %s to %s, which reaches no DNAT rule", where, r.Num, vip, r.Target)))
 				}
 			}
 		}
-		if !seen[e.cfg.KubernetesServiceIP] {
-			out = append(out, vipFinding(e, e.cfg.KubernetesServiceIP, fmt.Sprintf("iptables-%s nat/KUBE-SERVICES has %d Service rules but none for %s (default/kubernetes)", b.name, len(seen), e.cfg.KubernetesServiceIP)))
+		vip := fam.kubeVIP
+		if vip.IsValid() && !seen[vip] {
+			out = append(out, vipFinding(e, vip, fmt.Sprintf("%s nat/KUBE-SERVICES has %d Service rules but none for %s (default/kubernetes)", where, len(seen), vip)))
+		}
+		if !vip.IsValid() {
+			for v := range seen {
+				vip = v // name some Service of this family
+				break
+			}
 		}
 		for _, hook := range []string{"PREROUTING", "OUTPUT"} {
 			if !jumpsTo(nat.Chain(hook), "KUBE-SERVICES") {
-				out = append(out, vipFinding(e, e.cfg.KubernetesServiceIP, fmt.Sprintf("iptables-%s nat/%s does not jump to KUBE-SERVICES: Service rules are never evaluated for %s traffic", b.name, hook, map[string]string{"PREROUTING": "pod", "OUTPUT": "the node's own"}[hook])))
+				out = append(out, vipFinding(e, vip, fmt.Sprintf("%s nat/%s does not jump to KUBE-SERVICES: Service rules are never evaluated for %s traffic", where, hook, map[string]string{"PREROUTING": "pod", "OUTPUT": "the node's own"}[hook])))
 			}
 		}
 	}
-	if e.nft != nil {
-		if t := e.nft.Table("ip", "kube-proxy"); t != nil && !nftTranslates(t, e.cfg.KubernetesServiceIP.String()) {
-			out = append(out, vipFinding(e, e.cfg.KubernetesServiceIP, fmt.Sprintf("nftables table ip kube-proxy has no service-ips element and no dnat for %s (default/kubernetes)", e.cfg.KubernetesServiceIP)))
+	if e.nft != nil && fam.kubeVIP.IsValid() {
+		if t := e.nft.Table(fam.nftFam, "kube-proxy"); t != nil && !nftTranslates(t, fam.kubeVIP.String()) {
+			out = append(out, vipFinding(e, fam.kubeVIP, fmt.Sprintf("nftables table %s kube-proxy has no service-ips element and no dnat for %s (default/kubernetes)", fam.nftFam, fam.kubeVIP)))
 		}
 	}
-	return out, ""
+	return out
 }
 
 func jumpsTo(c *netfilter.Chain, target string) bool {
@@ -151,25 +202,44 @@ func checkServiceProxy(e *env) ([]Finding, string) {
 	if !e.isPodNode() {
 		return nil, ""
 	}
-	for _, b := range e.iptBackends() {
-		if nat := b.rs.Table("nat"); nat != nil && nat.Chain("KUBE-SERVICES") != nil {
-			return nil, ""
-		}
-	}
-	if e.nft != nil && e.nft.Table("ip", "kube-proxy") != nil {
-		return nil, ""
-	}
 	if e.links["kube-ipvs0"] != nil || e.snap.IPVS != nil {
 		return nil, ""
 	}
-	return []Finding{{
-		Severity:    Warning,
-		Failure:     "F5",
-		Title:       "no Service proxy rules found (no KUBE-SERVICES chain, no kube-proxy nft table, no IPVS)",
-		Evidence:    []string{"nat/KUBE-SERVICES absent in both iptables backends; nftables table ip kube-proxy absent; no kube-ipvs0 device"},
-		Explanation: "Unless an eBPF Service proxy replaces kube-proxy on this node, Service IPs (like " + e.cfg.KubernetesServiceIP.String() + ") are not reachable from here.",
-		Fix:         "check that kube-proxy runs on this node (kubectl -n kube-system get pods -o wide | grep kube-proxy)",
-	}}, ""
+	// The node's first pod family must have Services: IPv4, or IPv6 on an
+	// IPv6-only node. A dual-stack pod network with IPv4-only Services is
+	// a valid cluster (single-stack Service range), so the IPv6 half of a
+	// dual-stack node is not required to have Service rules.
+	fam := e.families()[0]
+	if !e.subnet.IsValid() && e.runsIPv6() {
+		fam = e.families()[1]
+	}
+	var out []Finding
+	if !hasServiceRules(e, fam) {
+		label := map[string]string{"iptables": "", "ip6tables": "IPv6 "}[fam.tool]
+		out = append(out, Finding{
+			Severity: Warning,
+			Failure:  "F5",
+			Title:    fmt.Sprintf("no %sService proxy rules found (no KUBE-SERVICES chain in %s, no %s kube-proxy nft table, no IPVS)", label, fam.tool, fam.nftFam),
+			Evidence: []string{fmt.Sprintf("nat/KUBE-SERVICES absent in both %s backends; nftables table %s kube-proxy absent; no kube-ipvs0 device", fam.tool, fam.nftFam)},
+			Explanation: "Unless an eBPF Service proxy replaces kube-proxy on this node, " + label + "Service IPs are not reachable from here" +
+				map[string]string{"iptables": " (like " + e.cfg.KubernetesServiceIP.String() + ").", "ip6tables": ": kube-proxy runs without IPv6 (a single-stack IPv4 cluster, or kube-proxy cannot use ip6tables)."}[fam.tool],
+			Fix: "check that kube-proxy runs on this node (kubectl -n kube-system get pods -o wide | grep kube-proxy)" +
+				map[string]string{"iptables": "", "ip6tables": " and that the cluster is dual-stack (--service-cluster-ip-range with an IPv6 range; kube-proxy logs name the families it runs)"}[fam.tool],
+		})
+	}
+	return out, ""
+}
+
+// hasServiceRules reports whether one family has kube-proxy Service rules:
+// a nat/KUBE-SERVICES chain in an iptables backend, or kube-proxy's nft
+// table of that family.
+func hasServiceRules(e *env, fam ipFamily) bool {
+	for _, b := range fam.backends {
+		if nat := b.rs.Table("nat"); nat != nil && nat.Chain("KUBE-SERVICES") != nil {
+			return true
+		}
+	}
+	return e.nft != nil && e.nft.Table(fam.nftFam, "kube-proxy") != nil
 }
 
 func checkIPVSLocal(e *env) ([]Finding, string) {

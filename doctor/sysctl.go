@@ -55,12 +55,18 @@ func checkBridgeNF6(e *env) ([]Finding, string) {
 	if !e.isPodNode() {
 		return nil, ""
 	}
-	return sysctlNotOne(e, "net.bridge.bridge-nf-call-ip6tables", Warning, "F1",
-		"The IPv6 twin of bridge-nf-call-iptables: same-node IPv6 Service calls time out."), ""
+	sev, why := Warning, "The IPv6 twin of bridge-nf-call-iptables: same-node IPv6 Service calls time out."
+	if e.hasIPv6Pods() || e.runsIPv6() {
+		sev = Error
+		why = "Pods here have IPv6 addresses, and IPv6 frames bridged between them skip ip6tables and conntrack (the IPv6 twin of bridge-nf-call-iptables=0). " +
+			"A pod calling an IPv6 Service whose endpoint is on the same node and bridge gets the reply from the endpoint's own address, not the Service IP, resets it, and the call times out; " +
+			"ip6tables rules for bridged pod traffic (forward accepts, network policies) do not run either."
+	}
+	return sysctlNotOne(e, "net.bridge.bridge-nf-call-ip6tables", sev, "F1", why), ""
 }
 
 func checkIPv6Forward(e *env) ([]Finding, string) {
-	if !e.hasIPv6Pods() {
+	if !e.hasIPv6Pods() && !e.runsIPv6() {
 		return nil, ""
 	}
 	return sysctlNotOne(e, "net.ipv6.conf.all.forwarding", Error, "F2",

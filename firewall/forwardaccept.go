@@ -29,14 +29,16 @@ func EnsureForwardAccepts(ctx context.Context, ns string, s Spec) ([]Repair, err
 	var repairs []Repair
 	var errs []error
 	for _, p := range s.ForwardAccept {
+		fs := s
+		fs.Network = s.networkOf(p)
 		err := nsrun.Do(ns, func() error {
 			switch p.Backend {
 			case BackendIptablesLegacy, BackendIptablesNft:
-				ipt, err := newIptables(p.Backend)
+				ipt, err := newIptables(p.tool())
 				if err != nil {
 					return err
 				}
-				rules := ForwardAcceptIptables(s)
+				rules := ForwardAcceptIptables(fs)
 				// Insert in reverse so they end up in order at the top.
 				for i := len(rules) - 1; i >= 0; i-- {
 					ok, err := ipt.Exists("filter", p.Chain, rules[i]...)
@@ -62,7 +64,7 @@ func EnsureForwardAccepts(ctx context.Context, ns string, s Spec) ([]Repair, err
 					return fmt.Errorf("list %s: %w", p, err)
 				}
 				tx := nft.NewTransaction()
-				for _, r := range ForwardAcceptNft(s) {
+				for _, r := range ForwardAcceptNft(fs) {
 					if slices.ContainsFunc(have, func(h *knftables.Rule) bool { return h.Comment != nil && *h.Comment == r.Comment }) {
 						continue
 					}
@@ -123,9 +125,10 @@ func legacyTableExists(table string, v6 bool) bool {
 }
 
 // twillRulesIn lists the rules commented "twill:..." of one iptables
-// backend's table that are not in twill's own chains, as (chain, args).
+// binary's table (backend: iptables-nft, iptables-legacy or their
+// ip6tables twins) that are not in twill's own chains, as (chain, args).
 func twillRulesIn(ctx context.Context, backend, table string) ([][]string, error) {
-	if backend == BackendIptablesLegacy && !legacyTableExists(table, false) {
+	if strings.HasSuffix(backend, "-legacy") && !legacyTableExists(table, strings.HasPrefix(backend, "ip6")) {
 		return nil, nil
 	}
 	path, err := exec.LookPath(backend + "-save")
@@ -193,7 +196,7 @@ func splitWords(line string) []string {
 // tables: the forward accepts twill placed, and the jumps to its chains.
 func removeForwardAccepts(ctx context.Context, ns string) error {
 	var errs []error
-	for _, backend := range []string{BackendIptablesLegacy, BackendIptablesNft} {
+	for _, backend := range []string{BackendIptablesLegacy, BackendIptablesNft, "ip6tables-legacy", "ip6tables-nft"} {
 		for _, table := range []string{"filter", "nat"} {
 			err := nsrun.Do(ns, func() error {
 				rules, err := twillRulesIn(ctx, backend, table)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/twillnet/twill/backend/testbed"
+	"github.com/twillnet/twill/nodestate"
 )
 
 // overlay6 builds a 2-node dual-stack vxlan cluster with twill's backend
@@ -131,5 +132,79 @@ func TestFirewallIPv6(t *testing.T) {
 				t.Errorf("Remove left an ipset: %s", out)
 			}
 		})
+	}
+}
+
+// TestDockerForwardDropIPv6 is TestDockerForwardDrop's IPv6 twin: Docker's
+// ip6tables FORWARD policy DROP (with its DOCKER-USER chain) blocks IPv6
+// pod traffic between nodes; Placements over the IPv6 network finds
+// ip6tables-nft DOCKER-USER, Ensure puts twill's IPv6 accepts there (and
+// not the IPv4 ones), the placement does not flap, and Remove takes them
+// out again.
+func TestDockerForwardDropIPv6(t *testing.T) {
+	c := overlay6(t, "fwd6")
+	for _, n := range c.Nodes {
+		testbed.In(t, n.NS, "ip6tables-nft", "-N", "DOCKER-USER")
+		testbed.In(t, n.NS, "ip6tables-nft", "-A", "DOCKER-USER", "-j", "RETURN")
+		testbed.In(t, n.NS, "ip6tables-nft", "-A", "FORWARD", "-j", "DOCKER-USER")
+		testbed.In(t, n.NS, "ip6tables-nft", "-P", "FORWARD", "DROP")
+	}
+	if _, err := testbed.Call(c.Nodes[0].Pod, c.Nodes[1].PodIP6, port); err == nil {
+		t.Fatal("IPv6 pod traffic flows through an ip6tables FORWARD DROP: the test proves nothing")
+	}
+	want := Placement{Backend: BackendIptablesNft, Table: "filter", Chain: "DOCKER-USER", IPv6: true}
+	var backends []Backend
+	for i, n := range c.Nodes {
+		snap, err := nodestate.Capture(context.Background(), nodestate.CaptureOptions{Netns: n.NS, Root: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pl, err := Placements(snap, testbed.Network, n.Subnet); err != nil || len(pl) != 0 {
+			t.Errorf("%s: IPv4 placements %v (%v), want none (only ip6tables drops)", n.Name, pl, err)
+		}
+		pl, err := Placements(snap, testbed.Network6, n.Subnet6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pl) != 1 || pl[0] != want {
+			t.Fatalf("%s: IPv6 placements %v, want [%v]", n.Name, pl, want)
+		}
+		if got := pl[0].String(); got != "ip6tables-nft filter DOCKER-USER" {
+			t.Errorf("placement reads %q", got)
+		}
+		s := specFor6(c, i)
+		s.ForwardAccept = pl
+		b, _ := New(Detect(snap), n.NS)
+		if k := kinds(ensure(t, b, s)); k[KindForwardAccept] != 2 {
+			t.Errorf("%s: repairs %v, want 2 forward-accept", n.Name, k)
+		}
+		if rs := ensure(t, b, s); len(rs) != 0 {
+			t.Errorf("%s: second Ensure repaired %v", n.Name, rs)
+		}
+		snap, err = nodestate.Capture(context.Background(), nodestate.CaptureOptions{Netns: n.NS, Root: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, err := Placements(snap, testbed.Network6, n.Subnet6); err != nil || len(again) != 1 || again[0] != want {
+			t.Errorf("%s: IPv6 placements after Ensure %v, %v", n.Name, again, err)
+		}
+		backends = append(backends, b)
+	}
+	seen(t, c.Nodes[0].Pod, c.Nodes[1].PodIP6)
+	seen(t, c.Nodes[1].Pod, c.Nodes[0].PodIP6)
+	user := testbed.In(t, c.Nodes[1].NS, "ip6tables-nft", "-S", "DOCKER-USER")
+	if !strings.HasPrefix(strings.Split(user, "\n")[1], "-A DOCKER-USER -s "+testbed.Network6.String()) || !strings.Contains(user, "twill: accept pods") {
+		t.Errorf("ip6tables DOCKER-USER does not start with twill's IPv6 accepts:\n%s", user)
+	}
+	if v4 := testbed.In(t, c.Nodes[1].NS, "iptables-nft-save"); strings.Contains(v4, "DOCKER-USER") {
+		t.Errorf("an IPv6 placement wrote to iptables:\n%s", v4)
+	}
+	for i, b := range backends {
+		if err := b.Remove(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if out := testbed.In(t, c.Nodes[i].NS, "ip6tables-nft-save"); strings.Contains(out, "twill") {
+			t.Errorf("Remove left in ip6tables-nft:\n%s", out)
+		}
 	}
 }

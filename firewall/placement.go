@@ -23,18 +23,34 @@ type Placement struct {
 	Table string `json:"table"`
 	// Chain is DOCKER-USER or FORWARD for iptables, the base chain for nft.
 	Chain string `json:"chain"`
+	// IPv6 places the accept for the IPv6 pod network (Spec.IPv6Network):
+	// ip6tables of Backend, or an ip6 match in an nft ip6/inet chain.
+	IPv6 bool `json:"ipv6,omitempty"`
 }
 
 func (p Placement) String() string {
 	if p.Backend == BackendNft {
+		if p.IPv6 && p.Family == "inet" {
+			return fmt.Sprintf("nft %s %s %s (IPv6)", p.Family, p.Table, p.Chain)
+		}
 		return fmt.Sprintf("nft %s %s %s", p.Family, p.Table, p.Chain)
 	}
-	return fmt.Sprintf("%s %s %s", p.Backend, p.Table, p.Chain)
+	return fmt.Sprintf("%s %s %s", p.tool(), p.Table, p.Chain)
+}
+
+// tool is the iptables binary of the placement: Backend, or its ip6tables
+// twin for an IPv6 placement.
+func (p Placement) tool() string {
+	if p.IPv6 {
+		return strings.Replace(p.Backend, "iptables", "ip6tables", 1)
+	}
+	return p.Backend
 }
 
 // Commands renders, as a person would type them, the commands that insert
 // the accepts for network at the top of the placement's chain (what
-// EnsureForwardAccepts does).
+// EnsureForwardAccepts does); for an IPv6 network with ip6tables and nft's
+// ip6 matches.
 func (p Placement) Commands(network netip.Prefix) []string {
 	s := Spec{Network: network}
 	var out []string
@@ -52,7 +68,9 @@ func (p Placement) Commands(network netip.Prefix) []string {
 			}
 			args[i] = a
 		}
-		out = append(out, fmt.Sprintf("%s -t %s -I %s 1 %s", p.Backend, p.Table, p.Chain, strings.Join(args, " ")))
+		q := p
+		q.IPv6 = network.Addr().Is6()
+		out = append(out, fmt.Sprintf("%s -t %s -I %s 1 %s", q.tool(), p.Table, p.Chain, strings.Join(args, " ")))
 	}
 	return out
 }
@@ -74,11 +92,14 @@ func (p Placement) validate() error {
 }
 
 // Placements finds every place on the node's forward path that drops new
-// pod traffic, asking trace's evaluator (trace.Host.PodProbes and
-// ProbeHook, the same questions as doctor's TW010/TW011) over the snapshot
-// with twill's own rules left out, so the answer stays the same after
-// twill's accepts are in: the agent can re-assert them on every resync
-// without flapping. Put the result in Spec.ForwardAccept.
+// pod traffic of network's family, asking trace's evaluator
+// (trace.Host.PodProbes and ProbeHook, the same questions as doctor's
+// TW010/TW011) over the snapshot with twill's own rules left out, so the
+// answer stays the same after twill's accepts are in: the agent can
+// re-assert them on every resync without flapping. network and subnet are
+// the cluster's pod network and this node's subnet of one family (IPv6:
+// ip6tables and nft ip6/inet chains are asked). Put the results of each
+// family the cluster runs in Spec.ForwardAccept.
 func Placements(s *nodestate.Snapshot, network, subnet netip.Prefix) ([]Placement, error) {
 	if !network.IsValid() {
 		return nil, fmt.Errorf("firewall: placements: no pod network given")
@@ -87,7 +108,7 @@ func Placements(s *nodestate.Snapshot, network, subnet netip.Prefix) ([]Placemen
 	if err != nil {
 		return nil, fmt.Errorf("firewall: placements: %w", err)
 	}
-	h, err := trace.NewHost(clean, "FORWARD")
+	h, err := trace.NewHostFamily(clean, network.Addr().Is6(), "FORWARD")
 	if err != nil {
 		return nil, fmt.Errorf("firewall: placements: %w", err)
 	}
@@ -107,13 +128,14 @@ func Placements(s *nodestate.Snapshot, network, subnet netip.Prefix) ([]Placemen
 // drops or rejects a probe (an accept in another chain or backend does not
 // override it). For iptables the accept goes to DOCKER-USER when every
 // blocked probe passed there from FORWARD first (Docker rewrites FORWARD
-// but leaves DOCKER-USER alone), else to FORWARD.
+// but leaves DOCKER-USER alone), else to FORWARD. Placements of IPv6
+// probes are marked IPv6.
 func PlacementsFor(hps []trace.HookProbe) []Placement {
 	var out []Placement
 	viaDocker := map[Placement]bool{}
 	for _, hp := range hps {
 		for _, v := range hp.Blocked() {
-			p := Placement{Backend: v.Backend, Family: v.Family, Table: v.Table, Chain: v.Chain}
+			p := Placement{Backend: v.Backend, Family: v.Family, Table: v.Table, Chain: v.Chain, IPv6: hp.Probe.Dst.Is6() && !hp.Probe.Dst.Is4In6()}
 			if v.Backend != BackendNft && v.Table != "filter" {
 				continue // mangle/raw/security: not where accepts go
 			}
@@ -140,6 +162,8 @@ func withoutTwill(s *nodestate.Snapshot) (*nodestate.Snapshot, error) {
 	clean := *s
 	clean.Iptables.Legacy.Save = withoutTwillIptables(s.Iptables.Legacy.Save)
 	clean.Iptables.NFT.Save = withoutTwillIptables(s.Iptables.NFT.Save)
+	clean.Iptables.Legacy.Save6 = withoutTwillIptables(s.Iptables.Legacy.Save6)
+	clean.Iptables.NFT.Save6 = withoutTwillIptables(s.Iptables.NFT.Save6)
 	if strings.TrimSpace(s.Nftables.JSON) != "" {
 		j, err := withoutTwillNft(s.Nftables.JSON)
 		if err != nil {

@@ -167,8 +167,12 @@ func ForwardAcceptIptables(s Spec) [][]string {
 // forward chain that drops.
 func ForwardAcceptNft(s Spec) []NftRule {
 	n := s.Network.Masked().String()
+	ip := "ip"
+	if s.Network.Addr().Is6() {
+		ip = "ip6"
+	}
 	return []NftRule{
-		{Rule: "ip saddr " + n + " accept", Comment: "twill: accept from pods " + n + " (FAILURES.md F3)"},
-		{Rule: "ip daddr " + n + " accept", Comment: "twill: accept to pods " + n + " (FAILURES.md F3)"},
+		{Rule: ip + " saddr " + n + " accept", Comment: "twill: accept from pods " + n + " (FAILURES.md F3)"},
+		{Rule: ip + " daddr " + n + " accept", Comment: "twill: accept to pods " + n + " (FAILURES.md F3)"},
 	}
 }

@@ -45,7 +45,8 @@ type Spec struct {
 	// sources vxlan packets are accepted from (IPv4 and IPv6 ones).
 	Peers []netip.Addr
 	// ForwardAccept are the places where the host's forward path drops pod
-	// traffic (from Placements): an accept for Network is inserted there.
+	// traffic (from Placements): an accept for Network (IPv6 placements:
+	// IPv6Network) is inserted there.
 	ForwardAccept []Placement
 }
 
@@ -58,6 +59,14 @@ func (s Spec) peers(v6 bool) []netip.Addr {
 		}
 	}
 	return out
+}
+
+// networkOf is the pod network an accept at placement p is for.
+func (s Spec) networkOf(p Placement) netip.Prefix {
+	if p.IPv6 {
+		return s.IPv6Network
+	}
+	return s.Network
 }
 
 // Validate says what is wrong with a Spec before anything is written.
@@ -84,6 +93,9 @@ func (s Spec) Validate() error {
 	for _, p := range s.ForwardAccept {
 		if err := p.validate(); err != nil {
 			return err
+		}
+		if !s.networkOf(p).IsValid() {
+			return fmt.Errorf("firewall: placement %s: the cluster does not run that family", p)
 		}
 	}
 	return nil

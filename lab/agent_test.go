@@ -199,7 +199,14 @@ func allPairs(t *testing.T, st *State) {
 	t.Helper()
 	for _, from := range allPods(st) {
 		for _, to := range allPods(st) {
-			line, err := Call(context.Background(), from.Namespace, fmt.Sprintf("%s:%d", to.IP, ServerPort), 2*time.Second, false)
+			target := fmt.Sprintf("%s:%d", to.IP, ServerPort)
+			line, err := Call(context.Background(), from.Namespace, target, 2*time.Second, false)
+			if err != nil {
+				// One second try: a loaded machine can stall a single call
+				// for 2 s; a broken path fails both.
+				time.Sleep(500 * time.Millisecond)
+				line, err = Call(context.Background(), from.Namespace, target, 3*time.Second, false)
+			}
 			if err != nil {
 				t.Errorf("%s -> %s: %v", from.Name, to.Name, err)
 				continue

@@ -99,6 +99,10 @@ func etcdClient(st *State) (*clientv3.Client, error) {
 	return c, nil
 }
 
+// EtcdClient returns a client for lab st's etcd, dialling from inside the
+// underlay namespace; the caller closes it.
+func EtcdClient(st *State) (*clientv3.Client, error) { return etcdClient(st) }
+
 // etcdHealthy asks etcd for its status within timeout.
 func etcdHealthy(ctx context.Context, st *State, timeout time.Duration) error {
 	c, err := etcdClient(st)

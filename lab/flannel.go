@@ -71,6 +71,10 @@ func (st *State) prefix() string {
 	return lease.DefaultPrefix
 }
 
+// Prefix is the etcd prefix under which the lab's nodes keep their leases
+// and net-conf.json.
+func (st *State) Prefix() string { return st.prefix() }
+
 // flannelSubnetFile is where node n's flanneld writes its subnet.env.
 func flannelSubnetFile(root string) string { return filepath.Join(root, subnetfile.FlannelPath) }
 

@@ -71,8 +71,6 @@ func (c Config) validateIPFamily() error {
 		return fmt.Errorf("--ip-family %s needs agent mode: the static lab programs IPv4 only (drop --static)", c.IPFamily)
 	case c.Kubernetes:
 		return fmt.Errorf("--ip-family %s: the lab's real nodes (--kubernetes) are IPv4 only (drop --kubernetes)", c.IPFamily)
-	case c.Store != StoreEtcd:
-		return fmt.Errorf("--ip-family %s needs the etcd store: the lab registers IPv4 podCIDRs only (drop --store %s)", c.IPFamily, c.Store)
 	case c.FlannelNodes > 0:
 		return fmt.Errorf("--ip-family %s: the lab's Flannel nodes are IPv4 only (drop --flannel-nodes)", c.IPFamily)
 	}

@@ -12,8 +12,7 @@ import (
 func TestIPFamilyValidate(t *testing.T) {
 	for _, c := range []Config{
 		{Agent: true, IPFamily: "ip6"},
-		{IPFamily: IPFamilyDual},                                      // static
-		{Agent: true, IPFamily: IPFamilyIPv6, Store: StoreKubernetes}, // kube store: IPv4 podCIDRs
+		{IPFamily: IPFamilyDual}, // static
 		{Agent: true, IPFamily: IPFamilyDual, Nodes: 2, FlannelNodes: 1},
 		{Agent: true, IPFamily: IPFamilyDual, Kubernetes: true}, // real nodes
 	} {
@@ -23,8 +22,40 @@ func TestIPFamilyValidate(t *testing.T) {
 		}
 	}
 	for _, f := range []string{"", IPFamilyIPv4, IPFamilyIPv6, IPFamilyDual} {
-		if err := (Config{Agent: true, IPFamily: f}).withDefaults().Validate(); err != nil {
-			t.Errorf("--ip-family %q in agent mode rejected: %v", f, err)
+		for _, store := range []string{StoreEtcd, StoreKubernetes} {
+			if err := (Config{Agent: true, IPFamily: f, Store: store}).withDefaults().Validate(); err != nil {
+				t.Errorf("--ip-family %q in agent mode, store %s rejected: %v", f, store, err)
+			}
+		}
+	}
+}
+
+// TestKubeNodeFamilies checks the Node objects a kube-store lab registers:
+// one podCIDR and one InternalIP per family, IPv4 first, and spec.podCIDR
+// the first of spec.podCIDRs (what the API server requires).
+func TestKubeNodeFamilies(t *testing.T) {
+	for _, tc := range []struct {
+		family     string
+		cidrs, ips []string
+	}{
+		{IPFamilyIPv4, []string{"10.244.2.0/24"}, []string{"192.168.77.12"}},
+		{IPFamilyDual, []string{"10.244.2.0/24", "fd00:10:244:2::/64"}, []string{"192.168.77.12", "fd00:77::12"}},
+		{IPFamilyIPv6, []string{"fd00:10:244:2::/64"}, []string{"192.168.77.12", "fd00:77::12"}},
+	} {
+		st := plan(Config{Name: "x", Nodes: 2, Pods: 1, Agent: true, Backend: BackendVXLAN, Store: StoreKubernetes, IPFamily: tc.family}.withDefaults())
+		n := &st.Nodes[1]
+		obj := kubeNode(n)
+		if strings.Join(obj.Spec.PodCIDRs, ",") != strings.Join(tc.cidrs, ",") || obj.Spec.PodCIDR != tc.cidrs[0] {
+			t.Errorf("%s: podCIDR %q podCIDRs %q, want %q", tc.family, obj.Spec.PodCIDR, obj.Spec.PodCIDRs, tc.cidrs)
+		}
+		var ips []string
+		for _, a := range nodeAddresses(n) {
+			if a.Type == "InternalIP" {
+				ips = append(ips, a.Address)
+			}
+		}
+		if strings.Join(ips, ",") != strings.Join(tc.ips, ",") {
+			t.Errorf("%s: InternalIPs %q, want %q", tc.family, ips, tc.ips)
 		}
 	}
 }

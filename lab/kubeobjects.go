@@ -20,7 +20,6 @@ import (
 
 	"github.com/twillnet/twill/kubeproxy"
 	"github.com/twillnet/twill/lease/kube"
-	"github.com/twillnet/twill/netconf"
 )
 
 // KubeNamespace is the namespace of the lab's pods and Services.
@@ -69,14 +68,28 @@ func setupKubeRBAC(ctx context.Context, st *State) error {
 }
 
 // kubeNode is node n's Node object as a node registers and
-// kube-controller-manager (--allocate-node-cidrs) completes it: spec.podCIDR
-// is the node's planned subnet.
+// kube-controller-manager (--allocate-node-cidrs) completes it: spec.podCIDRs
+// are the node's planned subnets (one per family the lab runs).
 func kubeNode(n *Node) *corev1.Node {
+	cidrs := familyList(n.Subnet, n.IPv6Subnet)
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: map[string]string{
 			"kubernetes.io/hostname": n.Name, "kubernetes.io/os": "linux", "twill.io/lab": "true"}},
-		Spec: corev1.NodeSpec{PodCIDR: n.Subnet, PodCIDRs: []string{n.Subnet}},
+		Spec: corev1.NodeSpec{PodCIDR: cidrs[0], PodCIDRs: cidrs},
 	}
+}
+
+// familyList is the non-empty values of an IPv4/IPv6 pair, IPv4 first (the
+// order Kubernetes wants in podCIDRs, podIPs and node addresses of a
+// dual-stack cluster whose primary family is IPv4).
+func familyList(v4, v6 string) []string {
+	var l []string
+	for _, v := range []string{v4, v6} {
+		if v != "" {
+			l = append(l, v)
+		}
+	}
+	return l
 }
 
 // kubeNodeStatus is the status the lab writes for node n: its addresses and
@@ -85,10 +98,21 @@ func kubeNode(n *Node) *corev1.Node {
 func kubeNodeStatus(n *Node) corev1.NodeStatus {
 	now := metav1.Now()
 	return corev1.NodeStatus{
-		Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.IP}, {Type: corev1.NodeHostName, Address: n.Name}},
+		Addresses: nodeAddresses(n),
 		Conditions: []corev1.NodeCondition{{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionTrue,
 			Reason: "NoNetworkYet", Message: "twill lab: the node's agent has not reported yet", LastTransitionTime: now, LastHeartbeatTime: now}},
 	}
+}
+
+// nodeAddresses is node n's status addresses: its underlay address of
+// each family (an IPv6-only lab's nodes keep IPv4 underlay addresses for
+// the control plane, so IPv4 is always first) and its hostname.
+func nodeAddresses(n *Node) []corev1.NodeAddress {
+	var as []corev1.NodeAddress
+	for _, ip := range familyList(n.IP, n.IPv6) {
+		as = append(as, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip})
+	}
+	return append(as, corev1.NodeAddress{Type: corev1.NodeHostName, Address: n.Name})
 }
 
 // registerNodes creates every node's Node object with its podCIDR and status.
@@ -121,6 +145,10 @@ func readKubeLeases(ctx context.Context, st *State) error {
 	if err != nil {
 		return err
 	}
+	cfg, err := netConf(st)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for i := range st.Nodes {
@@ -129,15 +157,15 @@ func readKubeLeases(ctx context.Context, st *State) error {
 		if err != nil {
 			return fmt.Errorf("kube: Node %s: %w", n.Name, err)
 		}
-		l, ok, err := kube.LeaseOf(kube.NodeInfo{Name: obj.Name, PodCIDR: obj.Spec.PodCIDR, PodCIDRs: obj.Spec.PodCIDRs, Annotations: obj.Annotations}, netconf.Config{Network: ClusterCIDR})
+		l, ok, err := kube.LeaseOf(kube.NodeInfo{Name: obj.Name, PodCIDR: obj.Spec.PodCIDR, PodCIDRs: obj.Spec.PodCIDRs, Annotations: obj.Annotations}, cfg)
 		if err != nil {
 			return err
 		}
 		if !ok {
 			return fmt.Errorf("node %s: its agent is ready but its Node object carries no twill.io annotations", n.Name)
 		}
-		if l.Subnet.String() != n.Subnet {
-			return fmt.Errorf("node %s: its agent uses %s, not the Node's podCIDR %s", n.Name, l.Subnet, n.Subnet)
+		if err := checkLeased(n, l); err != nil {
+			return err
 		}
 		if l.Attrs.BackendData != nil && l.Attrs.BackendData.VtepMAC != "" {
 			n.VtepMAC = l.Attrs.BackendData.VtepMAC
@@ -243,11 +271,15 @@ func registerPod(ctx context.Context, c kubernetes.Interface, n *Node, p *Pod) e
 	now := metav1.Now()
 	obj.Status = corev1.PodStatus{
 		Phase: corev1.PodRunning, HostIP: n.IP, HostIPs: []corev1.HostIP{{IP: n.IP}},
-		PodIP: p.IP, PodIPs: []corev1.PodIP{{IP: p.IP}}, StartTime: &now,
+		StartTime:  &now,
 		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now}},
 		ContainerStatuses: []corev1.ContainerStatus{{Name: "serve", Image: obj.Spec.Containers[0].Image, Ready: true,
 			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}}},
 	}
+	for _, ip := range familyList(p.IP, p.IPv6) {
+		obj.Status.PodIPs = append(obj.Status.PodIPs, corev1.PodIP{IP: ip})
+	}
+	obj.Status.PodIP = obj.Status.PodIPs[0].IP
 	if _, err := c.CoreV1().Pods(KubeNamespace).UpdateStatus(ctx, obj, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("kube: Pod %s/%s: status: %w", KubeNamespace, p.Name, err)
 	}

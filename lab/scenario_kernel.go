@@ -14,6 +14,20 @@ func sysctlScenario(key, value string) func(context.Context, *State, *Node, *Nod
 	return func(_ context.Context, _ *State, n, _ *Node) error { return setSysctl(n.Namespace, key, value) }
 }
 
+// bridgeNFScenario sets bridge-nf-call-iptables (F1) and, on a lab whose
+// pods have IPv6, its IPv6 twin bridge-nf-call-ip6tables.
+func bridgeNFScenario(value string) func(context.Context, *State, *Node, *Node) error {
+	return func(_ context.Context, st *State, n, _ *Node) error {
+		if err := setSysctl(n.Namespace, SysctlBridgeNF, value); err != nil {
+			return err
+		}
+		if st.HasIPv6() {
+			return setSysctl(n.Namespace, SysctlBridgeNF6, value)
+		}
+		return nil
+	}
+}
+
 func fixPeer(_ context.Context, st *State, n, peer *Node) error { return programPeer(st, n, peer) }
 
 func breakFDB(_ context.Context, st *State, n, peer *Node) error {

@@ -40,9 +40,9 @@ func Scenarios() []Scenario { return scenarios }
 
 var scenarios = []Scenario{
 	{ID: "F1", Alias: "bridge-nf", Section: "F1", Check: checkid.BridgeNFCallIptables, layer: "sysctl",
-		Summary: "net.bridge.bridge-nf-call-iptables=0 in the node",
+		Summary: "net.bridge.bridge-nf-call-iptables=0 in the node (and its IPv6 twin bridge-nf-call-ip6tables=0 on a lab with IPv6)",
 		Effect:  "a pod calling a Service whose endpoint is on the same bridge times out (try 10.96.1.<i>:80 from node<i>-a)",
-		apply:   sysctlScenario(SysctlBridgeNF, "0"), undo: sysctlScenario(SysctlBridgeNF, "1")},
+		apply:   bridgeNFScenario("0"), undo: bridgeNFScenario("1")},
 	{ID: "F2", Alias: "ip-forward", Section: "F2", Check: checkid.IPForward, layer: "sysctl",
 		Summary: "net.ipv4.ip_forward=0 in the node",
 		Effect:  "nothing crosses the node: its pods cannot reach other nodes' pods",

@@ -13,6 +13,8 @@ import (
 const (
 	SysctlIPForward = "net/ipv4/ip_forward"
 	SysctlBridgeNF  = "net/bridge/bridge-nf-call-iptables"
+	// SysctlBridgeNF6 is F1's IPv6 twin, broken with it on a lab with IPv6.
+	SysctlBridgeNF6 = "net/bridge/bridge-nf-call-ip6tables"
 )
 
 // setSysctl writes a /proc/sys value from inside namespace ns.

@@ -117,42 +117,41 @@ func checkFamily(cfg netconf.Config, f netconf.Family, l Lease, bad func(reason,
 		return bad(ReasonSubnet, "%s %s is outside %s %s .. %s %s", what, sn, minKey, pl.SubnetMin, maxKey, pl.SubnetMax)
 	}
 	if f == netconf.IPv6 {
-		if err := checkUnicast6(l.Attrs.PublicIPv6); err != nil {
+		if err := CheckPublicIPv6(l.Attrs.PublicIPv6); err != nil {
 			return bad(ReasonPublicIP, "PublicIPv6 %v: %v", l.Attrs.PublicIPv6, err)
 		}
 		return nil
 	}
-	if err := checkUnicast(l.Attrs.PublicIP); err != nil {
+	if err := CheckPublicIP(l.Attrs.PublicIP); err != nil {
 		return bad(ReasonPublicIP, "PublicIP %v: %v", l.Attrs.PublicIP, err)
 	}
 	return nil
 }
 
-// checkUnicast says why ip cannot be a node's IPv4 underlay address.
-func checkUnicast(ip netip.Addr) error {
+// CheckPublicIP says why ip cannot be a node's IPv4 underlay address (its
+// lease's PublicIP, the agent's --public-ip); nil when it can.
+func CheckPublicIP(ip netip.Addr) error {
 	switch {
 	case !ip.IsValid():
 		return fmt.Errorf("not set")
 	case !ip.Is4():
 		return fmt.Errorf("not an IPv4 address")
-	case ip.IsUnspecified():
-		return fmt.Errorf("unspecified address")
-	case ip.IsLoopback():
-		return fmt.Errorf("loopback address")
-	case ip.IsMulticast():
-		return fmt.Errorf("multicast address")
+	}
+	if err := notUnicast(ip); err != nil {
+		return err
+	}
+	switch {
 	case ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 		return fmt.Errorf("broadcast address")
-	case ip.IsLinkLocalUnicast():
-		return fmt.Errorf("link-local address")
 	case ip.As4()[0] == 0 || ip.As4()[0] >= 240:
 		return fmt.Errorf("reserved address")
 	}
 	return nil
 }
 
-// checkUnicast6 says why ip cannot be a node's IPv6 underlay address.
-func checkUnicast6(ip netip.Addr) error {
+// CheckPublicIPv6 says why ip cannot be a node's IPv6 underlay address (its
+// lease's PublicIPv6, the agent's --public-ipv6); nil when it can.
+func CheckPublicIPv6(ip netip.Addr) error {
 	switch {
 	case !ip.IsValid():
 		return fmt.Errorf("not set: the cluster runs IPv6, so every node publishes its IPv6 underlay address")
@@ -160,6 +159,14 @@ func checkUnicast6(ip netip.Addr) error {
 		return fmt.Errorf("not an IPv6 address")
 	case ip.Zone() != "":
 		return fmt.Errorf("an address with a zone")
+	}
+	return notUnicast(ip)
+}
+
+// notUnicast says why ip, of either family, cannot be reached between
+// nodes: unspecified, loopback, multicast or link-local.
+func notUnicast(ip netip.Addr) error {
+	switch {
 	case ip.IsUnspecified():
 		return fmt.Errorf("unspecified address")
 	case ip.IsLoopback():

@@ -372,3 +372,60 @@ func TestCaptureMissingNetns(t *testing.T) {
 		t.Errorf("error %q: want ErrNoNetns naming the namespace and how to list them", err)
 	}
 }
+
+// TestCaptureIPv6Node: what doctor's IPv6 checks read is captured from a
+// namespace holding an IPv6 vxlan overlay (device on an IPv6 underlay,
+// route, permanent neighbour, FDB entry to an IPv6 underlay address), the
+// IPv6 sysctls and an ip6tables rule set.
+func TestCaptureIPv6Node(t *testing.T) {
+	requireRoot(t)
+	ns, peer := testNetns(t, "v6"), testNetns(t, "v6peer")
+	for _, step := range [][]string{
+		{ipBin, "link", "set", "lo", "up"},
+		{ipBin, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", peer},
+		{ipBin, "addr", "add", "fd00:77::11/64", "dev", "eth0", "nodad"},
+		{ipBin, "link", "set", "eth0", "up"},
+		{ipBin, "link", "add", "twill-v6.1", "type", "vxlan", "id", "1", "local", "fd00:77::11", "dev", "eth0", "dstport", "8472", "nolearning"},
+		{ipBin, "link", "set", "twill-v6.1", "mtu", "1430", "up"},
+		{ipBin, "addr", "add", "fd00:10:244:1::/128", "dev", "twill-v6.1", "nodad"},
+		{ipBin, "-6", "route", "add", "fd00:10:244:2::/64", "via", "fd00:10:244:2::", "dev", "twill-v6.1", "onlink"},
+		{ipBin, "-6", "neigh", "add", "fd00:10:244:2::", "lladdr", "da:5d:c2:a4:0e:df", "dev", "twill-v6.1", "nud", "permanent"},
+		{bridgeBin, "fdb", "append", "da:5d:c2:a4:0e:df", "dev", "twill-v6.1", "dst", "fd00:77::12", "self", "permanent"},
+		{sysctlBin, "-qw", "net.ipv6.conf.all.forwarding=1"},
+		{sysctlBin, "-qw", "net.bridge.bridge-nf-call-ip6tables=0"},
+		{"ip6tables-nft", "-P", "FORWARD", "DROP"},
+	} {
+		inNs(t, ns, step...)
+	}
+	s, err := Capture(context.Background(), CaptureOptions{Netns: ns, Root: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vx := findLink(t, s, "twill-v6.1")
+	if vx.Vxlan == nil || vx.Vxlan.Local != netip.MustParseAddr("fd00:77::11") || vx.Vxlan.Dev != "eth0" || vx.MTU != 1430 {
+		t.Errorf("twill-v6.1 captured as %+v (vxlan %+v), want local fd00:77::11 dev eth0 mtu 1430", vx, vx.Vxlan)
+	}
+	if !slices.ContainsFunc(s.Routes, func(r Route) bool {
+		return r.Table == TableMain && r.Dst == netip.MustParsePrefix("fd00:10:244:2::/64") && r.Gateway == netip.MustParseAddr("fd00:10:244:2::") && r.Dev == "twill-v6.1" && r.Onlink
+	}) {
+		t.Errorf("IPv6 overlay route not captured: %+v", s.Routes)
+	}
+	if !slices.ContainsFunc(s.Neighbors, func(n Neighbor) bool {
+		return n.Dev == "twill-v6.1" && n.IP == netip.MustParseAddr("fd00:10:244:2::") && n.MAC == "da:5d:c2:a4:0e:df" && strings.Contains(n.State, "permanent")
+	}) {
+		t.Errorf("IPv6 neighbour not captured: %+v", s.Neighbors)
+	}
+	if !slices.ContainsFunc(s.FDB, func(f FDBEntry) bool {
+		return f.Dev == "twill-v6.1" && f.MAC == "da:5d:c2:a4:0e:df" && f.Dst == netip.MustParseAddr("fd00:77::12")
+	}) {
+		t.Errorf("FDB entry to an IPv6 underlay not captured: %+v", s.FDB)
+	}
+	for k, want := range map[string]string{"net.ipv6.conf.all.forwarding": "1", "net.bridge.bridge-nf-call-ip6tables": "0"} {
+		if got := s.Sysctls[k]; got != want {
+			t.Errorf("sysctl %s = %q, want %q", k, got, want)
+		}
+	}
+	if !strings.Contains(s.Iptables.NFT.Save6, ":FORWARD DROP") {
+		t.Errorf("ip6tables-nft-save not captured with the FORWARD policy: %q", s.Iptables.NFT.Save6)
+	}
+}

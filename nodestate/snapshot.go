@@ -257,16 +257,25 @@ type File struct {
 	Content string `json:"content,omitempty"`
 }
 
-// Lease is one node's subnet lease as known to the store.
+// Lease is one node's subnet lease as known to the store. A dual-stack
+// lease has both subnets; an IPv6-only lease has no Subnet nor PublicIP.
 type Lease struct {
-	// Subnet is the node's pod subnet.
+	// Subnet is the node's IPv4 pod subnet; zero in an IPv6-only lease.
 	Subnet netip.Prefix `json:"subnet"`
-	// PublicIP is the node's underlay address.
+	// PublicIP is the node's IPv4 underlay address.
 	PublicIP netip.Addr `json:"publicIP"`
+	// IPv6Subnet is the node's IPv6 pod subnet; zero without IPv6.
+	IPv6Subnet netip.Prefix `json:"ipv6Subnet,omitzero"`
+	// PublicIPv6 is the node's IPv6 underlay address (the outer address
+	// of its IPv6 pod traffic); zero without IPv6.
+	PublicIPv6 netip.Addr `json:"publicIPv6,omitzero"`
 	// Backend is "vxlan" or "host-gw".
 	Backend string `json:"backend"`
 	// VtepMAC is the MAC of the node's vxlan device (vxlan only).
 	VtepMAC string `json:"vtepMAC,omitempty"`
+	// VtepMACv6 is the MAC of the node's IPv6 vxlan device (vxlan with
+	// IPv6 only).
+	VtepMACv6 string `json:"vtepMACv6,omitempty"`
 	// Node is the lease holder's name, when known.
 	Node string `json:"node,omitempty"`
 }

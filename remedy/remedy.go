@@ -30,7 +30,11 @@ func Apply(ctx context.Context, netns string, actions []doctor.Action) error {
 				err = fmt.Errorf("no placement")
 				break
 			}
-			_, err = firewall.EnsureForwardAccepts(ctx, netns, firewall.Spec{Network: a.Network, ForwardAccept: []firewall.Placement{*a.Placement}})
+			spec := firewall.Spec{Network: a.Network, ForwardAccept: []firewall.Placement{*a.Placement}}
+			if a.Placement.IPv6 {
+				spec = firewall.Spec{IPv6Network: a.Network, ForwardAccept: []firewall.Placement{*a.Placement}}
+			}
+			_, err = firewall.EnsureForwardAccepts(ctx, netns, spec)
 		default:
 			err = fmt.Errorf("unknown action kind %q", a.Kind)
 		}

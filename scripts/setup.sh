@@ -5,14 +5,37 @@
 # host-local, portmap and (with --kube) kube-apiserver, kubectl, kubelet,
 # kube-controller-manager, kube-scheduler and kube-proxy binaries built from
 # the Go module proxy into bin/ (cached: rebuilt only when tools/ changes).
+#
+#   scripts/setup.sh          what the lab and the tests without Kubernetes need
+#                             (make tools: make bench, the lab's Flannel nodes)
+#   scripts/setup.sh --demo   only what `make demo` needs: no flanneld and no
+#                             CNI reference plugins (they take a minute to build)
+#   scripts/setup.sh --kube   everything (make test): also the Kubernetes binaries
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+kube=0
+flannel=1
+for arg in "$@"; do
+	case "$arg" in
+	--kube) kube=1 ;;
+	--demo) flannel=0 ;;
+	*)
+		echo "setup: unknown option $arg: want --demo (make demo), --kube (make test) or nothing (make tools)" >&2
+		exit 1
+		;;
+	esac
+done
+if [ "$kube" = 1 ] && [ "$flannel" = 0 ]; then
+	echo "setup: --kube and --demo together: --kube builds everything (the tests need flanneld), --demo only the demo's tools; pick one" >&2
+	exit 1
+fi
 
 pkgs=(iptables nftables iproute2 conntrack iperf3 tcpdump ethtool ipset procps)
 # The tests (--kube, make test) also open the HTML pages of trace and doctor
 # in headless Chromium; the demo does not need it. The real nodes of
 # `twill lab up --kubernetes` run Debian's containerd (1.6) and runc.
-if [ "${1:-}" = "--kube" ]; then
+if [ "$kube" = 1 ]; then
 	pkgs+=(chromium containerd runc)
 fi
 missing=()
@@ -51,7 +74,8 @@ fi
 # flanneld (tools/flannel: Flannel's own etcd subnet manager, vxlan and host-gw
 # backends as a library), the bridge and host-local CNI plugins Flannel's CNI
 # plugin delegates to, and portmap, which kube-flannel's conflist chains
-# (tools/cniplugins). A module of its own each.
+# (tools/cniplugins). A module of its own each. Not for the demo (--demo).
+if [ "$flannel" = 1 ]; then
 fstamp=bin/.flannel.stamp
 fwant=$(cat tools/flannel/go.mod tools/flannel/go.sum tools/flannel/flanneld/main.go tools/cniplugins/go.mod tools/cniplugins/go.sum tools/cniplugins/tools.go | sha256sum | cut -d' ' -f1)
 if [ ! -x bin/flanneld ] || [ ! -x bin/cni/bridge ] || [ ! -x bin/cni/host-local ] || [ ! -x bin/cni/portmap ] || [ "$(cat "$fstamp" 2>/dev/null)" != "$fwant" ]; then
@@ -64,13 +88,14 @@ if [ ! -x bin/flanneld ] || [ ! -x bin/cni/bridge ] || [ ! -x bin/cni/host-local
 		go build -o ../../bin/cni/portmap github.com/containernetworking/plugins/plugins/meta/portmap)
 	echo "$fwant" > "$fstamp"
 fi
+fi
 # The real kube-apiserver and kubectl for the lab's Kubernetes mode and its
 # tests, and kubelet, kube-controller-manager, kube-scheduler and kube-proxy
 # for its real nodes (lab up --kubernetes): a separate module (k8s.io/kubernetes
 # needs its staging modules replaced); the cold build takes 10-15 minutes
 # (kubelet alone about 3), then it is cached.
 # Only with --kube (make test): the demo does not need them.
-if [ "${1:-}" = "--kube" ]; then
+if [ "$kube" = 1 ]; then
 kstamp=bin/.kube.stamp
 # The version the binaries report (kubectl version, the API's /version): without
 # it they say v0.0.0-master+$Format:%H$ and kubectl version fails to parse it.

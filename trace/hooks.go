@@ -50,11 +50,15 @@ var nftHookNames = map[string]string{
 func (h *Host) compileNetfilter() error {
 	h.chains = map[string][]baseChain{}
 	s := h.Snap
-	legacy, err := parseIpt("iptables-legacy-save", s.Iptables.Legacy.Save)
+	tool, legacyText, nftText := "iptables", s.Iptables.Legacy.Save, s.Iptables.NFT.Save
+	if h.V6 {
+		tool, legacyText, nftText = "ip6tables", s.Iptables.Legacy.Save6, s.Iptables.NFT.Save6
+	}
+	legacy, err := parseIpt(tool+"-legacy-save", legacyText)
 	if err != nil {
 		return err
 	}
-	nft, err := parseIpt("iptables-nft-save", s.Iptables.NFT.Save)
+	nft, err := parseIpt(tool+"-nft-save", nftText)
 	if err != nil {
 		return err
 	}
@@ -97,12 +101,16 @@ func (h *Host) compileNetfilter() error {
 	// evaluated from iptables-nft-save above, with iptables semantics).
 	if strings.TrimSpace(s.Nftables.JSON) != "" {
 		owned := map[string]bool{}
+		fam := "ip"
+		if h.V6 {
+			fam = "ip6"
+		}
 		if h.nft != nil {
 			for name := range h.nft.tables {
-				owned["ip "+name] = true
+				owned[fam+" "+name] = true
 			}
 		}
-		nrs, warn, err := compileNft(s.Nftables.JSON, owned)
+		nrs, warn, err := compileNft(s.Nftables.JSON, owned, fam)
 		if err != nil {
 			return err
 		}

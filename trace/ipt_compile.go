@@ -150,9 +150,11 @@ func compileIptRule(r *netfilter.Rule) *iptRule {
 			p = "icmp"
 		case "132":
 			p = "sctp"
+		case "58", "ipv6-icmp", "icmpv6":
+			p = "icmpv6"
 		}
 		neg := r.Protocol.Negated
-		cr.conds = append(cr.conds, func(c *pktCtx) tri { return boolTri(p == "all" || c.Proto == p).neg(neg) })
+		cr.conds = append(cr.conds, func(c *pktCtx) tri { return boolTri(p == "all" || c.proto() == p).neg(neg) })
 	}
 	for _, v := range []struct {
 		val netfilter.Value
@@ -354,10 +356,7 @@ func compileTarget(r *netfilter.Rule) target {
 			break
 		}
 		n := &natAction{kind: r.Target}
-		addr, port := v, ""
-		if i := strings.LastIndex(v, ":"); i >= 0 {
-			addr, port = v[:i], v[i+1:]
-		}
+		addr, port := splitNATTo(v)
 		if a, _, isRange := strings.Cut(addr, "-"); isRange {
 			addr = a
 			n.note = "address range: the first address is shown"
@@ -450,4 +449,26 @@ func compileTarget(r *netfilter.Rule) target {
 		}
 	}
 	return t
+}
+
+// splitNATTo splits a DNAT/SNAT --to value into address (range) and port
+// (range): "10.0.0.1:80", "10.0.0.1", "[fd00::1]:80", "[fd00::1]",
+// "fd00::1" (an IPv6 address without brackets has no port).
+func splitNATTo(v string) (addr, port string) {
+	if rest, ok := strings.CutPrefix(v, "["); ok {
+		a, after, _ := strings.Cut(rest, "]")
+		// a range of IPv6 addresses is written [a]-[b]: keep the first
+		a, _, _ = strings.Cut(a, "]")
+		if p, ok := strings.CutPrefix(after, ":"); ok {
+			return a, p
+		}
+		return a, ""
+	}
+	if strings.Count(v, ":") > 1 {
+		return v, ""
+	}
+	if i := strings.LastIndex(v, ":"); i >= 0 {
+		return v[:i], v[i+1:]
+	}
+	return v, ""
 }

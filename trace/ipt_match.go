@@ -175,8 +175,9 @@ func compileMatch(cr *iptRule, m *netfilter.Match) {
 				return
 			}
 		}
-	case "icmp":
-		add(func(c *pktCtx) tri { return boolTri(c.Proto == "icmp") })
+	case "icmp", "icmp6":
+		want := map[string]string{"icmp": "icmp", "icmp6": "icmpv6"}[m.Module]
+		add(func(c *pktCtx) tri { return boolTri(c.proto() == want) })
 		for _, o := range m.Options {
 			want := icmpTypeName(val(o))
 			neg := o.Negated
@@ -321,9 +322,9 @@ func flagSet(s string) uint8 {
 
 func icmpTypeName(s string) string {
 	switch strings.ToLower(s) {
-	case "8", "echo-request":
+	case "8", "128", "echo-request":
 		return "echo-request"
-	case "0", "echo-reply":
+	case "0", "129", "echo-reply":
 		return "echo-reply"
 	case "any", "255":
 		return "any"

@@ -72,9 +72,10 @@ type nftElem struct {
 	val json.RawMessage
 }
 
-// compileNft parses `nft -j list ruleset` and keeps the ip and inet tables
-// that iptables-nft does not own (owned holds "ip filter", ...).
-func compileNft(text string, owned map[string]bool) (*nftRuleset, []string, error) {
+// compileNft parses `nft -j list ruleset` and keeps the tables of family
+// fam ("ip" or "ip6") and the inet tables that iptables-nft does not own
+// (owned holds "ip filter", ...).
+func compileNft(text string, owned map[string]bool, fam string) (*nftRuleset, []string, error) {
 	rs, err := netfilter.ParseNftJSON("nft -j list ruleset", []byte(text))
 	if err != nil {
 		return nil, nil, err
@@ -86,7 +87,7 @@ func compileNft(text string, owned map[string]bool) (*nftRuleset, []string, erro
 			continue
 		}
 		switch t.Family {
-		case "ip", "inet":
+		case fam, "inet":
 		case "bridge":
 			for _, c := range t.Chains {
 				if c.Base() && len(c.Rules) > 0 {
@@ -179,6 +180,8 @@ func canonWord(s string) string {
 		return "17"
 	case "icmp":
 		return "1"
+	case "ipv6-icmp", "icmpv6":
+		return "58"
 	case "sctp":
 		return "132"
 	}

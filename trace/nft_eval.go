@@ -43,7 +43,16 @@ type errAbsent struct{}
 
 func (errAbsent) Error() string { return "absent" }
 
-var protoNum = map[string]uint64{"tcp": 6, "udp": 17, "icmp": 1, "sctp": 132}
+var protoNum = map[string]uint64{"tcp": 6, "udp": 17, "icmp": 1, "sctp": 132, "ipv6-icmp": 58, "icmpv6": 58}
+
+// l4num is the packet's layer-4 protocol number; an "icmp" packet of IPv6
+// is ICMPv6 (58).
+func (c *pktCtx) l4num() uint64 {
+	if c.Proto == "icmp" && c.Src.Is6() {
+		return 58
+	}
+	return protoNum[c.Proto]
+}
 
 // nftExpr evaluates a left-hand expression.
 func nftExpr(raw json.RawMessage, c *pktCtx) (nval, error) {
@@ -56,13 +65,17 @@ func nftExpr(raw json.RawMessage, c *pktCtx) (nval, error) {
 		case "payload":
 			var p struct{ Protocol, Field string }
 			_ = json.Unmarshal(v, &p)
+			v6 := c.Src.Is6()
+			if (p.Protocol == "ip" && v6) || (p.Protocol == "ip6" && !v6) {
+				return nval{}, errAbsent{} // the other family's header: no match, as in an inet table
+			}
 			switch p.Protocol + " " + p.Field {
-			case "ip saddr":
+			case "ip saddr", "ip6 saddr":
 				return nval{addr: c.Src}, nil
-			case "ip daddr":
+			case "ip daddr", "ip6 daddr":
 				return nval{addr: c.Dst}, nil
-			case "ip protocol":
-				return nval{num: protoNum[c.Proto], isNum: true}, nil
+			case "ip protocol", "ip6 nexthdr":
+				return nval{num: c.l4num(), isNum: true}, nil
 			}
 			if p.Field == "sport" || p.Field == "dport" {
 				if (p.Protocol == "th" && c.Proto != "icmp") || p.Protocol == c.Proto {
@@ -73,9 +86,6 @@ func nftExpr(raw json.RawMessage, c *pktCtx) (nval, error) {
 				}
 				return nval{}, errAbsent{}
 			}
-			if p.Protocol == "ip6" {
-				return nval{}, errAbsent{}
-			}
 			return nval{}, fmt.Errorf("payload %s %s is not evaluated", p.Protocol, p.Field)
 		case "meta":
 			var p struct{ Key string }
@@ -83,9 +93,12 @@ func nftExpr(raw json.RawMessage, c *pktCtx) (nval, error) {
 			switch p.Key {
 			case "l4proto", "protocol":
 				if p.Key == "protocol" {
+					if c.Src.Is6() {
+						return nval{str: "ip6"}, nil
+					}
 					return nval{str: "ip"}, nil
 				}
-				return nval{num: protoNum[c.Proto], isNum: true}, nil
+				return nval{num: c.l4num(), isNum: true}, nil
 			case "iifname", "iif":
 				if c.in == "" {
 					return nval{}, errAbsent{}
@@ -99,6 +112,9 @@ func nftExpr(raw json.RawMessage, c *pktCtx) (nval, error) {
 			case "mark":
 				return nval{num: uint64(c.Mark), isNum: true}, nil
 			case "nfproto":
+				if c.Src.Is6() {
+					return nval{str: "ipv6"}, nil
+				}
 				return nval{str: "ipv4"}, nil
 			case "pkttype":
 				return nval{str: "host"}, nil

@@ -23,13 +23,22 @@ import (
 // thousands of Service rules), and only those hooks can be probed.
 // Malformed rule dumps are errors naming the line.
 func NewHost(s *nodestate.Snapshot, hooks ...string) (*Host, error) {
+	return NewHostFamily(s, false, hooks...)
+}
+
+// NewHostFamily is NewHost for one family of the node: v6 false is the
+// IPv4 half (iptables, nft ip and inet tables), true the IPv6 half
+// (ip6tables, nft ip6 and inet tables, IPv6 routes and sysctls).
+func NewHostFamily(s *nodestate.Snapshot, v6 bool, hooks ...string) (*Host, error) {
 	if len(hooks) > 0 {
 		c := *s
 		c.Iptables.Legacy.Save = hookTables(s.Iptables.Legacy.Save, hooks)
 		c.Iptables.NFT.Save = hookTables(s.Iptables.NFT.Save, hooks)
+		c.Iptables.Legacy.Save6 = hookTables(s.Iptables.Legacy.Save6, hooks)
+		c.Iptables.NFT.Save6 = hookTables(s.Iptables.NFT.Save6, hooks)
 		s = &c
 	}
-	return compileHost(s, 0)
+	return compileHost(s, 0, v6)
 }
 
 // hookTables cuts an iptables-save dump down to the tables attached to one
@@ -321,14 +330,14 @@ func (h *Host) PodProbes(n PodNetwork) (PodProbes, error) {
 	case local.IsValid():
 		pp.Assumed = append(pp.Assumed, fmt.Sprintf("pod subnet %s inferred from %s; cluster CIDR unknown (only traffic between pods of this node was probed)", local, br))
 	default:
-		return pp, fmt.Errorf("pod network unknown (no subnet file, no pod bridge with an address): pass --cluster-cidr")
+		return pp, fmt.Errorf("%s pod network unknown (no subnet file, no pod bridge with an %s address): pass --cluster-cidr", h.family(), h.family())
 	}
 	if br == "" {
 		br = "cni0"
 	}
 	pp.Subnet, pp.Bridge = local, br
 	localPod := local.Addr().Next().Next()
-	if n.Cluster.IsValid() && n.Cluster.Addr().Is4() {
+	if n.Cluster.IsValid() && h.of(n.Cluster.Addr()) {
 		remotePod, remoteDev := h.remotePod(n.Cluster.Masked(), local)
 		pp.Probes = append(pp.Probes,
 			Probe{Src: remotePod, Dst: localPod, Proto: "tcp", Dport: probePort, In: remoteDev, Out: br},
@@ -340,7 +349,7 @@ func (h *Host) PodProbes(n PodNetwork) (PodProbes, error) {
 		pp.Probes = append(pp.Probes, Probe{Src: localPod, Dst: localPod.Next(), Proto: "tcp", Dport: probePort, In: br, Out: br, PhysIn: ports[0], PhysOut: ports[len(ports)-1]})
 	case len(pp.Probes) > 0:
 	case !h.bridgeNF():
-		return pp, fmt.Errorf("the cluster CIDR is unknown and traffic between pods of this node is bridged without the iptables hooks (net.bridge.bridge-nf-call-iptables is not 1): nothing to probe; pass --cluster-cidr")
+		return pp, fmt.Errorf("the cluster CIDR is unknown and traffic between pods of this node is bridged without the iptables hooks (%s is not 1): nothing to probe; pass --cluster-cidr", h.bridgeNFKey())
 	default:
 		return pp, fmt.Errorf("the cluster CIDR is unknown and bridge %s has no pod ports: nothing to probe; pass --cluster-cidr", br)
 	}
@@ -353,7 +362,7 @@ func (h *Host) PodProbes(n PodNetwork) (PodProbes, error) {
 func (h *Host) podBridge(cluster netip.Prefix) (string, netip.Prefix) {
 	subnetOf := func(name string) netip.Prefix {
 		for _, p := range h.addrs[name] {
-			if p.Bits() < 32 && (!cluster.IsValid() || cluster.Contains(p.Addr())) {
+			if p.Bits() < p.Addr().BitLen() && !p.Addr().IsLinkLocalUnicast() && (!cluster.IsValid() || cluster.Contains(p.Addr())) {
 				return p.Masked()
 			}
 		}
@@ -403,16 +412,22 @@ func (h *Host) remotePod(cluster, local netip.Prefix) (netip.Addr, string) {
 		}
 	}
 	for _, l := range h.Snap.Links {
-		if l.Kind == "vxlan" {
+		if l.Kind == "vxlan" && (l.Vxlan == nil || !l.Vxlan.Local.IsValid() || l.Vxlan.Local.Is6() == h.V6) {
 			dev = l.Name
 		}
 	}
-	next := local.Masked().Addr()
-	for range 1 << (32 - local.Bits()) {
-		next = next.Next()
-	}
-	if pod := next.Next().Next(); cluster.Contains(pod) {
+	if pod := lastAddr(local).Next().Next().Next(); cluster.Contains(pod) {
 		return pod, dev
 	}
 	return cluster.Masked().Addr().Next().Next(), dev
+}
+
+// lastAddr is the last address of prefix p (all host bits set).
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
 }

@@ -58,6 +58,11 @@ type Host struct {
 	// Name is the node name (snapshot Node, else Netns, else Hostname).
 	Name string
 	Snap *nodestate.Snapshot
+	// V6 says which family of the node this Host simulates: false the IPv4
+	// half (addresses, routes, neighbours, iptables, nft ip and inet
+	// tables), true the IPv6 half (ip6tables, nft ip6 and inet tables).
+	// One snapshot yields one Host per family; the evaluators are the same.
+	V6 bool
 
 	links  map[string]*nodestate.Link
 	local  map[netip.Addr]string // local addresses -> link
@@ -83,7 +88,7 @@ type Host struct {
 func NewWorld(snaps []*nodestate.Snapshot, pods []Pod) (*World, error) {
 	w := &World{byName: map[string]*Host{}, podByIP: map[netip.Addr]*Pod{}}
 	for i, s := range snaps {
-		h, err := compileHost(s, i)
+		h, err := compileHost(s, i, false)
 		if err != nil {
 			return nil, err
 		}
@@ -143,7 +148,7 @@ func (w *World) podFor(a netip.Addr) *Pod {
 				continue
 			}
 			for _, pf := range h.addrs[name] {
-				if pf.Addr().Is4() && pf.Bits() < 32 && pf.Contains(a) {
+				if pf.Addr().Is4() == a.Is4() && pf.Bits() < a.BitLen() && pf.Contains(a) {
 					return &Pod{IP: netip.PrefixFrom(a, pf.Bits()), Node: h.Name, Gateway: pf.Addr(), Bridge: name, Synthesized: true}
 				}
 			}
@@ -174,9 +179,20 @@ func hostName(s *nodestate.Snapshot, i int) string {
 	return fmt.Sprintf("node%d", i+1)
 }
 
-func compileHost(s *nodestate.Snapshot, i int) (*Host, error) {
+// of reports whether address a is of the Host's family.
+func (h *Host) of(a netip.Addr) bool { return a.IsValid() && a.Is6() == h.V6 && !a.Is4In6() }
+
+// family names the Host's family in messages.
+func (h *Host) family() string {
+	if h.V6 {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+func compileHost(s *nodestate.Snapshot, i int, v6 bool) (*Host, error) {
 	h := &Host{
-		Name: hostName(s, i), Snap: s,
+		Name: hostName(s, i), Snap: s, V6: v6,
 		links: map[string]*nodestate.Link{}, local: map[netip.Addr]string{}, addrs: map[string][]netip.Prefix{},
 		tables: map[int][]nodestate.Route{}, neigh: map[string]string{}, fdb: map[string]nodestate.FDBEntry{},
 		vtep: map[string]*nodestate.Link{},
@@ -189,7 +205,7 @@ func compileHost(s *nodestate.Snapshot, i int) (*Host, error) {
 		}
 	}
 	for _, a := range s.Addrs {
-		if !a.Prefix.Addr().Is4() {
+		if !h.of(a.Prefix.Addr()) {
 			continue
 		}
 		h.addrs[a.Link] = append(h.addrs[a.Link], a.Prefix)
@@ -198,7 +214,7 @@ func compileHost(s *nodestate.Snapshot, i int) (*Host, error) {
 		}
 	}
 	for _, r := range s.Routes {
-		if !r.Dst.Addr().Is4() {
+		if !h.of(r.Dst.Addr()) {
 			continue
 		}
 		h.tables[r.Table] = append(h.tables[r.Table], r)
@@ -214,7 +230,7 @@ func compileHost(s *nodestate.Snapshot, i int) (*Host, error) {
 		})
 	}
 	for _, r := range s.Rules {
-		if r.Family == 4 || r.Family == 0 {
+		if (r.Family == 6) == v6 || r.Family == 0 {
 			h.rules = append(h.rules, r)
 		}
 	}
@@ -223,7 +239,7 @@ func compileHost(s *nodestate.Snapshot, i int) (*Host, error) {
 	}
 	slices.SortStableFunc(h.rules, func(a, b nodestate.Rule) int { return a.Priority - b.Priority })
 	for _, n := range s.Neighbors {
-		if !n.IP.Is4() {
+		if !h.of(n.IP) {
 			continue
 		}
 		mac := strings.ToLower(n.MAC)
@@ -254,17 +270,36 @@ func (h *Host) routeLocalnet(dev string) string {
 	return v
 }
 
-// forwarding reports whether net.ipv4.ip_forward is on (unknown counts as on).
+// forwardingKey is the sysctl that makes the node route its family:
+// net.ipv4.ip_forward, net.ipv6.conf.all.forwarding.
+func (h *Host) forwardingKey() string {
+	if h.V6 {
+		return "net.ipv6.conf.all.forwarding"
+	}
+	return "net.ipv4.ip_forward"
+}
+
+// forwarding reports whether the node routes its family (unknown counts as on).
 func (h *Host) forwarding() bool {
-	v, ok := h.sysctl("net.ipv4.ip_forward")
+	v, ok := h.sysctl(h.forwardingKey())
 	return !ok || v != "0"
 }
 
-// bridgeNF reports whether bridged IPv4 frames pass the iptables hooks:
-// net.bridge.bridge-nf-call-iptables=1. Absent (br_netfilter not loaded)
+// bridgeNFKey is the sysctl that sends bridged frames of the Host's family
+// through the netfilter hooks: bridge-nf-call-iptables, or
+// bridge-nf-call-ip6tables for IPv6.
+func (h *Host) bridgeNFKey() string {
+	if h.V6 {
+		return "net.bridge.bridge-nf-call-ip6tables"
+	}
+	return "net.bridge.bridge-nf-call-iptables"
+}
+
+// bridgeNF reports whether bridged frames of the Host's family pass the
+// iptables hooks (bridgeNFKey is 1). Absent (br_netfilter not loaded)
 // means no.
 func (h *Host) bridgeNF() bool {
-	v, ok := h.sysctl("net.bridge.bridge-nf-call-iptables")
+	v, ok := h.sysctl(h.bridgeNFKey())
 	return ok && v == "1"
 }
 
@@ -318,13 +353,19 @@ func (h *Host) primaryAddr(dev string, nexthop netip.Addr) netip.Addr {
 			return p.Addr()
 		}
 	}
+	// IPv6 prefers a global address over the link-local one every device has.
+	for _, p := range as {
+		if !p.Addr().IsLinkLocalUnicast() {
+			return p.Addr()
+		}
+	}
 	if len(as) > 0 {
 		return as[0].Addr()
 	}
 	// No address on dev: the kernel takes one from another device.
 	for _, ps := range h.addrs {
 		for _, p := range ps {
-			if !p.Addr().IsLoopback() {
+			if !p.Addr().IsLoopback() && !p.Addr().IsLinkLocalUnicast() {
 				return p.Addr()
 			}
 		}

@@ -12,23 +12,24 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/twillnet/twill/agent"
+	"github.com/twillnet/twill/backend"
 	"github.com/twillnet/twill/firewall"
 	"github.com/twillnet/twill/netconf"
 	"github.com/twillnet/twill/nodestate"
 )
 
 type agentOpts struct {
-	store      storeFlags
-	kube       kubeFlags
-	node       string
-	iface      string
-	publicIP   string
-	root       string
-	netns      string
-	netConf    string
-	health     string
-	resync     time.Duration
-	flannelEnv bool
+	store                storeFlags
+	kube                 kubeFlags
+	node                 string
+	iface                string
+	publicIP, publicIPv6 string
+	root                 string
+	netns                string
+	netConf              string
+	health               string
+	resync               time.Duration
+	flannelEnv           bool
 	// takeOverFlannel is --take-over-flannel-device.
 	takeOverFlannel bool
 	logFormat       string
@@ -68,7 +69,8 @@ served on --health-addr.`,
 	host, _ := os.Hostname()
 	fs.StringVar(&o.node, "node", envOr("NODE_NAME", host), "this node's name (env NODE_NAME; default the hostname)")
 	fs.StringVar(&o.iface, "iface", "", "underlay interface (default: the default route's)")
-	fs.StringVar(&o.publicIP, "public-ip", "", "this node's address toward the others (default: the underlay interface's first IPv4 address)")
+	fs.StringVar(&o.publicIP, "public-ip", "", "this node's IPv4 address toward the others (default: the underlay interface's first IPv4 address)")
+	fs.StringVar(&o.publicIPv6, "public-ipv6", "", "this node's IPv6 address toward the others, in IPv6 and dual-stack clusters (default: the underlay interface's first global IPv6 address)")
 	fs.StringVar(&o.root, "root", os.Getenv("TWILL_ROOT"), "prefix of the files the agent writes, e.g. the subnet file (env TWILL_ROOT)")
 	fs.StringVar(&o.netns, "netns", "", "program the named network namespace instead of the current one (lab and tests)")
 	fs.StringVar(&o.netConf, "net-conf", "", "net-conf.json file (default: read <prefix>/config from etcd)")
@@ -100,6 +102,16 @@ func runAgent(cmd *cobra.Command, o *agentOpts) error {
 			return &exitError{2, fmt.Errorf("--public-ip %q: %w", o.publicIP, err)}
 		}
 		opt.PublicIP = ip
+	}
+	if o.publicIPv6 != "" {
+		ip, err := netip.ParseAddr(o.publicIPv6)
+		if err != nil {
+			return &exitError{2, fmt.Errorf("--public-ipv6 %q: %w", o.publicIPv6, err)}
+		}
+		opt.PublicIPv6 = ip
+	}
+	if err := backend.CheckUnderlayChoice(backend.UnderlayChoice{PublicIP: opt.PublicIP, PublicIPv6: opt.PublicIPv6}); err != nil {
+		return &exitError{2, err}
 	}
 	// Invalid input is refused before anything on the node changes.
 	if err := o.kube.check(o.netConf); err != nil {

@@ -132,14 +132,20 @@ func convertLeases(ls []lease.Lease) ([]nodestate.Lease, error) {
 	out := make([]nodestate.Lease, 0, len(ls))
 	var bad []string
 	for _, l := range ls {
-		nl := nodestate.Lease{Subnet: l.Subnet, Backend: l.Attrs.BackendType, Node: l.Attrs.Node}
+		nl := nodestate.Lease{Subnet: l.Subnet, IPv6Subnet: l.IPv6Subnet, Backend: l.Attrs.BackendType, Node: l.Attrs.Node,
+			PublicIP: l.Attrs.PublicIP, PublicIPv6: l.Attrs.PublicIPv6}
 		if l.Attrs.BackendData != nil {
 			nl.VtepMAC = l.Attrs.BackendData.VtepMAC
 		}
-		if !l.Attrs.PublicIP.IsValid() {
-			bad = append(bad, fmt.Sprintf("lease %s: PublicIP is not an IP address", l.Subnet))
+		if l.Attrs.BackendV6Data != nil {
+			nl.VtepMACv6 = l.Attrs.BackendV6Data.VtepMAC
 		}
-		nl.PublicIP = l.Attrs.PublicIP
+		switch {
+		case l.Subnet.IsValid() && !l.Attrs.PublicIP.IsValid():
+			bad = append(bad, fmt.Sprintf("lease %s: PublicIP is not an IP address", l.Subnet))
+		case l.IPv6Subnet.IsValid() && !l.Attrs.PublicIPv6.IsValid():
+			bad = append(bad, fmt.Sprintf("lease %s: PublicIPv6 is not an IP address", l.IPv6Subnet))
+		}
 		out = append(out, nl)
 	}
 	if len(bad) > 0 {

@@ -178,7 +178,7 @@ Takes 1-3 minutes; see docs/lab.md "Real nodes".`,
 	fs.StringVar(&c.KubeAPIServerBin, "kube-apiserver-bin", "", "kube-apiserver binary for --store kubernetes (default: search, see above)")
 	fs.IntVar(&c.FlannelNodes, "flannel-nodes", 0, "run flanneld instead of twill agent on the first N nodes (etcd store)")
 	fs.StringVar(&c.FlanneldBin, "flanneld-bin", "", "flanneld binary for --flannel-nodes (default: $TWILL_FLANNELD_BIN, next to twill, ./bin, $PATH)")
-	fs.StringVar(&c.IPFamily, "ip-family", lab.IPFamilyIPv4, "the pod network's IP family: ipv4, ipv6 (IPv6 only) or dual (agent mode, etcd store; see docs/ipv6.md)")
+	fs.StringVar(&c.IPFamily, "ip-family", lab.IPFamilyIPv4, "the pod network's IP family: ipv4, ipv6 (IPv6 only) or dual (agent mode, either store; see docs/ipv6.md)")
 	fs.BoolVar(&c.Kubernetes, "kubernetes", false, "a real cluster: control plane, kubelet + containerd + kube-proxy per node, twill installed from its image with kubectl apply")
 	fs.BoolVar(&c.KeepOnFailure, "keep-on-failure", false, "when a step fails, leave the lab as it is for inspection (remove it with 'twill lab down')")
 	fs.StringVar(&c.ProxyMode, "proxy-mode", "", "kube-proxy's mode with --kubernetes: iptables (default) or nftables")

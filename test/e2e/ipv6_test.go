@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +18,12 @@ import (
 // family the lab runs: every pod has an address in its node's subnet of
 // that family, every pod reaches every pod without NAT, and traffic to the
 // outside (the underlay's br0) leaves masqueraded to the node's underlay
-// address of that family; and a deleted IPv6 route to a peer comes back.
+// address of that family; a deleted IPv6 route to a peer comes back; an
+// IPv6 TCP stream survives an agent kill -9 and restart; pods keep talking
+// over IPv6 into a node whose ip6tables FORWARD policy is DROP (Docker's
+// doing); and IPv6 pod traffic flows while the store is down, the agents
+// ready again once it is back. The labs use this run's store (etcd or
+// kubernetes: TWILL_E2E_STORE).
 func TestIPv6Labs(t *testing.T) {
 	// vxlan labs get three nodes (a VTEP with several peers), host-gw labs
 	// two (a route per peer is the same with one), to keep the time down.
@@ -27,7 +34,7 @@ func TestIPv6Labs(t *testing.T) {
 		{"ipv6", "host-gw", "o6g", "2"},
 	} {
 		t.Run(c.family+"-"+c.backend, func(t *testing.T) {
-			name := otherLab(t, c.suffix, "--ip-family", c.family, "--backend", c.backend, "--nodes", c.nodes, "--pods", "2")
+			name := otherLab(t, c.suffix, "--ip-family", c.family, "--backend", c.backend, "--nodes", c.nodes, "--pods", "2", "--store", store)
 			st := status(t, name)
 			if !st.Healthy {
 				t.Fatalf("lab %s is not healthy: %v", name, st.Problems)
@@ -47,6 +54,9 @@ func TestIPv6Labs(t *testing.T) {
 				})
 			}
 			t.Run("ipv6-drift", func(t *testing.T) { ipv6RouteRepaired(t, name, st) })
+			t.Run("ipv6-agent-restart", func(t *testing.T) { ipv6StreamSurvivesAgentKill(t, name, st) })
+			t.Run("ipv6-forward-drop", func(t *testing.T) { ipv6ForwardDropDoesNotStopPods(t, name, st) })
+			t.Run("ipv6-store-outage", func(t *testing.T) { ipv6StoreOutage(t, name, st) })
 		})
 	}
 }
@@ -175,4 +185,99 @@ func ipv6RouteRepaired(t *testing.T, name string, st labStatus) {
 	if r.code != 0 || !strings.HasPrefix(r.out, to.Name+" ["+from.IPv6+"]:") {
 		t.Errorf("%s -> %s over ipv6 after the repair: %q (exit %d)", from.Name, to.Name, strings.TrimSpace(r.out), r.code)
 	}
+}
+
+// ipv6StreamSurvivesAgentKill runs an IPv6 TCP stream from node2's first pod
+// to node1's while node1's agent is killed with SIGKILL and started again:
+// the stream must see no reset and no stall.
+func ipv6StreamSurvivesAgentKill(t *testing.T, name string, st labStatus) {
+	t.Helper()
+	from, to := st.Nodes[1].Pods[0], st.Nodes[0].Pods[0]
+	target := net.JoinHostPort(to.IPv6, fmt.Sprint(labpkg.EchoPort))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stream := exec.CommandContext(ctx, twill, "lab", "stream", from.Name, target, "--for", "6s", "--name", name)
+	var out strings.Builder
+	stream.Stdout, stream.Stderr = &out, &out
+	if err := stream.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	labOn(t, name, "agent", "node1", "kill")
+	time.Sleep(time.Second)
+	labOn(t, name, "agent", "node1", "start")
+	if err := stream.Wait(); err != nil {
+		t.Fatalf("IPv6 stream %s -> %s across node1's agent kill: %v\n%s", from.Name, target, err, out.String())
+	}
+	t.Logf("stream: %s", strings.TrimSpace(out.String()))
+}
+
+// ipv6ForwardDropDoesNotStopPods sets node2's ip6tables FORWARD policy to
+// DROP behind its agent's back, with a DOCKER-USER chain as Docker makes
+// it, and requires node1's pod to reach node2's over IPv6 within 10 s.
+func ipv6ForwardDropDoesNotStopPods(t *testing.T, name string, st labStatus) {
+	t.Helper()
+	in := func(argv ...string) result {
+		return tw(t, append([]string{"lab", "exec", "node2", "--name", name, "--"}, argv...)...)
+	}
+	must := func(argv ...string) {
+		if r := in(argv...); r.code != 0 {
+			t.Fatalf("node2: %s: exit %d\n%s", strings.Join(argv, " "), r.code, r.out)
+		}
+	}
+	must("ip6tables-nft", "-N", "DOCKER-USER")
+	must("ip6tables-nft", "-A", "DOCKER-USER", "-j", "RETURN")
+	must("ip6tables-nft", "-I", "FORWARD", "1", "-j", "DOCKER-USER")
+	must("ip6tables-nft", "-P", "FORWARD", "DROP")
+	defer func() {
+		must("ip6tables-nft", "-P", "FORWARD", "ACCEPT")
+		must("ip6tables-nft", "-D", "FORWARD", "-j", "DOCKER-USER")
+		// The agent may put its accept back between the flush and the delete.
+		within(t, 10*time.Second, "DOCKER-USER (ip6) removed from node2", func() error {
+			in("ip6tables-nft", "-F", "DOCKER-USER")
+			if r := in("ip6tables-nft", "-X", "DOCKER-USER"); r.code != 0 {
+				return fmt.Errorf("ip6tables-nft -X DOCKER-USER: exit %d: %s", r.code, r.out)
+			}
+			return nil
+		})
+	}()
+	from, to := st.Nodes[0].Pods[0], st.Nodes[1].Pods[0]
+	within(t, 10*time.Second, "IPv6 pod traffic into node2 with ip6tables FORWARD DROP", func() error {
+		r := tw(t, "lab", "call", from.Name, to.Name, "--family", "ipv6", "--timeout", "2s", "--name", name)
+		if r.code != 0 {
+			return fmt.Errorf("%s -> %s: %s", from.Name, to.Name, strings.TrimSpace(r.out))
+		}
+		return nil
+	})
+}
+
+// ipv6StoreOutage stops the lab's etcd (the store itself, or the one behind
+// kube-apiserver) for 10 s: IPv6 pod traffic across nodes keeps flowing,
+// and once etcd is back every agent is ready again.
+func ipv6StoreOutage(t *testing.T, name string, st labStatus) {
+	t.Helper()
+	labOn(t, name, "etcd", "stop")
+	started := false
+	defer func() {
+		if !started {
+			labOn(t, name, "etcd", "start")
+		}
+	}()
+	from, to := st.Nodes[0].Pods[0], st.Nodes[len(st.Nodes)-1].Pods[0]
+	end := time.Now().Add(10 * time.Second)
+	for calls := 0; time.Now().Before(end) && calls < 20; calls++ {
+		r := tw(t, "lab", "call", from.Name, to.Name, "--family", "ipv6", "--timeout", "2s", "--name", name)
+		if r.code != 0 {
+			t.Fatalf("%s -> %s over IPv6 with the store down (after %d good calls): %s", from.Name, to.Name, calls, strings.TrimSpace(r.out))
+		}
+		time.Sleep(time.Second)
+	}
+	labOn(t, name, "etcd", "start")
+	started = true
+	within(t, 45*time.Second, "agents of "+name+" ready again", func() error {
+		if st := status(t, name); !st.Healthy {
+			return fmt.Errorf("lab not healthy: %v", st.Problems)
+		}
+		return nil
+	})
 }

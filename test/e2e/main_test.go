@@ -121,8 +121,14 @@ func tw(t *testing.T, args ...string) result {
 // lab runs a `twill lab` subcommand on this run's lab and requires success.
 func lab(t *testing.T, args ...string) string {
 	t.Helper()
+	return labOn(t, labName, args...)
+}
+
+// labOn runs a `twill lab` subcommand on lab name and requires success.
+func labOn(t *testing.T, name string, args ...string) string {
+	t.Helper()
 	full := append([]string{"lab"}, args...)
-	full = append(full, "--name", labName)
+	full = append(full, "--name", name)
 	r := tw(t, full...)
 	if r.code != 0 {
 		t.Fatalf("twill %s: exit %d\n%s", strings.Join(full, " "), r.code, r.out)

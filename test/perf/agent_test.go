@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/twillnet/twill/backend/testbed"
+	"github.com/twillnet/twill/lease/etcd/etcdtest"
 	"github.com/twillnet/twill/subnetfile"
 )
 
@@ -24,7 +25,7 @@ import (
 type agentProc struct {
 	node   string
 	cmd    *exec.Cmd
-	done   chan struct{}
+	done   <-chan struct{}
 	health string // host:port of /readyz and /metrics
 	log    string // path of its log
 }
@@ -43,7 +44,7 @@ func startAgent(tb testing.TB, nd testbed.Node, network netip.Prefix, endpoint s
 	if err := subnetfile.Write(filepath.Join(root, subnetfile.TwillPath), info); err != nil {
 		tb.Fatal(err)
 	}
-	a := &agentProc{node: nd.Name, health: freeAddr(tb), log: filepath.Join(tb.TempDir(), nd.Name+"-agent.log"), done: make(chan struct{})}
+	a := &agentProc{node: nd.Name, health: freeAddr(tb), log: filepath.Join(tb.TempDir(), nd.Name+"-agent.log")}
 	logf, err := os.Create(a.log)
 	if err != nil {
 		tb.Fatal(err)
@@ -52,11 +53,12 @@ func startAgent(tb testing.TB, nd testbed.Node, network netip.Prefix, endpoint s
 		"--netns", nd.NS, "--node", nd.Name, "--iface", "eth0", "--root", root,
 		"--etcd-endpoints", endpoint, "--health-addr", a.health, "--resync", resync.String())
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
-	if err := a.cmd.Start(); err != nil {
-		logf.Close()
+	// It dies with the benchmark process, even a killed one.
+	a.done, err = etcdtest.StartChild(a.cmd)
+	logf.Close() // the child has its own copy
+	if err != nil {
 		tb.Fatalf("start agent %s: %v", nd.Name, err)
 	}
-	go func() { a.cmd.Wait(); logf.Close(); close(a.done) }()
 	tb.Cleanup(a.stop)
 	return a
 }

@@ -47,12 +47,12 @@ func startEtcd(tb testing.TB, ns string) (string, *clientv3.Client) {
 		"--initial-cluster", "perf="+peer, "--initial-cluster-state", "new",
 		"--log-level", "warn", "--quota-backend-bytes", "4294967296")
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
+	// It dies with the benchmark process, even a killed one.
+	done, err := etcdtest.StartChild(cmd)
+	logf.Close() // the child has its own copy
+	if err != nil {
 		tb.Fatalf("start etcd in %s: %v", ns, err)
 	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
 	tb.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {

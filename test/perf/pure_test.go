@@ -103,3 +103,29 @@ func TestFakePeersAreDistinctValidAndSkipRealNodes(t *testing.T) {
 		t.Fatal("300 /24s in a /16: want an error")
 	}
 }
+
+func TestBitRateMedianRatio(t *testing.T) {
+	r, err := BitRate(125_000_000, 2*time.Second)
+	if err != nil || r != 5e8 {
+		t.Fatalf("BitRate = %v, %v; want 5e8", r, err)
+	}
+	if _, err := BitRate(1, 0); err == nil {
+		t.Fatal("zero duration: want an error")
+	}
+	if m := Median([]float64{3, 1, 2}); m != 2 {
+		t.Fatalf("median odd = %v", m)
+	}
+	if m := Median([]float64{4, 1, 3, 2}); m != 2.5 {
+		t.Fatalf("median even = %v", m)
+	}
+	got, err := MedianRatio([]float64{8, 9, 1}, []float64{10, 10, 10})
+	if err != nil || got != 0.8 {
+		t.Fatalf("MedianRatio = %v, %v; want 0.8", got, err)
+	}
+	if _, err := MedianRatio([]float64{1}, []float64{0}); err == nil {
+		t.Fatal("zero baseline: want an error")
+	}
+	if _, err := MedianRatio([]float64{1, 2}, []float64{1}); err == nil {
+		t.Fatal("count mismatch: want an error")
+	}
+}

@@ -27,3 +27,43 @@ func Percentile(samples []time.Duration, p float64) (time.Duration, error) {
 // Millis converts d to fractional milliseconds, the unit the benchmarks
 // report latencies in.
 func Millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// BitRate is bytes moved in d, in bits per second. A non-positive duration
+// is an error (nothing was measured).
+func BitRate(bytes int64, d time.Duration) (float64, error) {
+	if d <= 0 {
+		return 0, fmt.Errorf("bit rate of %d bytes in %s: no time measured", bytes, d)
+	}
+	return float64(bytes) * 8 / d.Seconds(), nil
+}
+
+// Median of xs (the mean of the middle two for an even count); 0 for none.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// MedianRatio is the median of num[i]/den[i]: each measured run is divided
+// by the baseline run just before it, which saw about the same machine
+// load. The slices must have the same, non-zero length and no baseline may
+// be zero or negative.
+func MedianRatio(num, den []float64) (float64, error) {
+	if len(num) != len(den) || len(num) == 0 {
+		return 0, fmt.Errorf("median ratio of %d runs over %d baselines: want the same, non-zero count", len(num), len(den))
+	}
+	r := make([]float64, len(num))
+	for i := range num {
+		if den[i] <= 0 {
+			return 0, fmt.Errorf("median ratio: baseline run %d measured %g", i, den[i])
+		}
+		r[i] = num[i] / den[i]
+	}
+	return Median(r), nil
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -82,7 +81,11 @@ func benchPodThroughput(b *testing.B, backendType string) {
 		pod = append(pod, iperf(b, n1.Pod, n2.Pod, n2.PodIP))
 	}
 	b.StopTimer()
-	u, p, r := median(under)/1e9, median(pod)/1e9, medianRatio(pod, under)
+	r, err := MedianRatio(pod, under)
+	if err != nil {
+		b.Fatal(err)
+	}
+	u, p := Median(under)/1e9, Median(pod)/1e9
 	b.ReportMetric(u, "underlay-Gbps")
 	b.ReportMetric(p, "pod-Gbps")
 	b.ReportMetric(r, "ratio")
@@ -102,7 +105,10 @@ func benchPodThroughput(b *testing.B, backendType string) {
 		under2 = append(under2, iperf(b, n1.NS, n2.NS, n2.IP))
 		pod2 = append(pod2, iperf(b, n1.Pod, n2.Pod, n2.PodIP))
 	}
-	r2 := medianRatio(pod2, under2)
+	r2, err := MedianRatio(pod2, under2)
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ReportMetric(r2, "ratio-nofw")
 	b.Logf("%s without twill's nft table: underlay %s Gbit/s, pods %s Gbit/s, ratio %.2f", backendType, gbps(under2), gbps(pod2), r2)
 }
@@ -150,26 +156,6 @@ func iperf(b *testing.B, clientNS, serverNS string, addr netip.Addr) float64 {
 		b.Fatalf("iperf3 %s -> %s: %v (%v)", clientNS, addr, perr, err)
 	}
 	return bps
-}
-
-// median of xs (the mean of the middle two for an even count).
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// medianRatio is the median of num[i]/den[i]: each pod run is compared with
-// the underlay run just before it, which saw about the same machine load.
-func medianRatio(num, den []float64) float64 {
-	r := make([]float64, len(num))
-	for i := range num {
-		r[i] = num[i] / den[i]
-	}
-	return median(r)
 }
 
 func gbps(xs []float64) string {

@@ -60,7 +60,7 @@ type Server struct {
 	argv []string
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	done chan struct{}
+	done <-chan struct{}
 }
 
 // Start runs an etcd server and returns its client endpoint and a stop
@@ -203,12 +203,11 @@ func (s *Server) start() {
 	}
 	cmd := exec.Command(s.argv[0], s.argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
+	done, err := StartChild(cmd)
+	logf.Close() // the child has its own copy
+	if err != nil {
 		s.t.Fatalf("etcdtest: start %s: %v", s.argv[0], err)
 	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
 	s.mu.Lock()
 	s.cmd, s.done = cmd, done
 	s.mu.Unlock()

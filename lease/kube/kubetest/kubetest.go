@@ -84,7 +84,7 @@ type Server struct {
 	tokens map[string]string // user -> bearer token
 	mu     sync.Mutex
 	cmd    *exec.Cmd
-	done   chan struct{}
+	done   <-chan struct{}
 }
 
 // Start runs an API server (and an etcd for it) and returns the path of an
@@ -178,12 +178,12 @@ func (s *Server) start(argv []string) error {
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
+	// It dies with the test process, even one killed (etcdtest.StartChild).
+	done, err := etcdtest.StartChild(cmd)
+	logf.Close() // the child has its own copy
+	if err != nil {
 		return fmt.Errorf("kubetest: start %s: %w", argv[0], err)
 	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
 	s.mu.Lock()
 	s.cmd, s.done = cmd, done
 	s.mu.Unlock()
