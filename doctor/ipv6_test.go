@@ -201,7 +201,7 @@ func addNft(t *testing.T, s *nodestate.Snapshot, objs string) {
 
 // TestIPv6ForwardDropFixNamesIp6tables: the fix of an IPv6 forward drop
 // accepts the IPv6 pod network with ip6tables (or nft's ip6 matches), and
-// --fix does not try it (the firewall places IPv4 accepts only).
+// its --fix action is an IPv6 placement for the IPv6 network.
 func TestIPv6ForwardDropFixNamesIp6tables(t *testing.T) {
 	s := loadAgentState(t, "dual-vxlan")
 	s.Iptables.NFT.Save6 = ip6ForwardDrop
@@ -212,9 +212,12 @@ func TestIPv6ForwardDropFixNamesIp6tables(t *testing.T) {
 		t.Fatalf("findings %v", findingIDs(r))
 	}
 	for _, want := range []string{"ip6tables-nft -t filter -I FORWARD 1 -s fd00:10:244::/56", "nft insert rule ip6 other forward ip6 saddr fd00:10:244::/56 accept"} {
-		if !slices.ContainsFunc(r.Findings, func(f Finding) bool { return strings.Contains(f.Fix, want) && len(f.Actions) == 0 }) {
+		if !slices.ContainsFunc(r.Findings, func(f Finding) bool {
+			return strings.Contains(f.Fix, want) && len(f.Actions) == 1 && f.Actions[0].Placement != nil &&
+				f.Actions[0].Placement.IPv6 && f.Actions[0].Network.String() == "fd00:10:244::/56"
+		}) {
 			logFindings(t, r)
-			t.Fatalf("no finding's fix says %q (without --fix actions)", want)
+			t.Fatalf("no finding's fix says %q with an IPv6 forward-accept action for fd00:10:244::/56", want)
 		}
 	}
 }
