@@ -76,6 +76,12 @@ func TestChecks(t *testing.T) {
 		{"F5a Service chain reaches no DNAT", func(s *nodestate.Snapshot, _ *Config) {
 			s.Iptables.NFT.Save = dropLine(s.Iptables.NFT.Save, `-A KUBE-SEP-BBBBBBBBBBBBBBBB -p tcp`)
 		}, []string{"TW030"}},
+		{"F5a nftables kube-proxy: service-ips has no element for the VIP, its Service chain still names it", func(s *nodestate.Snapshot, _ *Config) {
+			s.Nftables.JSON = nftKubeProxy(false)
+		}, []string{"TW030"}},
+		{"F5a nftables kube-proxy translates the VIP", func(s *nodestate.Snapshot, _ *Config) {
+			s.Nftables.JSON = nftKubeProxy(true)
+		}, nil},
 		{"F5b IPVS local address without virtual server", func(s *nodestate.Snapshot, _ *Config) {
 			s.Links = append(s.Links, nodestate.Link{Index: 9, Name: "kube-ipvs0", Kind: "dummy", MTU: 1500})
 			s.Routes = append(s.Routes, nodestate.Route{Table: 255, Type: "local", Dst: netip.MustParsePrefix("10.96.0.1/32"), Dev: "kube-ipvs0", Src: a("10.96.0.1")})
@@ -355,4 +361,22 @@ func flannelCNI(more func(s *nodestate.Snapshot)) func(s *nodestate.Snapshot, _ 
 			more(s)
 		}
 	}
+}
+
+// nftKubeProxy is the part of kube-proxy's nftables-mode table that
+// decides whether 10.96.0.1:443 is translated (recorded on a real node):
+// the service-ips verdict map, with or without the kubernetes Service's
+// element, and that Service's chain, whose masquerade rule names the VIP
+// either way.
+func nftKubeProxy(withVIP bool) string {
+	elems := `[{"concat": ["10.96.0.10", "tcp", 80]}, {"goto": {"target": "service-URTH2HAX-lab/web/tcp/http"}}]`
+	if withVIP {
+		elems += `, [{"concat": ["10.96.0.1", "tcp", 443]}, {"goto": {"target": "service-2QRHZV4L-default/kubernetes/tcp/https"}}]`
+	}
+	return `{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+{"table": {"family": "ip", "name": "kube-proxy", "handle": 1}},
+{"map": {"family": "ip", "name": "service-ips", "table": "kube-proxy", "type": ["ipv4_addr", "inet_proto", "inet_service"], "handle": 51, "map": "verdict", "elem": [` + elems + `]}},
+{"chain": {"family": "ip", "table": "kube-proxy", "name": "service-2QRHZV4L-default/kubernetes/tcp/https", "handle": 56}},
+{"rule": {"family": "ip", "table": "kube-proxy", "chain": "service-2QRHZV4L-default/kubernetes/tcp/https", "handle": 57, "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.96.0.1"}}, {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"prefix": {"addr": "10.244.0.0", "len": 16}}}}, {"jump": {"target": "mark-for-masquerade"}}]}},
+{"rule": {"family": "ip", "table": "kube-proxy", "chain": "service-2QRHZV4L-default/kubernetes/tcp/https", "handle": 59, "expr": [{"vmap": {"key": {"numgen": {"mode": "random", "mod": 1, "offset": 0}}, "data": {"set": [[0, {"goto": {"target": "endpoint-6FIGAJBK-default/kubernetes/tcp/https__192.168.77.1/6443"}}]]}}}]}}]}`
 }

@@ -65,7 +65,7 @@ func checkKubernetesVIP(e *env) ([]Finding, string) {
 		}
 	}
 	if e.nft != nil {
-		if t := e.nft.Table("ip", "kube-proxy"); t != nil && nftMentions(t, vip.String()) {
+		if t := e.nft.Table("ip", "kube-proxy"); t != nil && nftTranslates(t, vip.String()) {
 			return nil, ""
 		}
 	}

@@ -131,8 +131,8 @@ func serviceVIPFindings(e *env, fam ipFamily) []Finding {
 		}
 	}
 	if e.nft != nil && fam.kubeVIP.IsValid() {
-		if t := e.nft.Table(fam.nftFam, "kube-proxy"); t != nil && !nftMentions(t, fam.kubeVIP.String()) {
-			out = append(out, vipFinding(e, fam.kubeVIP, fmt.Sprintf("nftables table %s kube-proxy has no element for %s (default/kubernetes)", fam.nftFam, fam.kubeVIP)))
+		if t := e.nft.Table(fam.nftFam, "kube-proxy"); t != nil && !nftTranslates(t, fam.kubeVIP.String()) {
+			out = append(out, vipFinding(e, fam.kubeVIP, fmt.Sprintf("nftables table %s kube-proxy has no service-ips element and no dnat for %s (default/kubernetes)", fam.nftFam, fam.kubeVIP)))
 		}
 	}
 	return out
@@ -150,21 +150,30 @@ func jumpsTo(c *netfilter.Chain, target string) bool {
 	return false
 }
 
-// nftMentions reports whether any set/map element of the table mentions s.
-func nftMentions(t *netfilter.NftTable, s string) bool {
+// nftTranslates reports whether kube-proxy's nftables table translates
+// vip: an element of a verdict map (kube-proxy's service-ips) names it, or
+// a rule that names it does a dnat. A rule that only names it (the Service
+// chain's masquerade mark) does not translate anything.
+func nftTranslates(t *netfilter.NftTable, vip string) bool {
 	for _, set := range t.Sets {
+		if set.Map != "verdict" {
+			continue
+		}
 		for _, el := range set.Elements {
-			if strings.Contains(string(el), `"`+s+`"`) {
+			if strings.Contains(string(el), `"`+vip+`"`) {
 				return true
 			}
 		}
 	}
 	for _, c := range t.Chains {
 		for _, r := range c.Rules {
+			mentions, dnat := false, false
 			for _, x := range r.Expr {
-				if strings.Contains(string(x), `"`+s+`"`) {
-					return true
-				}
+				mentions = mentions || strings.Contains(string(x), `"`+vip+`"`)
+				dnat = dnat || strings.Contains(string(x), `"dnat"`)
+			}
+			if mentions && dnat {
+				return true
 			}
 		}
 	}

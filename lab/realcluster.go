@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -298,6 +299,11 @@ func createRealWorkloads(ctx context.Context, st *State) error {
 			}
 		}
 	}
+	for i := range st.Nodes {
+		if _, err := c.CoreV1().Pods(KubeNamespace).Create(ctx, hostPod(st, &st.Nodes[i]), metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("kube: create Pod %s/%s: %w", KubeNamespace, HostPodName(st.Nodes[i].Name), err)
+		}
+	}
 	for _, s := range st.Services() {
 		if s.Namespace != KubeNamespace {
 			continue // default/kubernetes is the API server's own
@@ -344,6 +350,27 @@ func realPod(st *State, n *Node, p *Pod) *corev1.Pod {
 	}
 }
 
+// HostServerPort is the port of each node's hostNetwork pod (HostPodName):
+// the test server in the node's own network namespace, so pods reach a
+// node's address the way they reach node-local daemons (pod -> node).
+const HostServerPort = 8090
+
+// HostPodName is the name of node's hostNetwork pod ("node1-host").
+func HostPodName(node string) string { return node + "-host" }
+
+// hostPod is node n's hostNetwork pod: the test server on HostServerPort
+// of the node's address (no echo port), pinned to n.
+func hostPod(st *State, n *Node) *corev1.Pod {
+	p := realPod(st, n, &Pod{Name: HostPodName(n.Name)})
+	p.Labels = map[string]string{labelApp: "host", labelPod: p.Name}
+	p.Spec.HostNetwork = true
+	c := &p.Spec.Containers[0]
+	c.Args = []string{"--port", strconv.Itoa(HostServerPort), "--echo-port", "0"}
+	c.Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: HostServerPort, Protocol: corev1.ProtocolTCP}}
+	c.ReadinessProbe.TCPSocket.Port = intstr.FromInt32(HostServerPort)
+	return p
+}
+
 // waitRealPods waits until every lab pod is Ready on its node, records its
 // address and attaches its network namespace as <lab>-<pod>.
 func waitRealPods(ctx context.Context, st *State, out io.Writer) error {
@@ -373,6 +400,14 @@ func waitRealPods(ctx context.Context, st *State, out io.Writer) error {
 					return false, "", fmt.Errorf("pod %s runs on %s, not %s", p.Name, obj.Spec.NodeName, n.Name)
 				}
 				p.IP = obj.Status.PodIP
+			}
+			host := HostPodName(n.Name)
+			obj, err := c.CoreV1().Pods(KubeNamespace).Get(ctx, host, metav1.GetOptions{})
+			switch {
+			case err != nil:
+				waiting = append(waiting, host+": "+err.Error())
+			case !podReady(obj):
+				waiting = append(waiting, host+": "+podState(obj))
 			}
 		}
 		return len(waiting) == 0, strings.Join(waiting, "; "), nil
@@ -451,17 +486,9 @@ func AttachPods(ctx context.Context, st *State) error {
 // podPID finds a process of the pod with uid on node, through the pod's
 // cgroup (pod<uid> below the node's kubepods, in the pids hierarchy).
 func podPID(st *State, node, uid string) (int, error) {
-	root := filepath.Join(cgroupFS, "pids", labCgroup(st.Name), node)
-	var dir string
-	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() && d.Name() == "pod"+uid {
-			dir = p
-			return filepath.SkipAll
-		}
-		return nil
-	})
-	if dir == "" {
-		return 0, fmt.Errorf("no cgroup pod%s below %s", uid, root)
+	dir, err := podCgroup(st, node, uid)
+	if err != nil {
+		return 0, err
 	}
 	for _, pid := range pidsInCgroups(cgroupTree([]string{dir})) {
 		return pid, nil

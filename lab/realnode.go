@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -213,9 +214,7 @@ func startContainerd(ctx context.Context, st *State, n *Node) error {
 	if err := st.save(); err != nil {
 		return err
 	}
-	ctr := func(args ...string) (string, error) {
-		return runIn(ctx, n.Namespace, "", inNode(n, append([]string{st.Real.CtrBin, "-a", containerdSock, "-n", "k8s.io"}, args...)...)...)
-	}
+	ctr := func(args ...string) (string, error) { return nodeCtr(ctx, st, n, args...) }
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, err := ctr("version")
@@ -236,6 +235,69 @@ func startContainerd(ctx context.Context, st *State, n *Node) error {
 		}
 	}
 	return nil
+}
+
+// nodeCtr runs ctr against node n's containerd, in its k8s.io namespace
+// (the one the CRI, so kubelet, uses), inside the node's namespaces.
+func nodeCtr(ctx context.Context, st *State, n *Node, args ...string) (string, error) {
+	return runIn(ctx, n.Namespace, "", inNode(n, append([]string{st.Real.CtrBin, "-a", containerdSock, "-n", "k8s.io"}, args...)...)...)
+}
+
+// ImportImages imports docker-archive or OCI tarballs (as `make image`
+// writes them) into the containerd of every node of lab name, as `kind load
+// image-archive` does: pods and DaemonSets can then use their tags with
+// imagePullPolicy IfNotPresent or Never. It prints one line per node and
+// archive, with the references ctr reports.
+func ImportImages(ctx context.Context, name string, archives []string, out io.Writer) error {
+	if out == nil {
+		out = io.Discard
+	}
+	st, err := Load(name)
+	if err != nil {
+		return err
+	}
+	if !st.RealMode() {
+		return fmt.Errorf("lab %s: image import needs a lab of real nodes (lab up --kubernetes); this lab runs no container runtime", st.Name)
+	}
+	if len(archives) == 0 {
+		return fmt.Errorf("image import: no archive given (make image writes bin/image/twill.docker.tar)")
+	}
+	for i, a := range archives {
+		abs, err := filepath.Abs(a)
+		if err == nil {
+			_, err = os.Stat(abs)
+		}
+		if err != nil {
+			return fmt.Errorf("image import: %w", err)
+		}
+		archives[i] = abs
+	}
+	for i := range st.Nodes {
+		n := &st.Nodes[i]
+		for _, a := range archives {
+			got, err := nodeCtr(ctx, st, n, "images", "import", a)
+			if err != nil {
+				return fmt.Errorf("node %s: import %s: %w", n.Name, a, err)
+			}
+			fmt.Fprintf(out, "%s: imported %s: %s\n", n.Name, filepath.Base(a), strings.Join(importedRefs(got), ", "))
+		}
+	}
+	return nil
+}
+
+// importedRefs picks the image references out of `ctr images import`'s
+// output ("unpacking <ref> (sha256:...)...done").
+func importedRefs(out string) []string {
+	var refs []string
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "unpacking" {
+			refs = append(refs, f[1])
+		}
+	}
+	if len(refs) == 0 {
+		refs = []string{strings.TrimSpace(out)}
+	}
+	return refs
 }
 
 // kubeletConfig is node n's KubeletConfiguration.

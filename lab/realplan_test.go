@@ -157,3 +157,38 @@ func TestPidsNamedReadsComm(t *testing.T) {
 		t.Errorf("pidsNamed(kubelet, kube-proxy) matched this test: %v", got)
 	}
 }
+
+func TestImportedRefsReadsCtrOutput(t *testing.T) {
+	out := "unpacking ghcr.io/twillnet/twill:v1-next (sha256:0123abcd)...done\nunpacking registry.k8s.io/pause:3.10 (sha256:4567)...done\n"
+	got := importedRefs(out)
+	if len(got) != 2 || got[0] != "ghcr.io/twillnet/twill:v1-next" || got[1] != "registry.k8s.io/pause:3.10" {
+		t.Errorf("importedRefs = %q, want the two references", got)
+	}
+	if got := importedRefs("something else\n"); len(got) != 1 || got[0] != "something else" {
+		t.Errorf("importedRefs of unknown output = %q, want the output itself", got)
+	}
+}
+
+func TestRealScenariosAreF1F3F5a(t *testing.T) {
+	got := realScenarioIDs()
+	if strings.Join(got, ",") != "F1,F3,F5a" {
+		t.Errorf("scenarios on real nodes = %v, want F1, F3, F5a in FAILURES.md order", got)
+	}
+	for id, rs := range realScenarios {
+		if _, err := LookupScenario(id); err != nil || rs.apply == nil || rs.undo == nil || rs.pause == 0 {
+			t.Errorf("real scenario %s: lookup %v, apply/undo/pause set: %v %v %v", id, err, rs.apply != nil, rs.undo != nil, rs.pause != 0)
+		}
+	}
+}
+
+func TestHostPodIsTheTestServerOnTheNodesNetwork(t *testing.T) {
+	st := &State{Name: "x", Real: &RealState{TestServerImage: "ghcr.io/twillnet/twill-testserver:v1"}}
+	n := &Node{Name: "node2"}
+	p := hostPod(st, n)
+	c := p.Spec.Containers[0]
+	if p.Name != "node2-host" || !p.Spec.HostNetwork || p.Spec.NodeSelector["kubernetes.io/hostname"] != "node2" ||
+		strings.Join(c.Args, " ") != "--port 8090 --echo-port 0" || c.ReadinessProbe.TCPSocket.Port.IntValue() != HostServerPort ||
+		p.Labels[labelApp] == "web" {
+		t.Errorf("hostPod = %+v", p)
+	}
+}

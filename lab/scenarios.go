@@ -123,7 +123,11 @@ func Break(ctx context.Context, name, scenario, node string, out io.Writer) (App
 			return Applied{}, err
 		}
 	}
-	if err := s.apply(ctx, st, n, peer); err != nil {
+	apply := s.apply
+	if st.RealMode() {
+		apply = func(ctx context.Context, st *State, n, _ *Node) error { return breakReal(ctx, st, s, n, out) }
+	}
+	if err := apply(ctx, st, n, peer); err != nil {
 		return Applied{}, fmt.Errorf("break %s on %s: %w", s.ID, n.Name, err)
 	}
 	a := Applied{Scenario: s.ID, Node: n.Name, At: time.Now().UTC().Truncate(time.Second)}
@@ -155,6 +159,9 @@ func Fix(ctx context.Context, name, scenario, node string, out io.Writer) error 
 	peer, err := st.peerOf(s, n)
 	if err != nil {
 		return err
+	}
+	if st.RealMode() {
+		return fixRealScenario(ctx, st, s, n, out)
 	}
 	if err := s.undo(ctx, st, n, peer); err != nil {
 		return fmt.Errorf("fix %s on %s: %w", s.ID, n.Name, err)
@@ -249,8 +256,9 @@ func prepare(name, scenario, node string) (*State, Scenario, *Node, error) {
 	if err != nil {
 		return nil, Scenario{}, nil, err
 	}
-	if st.RealMode() {
-		return nil, Scenario{}, nil, fmt.Errorf("lab %s: scenarios are %w yet: their agent is a DaemonSet pod the lab cannot pause (break the node by hand with `twill lab exec %s -- ...`; `twill doctor` works as usual)", st.Name, errNotReal, n.Name)
+	if _, ok := realScenarios[s.ID]; st.RealMode() && !ok {
+		return nil, Scenario{}, nil, fmt.Errorf("lab %s: scenario %s is %w yet; these are: %s (break the node by hand with `twill lab exec %s -- ...`; `twill doctor` works as usual)",
+			st.Name, s.ID, errNotReal, strings.Join(realScenarioIDs(), ", "), n.Name)
 	}
 	if s.vxlanOnly && st.Backend != BackendVXLAN {
 		return nil, Scenario{}, nil, fmt.Errorf("scenario %s needs the vxlan backend; lab %s uses %s (start one with --backend vxlan)", s.ID, st.Name, st.Backend)

@@ -79,7 +79,7 @@ Start with 'twill lab demo', or build one and explore it yourself.`,
 		newLabBreakCmd(&name), newLabFixCmd(&name), newLabScenariosCmd(),
 		newLabDemoCmd(&name), newLabServeCmd(),
 		newLabAgentCmd(&name), newLabEtcdCmd(&name), newLabStreamCmd(&name),
-		newLabNodeCmd(&name), newLabPodCmd(&name),
+		newLabNodeCmd(&name), newLabPodCmd(&name), newLabImportImageCmd(&name),
 	)
 	return cmd
 }
@@ -360,6 +360,26 @@ and aliases both work):
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, err := lab.Break(cmd.Context(), *name, args[0], args[1], cmd.OutOrStdout())
 			return err
+		},
+	}
+}
+
+func newLabImportImageCmd(name *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "import-image ARCHIVE...",
+		Short: "Import image tarballs into every node's containerd (labs of real nodes)",
+		Long: `import-image imports docker-archive or OCI image tarballs (make image writes
+bin/image/twill.docker.tar) into the containerd of every node of a lab of real
+nodes (lab up --kubernetes), in the k8s.io namespace kubelet uses, as 'kind load
+image-archive' does. Pods and DaemonSets then run the image's tag with
+imagePullPolicy IfNotPresent: this is how a new twill build reaches the nodes
+for a rolling update (see docs/kubernetes.md). The archives must lie outside
+/run (each node has its own /run).`,
+		Example: `  twill lab import-image bin/image/twill.docker.tar
+  twill lab exec underlay -- kubectl -n kube-twill set image ds/twill twill=ghcr.io/twillnet/twill:v0.4.1 install-cni=ghcr.io/twillnet/twill:v0.4.1`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return lab.ImportImages(cmd.Context(), *name, args, cmd.OutOrStdout())
 		},
 	}
 }

@@ -3,15 +3,21 @@
 // running kubelet, containerd and kube-proxy, installs twill from its image
 // with kubectl apply, and the test checks what users depend on: the
 // DaemonSet is ready on every node, every pod reaches every pod (same node
-// and across nodes) without NAT, nodes reach pods, ClusterIP Services work
-// from pods and nodes, the NodePort Service from pods and nodes, pods reach kubernetes.default (10.96.0.1:443), traffic leaving
-// the cluster is masqueraded, twill trace explains a Service call, twill
-// doctor finds nothing wrong, and a deleted twill pod comes back under a TCP
-// stream without a reset; then `lab down` leaves nothing behind (also
-// without its state file, as after a crash) and no host-wide setting
-// changed. It runs with kube-proxy's iptables and nftables modes over
-// vxlan, and iptables over host-gw. It needs root, `make tools-kube` and
-// `make image` (make test does both).
+// and across nodes) without NAT, nodes reach pods, pods reach nodes (a
+// hostNetwork pod on every node), ClusterIP Services work from pods and
+// nodes, the NodePort Service from pods and nodes, pods reach
+// kubernetes.default (10.96.0.1:443), traffic leaving the cluster is
+// masqueraded, twill trace explains a Service call, twill doctor finds
+// nothing wrong; the seed failures F1, F3 and F5a broken with `lab break`
+// are seen, named by doctor, explained by trace and fixed (both kube-proxy
+// modes); a rolling update of the DaemonSet to a new image tag and a
+// deleted twill pod leave a TCP stream between nodes without a reset;
+// `kubectl delete -f` plus `twill uninstall` on every node leaves nothing
+// of twill. Then `lab down` leaves nothing behind (also without its state
+// file, as after a crash) and no host-wide setting changed. It runs with
+// kube-proxy's iptables and nftables modes over vxlan, and iptables over
+// host-gw. It needs root, `make tools-kube` and `make image` (make test
+// does both).
 package realnodes
 
 import (
@@ -29,6 +35,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/twillnet/twill/image"
 	"github.com/twillnet/twill/lab"
 	"github.com/twillnet/twill/nsrun"
 )
@@ -127,8 +137,8 @@ func readSettings() map[string]string {
 // labState is the part of the lab's state.json the test reads.
 type labState struct {
 	Nodes []struct {
-		Name, IP, Subnet string
-		Pods             []struct{ Name, IP string }
+		Name, IP, Subnet, Root string
+		Pods                   []struct{ Name, IP string }
 	}
 }
 
@@ -203,6 +213,23 @@ func testCluster(t *testing.T, mode, backend, id string) {
 			})
 		}
 	}
+	// Pods reach every node's own address, where its hostNetwork pod
+	// listens: the own node sees the pod's address, another node the
+	// caller's node address (twill masquerades pod traffic leaving the pod
+	// network, as Flannel does).
+	for _, from := range st.Nodes {
+		for _, fp := range from.Pods {
+			for _, to := range st.Nodes {
+				seen := from.IP + ":"
+				if to.Name == from.Name {
+					seen = fp.IP + ":"
+				}
+				check(fmt.Sprintf("pod %s -> node %s (hostNetwork pod %s on %s:%d)", fp.Name, to.Name, lab.HostPodName(to.Name), to.IP, lab.HostServerPort), func() error {
+					return call(t, name, fp.Name, fmt.Sprintf("%s:%d", to.IP, lab.HostServerPort), lab.HostPodName(to.Name)+" "+seen)
+				})
+			}
+		}
+	}
 	check("pod node1-a -> ClusterIP 10.96.0.10:80 (lab/web)", func() error {
 		return call(t, name, "node1-a", "10.96.0.10:80", "node")
 	})
@@ -261,9 +288,44 @@ func testCluster(t *testing.T, mode, backend, id string) {
 		}
 		return nil
 	})
+	if backend == "vxlan" {
+		// The seed failures with the real kube-proxy's rules: each breaks
+		// node1, is seen by a user, named by doctor, explained by trace,
+		// and gone after lab fix.
+		n1, n2 := st.Nodes[0], st.Nodes[1]
+		localVIP := "10.96.1." + strings.TrimPrefix(n1.Name, "node") + ":80"
+		for _, sc := range []seedFailure{
+			{id: "F1", check: "TW002", from: n1.Pods[0].Name, to: localVIP, traceWant: "bridge-nf-call-iptables is 0",
+				works: func() error { return call(t, name, n1.Pods[0].Name, localVIP, n1.Pods[1].Name+" ") }},
+			{id: "F3", check: "TW010", from: n2.Pods[0].Name, to: n1.Pods[0].IP + ":8080", traceWant: "filter/FORWARD policy DROP",
+				works: func() error { return call(t, name, n2.Pods[0].Name, n1.Pods[0].IP+":8080", n1.Pods[0].Name+" ") }},
+			{id: "F5a", check: "TW030", from: n1.Pods[0].Name, to: "10.96.0.1:443", traceNot: "DNAT to",
+				works: func() error { return apiserverFromPod(name, name+"-"+n1.Pods[0].Name) }},
+		} {
+			check(fmt.Sprintf("lab break %s node1 (kube-proxy %s): seen, named by doctor (%s), explained by trace, fixed", sc.id, mode, sc.check), func() error {
+				return seedOnRealNode(t, name, sc)
+			})
+		}
+		check("twill doctor on node1 finds nothing wrong after the fixes", func() error {
+			r := tw(t, time.Minute, "lab", "exec", "--name", name, "node1", "--", twill, "doctor")
+			if r.code != 0 {
+				return fmt.Errorf("exit %d:\n%s", r.code, r.out)
+			}
+			return nil
+		})
+	}
 	if mode == "iptables" && backend == "vxlan" {
+		check("a rolling update of the twill DaemonSet to a new image tag: rolled out on every node, a TCP stream across nodes sees no reset", func() error {
+			return rollingUpdateUnderStream(t, name, st.Nodes[1].Pods[0].IP, len(st.Nodes))
+		})
 		check("a twill pod deleted: the DaemonSet recreates it, a TCP stream across nodes sees no reset", func() error {
 			return deleteTwillPodUnderStream(t, name, st.Nodes[1].Pods[0].IP)
+		})
+	}
+	if mode == "nftables" {
+		// Last: it takes the pod network away.
+		check("kubectl delete -f twill.yaml, then twill uninstall on every node: nothing of twill is left", func() error {
+			return deleteAndUninstall(t, name, st)
 		})
 	}
 	if mode == "nftables" && !failed {
@@ -305,6 +367,180 @@ func deleteTwillPodUnderStream(t *testing.T, lab, ip string) error {
 	err := stream.Wait()
 	if err != nil || !strings.Contains(out.String(), "no reset") {
 		return fmt.Errorf("stream across the restart: %v: %s", err, out.String())
+	}
+	return nil
+}
+
+// seedFailure is one scenario of FAILURES.md broken on a real node.
+type seedFailure struct {
+	id, check string
+	// from and to are the call the failure breaks, traced.
+	from, to string
+	// traceWant must be in the trace of that call, traceNot must not.
+	traceWant, traceNot string
+	// works makes the call and fails when it does not answer.
+	works func() error
+}
+
+// seedOnRealNode breaks sc on node1 with `lab break`, then: the call
+// fails, `twill doctor` names sc.check (exit 1), `twill trace` of the call
+// shows why, `lab fix` restores it and the call works again. The call comes
+// first: while the twill pod is paused, kubelet restarts it after its
+// liveness probe fails (about a minute), and the new agent repairs F1 and F3.
+func seedOnRealNode(t *testing.T, labName string, sc seedFailure) error {
+	t.Helper()
+	if r := tw(t, time.Minute, "lab", "break", "--name", labName, sc.id, "node1"); r.code != 0 {
+		return fmt.Errorf("lab break: exit %d:\n%s", r.code, r.out)
+	}
+	fixed := false
+	defer func() {
+		if !fixed {
+			tw(t, 2*time.Minute, "lab", "fix", "--name", labName, sc.id, "node1")
+		}
+	}()
+	if err := sc.works(); err == nil {
+		return fmt.Errorf("%s -> %s still works with %s applied", sc.from, sc.to, sc.id)
+	}
+	r := tw(t, time.Minute, "lab", "exec", "--name", labName, "node1", "--", twill, "doctor")
+	if r.code != 1 || !strings.Contains(r.out, sc.check) {
+		return fmt.Errorf("twill doctor: exit %d, want 1 and %s:\n%s", r.code, sc.check, r.out)
+	}
+	r = tw(t, 2*time.Minute, "trace", "--lab", "--name", labName, "--from", sc.from, "--to", sc.to)
+	if (sc.traceWant != "" && !strings.Contains(r.out, sc.traceWant)) || (sc.traceNot != "" && strings.Contains(r.out, sc.traceNot)) {
+		return fmt.Errorf("twill trace --from %s --to %s: want %q and not %q in:\n%s", sc.from, sc.to, sc.traceWant, sc.traceNot, r.out)
+	}
+	fixed = true
+	if r := tw(t, 2*time.Minute, "lab", "fix", "--name", labName, sc.id, "node1"); r.code != 0 {
+		return fmt.Errorf("lab fix: exit %d:\n%s", r.code, r.out)
+	}
+	if err := sc.works(); err != nil {
+		return fmt.Errorf("after lab fix %s: %w", sc.id, err)
+	}
+	return nil
+}
+
+// kubectl runs kubectl with the lab's admin kubeconfig.
+func kubectl(t *testing.T, lab string, args ...string) result {
+	t.Helper()
+	return tw(t, 4*time.Minute, append([]string{"lab", "exec", "--name", lab, "underlay", "--", "kubectl"}, args...)...)
+}
+
+// rollingUpdateUnderStream builds a second tag of twill's image (the same
+// image, retagged as a release would), imports it into every node with
+// `twill lab import-image`, and rolls the DaemonSet to it with kubectl set
+// image while a TCP stream runs from node1-a to ip's echo port: the
+// rollout must reach all nodes and the stream must see no reset.
+func rollingUpdateUnderStream(t *testing.T, labName string, ip string, nodes int) error {
+	t.Helper()
+	ref, err := os.ReadFile(filepath.Join(repoBin, "image", "twill.ref"))
+	if err != nil {
+		return err
+	}
+	tag, err := name.NewTag(strings.TrimSpace(string(ref)))
+	if err != nil {
+		return err
+	}
+	next := tag.Repository.Tag(tag.TagStr() + "-next")
+	img, err := tarball.ImageFromPath(filepath.Join(repoBin, "image", "twill.docker.tar"), &tag)
+	if err != nil {
+		return fmt.Errorf("read twill.docker.tar: %w", err)
+	}
+	archive := filepath.Join(t.TempDir(), "twill-next.docker.tar")
+	if err := image.WriteDockerArchive(archive, next, img); err != nil {
+		return err
+	}
+	if r := tw(t, 3*time.Minute, "lab", "import-image", "--name", labName, archive); r.code != 0 || strings.Count(r.out, next.Name()) != nodes {
+		return fmt.Errorf("lab import-image: exit %d, want %s imported on %d nodes:\n%s", r.code, next.Name(), nodes, r.out)
+	}
+	// The stream runs until the rollout is done (however long that takes on
+	// a loaded machine), then is stopped: it must have seen no reset.
+	ctx, stopStream := context.WithCancel(context.Background())
+	defer stopStream()
+	streamDone := make(chan lab.StreamResult, 1)
+	go func() {
+		streamDone <- lab.Stream(ctx, labName+"-node1-a", ip+":8081", 10*time.Minute, 50*time.Millisecond)
+	}()
+	time.Sleep(2 * time.Second)
+	if r := kubectl(t, labName, "-n", "kube-twill", "set", "image", "ds/twill", "twill="+next.Name(), "install-cni="+next.Name()); r.code != 0 {
+		return fmt.Errorf("kubectl set image: exit %d: %s", r.code, r.out)
+	}
+	if r := kubectl(t, labName, "-n", "kube-twill", "rollout", "status", "ds/twill", "--timeout=5m"); r.code != 0 {
+		return fmt.Errorf("the rollout did not finish: exit %d: %s", r.code, r.out)
+	}
+	time.Sleep(2 * time.Second)
+	stopStream()
+	sr := <-streamDone
+	if sr.Reset || sr.RoundTrips == 0 || (sr.Err != "" && sr.Err != "interrupted") {
+		return fmt.Errorf("stream node1-a -> %s:8081 across the rollout: %s", ip, sr)
+	}
+	r := kubectl(t, labName, "-n", "kube-twill", "get", "pods", "-l", "app=twill", "-o",
+		`jsonpath={range .items[*]}{.spec.nodeName} {.spec.containers[0].image} {.status.containerStatuses[0].ready}{"\n"}{end}`)
+	lines := strings.Split(strings.TrimSpace(r.out), "\n")
+	if r.code != 0 || len(lines) != nodes {
+		return fmt.Errorf("twill pods after the rollout: exit %d, want %d:\n%s", r.code, nodes, r.out)
+	}
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) != 3 || f[1] != next.Name() || f[2] != "true" {
+			return fmt.Errorf("twill pod after the rollout: %q, want <node> %s true", l, next.Name())
+		}
+	}
+	t.Logf("rolling update to %s: stream %d round trips in %s (slowest %s), no reset", next.Name(), sr.RoundTrips, sr.Took.Round(time.Second), sr.Longest.Round(time.Millisecond))
+	return nil
+}
+
+// deleteAndUninstall removes twill as docs/kubernetes.md says: kubectl
+// delete -f the manifest that was applied, then `twill uninstall --store
+// kubernetes --flannel-subnet-env` on every node. Afterwards no node has
+// twill's devices, rules, ipsets or files, and no Node carries its
+// annotations.
+func deleteAndUninstall(t *testing.T, labName string, st labState) error {
+	t.Helper()
+	manifest := filepath.Join("/run/twill-lab", labName, "twill.yaml")
+	if r := kubectl(t, labName, "delete", "-f", manifest, "--wait=true", "--timeout=3m"); r.code != 0 {
+		return fmt.Errorf("kubectl delete -f %s: exit %d: %s", manifest, r.code, r.out)
+	}
+	for _, n := range st.Nodes {
+		r := tw(t, 2*time.Minute, "lab", "exec", "--name", labName, n.Name, "--", twill, "uninstall", "--store", "kubernetes", "--flannel-subnet-env", "--node", n.Name)
+		if r.code != 0 {
+			return fmt.Errorf("%s: twill uninstall: exit %d:\n%s", n.Name, r.code, r.out)
+		}
+		t.Logf("%s: twill uninstall:\n%s", n.Name, r.out)
+		var left []string
+		in := func(argv ...string) string {
+			r := tw(t, time.Minute, append([]string{"lab", "exec", "--name", labName, n.Name, "--"}, argv...)...)
+			if r.code != 0 {
+				left = append(left, fmt.Sprintf("%s failed (exit %d): %s", strings.Join(argv, " "), r.code, r.out))
+			}
+			return r.out
+		}
+		for _, l := range strings.Split(in("ip", "-o", "link", "show"), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && (strings.HasPrefix(f[1], "twill.1") || strings.HasPrefix(f[1], "cni0") || strings.HasPrefix(f[1], "veth")) {
+				left = append(left, "link "+f[1])
+			}
+		}
+		for _, save := range []string{"iptables-nft-save", "iptables-legacy-save"} {
+			if o := in(save); strings.Contains(strings.ToLower(o), "twill") {
+				left = append(left, save+" still holds twill rules")
+			}
+		}
+		if o := in("nft", "list", "tables"); strings.Contains(o, "twill") {
+			left = append(left, "nft tables: "+o)
+		}
+		if o := in("ipset", "list", "-n"); strings.Contains(o, "twill") {
+			left = append(left, "ipsets: "+o)
+		}
+		for _, f := range []string{"etc/cni/net.d/10-twill.conflist", "opt/cni/bin/twill", "run/twill/subnet.env", "run/flannel/subnet.env", "var/lib/cni/networks/twill"} {
+			if _, err := os.Lstat(filepath.Join(n.Root, f)); err == nil {
+				left = append(left, "/"+f)
+			}
+		}
+		if len(left) > 0 {
+			return fmt.Errorf("%s after uninstall: %s", n.Name, strings.Join(left, "; "))
+		}
+	}
+	r := kubectl(t, labName, "get", "nodes", "-o", "jsonpath={.items[*].metadata.annotations}")
+	if r.code != 0 || strings.Contains(r.out, "twill") {
+		return fmt.Errorf("Node annotations after uninstall (exit %d): %s", r.code, r.out)
 	}
 	return nil
 }
