@@ -286,7 +286,20 @@ func migrateRoundTrip(t *testing.T, backend, store, suffix string) {
 // says so, exits 1 and changes nothing.
 func refusedWhileFlanneldRuns(t *testing.T, name string, n lab.Node, backend string) {
 	t.Helper()
-	before := in(t, name, n.Name, "ip", "-o", "link") + in(t, name, n.Name, "iptables-nft-save", "-t", "nat")
+	// flanneld reports ready once its subnet file is written; its masquerade
+	// rules may come a moment later (at its first iptables resync when the
+	// bootstrap raced). Compare against the node as Flannel left it.
+	nat := ""
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		nat = in(t, name, n.Name, "iptables-nft-save", "-t", "nat")
+		if countLines(nat, "-A FLANNEL-POSTRTG") > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: flanneld wrote no masquerade rules within 30 s:\n%s", n.Name, nat)
+		}
+	}
+	before := in(t, name, n.Name, "ip", "-o", "link") + nat
 	env, _ := os.ReadFile(filepath.Join(n.Root, "run/flannel/subnet.env"))
 	out, code := tw(t, append([]string{"migrate", migrate.FromFlannel, "--netns", n.Namespace, "--root", n.Root, "-o", "json"}, storeArgs(t, name, n)...)...)
 	var rep migrateReport
