@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -71,13 +72,18 @@ func Subnet(n NodeInfo, network netip.Prefix) (netip.Prefix, error) {
 
 // Subnets returns the node's podCIDRs for the families cfg runs (zero for
 // a family it does not run). A config without families (not from Parse)
-// asks for any IPv4 podCIDR and takes an IPv6 one when the node has it.
+// takes the node's podCIDR of each family it has (at least one).
 func Subnets(n NodeInfo, cfg netconf.Config) (sn4, sn6 netip.Prefix, err error) {
 	if len(cfg.Families()) == 0 {
-		if sn4, err = familySubnet(n, netconf.IPv4, netip.Prefix{}); err != nil {
+		sn4, err = familySubnet(n, netconf.IPv4, netip.Prefix{})
+		sn6, _ = familySubnet(n, netconf.IPv6, netip.Prefix{})
+		var none *NoPodCIDRError
+		if errors.As(err, &none) && sn6.IsValid() {
+			return netip.Prefix{}, sn6, nil // an IPv6-only node
+		}
+		if err != nil {
 			return netip.Prefix{}, netip.Prefix{}, err
 		}
-		sn6, _ = familySubnet(n, netconf.IPv6, netip.Prefix{})
 		return sn4, sn6, nil
 	}
 	if cfg.EnableIPv4() {

@@ -119,6 +119,15 @@ func TestAnnotationsDualStack(t *testing.T) {
 	if err != nil || !ok || l.Subnet.IsValid() || l.IPv6Subnet != netip.MustParsePrefix("fd00:10:244:3::/64") || lease.Check(v6cfg, l) != nil {
 		t.Fatalf("IPv6-only LeaseOf = %+v %v %v (Check %v)", l, ok, err, lease.Check(v6cfg, l))
 	}
+	// Without a config (twill doctor and trace reading the API), an
+	// IPv6-only Node's lease is read too.
+	l, ok, err = LeaseOf(NodeInfo{Name: "n1", PodCIDRs: []string{"fd00:10:244:3::/64"}, Annotations: Annotations(v6only)}, netconf.Config{})
+	if err != nil || !ok || l.Subnet.IsValid() || l.IPv6Subnet != netip.MustParsePrefix("fd00:10:244:3::/64") {
+		t.Fatalf("IPv6-only LeaseOf without a config = %+v %v %v", l, ok, err)
+	}
+	if _, ok, err := LeaseOf(NodeInfo{Name: "n1", Annotations: want}, netconf.Config{}); ok || err != nil {
+		t.Fatalf("no podCIDR at all, without a config: ok %v err %v, want not a peer", ok, err)
+	}
 	// A dual-stack cluster: a node without an IPv6 podCIDR is not a peer yet.
 	if _, ok, err := LeaseOf(NodeInfo{Name: "n2", PodCIDRs: []string{"10.244.4.0/24"}, Annotations: want}, cfg); ok || err != nil {
 		t.Fatalf("no IPv6 podCIDR: ok %v err %v, want not a peer", ok, err)
