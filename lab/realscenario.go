@@ -119,16 +119,7 @@ func fixReal(ctx context.Context, st *State, s Scenario, n *Node, out io.Writer)
 // fixRealScenario is Fix on a lab of real nodes: fixReal, then the
 // scenario leaves state.json.
 func fixRealScenario(ctx context.Context, st *State, s Scenario, n *Node, out io.Writer) error {
-	var kept []Applied
-	was := false
-	for _, a := range st.Scenarios {
-		if a.Scenario == s.ID && a.Node == n.Name {
-			was = true
-			continue
-		}
-		kept = append(kept, a)
-	}
-	st.Scenarios = kept
+	was := st.dropApplied(s.ID, n.Name)
 	if err := fixReal(ctx, st, s, n, out); err != nil {
 		return fmt.Errorf("fix %s on %s: %w", s.ID, n.Name, err)
 	}

@@ -166,16 +166,8 @@ func Fix(ctx context.Context, name, scenario, node string, out io.Writer) error 
 	if err := s.undo(ctx, st, n, peer); err != nil {
 		return fmt.Errorf("fix %s on %s: %w", s.ID, n.Name, err)
 	}
-	var kept []Applied
-	was := false
-	for _, a := range st.Scenarios {
-		if a.Scenario == s.ID && a.Node == n.Name {
-			was = true
-			continue
-		}
-		kept = append(kept, a)
-	}
-	st.Scenarios = kept
+	was := st.dropApplied(s.ID, n.Name)
+	kept := st.Scenarios
 	for _, a := range kept {
 		other, _ := LookupScenario(a.Scenario)
 		if a.Node == n.Name && other.layer == s.layer && s.layer == "nft" {
@@ -293,4 +285,20 @@ func ScenarioTable(w io.Writer) {
 		}
 		fmt.Fprintf(w, "%-11s %-13s %-9s %-7s %s\n", s.ID, alias, s.Section, s.Check, s.Summary)
 	}
+}
+
+// dropApplied removes scenario id on node from the lab's applied scenarios
+// and tells whether it was there.
+func (st *State) dropApplied(id, node string) bool {
+	var kept []Applied
+	was := false
+	for _, a := range st.Scenarios {
+		if a.Scenario == id && a.Node == node {
+			was = true
+			continue
+		}
+		kept = append(kept, a)
+	}
+	st.Scenarios = kept
+	return was
 }
