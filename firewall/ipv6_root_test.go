@@ -162,33 +162,10 @@ func TestDockerForwardDropIPv6(t *testing.T) {
 		if pl, err := Placements(snap, testbed.Network, n.Subnet); err != nil || len(pl) != 0 {
 			t.Errorf("%s: IPv4 placements %v (%v), want none (only ip6tables drops)", n.Name, pl, err)
 		}
-		pl, err := Placements(snap, testbed.Network6, n.Subnet6)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(pl) != 1 || pl[0] != want {
-			t.Fatalf("%s: IPv6 placements %v, want [%v]", n.Name, pl, want)
-		}
-		if got := pl[0].String(); got != "ip6tables-nft filter DOCKER-USER" {
+		if got := want.String(); got != "ip6tables-nft filter DOCKER-USER" {
 			t.Errorf("placement reads %q", got)
 		}
-		s := specFor6(c, i)
-		s.ForwardAccept = pl
-		b, _ := New(Detect(snap), n.NS)
-		if k := kinds(ensure(t, b, s)); k[KindForwardAccept] != 2 {
-			t.Errorf("%s: repairs %v, want 2 forward-accept", n.Name, k)
-		}
-		if rs := ensure(t, b, s); len(rs) != 0 {
-			t.Errorf("%s: second Ensure repaired %v", n.Name, rs)
-		}
-		snap, err = nodestate.Capture(context.Background(), nodestate.CaptureOptions{Netns: n.NS, Root: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if again, err := Placements(snap, testbed.Network6, n.Subnet6); err != nil || len(again) != 1 || again[0] != want {
-			t.Errorf("%s: IPv6 placements after Ensure %v, %v", n.Name, again, err)
-		}
-		backends = append(backends, b)
+		backends = append(backends, placeAccepts(t, n, testbed.Network6, n.Subnet6, specFor6(c, i), want))
 	}
 	seen(t, c.Nodes[0].Pod, c.Nodes[1].PodIP6)
 	seen(t, c.Nodes[1].Pod, c.Nodes[0].PodIP6)

@@ -247,6 +247,46 @@ func dockerDrop(t *testing.T, ns string) {
 	testbed.In(t, ns, "iptables-nft", "-P", "FORWARD", "DROP")
 }
 
+// placeAccepts captures node n, checks that the forward accepts for
+// network/subnet belong at exactly want (an iptables-nft host is detected as
+// nft), ensures spec with them (two accepts, then nothing more to repair)
+// and checks that twill's own accepts leave the placement unchanged (no
+// flapping). It returns n's backend.
+func placeAccepts(t *testing.T, n testbed.Node, network, subnet netip.Prefix, s Spec, want Placement) Backend {
+	t.Helper()
+	capture := func() *nodestate.Snapshot {
+		snap, err := nodestate.Capture(context.Background(), nodestate.CaptureOptions{Netns: n.NS, Root: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap
+	}
+	snap := capture()
+	name := Detect(snap)
+	if name != BackendNft {
+		t.Errorf("%s: Detect = %s, want nft (an iptables-nft host)", n.Name, name)
+	}
+	pl, err := Placements(snap, network, subnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pl) != 1 || pl[0] != want {
+		t.Fatalf("%s: placements for %s %v, want [%v]", n.Name, network, pl, want)
+	}
+	s.ForwardAccept = pl
+	b, _ := New(name, n.NS)
+	if k := kinds(ensure(t, b, s)); k[KindForwardAccept] != 2 {
+		t.Errorf("%s: repairs %v, want 2 forward-accept", n.Name, k)
+	}
+	if rs := ensure(t, b, s); len(rs) != 0 {
+		t.Errorf("%s: second Ensure repaired %v", n.Name, rs)
+	}
+	if again, err := Placements(capture(), network, subnet); err != nil || len(again) != 1 || again[0] != want {
+		t.Errorf("%s: placements after Ensure %v, %v", n.Name, again, err)
+	}
+	return b
+}
+
 func TestDockerForwardDrop(t *testing.T) {
 	c := overlay(t, "fwd")
 	for _, n := range c.Nodes {
@@ -257,40 +297,8 @@ func TestDockerForwardDrop(t *testing.T) {
 	}
 	var backends []Backend
 	for i, n := range c.Nodes {
-		snap, err := nodestate.Capture(context.Background(), nodestate.CaptureOptions{Netns: n.NS, Root: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := Detect(snap)
-		if name != BackendNft {
-			t.Errorf("%s: Detect = %s, want nft (an iptables-nft host)", n.Name, name)
-		}
-		pl, err := Placements(snap, testbed.Network, n.Subnet)
-		if err != nil {
-			t.Fatal(err)
-		}
 		want := Placement{Backend: BackendIptablesNft, Table: "filter", Chain: "DOCKER-USER"}
-		if len(pl) != 1 || pl[0] != want {
-			t.Fatalf("%s: placements %v, want [%v]", n.Name, pl, want)
-		}
-		s := specFor(c, i)
-		s.ForwardAccept = pl
-		b, _ := New(name, n.NS)
-		if k := kinds(ensure(t, b, s)); k[KindForwardAccept] != 2 {
-			t.Errorf("%s: repairs %v, want 2 forward-accept", n.Name, k)
-		}
-		if rs := ensure(t, b, s); len(rs) != 0 {
-			t.Errorf("%s: second Ensure repaired %v", n.Name, rs)
-		}
-		// After twill's accepts, the placement is unchanged (no flapping).
-		snap, err = nodestate.Capture(context.Background(), nodestate.CaptureOptions{Netns: n.NS, Root: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if again, err := Placements(snap, testbed.Network, n.Subnet); err != nil || len(again) != 1 || again[0] != want {
-			t.Errorf("%s: placements after Ensure %v, %v", n.Name, again, err)
-		}
-		backends = append(backends, b)
+		backends = append(backends, placeAccepts(t, n, testbed.Network, n.Subnet, specFor(c, i), want))
 	}
 	seen(t, c.Nodes[0].Pod, c.Nodes[1].PodIP)
 	seen(t, c.Nodes[1].Pod, c.Nodes[0].PodIP)
