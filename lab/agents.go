@@ -365,9 +365,7 @@ func readLeases(ctx context.Context, st *State) error {
 			if err := checkLeased(n, l); err != nil {
 				return err
 			}
-			if l.Attrs.BackendData != nil && l.Attrs.BackendData.VtepMAC != "" {
-				n.VtepMAC = l.Attrs.BackendData.VtepMAC
-			}
+			n.adoptLeaseMACs(l)
 		}
 		if !found {
 			return fmt.Errorf("node %s: no lease in etcd under %s although its agent is ready", n.Name, st.prefix())

@@ -171,9 +171,7 @@ func readKubeLeases(ctx context.Context, st *State) error {
 		if err := checkLeased(n, l); err != nil {
 			return err
 		}
-		if l.Attrs.BackendData != nil && l.Attrs.BackendData.VtepMAC != "" {
-			n.VtepMAC = l.Attrs.BackendData.VtepMAC
-		}
+		n.adoptLeaseMACs(l)
 	}
 	return nil
 }

@@ -84,7 +84,8 @@ type peerObjects struct {
 }
 
 // labNode is node n as backend.Compute sees it: its lease, every node's
-// lease, the lab's net-conf and its underlay (eth0 on the lab's segment).
+// lease, the lab's net-conf and its underlay (eth0 on the lab's segment,
+// with its IPv6 address in a lab with IPv6).
 func labNode(st *State, n *Node) (backend.Node, error) {
 	cfg, err := netConf(st)
 	if err != nil {
@@ -96,32 +97,70 @@ func labNode(st *State, n *Node) (backend.Node, error) {
 	}
 	ip := netip.MustParseAddr(n.IP)
 	u := backend.Underlay{Dev: nodeUplink, IP: ip, MTU: underlayMTU, Nets: []netip.Prefix{netip.PrefixFrom(UnderlayGateway, 24).Masked()}}
+	if n.IPv6 != "" {
+		u.IPv6 = netip.MustParseAddr(n.IPv6)
+		u.Nets6 = []netip.Prefix{netip.PrefixFrom(UnderlayGatewayV6, underlayV6Bits).Masked()}
+	}
 	return backend.NodeOf(nodeLease(st, n), peers, cfg, u), nil
 }
 
-// nodeLease is node n's lease, as its agent (or, static, the lab) publishes it.
+// nodeLease is node n's lease, as its agent (or, static, the lab) publishes
+// it; in a lab with IPv6 it has the IPv6 half (subnet, address, VTEP MAC).
 func nodeLease(st *State, n *Node) lease.Lease {
-	l := lease.Lease{Subnet: netip.MustParsePrefix(n.Subnet), Attrs: lease.Attrs{
+	l := lease.Lease{Attrs: lease.Attrs{
 		PublicIP: netip.MustParseAddr(n.IP), BackendType: st.Backend, Node: n.Name,
 	}}
+	if n.Subnet != "" {
+		l.Subnet = netip.MustParsePrefix(n.Subnet)
+	}
 	if n.VtepMAC != "" {
 		l.Attrs.BackendData = &lease.BackendData{VtepMAC: n.VtepMAC}
+	}
+	if n.IPv6Subnet != "" {
+		l.IPv6Subnet = netip.MustParsePrefix(n.IPv6Subnet)
+		l.Attrs.PublicIPv6 = netip.MustParseAddr(n.IPv6)
+	}
+	if n.VtepMACv6 != "" {
+		l.Attrs.BackendV6Data = &lease.BackendData{VtepMAC: n.VtepMACv6}
 	}
 	return l
 }
 
+// adoptLeaseMACs records the VTEP MACs of each family that node n's agent
+// published in its lease l (vxlan; agent mode).
+func (n *Node) adoptLeaseMACs(l lease.Lease) {
+	if l.Attrs.BackendData != nil && l.Attrs.BackendData.VtepMAC != "" {
+		n.VtepMAC = l.Attrs.BackendData.VtepMAC
+	}
+	if l.Attrs.BackendV6Data != nil && l.Attrs.BackendV6Data.VtepMAC != "" {
+		n.VtepMACv6 = l.Attrs.BackendV6Data.VtepMAC
+	}
+}
+
+// peerSubnets are peer p's pod subnets, IPv4 first (one per family the lab
+// runs).
+func peerSubnets(p *Node) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range []string{p.Subnet, p.IPv6Subnet} {
+		if s != "" {
+			out = append(out, netip.MustParsePrefix(s).Masked())
+		}
+	}
+	return out
+}
+
 // peerState asks backend.Compute (the agent's own decision) what node n
-// needs for peer p, and returns it in netlink's form with n's link indexes.
-func peerState(h *netlink.Handle, st *State, n, p *Node) (peerObjects, error) {
+// needs for peer p, and returns it in netlink's form with n's link indexes:
+// one peerObjects per family of the lab, IPv4 first.
+func peerState(h *netlink.Handle, st *State, n, p *Node) ([]peerObjects, error) {
 	node, err := labNode(st, n)
 	if err != nil {
-		return peerObjects{}, err
+		return nil, err
 	}
 	want, err := backend.Compute(node)
 	if err != nil {
-		return peerObjects{}, fmt.Errorf("node %s: %w", n.Name, err)
+		return nil, fmt.Errorf("node %s: %w", n.Name, err)
 	}
-	subnet := netip.MustParsePrefix(p.Subnet).Masked()
 	index := func(dev string) (int, error) {
 		l, err := h.LinkByName(dev)
 		if err != nil {
@@ -129,63 +168,74 @@ func peerState(h *netlink.Handle, st *State, n, p *Node) (peerObjects, error) {
 		}
 		return l.Attrs().Index, nil
 	}
-	var o peerObjects
-	for _, r := range want.Routes {
-		if r.Dst != subnet {
-			continue
-		}
-		idx, err := index(r.Dev)
-		if err != nil {
-			return peerObjects{}, err
-		}
-		o.route = &netlink.Route{LinkIndex: idx, Dst: prefixNet(r.Dst), Gw: net.IP(r.Gateway.AsSlice())}
-		if r.Onlink {
-			o.route.Flags = int(netlink.FLAG_ONLINK)
-		}
-	}
-	if o.route == nil {
-		return peerObjects{}, fmt.Errorf("node %s: the backend programs no route to peer %s (%s)", n.Name, p.Name, p.Subnet)
-	}
-	for _, nb := range want.Neighbors {
-		if nb.IP != subnet.Addr() {
-			continue
-		}
-		idx, err := index(nb.Dev)
-		if err != nil {
-			return peerObjects{}, err
-		}
-		mac, _ := net.ParseMAC(nb.MAC)
-		o.neigh = &netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_PERMANENT, IP: net.IP(nb.IP.AsSlice()), HardwareAddr: mac}
-		for _, f := range want.FDB {
-			if strings.EqualFold(f.MAC, nb.MAC) && f.Dev == nb.Dev {
-				o.fdb = &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT, Flags: netlink.NTF_SELF,
-					IP: net.IP(f.Dst.AsSlice()), HardwareAddr: mac}
+	var out []peerObjects
+	for _, subnet := range peerSubnets(p) {
+		var o peerObjects
+		for _, r := range want.Routes {
+			if r.Dst != subnet {
+				continue
+			}
+			idx, err := index(r.Dev)
+			if err != nil {
+				return nil, err
+			}
+			o.route = &netlink.Route{LinkIndex: idx, Dst: prefixNet(r.Dst), Gw: net.IP(r.Gateway.AsSlice())}
+			if r.Onlink {
+				o.route.Flags = int(netlink.FLAG_ONLINK)
 			}
 		}
+		if o.route == nil {
+			return nil, fmt.Errorf("node %s: the backend programs no route to peer %s (%s)", n.Name, p.Name, subnet)
+		}
+		family := unix.AF_INET
+		if subnet.Addr().Is6() {
+			family = unix.AF_INET6
+		}
+		for _, nb := range want.Neighbors {
+			if nb.IP != subnet.Addr() {
+				continue
+			}
+			idx, err := index(nb.Dev)
+			if err != nil {
+				return nil, err
+			}
+			mac, _ := net.ParseMAC(nb.MAC)
+			o.neigh = &netlink.Neigh{LinkIndex: idx, Family: family, State: netlink.NUD_PERMANENT, IP: net.IP(nb.IP.AsSlice()), HardwareAddr: mac}
+			for _, f := range want.FDB {
+				if strings.EqualFold(f.MAC, nb.MAC) && f.Dev == nb.Dev {
+					o.fdb = &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT, Flags: netlink.NTF_SELF,
+						IP: net.IP(f.Dst.AsSlice()), HardwareAddr: mac}
+				}
+			}
+		}
+		out = append(out, o)
 	}
-	return o, nil
+	return out, nil
 }
 
-// programPeer makes node n's route, neighbour and FDB entry for peer p what
-// they should be (replacing whatever is there), so it serves both Up and Fix.
+// programPeer makes node n's routes, neighbours and FDB entries for peer p
+// (each family) what they should be (replacing whatever is there), so it
+// serves both Up and Fix.
 func programPeer(st *State, n, p *Node) error {
 	return withHandle(n.Namespace, func(h *netlink.Handle) error {
-		o, err := peerState(h, st, n, p)
+		objs, err := peerState(h, st, n, p)
 		if err != nil {
 			return err
 		}
-		if o.neigh != nil {
-			if err := h.NeighSet(o.neigh); err != nil {
-				return fmt.Errorf("node %s: neighbour %s lladdr %s: %w", n.Name, o.neigh.IP, o.neigh.HardwareAddr, err)
+		for _, o := range objs {
+			if o.neigh != nil {
+				if err := h.NeighSet(o.neigh); err != nil {
+					return fmt.Errorf("node %s: neighbour %s lladdr %s: %w", n.Name, o.neigh.IP, o.neigh.HardwareAddr, err)
+				}
 			}
-		}
-		if o.fdb != nil {
-			if err := h.NeighSet(o.fdb); err != nil {
-				return fmt.Errorf("node %s: fdb %s dst %s: %w", n.Name, o.fdb.HardwareAddr, o.fdb.IP, err)
+			if o.fdb != nil {
+				if err := h.NeighSet(o.fdb); err != nil {
+					return fmt.Errorf("node %s: fdb %s dst %s: %w", n.Name, o.fdb.HardwareAddr, o.fdb.IP, err)
+				}
 			}
-		}
-		if err := h.RouteReplace(o.route); err != nil {
-			return fmt.Errorf("node %s: route %s via %s: %w", n.Name, o.route.Dst, o.route.Gw, err)
+			if err := h.RouteReplace(o.route); err != nil {
+				return fmt.Errorf("node %s: route %s via %s: %w", n.Name, o.route.Dst, o.route.Gw, err)
+			}
 		}
 		return nil
 	})

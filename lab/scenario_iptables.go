@@ -24,12 +24,77 @@ const dockerForward = `*filter
 COMMIT
 `
 
-func breakForwardDrop(ctx context.Context, _ *State, n, _ *Node) error {
-	if _, err := runIn(ctx, n.Namespace, dockerForward, "iptables-nft-restore", "--noflush"); err != nil {
+// breakForwardDrop adds Docker's chains and policy DROP to the filter
+// FORWARD chain of each family the lab runs (iptables-nft; ip6tables-nft
+// on a lab with IPv6, as Docker with IPv6 enabled does).
+func breakForwardDrop(ctx context.Context, st *State, n, _ *Node) error {
+	tools := [][2]string{}
+	if st.HasIPv4() {
+		tools = append(tools, [2]string{"iptables-nft", "iptables-nft-restore"})
+	}
+	if st.HasIPv6() {
+		// Idempotent: a re-apply after another nft-layer fix must not
+		// stack a second set of jumps.
+		if err := fixForwardDrop6(ctx, n); err != nil {
+			return err
+		}
+		tools = append(tools, [2]string{"ip6tables-nft", "ip6tables-nft-restore"})
+	}
+	for _, t := range tools {
+		if _, err := runIn(ctx, n.Namespace, dockerForward, t[1], "--noflush"); err != nil {
+			return err
+		}
+		if _, err := runIn(ctx, n.Namespace, "", t[0], "-t", "filter", "-P", "FORWARD", "DROP"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fixForwardDrop undoes breakForwardDrop: the IPv4 rules are loaded afresh
+// (fixFirewall) and, on a lab with IPv6, Docker's chains leave the ip6tables
+// filter table and FORWARD accepts again.
+func fixForwardDrop(ctx context.Context, st *State, n, peer *Node) error {
+	if st.HasIPv4() {
+		if err := fixFirewall(ctx, st, n, peer); err != nil {
+			return err
+		}
+	}
+	if st.HasIPv6() {
+		return fixForwardDrop6(ctx, n)
+	}
+	return nil
+}
+
+// fixForwardDrop6 rewrites node n's ip6tables-nft filter table without
+// Docker's chains and jumps, with FORWARD policy ACCEPT; every other rule
+// stays.
+func fixForwardDrop6(ctx context.Context, n *Node) error {
+	dump, err := runIn(ctx, n.Namespace, "", "ip6tables-nft-save", "-t", "filter")
+	if err != nil {
 		return err
 	}
-	_, err := runIn(ctx, n.Namespace, "", "iptables-nft", "-t", "filter", "-P", "FORWARD", "DROP")
+	if !strings.Contains(dump, "*filter") {
+		return nil // no ip6tables filter table: nothing to undo
+	}
+	_, err = runIn(ctx, n.Namespace, withoutDocker(dump), "ip6tables-nft-restore")
 	return err
+}
+
+// withoutDocker is an iptables-save dump of the filter table without
+// Docker's chains, rules and jumps (FORWARD policy ACCEPT).
+func withoutDocker(dump string) string {
+	var kept []string
+	for _, l := range strings.Split(dump, "\n") {
+		switch {
+		case strings.HasPrefix(l, ":DOCKER"), strings.HasPrefix(l, "-A DOCKER"), strings.Contains(l, " -j DOCKER"):
+			continue
+		case strings.HasPrefix(l, ":FORWARD DROP"):
+			l = ":FORWARD ACCEPT" + strings.TrimPrefix(l, ":FORWARD DROP")
+		}
+		kept = append(kept, l)
+	}
+	return strings.Join(kept, "\n")
 }
 
 func fixFirewall(ctx context.Context, st *State, n, _ *Node) error { return applyFirewall(ctx, st, n) }

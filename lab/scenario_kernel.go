@@ -10,10 +10,6 @@ import (
 
 // Scenario implementations that change sysctls and netlink objects.
 
-func sysctlScenario(key, value string) func(context.Context, *State, *Node, *Node) error {
-	return func(_ context.Context, _ *State, n, _ *Node) error { return setSysctl(n.Namespace, key, value) }
-}
-
 // bridgeNFScenario sets bridge-nf-call-iptables (F1) and, on a lab whose
 // pods have IPv6, its IPv6 twin bridge-nf-call-ip6tables.
 func bridgeNFScenario(value string) func(context.Context, *State, *Node, *Node) error {
@@ -28,46 +24,68 @@ func bridgeNFScenario(value string) func(context.Context, *State, *Node, *Node) 
 	}
 }
 
+// forwardScenario sets the forwarding sysctl of each family the lab runs:
+// net.ipv4.ip_forward (F2) and, on a lab with IPv6, its IPv6 twin
+// net.ipv6.conf.all.forwarding.
+func forwardScenario(value string) func(context.Context, *State, *Node, *Node) error {
+	return func(_ context.Context, st *State, n, _ *Node) error {
+		if st.HasIPv4() {
+			if err := setSysctl(n.Namespace, SysctlIPForward, value); err != nil {
+				return err
+			}
+		}
+		if st.HasIPv6() {
+			return setSysctl(n.Namespace, SysctlIPv6Forward, value)
+		}
+		return nil
+	}
+}
+
 func fixPeer(_ context.Context, st *State, n, peer *Node) error { return programPeer(st, n, peer) }
 
+// breakFDB deletes node n's FDB entry of peer's VTEP (each family's in a
+// lab with IPv6).
 func breakFDB(_ context.Context, st *State, n, peer *Node) error {
-	return withHandle(n.Namespace, func(h *netlink.Handle) error {
-		o, err := vxlanPeerState(h, st, n, peer)
-		if err != nil {
-			return err
-		}
+	return eachPeerObject(st, n, peer, true, func(h *netlink.Handle, o peerObjects) error {
 		return ignoreMissing(h.NeighDel(o.fdb))
 	})
 }
 
+// breakNeigh gives node n's neighbour entry of peer's VTEP (each family's)
+// a stale MAC, as after the peer rebooted.
 func breakNeigh(_ context.Context, st *State, n, peer *Node) error {
-	return withHandle(n.Namespace, func(h *netlink.Handle) error {
-		o, err := vxlanPeerState(h, st, n, peer)
-		if err != nil {
-			return err
-		}
+	return eachPeerObject(st, n, peer, true, func(h *netlink.Handle, o peerObjects) error {
 		o.neigh.HardwareAddr, _ = net.ParseMAC(StaleMAC(peer.Index))
 		return h.NeighSet(o.neigh)
 	})
 }
 
-// vxlanPeerState is peerState for a scenario that breaks a vxlan entry:
-// a peer routed directly (DirectRouting) has none.
-func vxlanPeerState(h *netlink.Handle, st *State, n, peer *Node) (peerObjects, error) {
-	o, err := peerState(h, st, n, peer)
-	if err == nil && (o.neigh == nil || o.fdb == nil) {
-		err = fmt.Errorf("node %s routes peer %s directly (DirectRouting): it has no vxlan neighbour or FDB entry to break; try F6-route", n.Name, peer.Name)
-	}
-	return o, err
+// breakRoute deletes node n's route to peer's pod subnet (each family's).
+func breakRoute(_ context.Context, st *State, n, peer *Node) error {
+	return eachPeerObject(st, n, peer, false, func(h *netlink.Handle, o peerObjects) error {
+		return ignoreMissing(h.RouteDel(o.route))
+	})
 }
 
-func breakRoute(_ context.Context, st *State, n, peer *Node) error {
+// eachPeerObject runs fn in node n's namespace on what n needs to reach
+// peer, once per family of the lab (peerState). With vxlan, a scenario
+// that breaks a vxlan entry is refused for a peer routed directly
+// (DirectRouting): it has no vxlan neighbour or FDB entry.
+func eachPeerObject(st *State, n, peer *Node, vxlan bool, fn func(*netlink.Handle, peerObjects) error) error {
 	return withHandle(n.Namespace, func(h *netlink.Handle) error {
-		o, err := peerState(h, st, n, peer)
+		objs, err := peerState(h, st, n, peer)
 		if err != nil {
 			return err
 		}
-		return ignoreMissing(h.RouteDel(o.route))
+		for _, o := range objs {
+			if vxlan && (o.neigh == nil || o.fdb == nil) {
+				return fmt.Errorf("node %s routes peer %s directly (DirectRouting): it has no vxlan neighbour or FDB entry to break; try F6-route", n.Name, peer.Name)
+			}
+			if err := fn(h, o); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

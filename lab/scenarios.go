@@ -47,13 +47,13 @@ var scenarios = []Scenario{
 		Effect:   "a pod calling a Service whose endpoint is on the same bridge times out (try 10.96.1.<i>:80 from node<i>-a)",
 		ipv6Twin: true, apply: bridgeNFScenario("0"), undo: bridgeNFScenario("1")},
 	{ID: "F2", Alias: "ip-forward", Section: "F2", Check: checkid.IPForward, layer: "sysctl",
-		Summary: "net.ipv4.ip_forward=0 in the node",
-		Effect:  "nothing crosses the node: its pods cannot reach other nodes' pods",
-		apply:   sysctlScenario(SysctlIPForward, "0"), undo: sysctlScenario(SysctlIPForward, "1")},
+		Summary:  "net.ipv4.ip_forward=0 in the node (and its IPv6 twin net.ipv6.conf.all.forwarding=0 on a lab with IPv6)",
+		Effect:   "nothing crosses the node: its pods cannot reach other nodes' pods",
+		ipv6Twin: true, apply: forwardScenario("0"), undo: forwardScenario("1")},
 	{ID: "F3", Alias: "forward-drop", Section: "F3", Check: checkid.ForwardPolicyDrop, layer: "nft",
-		Summary: "Docker-style filter FORWARD policy DROP with DOCKER-USER/DOCKER/DOCKER-ISOLATION chains (iptables-nft)",
-		Effect:  "new connections forwarded by the node are dropped: other nodes' pods cannot reach its pods",
-		apply:   breakForwardDrop, undo: fixFirewall},
+		Summary:  "Docker-style filter FORWARD policy DROP with DOCKER-USER/DOCKER/DOCKER-ISOLATION chains (iptables-nft; ip6tables-nft too on a lab with IPv6)",
+		Effect:   "new connections forwarded by the node are dropped: other nodes' pods cannot reach its pods",
+		ipv6Twin: true, apply: breakForwardDrop, undo: fixForwardDrop},
 	{ID: "F4-split", Section: "F4", Check: checkid.IptablesBackendsSplit, layer: "legacy",
 		Summary: "a copy of KUBE-FORWARD written through iptables-legacy, so both backends hold rules",
 		Effect:  "two rule sets run in an undefined order; nothing visibly breaks yet",
@@ -67,17 +67,17 @@ var scenarios = []Scenario{
 		Effect:  "10.96.0.1:443 is not translated; calls to it time out",
 		apply:   breakNoDNAT, undo: fixFirewall},
 	{ID: "F6-fdb", Section: "F6", Check: checkid.VxlanFDB, layer: "overlay", needsPeer: true, vxlanOnly: true,
-		Summary: "the FDB entry of one peer's VTEP MAC on twill.1 is deleted",
-		Effect:  "pods of this node cannot reach the peer's pods (and back)",
-		apply:   breakFDB, undo: fixPeer},
+		Summary:  "the FDB entry of one peer's VTEP MAC on twill.1 is deleted (and on twill-v6.1 on a lab with IPv6)",
+		Effect:   "pods of this node cannot reach the peer's pods (and back)",
+		ipv6Twin: true, apply: breakFDB, undo: fixPeer},
 	{ID: "F6-neigh", Section: "F6", Check: checkid.VxlanNeighbour, layer: "overlay", needsPeer: true, vxlanOnly: true,
-		Summary: "one peer's neighbour entry on twill.1 gets a stale MAC (as after the peer rebooted)",
-		Effect:  "pods of this node cannot reach the peer's pods",
-		apply:   breakNeigh, undo: fixPeer},
+		Summary:  "one peer's neighbour entry on twill.1 gets a stale MAC, as after the peer rebooted (and on twill-v6.1 on a lab with IPv6)",
+		Effect:   "pods of this node cannot reach the peer's pods",
+		ipv6Twin: true, apply: breakNeigh, undo: fixPeer},
 	{ID: "F6-route", Section: "F6", Check: checkid.OverlayRoute, layer: "overlay", needsPeer: true,
-		Summary: "the route to one peer's pod subnet is deleted",
-		Effect:  "pods of this node cannot reach the peer's pods",
-		apply:   breakRoute, undo: fixPeer},
+		Summary:  "the route to one peer's pod subnet is deleted (each family's on a lab with IPv6)",
+		Effect:   "pods of this node cannot reach the peer's pods",
+		ipv6Twin: true, apply: breakRoute, undo: fixPeer},
 	{ID: "F6-mtu", Section: "F6", Check: checkid.PodMTU, layer: "mtu", vxlanOnly: true,
 		Summary: "the node's pod veths (both ends) and cni0 get MTU 1500 while twill.1 stays 1450",
 		Effect:  "small packets pass, large ones across nodes are lost",
@@ -256,7 +256,7 @@ func prepare(name, scenario, node string) (*State, Scenario, *Node, error) {
 		return nil, Scenario{}, nil, fmt.Errorf("scenario %s needs the vxlan backend; lab %s uses %s (start one with --backend vxlan)", s.ID, st.Name, st.Backend)
 	}
 	if !st.HasIPv4() && !s.ipv6Twin {
-		return nil, Scenario{}, nil, fmt.Errorf("scenario %s breaks IPv4 state; lab %s is IPv6 only (scenarios run in ipv4 and dual labs; F1 also in IPv6-only ones)", s.ID, st.Name)
+		return nil, Scenario{}, nil, fmt.Errorf("scenario %s breaks IPv4 state; lab %s is IPv6 only (scenarios run in ipv4 and dual labs; %s also in IPv6-only ones)", s.ID, st.Name, strings.Join(ipv6TwinIDs(), ", "))
 	}
 	return st, s, n, nil
 }
@@ -285,6 +285,17 @@ func ScenarioTable(w io.Writer) {
 		}
 		fmt.Fprintf(w, "%-11s %-13s %-9s %-7s %s\n", s.ID, alias, s.Section, s.Check, s.Summary)
 	}
+}
+
+// ipv6TwinIDs are the scenarios that also run in IPv6-only labs.
+func ipv6TwinIDs() []string {
+	var ids []string
+	for _, s := range scenarios {
+		if s.ipv6Twin {
+			ids = append(ids, s.ID)
+		}
+	}
+	return ids
 }
 
 // dropApplied removes scenario id on node from the lab's applied scenarios

@@ -104,6 +104,9 @@ type Node struct {
 	// IPv6-only lab.
 	IPv6       string `json:"ipv6,omitempty"`
 	IPv6Subnet string `json:"ipv6Subnet,omitempty"`
+	// VtepMACv6 is the MAC of the node's IPv6 VTEP (twill-v6.<VNI>), as
+	// its agent publishes it (vxlan labs with IPv6).
+	VtepMACv6 string `json:"vtepMACv6,omitempty"`
 	// Real is the node's mount namespace and daemons (ModeKubernetes).
 	Real *RealNode `json:"real,omitempty"`
 }

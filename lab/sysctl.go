@@ -15,6 +15,8 @@ const (
 	SysctlBridgeNF  = "net/bridge/bridge-nf-call-iptables"
 	// SysctlBridgeNF6 is F1's IPv6 twin, broken with it on a lab with IPv6.
 	SysctlBridgeNF6 = "net/bridge/bridge-nf-call-ip6tables"
+	// SysctlIPv6Forward is F2's IPv6 twin, broken with it on a lab with IPv6.
+	SysctlIPv6Forward = "net/ipv6/conf/all/forwarding"
 )
 
 // setSysctl writes a /proc/sys value from inside namespace ns.
