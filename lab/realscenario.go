@@ -49,7 +49,7 @@ var realScenarios = map[string]realScenario{
 		apply: func(_ context.Context, _ *State, n *Node) error { return setSysctl(n.Namespace, SysctlBridgeNF, "0") },
 		undo:  func(_ context.Context, _ *State, n *Node) error { return setSysctl(n.Namespace, SysctlBridgeNF, "1") }},
 	"F3": {pause: pauseTwillPod,
-		apply: func(ctx context.Context, _ *State, n *Node) error { return breakForwardDrop(ctx, nil, n, nil) },
+		apply: func(ctx context.Context, st *State, n *Node) error { return breakForwardDrop(ctx, st, n, nil) },
 		undo:  removeDockerForward},
 	"F5a": {pause: pauseKubeProxy, apply: breakRealNoDNAT, undo: restartKubeProxy},
 }

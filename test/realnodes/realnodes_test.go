@@ -11,7 +11,8 @@
 // nothing wrong; the seed failures F1, F3 and F5a broken with `lab break`
 // are seen, named by doctor, explained by trace and fixed (both kube-proxy
 // modes); a rolling update of the DaemonSet to a new image tag and a
-// deleted twill pod leave a TCP stream between nodes without a reset;
+// deleted twill pod leave a TCP stream between nodes without a reset; a
+// Node deleted from the API makes its peers drop its route and FDB entry;
 // `kubectl delete -f` plus `twill uninstall` on every node leaves nothing
 // of twill. Then `lab down` leaves nothing behind (also without its state
 // file, as after a crash) and no host-wide setting changed. It runs with
@@ -323,6 +324,9 @@ func testCluster(t *testing.T, mode, backend, id string) {
 		})
 	}
 	if mode == "nftables" {
+		check("a Node deleted from the API (kubectl delete node node2): node1's twill drops its route and FDB entry", func() error {
+			return nodeDeletedPeersForget(t, name, st)
+		})
 		// Last: it takes the pod network away.
 		check("kubectl delete -f twill.yaml, then twill uninstall on every node: nothing of twill is left", func() error {
 			return deleteAndUninstall(t, name, st)
