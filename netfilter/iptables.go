@@ -54,22 +54,7 @@ func (t *Table) Chain(name string) *Chain {
 	if t == nil {
 		return nil
 	}
-	if t.index != nil && len(t.index) == len(t.Chains) {
-		// The index covers every chain: trust it, also for misses.
-		i, ok := t.index[name]
-		if !ok {
-			return nil
-		}
-		if t.Chains[i].Name == name {
-			return t.Chains[i]
-		}
-	}
-	for _, c := range t.Chains {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
+	return chainByName(t.Chains, t.index, name, func(c *Chain) string { return c.Name })
 }
 
 // Reindex rebuilds the name index that makes Chain O(1). The parser calls

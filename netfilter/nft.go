@@ -26,22 +26,7 @@ func (t *NftTable) Chain(name string) *NftChain {
 	if t == nil {
 		return nil
 	}
-	if t.index != nil && len(t.index) == len(t.Chains) {
-		// The index covers every chain: trust it, also for misses.
-		i, ok := t.index[name]
-		if !ok {
-			return nil
-		}
-		if t.Chains[i].Name == name {
-			return t.Chains[i]
-		}
-	}
-	for _, c := range t.Chains {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
+	return chainByName(t.Chains, t.index, name, func(c *NftChain) string { return c.Name })
 }
 
 // Set returns the named set or map, or nil.
