@@ -80,3 +80,19 @@ func TestIPv6NeedsIPv6Nodes(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestIPv6NodeCallsItself: a node calling one of its own IPv6 addresses
+// (or [::1]) sends from that address, as the kernel does (IPv6 local
+// routes have no preferred source; RFC 6724 rule 1), not from whichever
+// global address another device has; the IPv4 twin keeps the local
+// route's source.
+func TestIPv6NodeCallsItself(t *testing.T) {
+	for _, to := range []string{"::1", "fd00:10:244:1::1", "fd00:77::11", "127.0.0.1", "10.244.1.1"} {
+		for i := 0; i < 20; i++ { // the devices' addresses are kept in a map: every order
+			r := dualTrace(t, nil, "node1", netip.AddrPortFrom(netip.MustParseAddr(to), 8080).String(), "tcp")
+			if r.Packet.Src.String() != to {
+				t.Fatalf("node1 -> %s: sent from %s, want %s\n%s", to, r.Packet.Src, to, text(r))
+			}
+		}
+	}
+}

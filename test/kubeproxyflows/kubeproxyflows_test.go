@@ -67,7 +67,8 @@ var families = []family{
 		"vipClusterIP": "172.30.0.41", "vipUnallocated": "172.30.0.50",
 		"vipNoEps": "172.30.0.46", "extNoEps": "192.168.99.46", "lbNoEps": "1.2.3.46",
 		"vipNodePort": "172.30.0.51",
-		"vipLB": "172.30.0.61", "lb1": "1.2.3.4", "lb2": "5.6.7.8", "rangeNode": "192.168.0.0/24", "rangeExt": "203.0.113.0/25",
+		"vipLB":       "172.30.0.61", "lb1": "1.2.3.4", "lb2": "5.6.7.8",
+		"rangeNode": "192.168.0.0/24", "rangeExt": "203.0.113.0/25",
 		"vipETPLocal": "172.30.0.71", "extETPLocal": "192.168.99.71", "lbETPLocal": "1.2.3.71",
 		"vipETPNone": "172.30.0.72", "extETPNone": "192.168.99.72", "lbETPNone": "1.2.3.72",
 		"vipETPCluster": "172.30.0.81", "extETPCluster": "192.168.99.81", "lbETPCluster": "1.2.3.81",
@@ -81,7 +82,8 @@ var families = []family{
 		"vipClusterIP": "fd00:172:30::41", "vipUnallocated": "fd00:172:30::50",
 		"vipNoEps": "fd00:172:30::46", "extNoEps": "2001:db8:99::46", "lbNoEps": "fd00:1:2:3::46",
 		"vipNodePort": "fd00:172:30::51",
-		"vipLB": "fd00:172:30::61", "lb1": "fd00:1:2:3::4", "lb2": "fd00:5:6:7::8", "rangeNode": "2001:db8::/64", "rangeExt": "2600:5200::/120",
+		"vipLB":       "fd00:172:30::61", "lb1": "fd00:1:2:3::4", "lb2": "fd00:5:6:7::8",
+		"rangeNode": "2001:db8::/64", "rangeExt": "2600:5200::/120",
 		"vipETPLocal": "fd00:172:30::71", "extETPLocal": "2001:db8:99::71", "lbETPLocal": "fd00:1:2:3::71",
 		"vipETPNone": "fd00:172:30::72", "extETPNone": "2001:db8:99::72", "lbETPNone": "fd00:1:2:3::72",
 		"vipETPCluster": "fd00:172:30::81", "extETPCluster": "2001:db8:99::81", "lbETPCluster": "fd00:1:2:3::81",
@@ -630,12 +632,15 @@ func checkFlows(t *testing.T, w *trace.World, mode string, f family) (agree, tot
 		if ok && len(got) > 0 && !isVerdict(got[0]) {
 			ok = masq == fl.masq
 		}
+		var b strings.Builder
+		res.WriteText(&b)
+		if os.Getenv("TWILL_KPF_TRACES") != "" {
+			t.Logf("%s %s %s %q: %s -> %s:%d:\n%s", mode, f.name, fl.svc, fl.name, req.From, req.To, req.Port, b.String())
+		}
 		if ok {
 			agree++
 			continue
 		}
-		var b strings.Builder
-		res.WriteText(&b)
 		t.Errorf("%s %s %s %q: %s -> %s:%d: kube-proxy's test expects %v masq=%v; the trace gives %v masq=%v %s\n%s",
 			mode, f.name, fl.svc, fl.name, req.From, req.To, req.Port, fl.want, fl.masq, got, masq, why, b.String())
 	}
