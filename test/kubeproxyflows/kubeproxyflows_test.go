@@ -1,6 +1,7 @@
 package kubeproxyflows
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -64,7 +65,7 @@ var families = []family{
 		"ext": "203.0.113.2", "extBlocked": "203.0.113.130", "localhost": "127.0.0.1",
 		"bridge": "10.0.0.1", "pod": "10.0.0.2", "ep1": "10.180.0.1", "ep2": "10.180.2.1",
 		"itp1": "10.0.1.1", "itp2": "10.0.1.2", "itp3": "10.0.1.3",
-		"vipClusterIP": "172.30.0.41", "vipUnallocated": "172.30.0.50",
+		"vipClusterIP": "172.30.0.41", "vipMultiProto": "172.30.0.42", "vipUnallocated": "172.30.0.50",
 		"vipNoEps": "172.30.0.46", "extNoEps": "192.168.99.46", "lbNoEps": "1.2.3.46",
 		"vipNodePort": "172.30.0.51",
 		"vipLB":       "172.30.0.61", "lb1": "1.2.3.4", "lb2": "5.6.7.8",
@@ -79,7 +80,7 @@ var families = []family{
 		"ext": "2600:5200::1", "extBlocked": "2600:5200::130", "localhost": "::1",
 		"bridge": "fd00:10::1", "pod": "fd00:10::2", "ep1": "fd00:10:180::1", "ep2": "fd00:10:180::2:1",
 		"itp1": "fd00:10:1::1", "itp2": "fd00:10:1::2", "itp3": "fd00:10:1::3",
-		"vipClusterIP": "fd00:172:30::41", "vipUnallocated": "fd00:172:30::50",
+		"vipClusterIP": "fd00:172:30::41", "vipMultiProto": "fd00:172:30::42", "vipUnallocated": "fd00:172:30::50",
 		"vipNoEps": "fd00:172:30::46", "extNoEps": "2001:db8:99::46", "lbNoEps": "fd00:1:2:3::46",
 		"vipNodePort": "fd00:172:30::51",
 		"vipLB":       "fd00:172:30::61", "lb1": "fd00:1:2:3::4", "lb2": "fd00:5:6:7::8",
@@ -124,11 +125,25 @@ type service struct {
 	itp          v1.ServiceInternalTrafficPolicy
 	sourceRanges []string
 	eps          []endpoint
+	// ports are the Service's ports (default: p80, TCP 80 to 80, with
+	// nodePort when set).
+	ports []svcPort
+}
+
+// svcPort is one port of a Service and its EndpointSlice.
+type svcPort struct {
+	name         string
+	proto        v1.Protocol
+	port, target int32
 }
 
 var services = []service{
 	{name: "clusterip", test: "TestClusterIPGeneral", typ: v1.ServiceTypeClusterIP, vip: "vipClusterIP",
 		eps: []endpoint{{"ep1", nodeName}}},
+	{name: "multiproto", test: "TestClusterIPGeneral (svc2)", typ: v1.ServiceTypeClusterIP, vip: "vipMultiProto",
+		eps: []endpoint{{"ep1", nodeName}, {"ep2", "node2"}},
+		ports: []svcPort{{"http", v1.ProtocolTCP, 80, 80}, {"https", v1.ProtocolTCP, 443, 8443},
+			{"dns-udp", v1.ProtocolUDP, 53, 53}, {"dns-tcp", v1.ProtocolTCP, 53, 5353}, {"dns-sctp", v1.ProtocolSCTP, 53, 53}}},
 	{name: "noeps", test: "TestNoEndpointsReject", typ: v1.ServiceTypeLoadBalancer, vip: "vipNoEps",
 		externalIPs: []string{"extNoEps"}, lbIPs: []string{"lbNoEps"}, nodePort: 30046},
 	{name: "nodeport", test: "TestNodePorts", typ: v1.ServiceTypeNodePort, vip: "vipNodePort", nodePort: 30051,
@@ -169,8 +184,12 @@ type flow struct {
 	from string
 	to   string
 	port uint16
-	want []string // endpoint names, or one of reject, drop, none
-	masq bool
+	// proto is the flow's protocol ("" tcp); tport the endpoints' port
+	// the packet must be DNATed to (0: 80).
+	proto string
+	tport uint16
+	want  []string // endpoint names, or one of reject, drop, none
+	masq  bool
 	// mode limits the flow to one proxy mode ("" both); fam to one family
 	// (4 or 6; 0 both). The unit tests of the two modes differ in a few
 	// expectations, which are then two flows.
@@ -185,6 +204,15 @@ var flows = []flow{
 	{svc: "clusterip", name: "svc1 does not accept svc2's ports", from: "pod", to: "vipClusterIP", port: 443, want: []string{none}, mode: "iptables"},
 	{svc: "clusterip", name: "svc1 does not accept svc2's ports", from: "pod", to: "vipClusterIP", port: 443, want: []string{reject}, mode: "nftables"},
 	{svc: "clusterip", name: "packet to unallocated cluster ip", from: "pod", to: "vipUnallocated", port: 80, want: []string{drop}, mode: "nftables"},
+
+	// TestClusterIPGeneral: several ports and protocols on one Service.
+	{svc: "multiproto", name: "clusterIP with multiple endpoints", from: "pod", to: "vipMultiProto", port: 80, want: []string{"ep1", "ep2"}},
+	{svc: "multiproto", name: "clusterIP with TargetPort", from: "pod", to: "vipMultiProto", port: 443, tport: 8443, want: []string{"ep1", "ep2"}},
+	{svc: "multiproto", name: "clusterIP with TCP, UDP, and SCTP on same port (TCP)", from: "pod", to: "vipMultiProto", port: 53, tport: 5353, want: []string{"ep1", "ep2"}},
+	{svc: "multiproto", name: "clusterIP with TCP, UDP, and SCTP on same port (UDP)", proto: "udp", from: "pod", to: "vipMultiProto", port: 53, tport: 53, want: []string{"ep1", "ep2"}},
+	{svc: "multiproto", name: "clusterIP with TCP, UDP, and SCTP on same port (SCTP)", proto: "sctp", from: "pod", to: "vipMultiProto", port: 53, tport: 53, want: []string{"ep1", "ep2"}},
+	{svc: "multiproto", name: "TCP-only port does not match UDP traffic", proto: "udp", from: "pod", to: "vipMultiProto", port: 80, want: []string{none}, mode: "iptables"},
+	{svc: "multiproto", name: "TCP-only port does not match UDP traffic", proto: "udp", from: "pod", to: "vipMultiProto", port: 80, want: []string{reject}, mode: "nftables"},
 
 	// TestNoEndpointsReject.
 	{svc: "noeps", name: "pod to cluster IP with no endpoints", from: "pod", to: "vipNoEps", port: 80, want: []string{reject}},
@@ -228,6 +256,9 @@ var flows = []flow{
 	{svc: "etp-local", name: "external to LB IP hits only local endpoint, unmasqueraded", from: "ext", to: "lbETPLocal", port: 80, want: []string{"ep2"}},
 	{svc: "etp-local", name: "pod to NodePort hits both endpoints, unmasqueraded", from: "pod", to: "node", port: 30071, want: []string{"ep1", "ep2"}},
 	{svc: "etp-local", name: "external to NodePort hits only local endpoint, unmasqueraded", from: "ext", to: "node", port: 30071, want: []string{"ep2"}},
+	// TestTracePacket "LOCAL, KUBE-MARK-MASQ" (TestOverallIPTablesRules'
+	// svc2: "masquerade LOCAL traffic", "route LOCAL traffic" to every endpoint).
+	{svc: "etp-local", name: "LOCAL, KUBE-MARK-MASQ", from: "node", to: "extETPLocal", port: 80, want: []string{"ep1", "ep2"}, masq: true},
 
 	// externalTrafficPolicy Local without a local endpoint
 	// (TestOverallIPTablesRules' svc2 "has no local endpoints";
@@ -340,8 +371,14 @@ func createService(ctx context.Context, t *testing.T, c kubernetes.Interface, f 
 			ClusterIPs:     []string{f.addr(t, s.vip)},
 			IPFamilies:     []v1.IPFamily{fam},
 			IPFamilyPolicy: ptr.To(v1.IPFamilyPolicySingleStack),
-			Ports:          []v1.ServicePort{{Name: "p80", Port: 80, Protocol: v1.ProtocolTCP, TargetPort: intstr.FromInt32(80), NodePort: s.nodePort}},
 		},
+	}
+	ports := s.ports
+	if ports == nil {
+		ports = []svcPort{{"p80", v1.ProtocolTCP, 80, 80}}
+	}
+	for _, p := range ports {
+		svc.Spec.Ports = append(svc.Spec.Ports, v1.ServicePort{Name: p.name, Port: p.port, Protocol: p.proto, TargetPort: intstr.FromInt32(p.target), NodePort: s.nodePort})
 	}
 	if s.nodePort != 0 && f.v6 {
 		// NodePorts are per Service, not per family: the IPv6 twin takes
@@ -378,7 +415,9 @@ func createService(ctx context.Context, t *testing.T, c kubernetes.Interface, f 
 	sl := &discovery.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Name: name + "-1", Namespace: namespace, Labels: map[string]string{discovery.LabelServiceName: name}},
 		AddressType: at,
-		Ports:       []discovery.EndpointPort{{Name: ptr.To("p80"), Port: ptr.To[int32](80), Protocol: ptr.To(v1.ProtocolTCP)}},
+	}
+	for _, p := range ports {
+		sl.Ports = append(sl.Ports, discovery.EndpointPort{Name: ptr.To(p.name), Port: ptr.To(p.target), Protocol: ptr.To(p.proto)})
 	}
 	for _, e := range s.eps {
 		ep := discovery.Endpoint{Addresses: []string{f.addr(t, e.addr)}, Conditions: discovery.EndpointConditions{Ready: ptr.To(true)}}
@@ -579,7 +618,7 @@ func waitSynced(t *testing.T, node, outside, logPath string) *trace.World {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, _, _ := outcome(res, f)
+			got, _, _, _ := outcome(res, f)
 			if !slices.Equal(got, []string{"ep1"}) {
 				ready = false
 			}
@@ -611,7 +650,7 @@ func checkFlows(t *testing.T, w *trace.World, mode string, f family) (agree, tot
 			continue
 		}
 		total++
-		req := trace.Request{From: fl.from, To: netip.MustParseAddr(f.addr(t, fl.to)), Port: nodePort(fl.port, f)}
+		req := trace.Request{From: fl.from, To: netip.MustParseAddr(f.addr(t, fl.to)), Port: nodePort(fl.port, f), Proto: fl.proto}
 		switch fl.from {
 		case "localhost", "node":
 			// The node itself; "node" from its address, so that is the source.
@@ -627,10 +666,10 @@ func checkFlows(t *testing.T, w *trace.World, mode string, f family) (agree, tot
 			t.Errorf("%s %s %s %q: trace: %v", mode, f.name, fl.svc, fl.name, err)
 			continue
 		}
-		got, masq, why := outcome(res, f)
+		got, masq, ports, why := outcome(res, f)
 		ok := slices.Equal(got, fl.want) && why == ""
 		if ok && len(got) > 0 && !isVerdict(got[0]) {
-			ok = masq == fl.masq
+			ok = masq == fl.masq && slices.Equal(ports, []uint16{cmp.Or(fl.tport, 80)})
 		}
 		var b strings.Builder
 		res.WriteText(&b)
@@ -641,8 +680,8 @@ func checkFlows(t *testing.T, w *trace.World, mode string, f family) (agree, tot
 			agree++
 			continue
 		}
-		t.Errorf("%s %s %s %q: %s -> %s:%d: kube-proxy's test expects %v masq=%v; the trace gives %v masq=%v %s\n%s",
-			mode, f.name, fl.svc, fl.name, req.From, req.To, req.Port, fl.want, fl.masq, got, masq, why, b.String())
+		t.Errorf("%s %s %s %q: %s -> %s:%d: kube-proxy's test expects %v (port %d) masq=%v; the trace gives %v (ports %v) masq=%v %s\n%s",
+			mode, f.name, fl.svc, fl.name, req.From, req.To, req.Port, fl.want, cmp.Or(fl.tport, 80), fl.masq, got, ports, masq, why, b.String())
 	}
 	return agree, total
 }
@@ -655,7 +694,7 @@ func isVerdict(s string) bool { return s == reject || s == drop || s == none }
 // netfilter rule), DROP (dropped by one), or none (no rule translated or
 // stopped it). why says what does not fit any of these (mixed outcomes,
 // a DNATed packet that did not get through).
-func outcome(res *trace.Result, f family) (got []string, masq bool, why string) {
+func outcome(res *trace.Result, f family) (got []string, masq bool, ports []uint16, why string) {
 	byAddr := map[netip.Addr]string{}
 	for _, p := range pods {
 		byAddr[netip.MustParseAddr(f.a[p])] = p
@@ -678,6 +717,9 @@ func outcome(res *trace.Result, f family) (got []string, masq bool, why string) 
 				got = append(got, name)
 			}
 			masqs = append(masqs, o.SeenSrc.Addr() != res.Packet.Src)
+			if !slices.Contains(ports, o.SeenDst.Port()) {
+				ports = append(ports, o.SeenDst.Port())
+			}
 		default:
 			kinds[none] = true
 		}
@@ -689,12 +731,12 @@ func outcome(res *trace.Result, f family) (got []string, masq bool, why string) 
 		for k := range kinds {
 			got = append(got, k)
 		}
-		return got, false, strings.TrimPrefix(why, "; ")
+		return got, false, nil, strings.TrimPrefix(why, "; ")
 	}
 	slices.Sort(got)
 	masq = masqs[0]
 	if slices.Contains(masqs, !masq) {
 		why += "; masqueraded on some paths only"
 	}
-	return got, masq, strings.TrimPrefix(why, "; ")
+	return got, masq, ports, strings.TrimPrefix(why, "; ")
 }
