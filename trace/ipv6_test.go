@@ -96,3 +96,26 @@ func TestIPv6NodeCallsItself(t *testing.T) {
 		}
 	}
 }
+
+// TestIPv6LocalhostNodePortIsDropped: IPv6 has no route_localnet: a call
+// to [::1]:NODEPORT DNATed to a pod (and masqueraded) is dropped even with
+// net.ipv4.conf.all.route_localnet=1, which lets the IPv4 twin through
+// (test/kubeproxyflows TestIPv6LocalhostNodePortAgrees shows the kernel
+// doing the same).
+func TestIPv6LocalhostNodePortIsDropped(t *testing.T) {
+	set := func(s *nodestate.Snapshot) {
+		s.Sysctls["net.ipv4.conf.all.route_localnet"] = "1"
+		s.Iptables.NFT.Save6 = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n" +
+			"-A OUTPUT -d ::1/128 -p tcp -m tcp --dport 30080 -j DNAT --to-destination [fd00:10:244:2::2]:8081\n" +
+			"-A POSTROUTING -s ::1/128 -j MASQUERADE\nCOMMIT\n"
+		s.Iptables.NFT.Save = strings.Replace(s.Iptables.NFT.Save, ":POSTROUTING ACCEPT [2:180]\n", ":POSTROUTING ACCEPT [2:180]\n-A OUTPUT -d 127.0.0.1/32 -p tcp -m tcp --dport 30080 -j DNAT --to-destination 10.244.2.2:8081\n-A POSTROUTING -s 127.0.0.0/8 -j MASQUERADE\n", 1)
+	}
+	r := dualTrace(t, set, "node2", "[::1]:30080", "tcp")
+	if s := only(t, r); s.Kind != Dropped || s.Cause != CauseLoopbackV6 || !strings.Contains(s.Where, "no route_localnet for IPv6") {
+		t.Fatalf("[::1] NodePort: %+v\n%s", s, text(r))
+	}
+	r = dualTrace(t, set, "node2", "127.0.0.1:30080", "tcp")
+	if s := only(t, r); s.Kind != Established {
+		t.Fatalf("127.0.0.1 NodePort with route_localnet=1: %+v\n%s", s, text(r))
+	}
+}
