@@ -75,6 +75,29 @@ func (e *env) families() []ipFamily {
 	return out
 }
 
+// backend returns the family's dump of the named iptables backend
+// ("legacy", "nft"), nil when not captured.
+func (f ipFamily) backend(name string) *netfilter.Ruleset {
+	for _, b := range f.backends {
+		if b.name == name {
+			return b.rs
+		}
+	}
+	return nil
+}
+
+// familyForward is trace's answer to the family's pod probes of the
+// FORWARD hook (forward or forward6), nil when the node runs no pods of
+// that family.
+func (e *env) familyForward(f ipFamily) *forward {
+	for _, fw := range e.forwards() {
+		if fw.v6 == (f.tool == "ip6tables") {
+			return fw
+		}
+	}
+	return nil
+}
+
 func checkServiceVIP(e *env) ([]Finding, string) {
 	if why := e.iptParseProblem(); why != "" {
 		return nil, why
