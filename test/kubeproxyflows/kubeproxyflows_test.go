@@ -24,6 +24,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/twillnet/twill/backend/testbed"
+	"github.com/twillnet/twill/checkid"
+	"github.com/twillnet/twill/doctor"
 	"github.com/twillnet/twill/kubecreds"
 	"github.com/twillnet/twill/lease/etcd/etcdtest"
 	"github.com/twillnet/twill/lease/kube/kubetest"
@@ -314,6 +316,7 @@ func TestKubeProxyFlows(t *testing.T) {
 				t.Logf("%s %s: %d/%d flows agree with kube-proxy's unit-test expectations", mode, fam.name, a, n)
 				agree, total = agree+a, total+n
 			}
+			checkDoctor(t, w.Host(nodeName).Snap)
 		})
 	}
 	t.Logf("kube-proxy flows: %d/%d agree (iptables and nftables modes, IPv4 and IPv6)", agree, total)
@@ -739,4 +742,28 @@ func outcome(res *trace.Result, f family) (got []string, masq bool, ports []uint
 		why += "; masqueraded on some paths only"
 	}
 	return got, masq, ports, strings.TrimPrefix(why, "; ")
+}
+
+// checkDoctor runs twill doctor over the captured node: kube-proxy's real
+// rules of both families (iptables and ip6tables, or nft ip and ip6) are
+// no F4 (rules split across iptables backends, kube-proxy rules that lost
+// a match) and no F7 (localhost NodePorts with route_localnet 0, or [::1]
+// NodePorts), and those checks ran.
+func checkDoctor(t *testing.T, snap *nodestate.Snapshot) {
+	r := doctor.Run(snap, doctor.Config{ServiceCIDR: netip.MustParsePrefix("172.30.0.0/16"), ClusterCIDR: netip.MustParsePrefix("10.0.0.0/8")})
+	for _, id := range []string{checkid.IptablesBackendsSplit, checkid.KubeRuleLostMatch, checkid.RouteLocalnet} {
+		for _, f := range r.Findings {
+			if f.ID == id {
+				t.Errorf("doctor on kube-proxy's own rules: %s %s: %s %v", f.ID, f.Severity, f.Title, f.Evidence)
+			}
+		}
+		for _, n := range r.NotChecked {
+			if n.ID == id {
+				t.Errorf("doctor did not run %s: %+v", id, n)
+			}
+		}
+	}
+	for _, f := range r.Findings {
+		t.Logf("doctor (other checks, not asserted: this node is no twill node): %s %s: %s", f.ID, f.Severity, f.Title)
+	}
 }
