@@ -174,12 +174,15 @@ func jumpsTo(c *netfilter.Chain, target string) bool {
 }
 
 // nftTranslates reports whether kube-proxy's nftables table translates
-// vip: an element of a verdict map (kube-proxy's service-ips) names it, or
-// a rule that names it does a dnat. A rule that only names it (the Service
-// chain's masquerade mark) does not translate anything.
+// vip: an element of its service-ips verdict map names it, or a rule that
+// names it does a dnat. A rule that only names it (the Service chain's
+// masquerade mark) does not translate anything, nor does an element of
+// another verdict map (no-endpoint-services sends a Service without
+// endpoints to its reject chain, as iptables mode's "has no endpoints"
+// REJECT, which TW030 reports too).
 func nftTranslates(t *netfilter.NftTable, vip string) bool {
 	for _, set := range t.Sets {
-		if set.Map != "verdict" {
+		if set.Map != "verdict" || set.Name != "service-ips" {
 			continue
 		}
 		for _, el := range set.Elements {

@@ -301,6 +301,7 @@ func TestKubeProxyFlows(t *testing.T) {
 	createObjects(t, c)
 
 	agree, total := 0, 0
+	doctorIDs := map[string][]string{}
 	for _, mode := range []string{"iptables", "nftables"} {
 		t.Run(mode, func(t *testing.T) {
 			node, outside := buildNode(t, mode)
@@ -316,10 +317,16 @@ func TestKubeProxyFlows(t *testing.T) {
 				t.Logf("%s %s: %d/%d flows agree with kube-proxy's unit-test expectations", mode, fam.name, a, n)
 				agree, total = agree+a, total+n
 			}
-			checkDoctor(t, w.Host(nodeName).Snap)
+			doctorIDs[mode] = checkDoctor(t, w.Host(nodeName).Snap)
 		})
 	}
 	t.Logf("kube-proxy flows: %d/%d agree (iptables and nftables modes, IPv4 and IPv6)", agree, total)
+	// The same Services in either mode are the same node to doctor (here:
+	// default/kubernetes has no endpoint, the apiserver advertising
+	// 127.0.0.1, so TW030 in both).
+	if !slices.Equal(doctorIDs["iptables"], doctorIDs["nftables"]) {
+		t.Errorf("doctor's findings differ between the proxy modes: iptables %v, nftables %v", doctorIDs["iptables"], doctorIDs["nftables"])
+	}
 	if total == 0 {
 		t.Fatal("no flow was traced")
 	}
@@ -748,8 +755,8 @@ func outcome(res *trace.Result, f family) (got []string, masq bool, ports []uint
 // rules of both families (iptables and ip6tables, or nft ip and ip6) are
 // no F4 (rules split across iptables backends, kube-proxy rules that lost
 // a match) and no F7 (localhost NodePorts with route_localnet 0, or [::1]
-// NodePorts), and those checks ran.
-func checkDoctor(t *testing.T, snap *nodestate.Snapshot) {
+// NodePorts), and those checks ran. It returns the IDs of every finding.
+func checkDoctor(t *testing.T, snap *nodestate.Snapshot) []string {
 	r := doctor.Run(snap, doctor.Config{ServiceCIDR: netip.MustParsePrefix("172.30.0.0/16"), ClusterCIDR: netip.MustParsePrefix("10.0.0.0/8")})
 	for _, id := range []string{checkid.IptablesBackendsSplit, checkid.KubeRuleLostMatch, checkid.RouteLocalnet} {
 		for _, f := range r.Findings {
@@ -764,6 +771,7 @@ func checkDoctor(t *testing.T, snap *nodestate.Snapshot) {
 		}
 	}
 	for _, f := range r.Findings {
-		t.Logf("doctor (other checks, not asserted: this node is no twill node): %s %s: %s", f.ID, f.Severity, f.Title)
+		t.Logf("doctor (other checks; this node is no twill node): %s %s: %s", f.ID, f.Severity, f.Title)
 	}
+	return r.IDs()
 }
