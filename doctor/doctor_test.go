@@ -79,6 +79,11 @@ func TestChecks(t *testing.T) {
 		{"F5a nftables kube-proxy: service-ips has no element for the VIP, its Service chain still names it", func(s *nodestate.Snapshot, _ *Config) {
 			s.Nftables.JSON = nftKubeProxy(false)
 		}, []string{"TW030"}},
+		{"F5a nftables kube-proxy: the VIP only in no-endpoint-services (no endpoints: rejected)", func(s *nodestate.Snapshot, _ *Config) {
+			s.Nftables.JSON = strings.Replace(nftKubeProxy(false), `{"chain": {"family": "ip", "table": "kube-proxy", "name": "service-2QRHZV4L`,
+				`{"map": {"family": "ip", "name": "no-endpoint-services", "table": "kube-proxy", "type": ["ipv4_addr", "inet_proto", "inet_service"], "handle": 52, "map": "verdict", "elem": [[{"concat": ["10.96.0.1", "tcp", 443]}, {"goto": {"target": "reject-chain"}}]]}},
+{"chain": {"family": "ip", "table": "kube-proxy", "name": "service-2QRHZV4L`, 1)
+		}, []string{"TW030"}},
 		{"F5a nftables kube-proxy translates the VIP", func(s *nodestate.Snapshot, _ *Config) {
 			s.Nftables.JSON = nftKubeProxy(true)
 		}, nil},

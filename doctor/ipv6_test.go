@@ -121,6 +121,17 @@ func TestIPv6BreakageIsNamed(t *testing.T) {
 		{"IPv6-only: ip6tables FORWARD policy DROP", "ipv6-vxlan", func(t *testing.T, s *nodestate.Snapshot) {
 			s.Iptables.Legacy.Save6 = ip6ForwardDrop
 		}, []string{"TW010 ERROR", "TW031 WARNING"}, "ip6tables-legacy filter FORWARD drops IPv6 pod traffic"},
+		{"ip6tables rules split across backends (F4's IPv6 twin)", "dual-vxlan", func(t *testing.T, s *nodestate.Snapshot) {
+			s.Iptables.NFT.Save6 = ip6KubeFirewall("-m mark --mark 0x8000/0x8000 ")
+			s.Iptables.Legacy.Save6 = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -s fd00:10:244::/56 -j ACCEPT\nCOMMIT\n"
+		}, []string{"TW020 ERROR"}, "ip6tables rules are split across the legacy and nf_tables backends"},
+		{"ip6tables KUBE-FIREWALL lost its mark match (F4's IPv6 twin)", "dual-vxlan", func(t *testing.T, s *nodestate.Snapshot) {
+			s.Iptables.NFT.Save6 = ip6KubeFirewall("")
+		}, []string{"TW021 ERROR"}, "ip6tables-nft filter/KUBE-FIREWALL rule 1 drops every packet: its match was lost"},
+		{"IPv6-only: ip6tables KUBE-FORWARD lost its mark match", "ipv6-vxlan", func(t *testing.T, s *nodestate.Snapshot) {
+			s.Iptables.NFT.Save6 = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:KUBE-FORWARD - [0:0]\n-A FORWARD -j KUBE-FORWARD\n" +
+				"-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -j ACCEPT\nCOMMIT\n"
+		}, []string{"TW021 ERROR", "TW031 WARNING"}, "ip6tables-nft filter/KUBE-FORWARD rule 1 accepts every packet"},
 		{"nft ip6 table drops forwarded traffic", "dual-vxlan", func(t *testing.T, s *nodestate.Snapshot) {
 			addNft(t, s, nftDropTable("ip6"))
 		}, []string{"TW011 ERROR"}, "nftables chain ip6 other forward (hook forward) drops IPv6 pod traffic"},
@@ -176,6 +187,13 @@ func TestIPv6OnlyServiceProxyIsLookedForInIp6tables(t *testing.T) {
 		logFindings(t, r)
 		t.Fatalf("ip6tables KUBE-SERVICES present, still %v", findingIDs(r))
 	}
+}
+
+// ip6KubeFirewall is kube-proxy's ip6tables KUBE-FIREWALL with match
+// before its DROP ("" is the rule after an old iptables lost the match).
+func ip6KubeFirewall(match string) string {
+	return "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:KUBE-FIREWALL - [0:0]\n-A INPUT -j KUBE-FIREWALL\n-A OUTPUT -j KUBE-FIREWALL\n" +
+		"-A KUBE-FIREWALL -m comment --comment \"kubernetes firewall for dropping marked packets\" " + match + "-j DROP\nCOMMIT\n"
 }
 
 // ip6ForwardDrop is Docker's FORWARD policy in ip6tables.

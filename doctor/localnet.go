@@ -9,19 +9,28 @@ import (
 	"github.com/twillnet/twill/nodestate"
 )
 
-// localhost is the address localhost NodePort calls go to.
-var localhost = netip.MustParseAddr("127.0.0.1")
+// loopbackOf is the loopback address localhost NodePort calls of a family
+// go to: 127.0.0.1, or ::1 for ip6tables.
+func loopbackOf(fam ipFamily) netip.Addr {
+	if fam.tool == "ip6tables" {
+		return netip.IPv6Loopback()
+	}
+	return netip.MustParseAddr("127.0.0.1")
+}
 
-// localhostNodePorts returns the kube-proxy (iptables mode) rules that send
-// packets addressed to 127.0.0.0/8 into a KUBE-NODEPORTS chain holding
-// NodePort Services: kube-proxy's localhost NodePorts. kube-proxy writes the
-// jump as "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS" (LOCAL includes
-// 127.0.0.1) unless --iptables-localhost-nodeports=false adds
-// "! -d 127.0.0.0/8", or, with --nodeport-addresses, as one
-// "-d <address> -j KUBE-NODEPORTS" per node address, 127.0.0.1 included.
-func (e *env) localhostNodePorts() []string {
+// localhostNodePorts returns the kube-proxy (iptables mode) rules of one
+// family that send packets addressed to its loopback address into a
+// KUBE-NODEPORTS chain holding NodePort Services: kube-proxy's localhost
+// NodePorts. kube-proxy writes the jump as "-m addrtype --dst-type LOCAL
+// -j KUBE-NODEPORTS" (LOCAL includes 127.0.0.1) unless
+// --iptables-localhost-nodeports=false adds "! -d 127.0.0.0/8", or, with
+// --nodeport-addresses, as one "-d <address> -j KUBE-NODEPORTS" per node
+// address, 127.0.0.1 included. Its ip6tables jump always carries
+// "! -d ::1/128": IPv6 cannot route ::1 off the loopback device.
+func localhostNodePorts(fam ipFamily) []string {
+	lo := loopbackOf(fam)
 	var out []string
-	for _, b := range e.iptBackends() {
+	for _, b := range fam.backends {
 		nat := b.rs.Table("nat")
 		if nat == nil {
 			continue
@@ -32,8 +41,8 @@ func (e *env) localhostNodePorts() []string {
 		}
 		for _, c := range nat.Chains {
 			for _, r := range c.Rules {
-				if r.Target == "KUBE-NODEPORTS" && acceptsLoopback(r) {
-					out = append(out, fmt.Sprintf("iptables-%s nat: -A %s %s (KUBE-NODEPORTS has %d rules)", b.name, r.Chain, strings.TrimPrefix(r.Text, "-A "+r.Chain+" "), len(np.Rules)))
+				if r.Target == "KUBE-NODEPORTS" && acceptsLoopback(r, lo) {
+					out = append(out, fmt.Sprintf("%s-%s nat: -A %s %s (KUBE-NODEPORTS has %d rules)", fam.tool, b.name, r.Chain, strings.TrimPrefix(r.Text, "-A "+r.Chain+" "), len(np.Rules)))
 				}
 			}
 		}
@@ -42,14 +51,14 @@ func (e *env) localhostNodePorts() []string {
 }
 
 // acceptsLoopback reports whether a rule's destination match lets packets
-// to 127.0.0.1 through.
-func acceptsLoopback(r *netfilter.Rule) bool {
+// to the loopback address lo through.
+func acceptsLoopback(r *netfilter.Rule, lo netip.Addr) bool {
 	if r.Destination.Set() {
 		p, err := parsePrefixOrAddr(r.Destination.Value)
 		if err != nil {
 			return false // unknown: do not guess
 		}
-		covers := p.Contains(localhost)
+		covers := p.Contains(lo)
 		return covers != r.Destination.Negated
 	}
 	if m := r.Match("addrtype"); m != nil {
@@ -78,8 +87,29 @@ func parsePrefixOrAddr(s string) (netip.Prefix, error) {
 // route_localnet is 1 on the device it leaves by (conf.all or the device's
 // own). kube-proxy sets conf.all to 1 when it starts; something that resets
 // it (a sysctl.d file, a hardening script) makes those calls hang.
+//
+// IPv6 has no route_localnet: ip6tables rules that send [::1] into
+// KUBE-NODEPORTS (kube-proxy never writes them) offer calls that always
+// fail, which is a warning of its own.
 func checkRouteLocalnet(e *env) ([]Finding, string) {
-	rules := e.localhostNodePorts()
+	var out []Finding
+	for _, fam := range e.families()[1:] {
+		if rules := localhostNodePorts(fam); len(rules) > 0 {
+			out = append(out, Finding{Severity: Warning, Failure: "F7",
+				Title:       "ip6tables sends calls to [::1]:<NodePort> to kube-proxy's NodePorts, but IPv6 never routes ::1 off the loopback device",
+				Evidence:    rules,
+				Explanation: "A call to [::1]:<NodePort> on this node is translated to a pod address, but the kernel drops IPv6 packets with the loopback address on any other device (RFC 4291 2.5.3), masqueraded or not; unlike IPv4 there is no route_localnet to allow it. The call hangs; the NodePort on the node's own IPv6 address works.",
+				Fix:         "add ! -d ::1/128 to that jump, as kube-proxy does for IPv6 (find who wrote it: kube-proxy's own ip6tables rules never include ::1), and call the NodePort on the node's address instead",
+			})
+		}
+	}
+	v4, why := routeLocalnet4(e)
+	return append(v4, out...), why
+}
+
+// routeLocalnet4 is TW063 for IPv4: localhost NodePorts with route_localnet 0.
+func routeLocalnet4(e *env) ([]Finding, string) {
+	rules := localhostNodePorts(e.families()[0])
 	if len(rules) == 0 {
 		return nil, ""
 	}

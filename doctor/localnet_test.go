@@ -93,3 +93,46 @@ func TestRouteLocalnet(t *testing.T) {
 		})
 	}
 }
+
+// ip6NodePorts is kube-proxy's ip6tables nat table with one NodePort
+// Service, its KUBE-NODEPORTS jump given.
+func ip6NodePorts(jump string) string {
+	return "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n" +
+		":KUBE-SERVICES - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-EXT-WEB - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n" +
+		"-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n" +
+		"-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n" +
+		jump + "\n" + nodePortRule + "\n-A KUBE-EXT-WEB -j KUBE-MARK-MASQ\n-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000\nCOMMIT\n"
+}
+
+// TestRouteLocalnetIPv6: IPv6 has no route_localnet. kube-proxy's
+// ip6tables jump to KUBE-NODEPORTS excludes ::1 and is fine; a jump that
+// lets [::1] in offers NodePort calls that always fail (a warning whatever
+// the sysctls), named with the ip6tables rule.
+func TestRouteLocalnetIPv6(t *testing.T) {
+	const kubeProxyJump = `-A KUBE-SERVICES ! -d ::1/128 -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS`
+	for _, c := range []struct {
+		name, jump string
+		want       []string
+	}{
+		{"kube-proxy's IPv6 NodePorts (! -d ::1/128)", kubeProxyJump, nil},
+		{"[::1] let into KUBE-NODEPORTS", strings.Replace(kubeProxyJump, "! -d ::1/128 ", "", 1), []string{"TW063 WARNING"}},
+		{"--nodeport-addresses with ::1", `-A KUBE-SERVICES -d ::1/128 -j KUBE-NODEPORTS`, []string{"TW063 WARNING"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := loadAgentState(t, "dual-vxlan")
+			s.Sysctls["net.ipv4.conf.all.route_localnet"] = "1"
+			s.Iptables.NFT.Save6 = ip6NodePorts(c.jump)
+			r := Run(s, Config{})
+			if got := findingIDs(r); !slices.Equal(got, c.want) {
+				logFindings(t, r)
+				t.Fatalf("findings %v, want %v", got, c.want)
+			}
+			if len(c.want) > 0 {
+				f := r.Findings[0]
+				if !strings.Contains(f.Title, "[::1]") || !slices.ContainsFunc(f.Evidence, func(e string) bool { return strings.HasPrefix(e, "ip6tables-nft nat: ") }) || !strings.Contains(f.Fix, "! -d ::1/128") {
+					t.Fatalf("finding %+v", f)
+				}
+			}
+		})
+	}
+}

@@ -75,6 +75,29 @@ func (e *env) families() []ipFamily {
 	return out
 }
 
+// backend returns the family's dump of the named iptables backend
+// ("legacy", "nft"), nil when not captured.
+func (f ipFamily) backend(name string) *netfilter.Ruleset {
+	for _, b := range f.backends {
+		if b.name == name {
+			return b.rs
+		}
+	}
+	return nil
+}
+
+// familyForward is trace's answer to the family's pod probes of the
+// FORWARD hook (forward or forward6), nil when the node runs no pods of
+// that family.
+func (e *env) familyForward(f ipFamily) *forward {
+	for _, fw := range e.forwards() {
+		if fw.v6 == (f.tool == "ip6tables") {
+			return fw
+		}
+	}
+	return nil
+}
+
 func checkServiceVIP(e *env) ([]Finding, string) {
 	if why := e.iptParseProblem(); why != "" {
 		return nil, why
@@ -151,12 +174,15 @@ func jumpsTo(c *netfilter.Chain, target string) bool {
 }
 
 // nftTranslates reports whether kube-proxy's nftables table translates
-// vip: an element of a verdict map (kube-proxy's service-ips) names it, or
-// a rule that names it does a dnat. A rule that only names it (the Service
-// chain's masquerade mark) does not translate anything.
+// vip: an element of its service-ips verdict map names it, or a rule that
+// names it does a dnat. A rule that only names it (the Service chain's
+// masquerade mark) does not translate anything, nor does an element of
+// another verdict map (no-endpoint-services sends a Service without
+// endpoints to its reject chain, as iptables mode's "has no endpoints"
+// REJECT, which TW030 reports too).
 func nftTranslates(t *netfilter.NftTable, vip string) bool {
 	for _, set := range t.Sets {
-		if set.Map != "verdict" {
+		if set.Map != "verdict" || set.Name != "service-ips" {
 			continue
 		}
 		for _, el := range set.Elements {

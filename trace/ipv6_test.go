@@ -80,3 +80,42 @@ func TestIPv6NeedsIPv6Nodes(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestIPv6NodeCallsItself: a node calling one of its own IPv6 addresses
+// (or [::1]) sends from that address, as the kernel does (IPv6 local
+// routes have no preferred source; RFC 6724 rule 1), not from whichever
+// global address another device has; the IPv4 twin keeps the local
+// route's source.
+func TestIPv6NodeCallsItself(t *testing.T) {
+	for _, to := range []string{"::1", "fd00:10:244:1::1", "fd00:77::11", "127.0.0.1", "10.244.1.1"} {
+		for i := 0; i < 20; i++ { // the devices' addresses are kept in a map: every order
+			r := dualTrace(t, nil, "node1", netip.AddrPortFrom(netip.MustParseAddr(to), 8080).String(), "tcp")
+			if r.Packet.Src.String() != to {
+				t.Fatalf("node1 -> %s: sent from %s, want %s\n%s", to, r.Packet.Src, to, text(r))
+			}
+		}
+	}
+}
+
+// TestIPv6LocalhostNodePortIsDropped: IPv6 has no route_localnet: a call
+// to [::1]:NODEPORT DNATed to a pod (and masqueraded) is dropped even with
+// net.ipv4.conf.all.route_localnet=1, which lets the IPv4 twin through
+// (test/kubeproxyflows TestIPv6LocalhostNodePortAgrees shows the kernel
+// doing the same).
+func TestIPv6LocalhostNodePortIsDropped(t *testing.T) {
+	set := func(s *nodestate.Snapshot) {
+		s.Sysctls["net.ipv4.conf.all.route_localnet"] = "1"
+		s.Iptables.NFT.Save6 = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n" +
+			"-A OUTPUT -d ::1/128 -p tcp -m tcp --dport 30080 -j DNAT --to-destination [fd00:10:244:2::2]:8081\n" +
+			"-A POSTROUTING -s ::1/128 -j MASQUERADE\nCOMMIT\n"
+		s.Iptables.NFT.Save = strings.Replace(s.Iptables.NFT.Save, ":POSTROUTING ACCEPT [2:180]\n", ":POSTROUTING ACCEPT [2:180]\n-A OUTPUT -d 127.0.0.1/32 -p tcp -m tcp --dport 30080 -j DNAT --to-destination 10.244.2.2:8081\n-A POSTROUTING -s 127.0.0.0/8 -j MASQUERADE\n", 1)
+	}
+	r := dualTrace(t, set, "node2", "[::1]:30080", "tcp")
+	if s := only(t, r); s.Kind != Dropped || s.Cause != CauseLoopbackV6 || !strings.Contains(s.Where, "no route_localnet for IPv6") {
+		t.Fatalf("[::1] NodePort: %+v\n%s", s, text(r))
+	}
+	r = dualTrace(t, set, "node2", "127.0.0.1:30080", "tcp")
+	if s := only(t, r); s.Kind != Established {
+		t.Fatalf("127.0.0.1 NodePort with route_localnet=1: %+v\n%s", s, text(r))
+	}
+}

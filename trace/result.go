@@ -113,6 +113,10 @@ const (
 	// CauseRouteLocalnet: a loopback address on another device without
 	// net.ipv4.conf.*.route_localnet=1 (martian).
 	CauseRouteLocalnet Cause = "route-localnet"
+	// CauseLoopbackV6: ::1 as the source or destination of a packet on a
+	// device other than the loopback one, which IPv6 never allows (no
+	// sysctl changes it).
+	CauseLoopbackV6 Cause = "ipv6-loopback"
 )
 
 // Failure ties a path to FAILURES.md and a doctor check.

@@ -115,8 +115,17 @@ func (h *Host) lookup(p Packet, iif string) routeResult {
 			if rt.Gateway.IsValid() {
 				res.nexthop = rt.Gateway
 			}
-			if !res.src.IsValid() && res.typ == "unicast" {
+			switch {
+			case res.src.IsValid():
+			case res.typ == "unicast":
 				res.src = h.primaryAddr(rt.Dev, res.nexthop)
+			case res.typ == "local":
+				// A local destination without a preferred source: the
+				// kernel takes the destination itself (IPv4 output routing
+				// of an RTN_LOCAL route; IPv6 source selection, rule 1 of
+				// RFC 6724, "prefer same address"). IPv6 local routes never
+				// carry one: [::1] is called from ::1.
+				res.src = p.Dst
 			}
 			return res
 		}

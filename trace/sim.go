@@ -475,6 +475,9 @@ func (r *run) martianLoopback(f *flow, h *Host, dev string, out bool) bool {
 	if h.links[dev] != nil && h.links[dev].Kind == "loopback" {
 		return false
 	}
+	if f.pkt.Src.Is6() {
+		return r.martianLoopback6(f, h, dev, out)
+	}
 	all, dv := h.routeLocalnet("all"), h.routeLocalnet(dev)
 	if all == "1" || dv == "1" {
 		return false
@@ -494,6 +497,26 @@ func (r *run) martianLoopback(f *flow, h *Host, dev string, out bool) bool {
 		which, a, dir, dev, cmp.Or(all, "0 (assumed)"), dev, cmp.Or(dv, "0 (assumed)"))
 	f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "route", Text: what})
 	r.finish(f, Outcome{Kind: Dropped, Cause: CauseRouteLocalnet, Where: h.Name + ": " + what})
+	return true
+}
+
+// martianLoopback6 is martianLoopback for IPv6, which has no
+// route_localnet: ::1 never leaves the loopback device (RFC 4291 2.5.3), so
+// a call to [::1]:NODEPORT DNATed to a pod is dropped whatever the sysctls
+// say, masqueraded or not (which is why kube-proxy offers localhost
+// NodePorts on IPv4 only).
+func (r *run) martianLoopback6(f *flow, h *Host, dev string, out bool) bool {
+	which, a := "destination", f.pkt.Dst
+	if f.pkt.Src.IsLoopback() {
+		which, a = "source", f.pkt.Src
+	}
+	dir := "received on"
+	if out {
+		dir = "routed out of"
+	}
+	what := fmt.Sprintf("loopback %s %s %s %s: IPv6 never lets ::1 leave the loopback device (RFC 4291 2.5.3; there is no route_localnet for IPv6): dropped", which, a, dir, dev)
+	f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "route", Text: what})
+	r.finish(f, Outcome{Kind: Dropped, Cause: CauseLoopbackV6, Where: h.Name + ": " + what})
 	return true
 }
 

@@ -67,6 +67,10 @@ type Options struct {
 	// EtcdPrefix is the API server's key prefix in etcd (default
 	// "/registry-<random>", so servers can share an etcd).
 	EtcdPrefix string
+	// ServiceClusterIPRange is --service-cluster-ip-range (default
+	// 10.96.0.0/16); "V4CIDR,V6CIDR" makes the cluster dual-stack for
+	// Services.
+	ServiceClusterIPRange string
 }
 
 // Server is one running kube-apiserver.
@@ -110,6 +114,9 @@ func StartServer(t testing.TB, o Options) *Server {
 	if o.EtcdPrefix == "" {
 		o.EtcdPrefix = "/registry-" + kubecreds.RandomToken()[:8]
 	}
+	if o.ServiceClusterIPRange == "" {
+		o.ServiceClusterIPRange = "10.96.0.0/16"
+	}
 	dir := t.TempDir()
 	s := &Server{t: t, Dir: dir, LogFile: filepath.Join(dir, "kube-apiserver.log"), tokens: map[string]string{}}
 	users := []kubecreds.User{{Name: Admin, Group: "system:masters"}, {Name: Twill}}
@@ -145,7 +152,7 @@ func StartServer(t testing.TB, o Options) *Server {
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file", f.SAKey,
 		"--service-account-signing-key-file", f.SAKey,
-		"--service-cluster-ip-range", "10.96.0.0/16",
+		"--service-cluster-ip-range", o.ServiceClusterIPRange,
 		"--allow-privileged=true",
 		"--profiling=false",
 		"--v=1",
