@@ -18,7 +18,7 @@ type Service struct {
 	// ClusterIPs are a dual-stack Service's addresses, one per family,
 	// ClusterIP first (spec.clusterIPs). Empty means ClusterIP alone.
 	ClusterIPs []netip.Addr
-	Port      int
+	Port       int
 	// Protocol is "tcp" or "udp".
 	Protocol  string
 	Endpoints []netip.AddrPort
