@@ -290,24 +290,25 @@ func upLab6(t *testing.T, backend string, nodes, pods int) (*lab.State, map[stri
 	up := upConfig(t, lab.Config{Nodes: nodes, Pods: pods, Backend: backend, Agent: true, IPFamily: lab.IPFamilyDual,
 		Self: filepath.Join(dir, "twill"), CNIBin: filepath.Join(dir, "twill-cni")})
 	ctx := context.Background()
-	routes := map[string][]string{}
+	// Ready agents hold their own lease; wait until each has programmed
+	// every peer (routes, and with vxlan the guard's peer addresses)
+	// before stopping them.
+	var routes map[string][]string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var missing string
+		routes, missing = peerRoutes6(ctx, t, up)
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lab %s: the agents did not program every IPv6 peer within 30 s: %s", up.Name, missing)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	for _, n := range up.Nodes {
 		if err := lab.AgentControl(ctx, up.Name, n.Name, lab.AgentStop, nil); err != nil {
 			t.Fatalf("stop %s's agent: %v", n.Name, err)
-		}
-		out, err := nsrun.Output(ctx, n.Namespace, "ip", "-6", "route", "show")
-		if err != nil {
-			t.Fatalf("%s: ip -6 route show: %v", n.Name, err)
-		}
-		for _, line := range strings.Split(string(out), "\n") {
-			for _, p := range up.Nodes {
-				if p.Name != n.Name && strings.HasPrefix(line, p.IPv6Subnet+" ") {
-					routes[n.Name] = append(routes[n.Name], line)
-				}
-			}
-		}
-		if len(routes[n.Name]) != len(up.Nodes)-1 {
-			t.Fatalf("%s: IPv6 routes to its peers' subnets: %q, want one per peer", n.Name, routes[n.Name])
 		}
 	}
 	st, err := lab.Load(up.Name) // the stopped agents
@@ -316,6 +317,44 @@ func upLab6(t *testing.T, backend string, nodes, pods int) (*lab.State, map[stri
 	}
 	pinPeerNeighbours(t, st)
 	return st, routes
+}
+
+// peerRoutes6 returns every node's IPv6 routes to its peers' pod subnets
+// (`ip -6 route show` lines), and what is still missing: a route to a
+// peer, or (vxlan) a peer's IPv6 underlay address in the node's nft
+// ruleset, where the agent's vxlan guard lists its peers.
+func peerRoutes6(ctx context.Context, t *testing.T, st *lab.State) (map[string][]string, string) {
+	t.Helper()
+	routes := map[string][]string{}
+	for _, n := range st.Nodes {
+		out, err := nsrun.Output(ctx, n.Namespace, "ip", "-6", "route", "show")
+		if err != nil {
+			t.Fatalf("%s: ip -6 route show: %v", n.Name, err)
+		}
+		rules, err := nsrun.Output(ctx, n.Namespace, "nft", "list", "ruleset")
+		if err != nil {
+			t.Fatalf("%s: nft list ruleset: %v", n.Name, err)
+		}
+		for _, p := range st.Nodes {
+			if p.Name == n.Name {
+				continue
+			}
+			found := false
+			for _, line := range strings.Split(string(out), "\n") {
+				if strings.HasPrefix(line, p.IPv6Subnet+" ") {
+					routes[n.Name] = append(routes[n.Name], line)
+					found = true
+				}
+			}
+			switch {
+			case !found:
+				return nil, fmt.Sprintf("%s has no IPv6 route to %s's %s", n.Name, p.Name, p.IPv6Subnet)
+			case st.Backend == lab.BackendVXLAN && !strings.Contains(string(rules), p.IPv6):
+				return nil, fmt.Sprintf("%s's vxlan guard does not list %s's %s yet", n.Name, p.Name, p.IPv6)
+			}
+		}
+	}
+	return routes, ""
 }
 
 // pinPeerNeighbours gives every pod a permanent IPv6 neighbour entry for
