@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twillnet/twill/firewall"
 	"github.com/twillnet/twill/kubeproxy"
 	"github.com/twillnet/twill/lab"
 	"github.com/twillnet/twill/nsrun"
@@ -321,8 +322,8 @@ func upLab6(t *testing.T, backend string, nodes, pods int) (*lab.State, map[stri
 
 // peerRoutes6 returns every node's IPv6 routes to its peers' pod subnets
 // (`ip -6 route show` lines), and what is still missing: a route to a
-// peer, or (vxlan) a peer's IPv6 underlay address in the node's nft
-// ruleset, where the agent's vxlan guard lists its peers.
+// peer, or (vxlan) a peer's IPv6 underlay address in the set of peers of
+// the agent's vxlan guard.
 func peerRoutes6(ctx context.Context, t *testing.T, st *lab.State) (map[string][]string, string) {
 	t.Helper()
 	routes := map[string][]string{}
@@ -331,9 +332,11 @@ func peerRoutes6(ctx context.Context, t *testing.T, st *lab.State) (map[string][
 		if err != nil {
 			t.Fatalf("%s: ip -6 route show: %v", n.Name, err)
 		}
-		rules, err := nsrun.Output(ctx, n.Namespace, "nft", "list", "ruleset")
-		if err != nil {
-			t.Fatalf("%s: nft list ruleset: %v", n.Name, err)
+		var guard []byte
+		if st.Backend == lab.BackendVXLAN {
+			if guard, err = nsrun.Output(ctx, n.Namespace, "nft", "list", "set", "inet", firewall.NftTable, firewall.NftPeerSet6); err != nil {
+				return nil, fmt.Sprintf("%s: nft list set inet %s %s: %v", n.Name, firewall.NftTable, firewall.NftPeerSet6, err)
+			}
 		}
 		for _, p := range st.Nodes {
 			if p.Name == n.Name {
@@ -349,7 +352,7 @@ func peerRoutes6(ctx context.Context, t *testing.T, st *lab.State) (map[string][
 			switch {
 			case !found:
 				return nil, fmt.Sprintf("%s has no IPv6 route to %s's %s", n.Name, p.Name, p.IPv6Subnet)
-			case st.Backend == lab.BackendVXLAN && !strings.Contains(string(rules), p.IPv6):
+			case st.Backend == lab.BackendVXLAN && !strings.Contains(string(guard), p.IPv6):
 				return nil, fmt.Sprintf("%s's vxlan guard does not list %s's %s yet", n.Name, p.Name, p.IPv6)
 			}
 		}
