@@ -288,8 +288,10 @@ func upLab6(t *testing.T, backend string, nodes, pods int) (*lab.State, map[stri
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The leases outlive the stopped agents for the whole run (the
+	// capture reads them).
 	up := upConfig(t, lab.Config{Nodes: nodes, Pods: pods, Backend: backend, Agent: true, IPFamily: lab.IPFamilyDual,
-		Self: filepath.Join(dir, "twill"), CNIBin: filepath.Join(dir, "twill-cni")})
+		AgentTTL: 2 * time.Hour, Self: filepath.Join(dir, "twill"), CNIBin: filepath.Join(dir, "twill-cni")})
 	ctx := context.Background()
 	// Ready agents hold their own lease; wait until each has programmed
 	// every peer (routes, and with vxlan the guard's peer addresses)
