@@ -60,7 +60,10 @@ const probesPerRound = 6
 // the simulation: the kernel's outcome must be in the set of outcomes the
 // simulator declares (random branches and every order of equal-priority
 // base chains it cannot know); when it declares one outcome, that one.
-// TWILL_DIFFTRACE_CASES sets the number of probes per seed (default 504);
+// The IPv6 probes run the same way on dual-stack agent-mode labs (see
+// upLab6, NewRound).
+// TWILL_DIFFTRACE_CASES sets the number of probes per seed (default 504),
+// TWILL_DIFFTRACE_CASES6 the IPv6 ones (default a third of that);
 // TWILL_DIFFTRACE_SEED fixes the (first) random seed; TWILL_DIFFTRACE_SEEDS=N
 // runs N seeds one after the other (`make difftrace-seeds`).
 func TestDifferential(t *testing.T) {
