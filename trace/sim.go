@@ -367,10 +367,12 @@ func (r *run) afterPre(f *flow, h *Host, iif, physIn string, dnat bool) {
 		return
 	}
 	f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "route", Text: "forward: " + rt.describe()})
-	if !h.forwarding() && dnat && physIn != "" && rt.dev == iif {
-		// br_netfilter (br_nf_pre_routing_finish*): a frame that came in
-		// over the bridge, DNATed to an address routed back out of that
-		// bridge, is bridged to it; forwarding is not needed.
+	if !h.forwarding() && h.V6 && dnat && h.bridgeNF() && rt.dev == iif && h.links[iif] != nil && h.links[iif].Kind == "bridge" {
+		// br_netfilter (br_nf_pre_routing_finish_ipv6): an IPv6 frame that
+		// came in over the bridge, DNATed to an address routed back out of
+		// that bridge, is bridged to it; IPv6 forwarding is not needed.
+		// (IPv4 is not: with ip_forward=0 the kernel drops it; the lab
+		// shows both.)
 		f.add(Step{Host: h.Name, Stage: "route", Text: h.forwardingKey() + "=0, but br_netfilter bridges a DNATed frame whose route leads back out of " + iif + ": no forwarding needed"})
 	} else if !h.forwarding() {
 		f.add(Step{Host: h.Name, Stage: "route", Text: h.forwardingKey() + "=0: the node does not forward; it answers ICMP host unreachable"})
