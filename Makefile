@@ -65,11 +65,12 @@ test: tools-kube build image vet
 
 ## difftrace-seeds: the differential test of `twill trace` against the kernel over SEEDS
 ## random seeds (default 20) of CASES probes each (default 504, about 4 minutes per seed
-## on 2 vCPUs; root).
+## on 2 vCPUs; root), plus CASES6 IPv6 probes (default CASES/3) on dual-stack agent labs.
 SEEDS ?= 20
 CASES ?= 504
+CASES6 ?=
 difftrace-seeds: tools
-	TWILL_DIFFTRACE_SEEDS=$(SEEDS) TWILL_DIFFTRACE_CASES=$(CASES) $(GO) test -count=1 -timeout 600m -run TestDifferential -v ./test/difftrace
+	TWILL_DIFFTRACE_SEEDS=$(SEEDS) TWILL_DIFFTRACE_CASES=$(CASES) TWILL_DIFFTRACE_CASES6=$(CASES6) $(GO) test -count=1 -timeout 600m -run TestDifferential -v ./test/difftrace
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi

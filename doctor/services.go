@@ -213,7 +213,7 @@ func vipFinding(e *env, vip netip.Addr, evidence string) Finding {
 		Title:    fmt.Sprintf("Service IP %s is not translated on this node", vip),
 		Evidence: []string{evidence},
 		Explanation: "Connections to the Service IP are not rewritten to an endpoint, so they go to the default route and time out " +
-			"(`dial tcp " + vip.String() + ":443: i/o timeout` in Flannel, CoreDNS and every in-cluster client). kube-proxy is not running, misconfigured, or its rules were lost.",
+			"(`dial tcp " + netip.AddrPortFrom(vip, 443).String() + ": i/o timeout` in Flannel, CoreDNS and every in-cluster client). kube-proxy is not running, misconfigured, or its rules were lost.",
 		Fix: "check kube-proxy on this node (kubectl -n kube-system logs ds/kube-proxy; its --proxy-mode and --cluster-cidr), then restart it so it rewrites its rules",
 	}
 }

@@ -35,8 +35,10 @@ const (
 // --set-xmark, `iptables-save` prints the loaded rules back identically.
 //
 // The address family is that of cfg.ClusterCIDR (IPv4 when unset): feed the
-// output to iptables-restore or ip6tables-restore accordingly. Services and
-// endpoints of the other family are left out. Services are sorted by
+// output to iptables-restore or ip6tables-restore accordingly. A
+// dual-stack Service (ClusterIPs) is rendered with its ClusterIP of that
+// family; Services without one and endpoints of the other family are
+// left out. Services are sorted by
 // namespace, name, port name and protocol, endpoints by address, so equal
 // input gives byte-identical output.
 func RenderIptables(cfg Config, svcs []Service) string {
@@ -64,9 +66,11 @@ type svcInfo struct {
 func prepare(svcs []Service, v6 bool) []svcInfo {
 	list := make([]svcInfo, 0, len(svcs))
 	for _, s := range svcs {
-		if !s.ClusterIP.IsValid() || s.ClusterIP.Is6() != v6 {
+		vip, ok := s.ClusterIPOf(v6)
+		if !ok {
 			continue
 		}
+		s.ClusterIP = vip
 		si := svcInfo{Service: s, proto: strings.ToLower(s.Protocol)}
 		if si.proto == "" {
 			si.proto = "tcp"

@@ -165,6 +165,39 @@ func TestRenderIPv6(t *testing.T) {
 	}
 }
 
+// TestRenderDualStack renders one dual-stack Service (ClusterIPs of both
+// families, endpoints of both) for each family: each rendering holds that
+// family's ClusterIP and endpoints only, with the other family's
+// ClusterIP nowhere, and the chain names are the same in both (kube-proxy
+// hashes the service port name, not the address).
+func TestRenderDualStack(t *testing.T) {
+	v4, v6 := netip.MustParseAddr("10.96.0.10"), netip.MustParseAddr("fd00:96::10")
+	svc := Service{Namespace: "lab", Name: "web", PortName: "http", ClusterIP: v4, ClusterIPs: []netip.Addr{v4, v6}, Port: 80, Protocol: "tcp",
+		Endpoints: []netip.AddrPort{netip.MustParseAddrPort("10.244.1.5:8080"), netip.MustParseAddrPort("[fd00:10:244:1::5]:8080")}}
+	out4 := RenderIptables(Config{ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16")}, []Service{svc})
+	out6 := RenderIptables(Config{ClusterCIDR: netip.MustParsePrefix("fd00:10:244::/56")}, []Service{svc})
+	chain := ServiceChain("lab/web:http", "tcp")
+	for _, c := range []struct {
+		out, want, dnat, other string
+	}{
+		{out4, "-A KUBE-SERVICES -d 10.96.0.10/32 -p tcp", "--to-destination 10.244.1.5:8080", "fd00:"},
+		{out6, "-A KUBE-SERVICES -d fd00:96::10/128 -p tcp", "--to-destination [fd00:10:244:1::5]:8080", "10."},
+	} {
+		if !strings.Contains(c.out, c.want) || !strings.Contains(c.out, c.dnat) || !strings.Contains(c.out, "-j "+chain) {
+			t.Errorf("want %q, %q and a jump to %s in:\n%s", c.want, c.dnat, chain, c.out)
+		}
+		if strings.Contains(c.out, c.other) {
+			t.Errorf("the other family (%q) leaked into:\n%s", c.other, c.out)
+		}
+	}
+	// A Service without an address of the family is left out.
+	only4 := svc
+	only4.ClusterIPs = nil
+	if out := RenderIptables(Config{ClusterCIDR: netip.MustParsePrefix("fd00:10:244::/56")}, []Service{only4}); strings.Contains(out, chain) {
+		t.Errorf("an IPv4-only Service rendered for IPv6:\n%s", out)
+	}
+}
+
 // manyServices returns n services with two endpoints each, for scale tests.
 func manyServices(n int) []Service {
 	svcs := make([]Service, n)

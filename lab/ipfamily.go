@@ -6,11 +6,13 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/twillnet/twill/kubeproxy"
 	"github.com/twillnet/twill/lease"
 	"github.com/twillnet/twill/subnetfile"
 )
@@ -177,13 +179,18 @@ func (p Pod) Addr(family string) (netip.Addr, error) {
 }
 
 // CallTarget resolves the destination of `lab call`: HOST:PORT or
-// [IPv6]:PORT as given, or a pod name, which means that pod's address of
-// family (see Pod.Addr) on ServerPort.
+// [IPv6]:PORT as given; a pod name, which means that pod's address of
+// family (see Pod.Addr) on ServerPort; or a lab Service ("lab/web",
+// "web", "local-node1", "default/kubernetes"), which means its ClusterIP
+// of family (default its primary one) on its port.
 func (st *State) CallTarget(dst, family string) (string, error) {
+	if s, ok := st.service(dst); ok {
+		return serviceTarget(s, family)
+	}
 	t, err := st.Find(dst)
 	if err != nil || t.Pod == nil {
 		if family != "" {
-			return "", fmt.Errorf("--family %s picks a pod's address: %q is not a pod of lab %s (give HOST:PORT alone)", family, dst, st.Name)
+			return "", fmt.Errorf("--family %s picks a pod's or Service's address: %q is neither a pod nor a Service of lab %s (give HOST:PORT alone)", family, dst, st.Name)
 		}
 		return dst, nil
 	}
@@ -192,6 +199,39 @@ func (st *State) CallTarget(dst, family string) (string, error) {
 		return "", err
 	}
 	return netip.AddrPortFrom(a, ServerPort).String(), nil
+}
+
+// service finds a lab Service by "namespace/name", or by name alone in
+// the lab's namespace.
+func (st *State) service(name string) (kubeproxy.Service, bool) {
+	if !strings.Contains(name, "/") {
+		name = KubeNamespace + "/" + name
+	}
+	for _, s := range st.Services() {
+		if s.Namespace+"/"+s.Name == name {
+			return s, true
+		}
+	}
+	return kubeproxy.Service{}, false
+}
+
+// serviceTarget is Service s's ClusterIP of family ("" means its primary)
+// and port, or an error naming the families it has.
+func serviceTarget(s kubeproxy.Service, family string) (string, error) {
+	var a netip.Addr
+	ok := false
+	switch family {
+	case "":
+		a, ok = s.ClusterIP, s.ClusterIP.IsValid()
+	case IPFamilyIPv4, IPFamilyIPv6:
+		a, ok = s.ClusterIPOf(family == IPFamilyIPv6)
+	default:
+		return "", fmt.Errorf("--family %q: want %q or %q", family, IPFamilyIPv4, IPFamilyIPv6)
+	}
+	if !ok {
+		return "", fmt.Errorf("Service %s/%s has no %s ClusterIP (it has %v)", s.Namespace, s.Name, family, s.Addrs())
+	}
+	return netip.AddrPortFrom(a, uint16(s.Port)).String(), nil
 }
 
 // hostPort joins an address and port ("10.244.1.2:8080", "[fd00::2]:8080").

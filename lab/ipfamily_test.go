@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -108,6 +109,10 @@ func TestCallTarget(t *testing.T) {
 		{"node2-a", "ipv6", "[fd00:10:244:2::2]:8080"},
 		{"[fd00::1]:99", "", "[fd00::1]:99"},
 		{"10.96.0.10:80", "", "10.96.0.10:80"},
+		{"web", "", "10.96.0.10:80"},
+		{"lab/web", "ipv6", "[fd00:96::10]:80"},
+		{"local-node2", "ipv6", "[fd00:96::1:2]:80"},
+		{"default/kubernetes", "ipv6", "[fd00:96::1]:443"},
 	} {
 		got, err := st.CallTarget(c.dst, c.family)
 		if err != nil || got != c.want {
@@ -118,9 +123,68 @@ func TestCallTarget(t *testing.T) {
 	if got, err := st.CallTarget("node2-a", ""); got != "[fd00:10:244:2::2]:8080" || err != nil {
 		t.Errorf("IPv6-only pod: %q, %v", got, err)
 	}
+	// An IPv6-only lab's Services are IPv6 only.
+	st6 := plan(Config{Name: "x", Nodes: 2, Pods: 1, Agent: true, IPFamily: IPFamilyIPv6}.withDefaults())
+	if got, err := st6.CallTarget("web", ""); got != "[fd00:96::10]:80" || err != nil {
+		t.Errorf("IPv6-only lab, web: %q, %v", got, err)
+	}
+	if got, err := st6.CallTarget("web", "ipv4"); err == nil {
+		t.Errorf("IPv6-only lab, web over ipv4: %q, want an error", got)
+	}
 	for _, c := range [][2]string{{"node2-a", "ipv4"}, {"node2-a", "v6"}, {"10.96.0.10:80", "ipv6"}} {
 		if got, err := st.CallTarget(c[0], c[1]); err == nil {
 			t.Errorf("CallTarget(%q, %q) = %q, want an error", c[0], c[1], got)
 		}
+	}
+}
+
+// TestServicesPerFamily: a dual-stack lab's Services have a ClusterIP of
+// each family (IPv4 first) and endpoints of each, and each family's rules
+// translate that family's ClusterIP to that family's endpoints; an
+// IPv6-only lab's are IPv6 only; in kube mode default/kubernetes stays the
+// API server's IPv4 Service.
+func TestServicesPerFamily(t *testing.T) {
+	st := plan(Config{Name: "x", Nodes: 2, Pods: 2, Agent: true, IPFamily: IPFamilyDual}.withDefaults())
+	for i := range st.Nodes {
+		for k := range st.Nodes[i].Pods {
+			p := &st.Nodes[i].Pods[k]
+			p.IP, p.IPv6 = fmt.Sprintf("10.244.%d.%d", i+1, 10+k), fmt.Sprintf("fd00:10:244:%d::%x", i+1, 10+k)
+		}
+	}
+	web, ok := st.service("web")
+	if !ok || fmt.Sprint(web.Addrs()) != "[10.96.0.10 fd00:96::10]" || len(web.Endpoints) != 8 {
+		t.Fatalf("dual lab/web: %+v", web)
+	}
+	local, _ := st.service("local-node2")
+	if fmt.Sprint(local.Addrs()) != "[10.96.1.2 fd00:96::1:2]" || fmt.Sprint(local.Endpoints) != "[10.244.2.11:8080 [fd00:10:244:2::b]:8080]" {
+		t.Errorf("dual lab/local-node2: %v -> %v", local.Addrs(), local.Endpoints)
+	}
+	fams := st.proxyFamilies()
+	if len(fams) != 2 || fams[1].restore != "ip6tables-nft-restore" {
+		t.Fatalf("dual lab: proxy families %+v", fams)
+	}
+	v6 := st.healthyRules(fams[1])
+	for _, want := range []string{"-d fd00:96::10/128 -p tcp", "-d fd00:96::1:2/128", "--to-destination [fd00:10:244:2::b]:8080", "! -s fd00:10:244::/56", "*filter\n", "*nat\n"} {
+		if !strings.Contains(v6, want) {
+			t.Errorf("dual lab: ip6tables rules lack %q:\n%s", want, v6)
+		}
+	}
+	if strings.Contains(v6, "10.96.") || strings.Contains(v6, "10.244.") {
+		t.Errorf("dual lab: IPv4 addresses in the ip6tables rules:\n%s", v6)
+	}
+
+	st6 := plan(Config{Name: "x", Nodes: 1, Pods: 1, Agent: true, IPFamily: IPFamilyIPv6}.withDefaults())
+	if fams := st6.proxyFamilies(); len(fams) != 1 || fams[0].cidr != ClusterCIDRv6 {
+		t.Errorf("IPv6-only lab: proxy families %+v, want IPv6 only", fams)
+	}
+	if k, _ := st6.service("default/kubernetes"); fmt.Sprint(k.Addrs()) != "[fd00:96::1]" || fmt.Sprint(k.Endpoints) != "[[fd00:77::11]:6443]" {
+		t.Errorf("IPv6-only lab: default/kubernetes %v -> %v", k.Addrs(), k.Endpoints)
+	}
+	st.Store, st.Kube = StoreKubernetes, &KubeState{}
+	if k, _ := st.service("default/kubernetes"); fmt.Sprint(k.Addrs()) != "[10.96.0.1]" {
+		t.Errorf("kube-mode dual lab: default/kubernetes %v, want the API server's IPv4 one", k.Addrs())
+	}
+	if got := kubeServiceCIDRs(st); got != "10.96.0.0/12,fd00:96::/108" {
+		t.Errorf("kube-mode dual lab: --service-cluster-ip-range %s", got)
 	}
 }

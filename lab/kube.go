@@ -89,10 +89,22 @@ func FindKubectl(explicit string) (string, error) {
 func nodeKubeconfig(root string) string { return filepath.Join(root, "etc/twill/kubeconfig") }
 func nodeNetConf(root string) string    { return filepath.Join(root, "etc/twill/net-conf.json") }
 
-// kubeAPIServerArgv is the lab's kube-apiserver command line. With real
-// nodes it authorizes kubelets with the Node authorizer and NodeRestriction
-// and reaches them on their InternalIP.
-func kubeAPIServerArgv(bin string, f kubecreds.Files, realNodes bool) []string {
+// kubeServiceCIDRs is the apiserver's --service-cluster-ip-range of lab
+// st: KubeServiceCIDR, and in a lab with IPv6 ServiceCIDRv6 second, so
+// Services can be dual-stack or IPv6 (the primary family stays IPv4, the
+// family of the apiserver's advertise address).
+func kubeServiceCIDRs(st *State) string {
+	if st.HasIPv6() {
+		return KubeServiceCIDR + "," + ServiceCIDRv6.String()
+	}
+	return KubeServiceCIDR
+}
+
+// kubeAPIServerArgv is the lab's kube-apiserver command line for lab st.
+// With real nodes it authorizes kubelets with the Node authorizer and
+// NodeRestriction and reaches them on their InternalIP.
+func kubeAPIServerArgv(bin string, f kubecreds.Files, st *State) []string {
+	realNodes := st.RealMode()
 	authz := "RBAC"
 	var extra []string
 	if realNodes {
@@ -114,7 +126,7 @@ func kubeAPIServerArgv(bin string, f kubecreds.Files, realNodes bool) []string {
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file", f.SAKey,
 		"--service-account-signing-key-file", f.SAKey,
-		"--service-cluster-ip-range", KubeServiceCIDR,
+		"--service-cluster-ip-range", kubeServiceCIDRs(st),
 		"--allow-privileged=true",
 		"--profiling=false",
 		"--v=1",
@@ -164,7 +176,7 @@ func startKubeAPIServer(ctx context.Context, st *State, out io.Writer) error {
 			return fmt.Errorf("node %s: write %s: %w", n.Name, p, err)
 		}
 	}
-	p, err := startDaemon(st.Underlay, kubeAPIServerArgv(k.APIServerBin, f, st.RealMode()), filepath.Join(StateDir(st.Name), "logs", "kube-apiserver.log"), nil)
+	p, err := startDaemon(st.Underlay, kubeAPIServerArgv(k.APIServerBin, f, st), filepath.Join(StateDir(st.Name), "logs", "kube-apiserver.log"), nil)
 	if err != nil {
 		return err
 	}

@@ -202,25 +202,38 @@ func registerWorkloads(ctx context.Context, st *State) error {
 		if err := createService(ctx, c, st, s); err != nil {
 			return err
 		}
-		if _, err := c.DiscoveryV1().EndpointSlices(s.Namespace).Create(ctx, endpointSlice(st, s.Name, s.PortName, s.Endpoints), metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("kube: create EndpointSlice of %s/%s: %w", s.Namespace, s.Name, err)
+		for _, a := range s.Addrs() {
+			es := endpointSlice(st, s.Name, s.PortName, a.Is6(), s.Endpoints)
+			if _, err := c.DiscoveryV1().EndpointSlices(s.Namespace).Create(ctx, es, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("kube: create EndpointSlice %s of %s/%s: %w", es.Name, s.Namespace, s.Name, err)
+			}
 		}
 	}
 	return nil
 }
 
-// createService creates lab Service s with its fixed ClusterIP and its
-// selector (serviceSelector).
+// createService creates lab Service s with its fixed ClusterIPs (one per
+// family the lab runs: ipFamilies in that order, RequireDualStack when
+// there are two) and its selector (serviceSelector).
 func createService(ctx context.Context, c kubernetes.Interface, st *State, s kubeproxy.Service) error {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace},
 		Spec: corev1.ServiceSpec{
-			ClusterIP: s.ClusterIP.String(), ClusterIPs: []string{s.ClusterIP.String()},
-			Type:     corev1.ServiceTypeClusterIP,
-			Selector: serviceSelector(st, s.Name),
-			Ports:    []corev1.ServicePort{{Name: s.PortName, Protocol: corev1.ProtocolTCP, Port: int32(s.Port), TargetPort: intstr.FromInt32(ServerPort)}},
+			ClusterIP: s.ClusterIP.String(),
+			Type:      corev1.ServiceTypeClusterIP,
+			Selector:  serviceSelector(st, s.Name),
+			Ports:     []corev1.ServicePort{{Name: s.PortName, Protocol: corev1.ProtocolTCP, Port: int32(s.Port), TargetPort: intstr.FromInt32(ServerPort)}},
 		},
 	}
+	policy := corev1.IPFamilyPolicySingleStack
+	for _, a := range s.Addrs() {
+		svc.Spec.ClusterIPs = append(svc.Spec.ClusterIPs, a.String())
+		svc.Spec.IPFamilies = append(svc.Spec.IPFamilies, map[bool]corev1.IPFamily{false: corev1.IPv4Protocol, true: corev1.IPv6Protocol}[a.Is6()])
+	}
+	if len(svc.Spec.IPFamilies) > 1 {
+		policy = corev1.IPFamilyPolicyRequireDualStack
+	}
+	svc.Spec.IPFamilyPolicy = &policy
 	if _, err := c.CoreV1().Services(s.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("kube: create Service %s/%s: %w", s.Namespace, s.Name, err)
 	}
@@ -288,22 +301,32 @@ func registerPod(ctx context.Context, c kubernetes.Interface, n *Node, p *Pod) e
 	return nil
 }
 
-// endpointSlice is the EndpointSlice of lab Service svc: the pods behind
-// endpoints (the same addresses the kube-proxy rules use).
-func endpointSlice(st *State, svc, portName string, endpoints []netip.AddrPort) *discoveryv1.EndpointSlice {
+// endpointSlice is the EndpointSlice of one family (IPv6 when v6) of lab
+// Service svc: the pods behind endpoints of that family (the same
+// addresses the kube-proxy rules use). The IPv4 slice is "<svc>-lab", the
+// IPv6 one "<svc>-lab-v6", as the EndpointSlice controller keeps one slice
+// per address type.
+func endpointSlice(st *State, svc, portName string, v6 bool, endpoints []netip.AddrPort) *discoveryv1.EndpointSlice {
 	ready, proto := true, corev1.ProtocolTCP
 	port := int32(ServerPort)
+	name, addrType := svc+"-lab", discoveryv1.AddressTypeIPv4
+	if v6 {
+		name, addrType = svc+"-lab-v6", discoveryv1.AddressTypeIPv6
+	}
 	es := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Name: svc + "-lab", Namespace: KubeNamespace, Labels: map[string]string{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: KubeNamespace, Labels: map[string]string{
 			discoveryv1.LabelServiceName: svc, discoveryv1.LabelManagedBy: labManagedBy}},
-		AddressType: discoveryv1.AddressTypeIPv4,
+		AddressType: addrType,
 		Ports:       []discoveryv1.EndpointPort{{Name: &portName, Protocol: &proto, Port: &port}},
 	}
 	for _, ep := range endpoints {
+		if ep.Addr().Is6() != v6 {
+			continue
+		}
 		e := discoveryv1.Endpoint{Addresses: []string{ep.Addr().String()}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}
 		for _, n := range st.Nodes {
 			for _, p := range n.Pods {
-				if p.IP == ep.Addr().String() {
+				if p.IP == ep.Addr().String() || p.IPv6 == ep.Addr().String() {
 					node := n.Name
 					e.NodeName = &node
 					e.TargetRef = &corev1.ObjectReference{Kind: "Pod", Namespace: KubeNamespace, Name: p.Name}

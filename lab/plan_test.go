@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -124,9 +125,13 @@ func TestCorruptRules(t *testing.T) {
 
 func TestDropServiceRule(t *testing.T) {
 	in := "-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -j KUBE-SVC-A\n-A KUBE-SERVICES -d 10.96.0.10/32 -p tcp -j KUBE-SVC-B\n-A KUBE-SVC-A -d 10.96.0.1/32 -j KUBE-MARK-MASQ"
-	out, n := dropServiceRule(in, "10.96.0.1")
+	out, n := dropServiceRule(in, netip.MustParseAddr("10.96.0.1"))
 	if n != 1 || out != "-A KUBE-SERVICES -d 10.96.0.10/32 -p tcp -j KUBE-SVC-B\n-A KUBE-SVC-A -d 10.96.0.1/32 -j KUBE-MARK-MASQ" {
 		t.Errorf("dropServiceRule removed %d:\n%s", n, out)
+	}
+	in6 := "-A KUBE-SERVICES -d fd00:96::1/128 -p tcp -j KUBE-SVC-A\n-A KUBE-SERVICES -d fd00:96::10/128 -p tcp -j KUBE-SVC-B"
+	if out, n := dropServiceRule(in6, netip.MustParseAddr("fd00:96::1")); n != 1 || out != "-A KUBE-SERVICES -d fd00:96::10/128 -p tcp -j KUBE-SVC-B" {
+		t.Errorf("dropServiceRule (IPv6) removed %d:\n%s", n, out)
 	}
 }
 

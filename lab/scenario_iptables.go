@@ -3,8 +3,11 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"strings"
+
+	"github.com/twillnet/twill/kubeproxy"
 )
 
 // Scenario implementations that change iptables rules.
@@ -153,11 +156,12 @@ func breakCorrupt(ctx context.Context, _ *State, n, _ *Node) error {
 
 // dropServiceRule removes the KUBE-SERVICES rules that send vip to its
 // Service chain. It returns the new dump and how many rules it removed.
-func dropServiceRule(dump, vip string) (string, int) {
+func dropServiceRule(dump string, vip netip.Addr) (string, int) {
+	match := " -d " + netip.PrefixFrom(vip, vip.BitLen()).String() + " "
 	var kept []string
 	removed := 0
 	for _, l := range strings.Split(dump, "\n") {
-		if strings.HasPrefix(l, "-A KUBE-SERVICES ") && strings.Contains(l, " -d "+vip+"/32 ") {
+		if strings.HasPrefix(l, "-A KUBE-SERVICES ") && strings.Contains(l, match) {
 			removed++
 			continue
 		}
@@ -166,19 +170,49 @@ func dropServiceRule(dump, vip string) (string, int) {
 	return strings.Join(kept, "\n"), removed
 }
 
-func breakNoDNAT(ctx context.Context, _ *State, n, _ *Node) error {
-	return editNFT(ctx, n, func(dump string) (string, error) {
-		out, removed := dropServiceRule(dump, KubernetesVIP.Addr().String())
-		if removed == 0 {
-			return "", fmt.Errorf("no KUBE-SERVICES rule for %s found (were the kube-proxy rules loaded?)", KubernetesVIP.Addr())
+// breakNoDNAT deletes the KUBE-SERVICES rule of default/kubernetes in each
+// family whose rules the lab loads and whose ClusterIP it has: 10.96.0.1,
+// and on a lab with IPv6 its IPv6 twin fd00:96::1 (etcd store; with the
+// Kubernetes store the API server's Service is IPv4 only).
+func breakNoDNAT(ctx context.Context, st *State, n, _ *Node) error {
+	var kube kubeproxy.Service
+	for _, s := range st.Services() {
+		if s.Namespace == "default" && s.Name == "kubernetes" {
+			kube = s
 		}
-		return out, nil
-	})
+	}
+	broken := 0
+	for _, fam := range st.proxyFamilies() {
+		vip, ok := kube.ClusterIPOf(fam.cidr.Addr().Is6())
+		if !ok {
+			continue
+		}
+		err := editRules(ctx, n, fam, func(dump string) (string, error) {
+			out, removed := dropServiceRule(dump, vip)
+			if removed == 0 {
+				return "", fmt.Errorf("no KUBE-SERVICES rule for %s found in %s (were the kube-proxy rules loaded?)", vip, fam.tool)
+			}
+			return out, nil
+		})
+		if err != nil {
+			return err
+		}
+		broken++
+	}
+	if broken == 0 {
+		return fmt.Errorf("node %s: default/kubernetes has no ClusterIP of the families lab %s proxies (with the Kubernetes store it is the API server's IPv4 Service, and this lab is IPv6 only)", n.Name, st.Name)
+	}
+	return nil
 }
 
 // editNFT does what old tools do: iptables-nft-save | edit | iptables-nft-restore.
 func editNFT(ctx context.Context, n *Node, edit func(string) (string, error)) error {
-	dump, err := runIn(ctx, n.Namespace, "", "iptables-nft-save")
+	return editRules(ctx, n, proxyFamily{restore: "iptables-nft-restore", tool: "iptables-nft"}, edit)
+}
+
+// editRules is editNFT for one family: <tool>-save | edit | <tool>-restore.
+func editRules(ctx context.Context, n *Node, fam proxyFamily, edit func(string) (string, error)) error {
+	dump, err := runIn(ctx, n.Namespace, "", fam.tool+"-save")
 	if err != nil {
 		return err
 	}
@@ -186,6 +220,6 @@ func editNFT(ctx context.Context, n *Node, edit func(string) (string, error)) er
 	if err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
-	_, err = runIn(ctx, n.Namespace, out, "iptables-nft-restore")
+	_, err = runIn(ctx, n.Namespace, out, fam.restore)
 	return err
 }

@@ -30,12 +30,15 @@ type Report struct {
 	KubeAPIServer *KubeStatus `json:"kubeAPIServer,omitempty"`
 	// ControlPlane are kube-controller-manager and kube-scheduler
 	// (ModeKubernetes only).
-	ControlPlane []DaemonStatus  `json:"controlPlane,omitempty"`
-	Nodes        []NodeStatus    `json:"nodes"`
-	Scenarios    []Applied       `json:"scenarios"`
-	Problems     []string        `json:"problems,omitempty"`
-	State        *State          `json:"-"`
-	Namespaces   map[string]bool `json:"-"`
+	ControlPlane []DaemonStatus `json:"controlPlane,omitempty"`
+	Nodes        []NodeStatus   `json:"nodes"`
+	Scenarios    []Applied      `json:"scenarios"`
+	// Services are the lab's Services with their ClusterIPs (one per
+	// family the lab runs) and endpoints.
+	Services   []ServiceStatus `json:"services"`
+	Problems   []string        `json:"problems,omitempty"`
+	State      *State          `json:"-"`
+	Namespaces map[string]bool `json:"-"`
 }
 
 // NodeStatus is one node in a Report.
@@ -200,6 +203,7 @@ func Status(ctx context.Context, name string) (*Report, error) {
 		}
 		r.Nodes = append(r.Nodes, ns)
 	}
+	r.Services = serviceStatus(st)
 	r.Healthy = len(r.Problems) == 0
 	return r, nil
 }
@@ -296,6 +300,14 @@ func (r *Report) Print(w io.Writer) {
 		}
 	}
 	tw.Flush()
+	if len(r.Services) > 0 {
+		fmt.Fprintln(w, "\nServices (kube-proxy rules on every node):")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, s := range r.Services {
+			fmt.Fprintf(tw, "  %s\t%s\t:%d/%s\t-> %s\n", s.Name, strings.Join(s.ClusterIPs, ", "), s.Port, s.Protocol, endpointsText(s.Endpoints))
+		}
+		tw.Flush()
+	}
 	fmt.Fprintln(w)
 	if len(r.Scenarios) == 0 {
 		fmt.Fprintln(w, "Broken scenarios: none")
@@ -316,4 +328,12 @@ func (r *Report) Print(w io.Writer) {
 			fmt.Fprintln(w, "  - "+p)
 		}
 	}
+}
+
+// endpointsText lists a Service's endpoints, or says it has none.
+func endpointsText(eps []string) string {
+	if len(eps) == 0 {
+		return "no endpoints"
+	}
+	return strings.Join(eps, ", ")
 }

@@ -351,14 +351,8 @@ func PrintSummary(w io.Writer, st *State) {
 	case st.KubeMode():
 		fmt.Fprintf(w, "kube-apiserver: %s (in %s); admin kubeconfig %s; agents use %s in their roots\n", st.Kube.URL, st.Underlay, st.Kube.AdminKubeconfig, "etc/twill/kubeconfig")
 	}
-	kubernetes := "10.96.0.1:443 (rules only)"
-	if st.KubeMode() {
-		kubernetes = "10.96.0.1:443 -> kube-apiserver 192.168.77.1:6443"
-	}
-	if st.HasIPv4() {
-		fmt.Fprintf(w, "Services: 10.96.0.10:80 -> every pod :%d; 10.96.1.<i>:80 -> pod b of node<i>; %s\n", ServerPort, kubernetes)
-	} else {
-		fmt.Fprintf(w, "Services: none (the lab's Services are IPv4 only)\n")
+	for _, line := range st.servicesText() {
+		fmt.Fprintln(w, line)
 	}
 	fl := ""
 	if st.Name != DefaultName {
@@ -368,12 +362,9 @@ func PrintSummary(w io.Writer, st *State) {
 	podTo, streamTo := v6Hints(st, last)
 	hints := [][2]string{
 		{fmt.Sprintf("twill lab call%s node1-a %s", fl, podTo), "pod to pod across nodes"},
-		{fmt.Sprintf("twill lab call%s node1-a %s", fl, LocalVIP(1)), "Service whose endpoint is on the same bridge"},
+		{fmt.Sprintf("twill lab call%s node1-a %s", fl, localVIPHint(st)), "Service whose endpoint is on the same bridge"},
 		{fmt.Sprintf("twill lab break%s F1 node1", fl), "then call again; `twill lab scenarios` lists them all"},
 		{fmt.Sprintf("twill lab exec%s node1 -- iptables-nft-save", fl), "any command inside a node or pod"},
-	}
-	if !st.HasIPv4() {
-		hints = append(hints[:1], hints[2:]...)
 	}
 	if st.RealMode() {
 		hints = append(hints[:2], [2]string{fmt.Sprintf("twill lab exec%s underlay -- kubectl get pods -A -o wide", fl), "the cluster's pods: twill's DaemonSet, the lab's pods"},
@@ -434,16 +425,17 @@ func podsStep(ctx context.Context, c Config, st *State) step {
 	}}
 }
 
-// servicesStep loads the kube-proxy rules of the lab's Services on every node.
+// servicesStep loads the kube-proxy rules of the lab's Services on every
+// node, for each family its pods run.
 func servicesStep(ctx context.Context, st *State) step {
 	title := "services: kube-proxy iptables rules on every node (masquerade is the agent's)"
-	if !st.HasIPv4() {
-		title = "services: none (the lab's Services are IPv4 only)"
+	switch {
+	case !st.HasIPv4():
+		title = "services: kube-proxy ip6tables rules (IPv6 ClusterIPs in " + ServiceCIDRv6.String() + ") on every node (masquerade is the agent's)"
+	case st.HasIPv6():
+		title = "services: dual-stack, kube-proxy iptables and ip6tables rules (IPv6 ClusterIPs in " + ServiceCIDRv6.String() + ") on every node (masquerade is the agent's)"
 	}
 	return step{title, func() error {
-		if !st.HasIPv4() {
-			return nil
-		}
 		return eachNode(ctx, st, func(n *Node) error { return applyFirewall(ctx, st, n) })
 	}}
 }

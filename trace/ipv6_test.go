@@ -119,3 +119,25 @@ func TestIPv6LocalhostNodePortIsDropped(t *testing.T) {
 		t.Fatalf("127.0.0.1 NodePort with route_localnet=1: %+v\n%s", s, text(r))
 	}
 }
+
+// TestIPv6ForwardingOffSameBridgeDNAT: with net.ipv6.conf.all.forwarding=0
+// an IPv6 frame from a pod DNATed (bridge-nf-call-ip6tables=1) to a pod on
+// the same bridge is bridged by br_netfilter and needs no forwarding: the
+// differential test saw the kernel deliver it. Across nodes it is
+// unreachable.
+func TestIPv6ForwardingOffSameBridgeDNAT(t *testing.T) {
+	set := func(s *nodestate.Snapshot) {
+		s.Sysctls["net.ipv6.conf.all.forwarding"] = "0"
+		s.Iptables.NFT.Save6 = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n" +
+			"-A PREROUTING -d fd00:96::10/128 -p tcp -m tcp --dport 80 -j DNAT --to-destination [fd00:10:244:2::3]:8081\n" +
+			"-A PREROUTING -d fd00:96::20/128 -p tcp -m tcp --dport 80 -j DNAT --to-destination [fd00:10:244:1::3]:8081\nCOMMIT\n"
+	}
+	// set changes node2; its pods are fd00:10:244:2::2 and ::3.
+	r := dualTrace(t, set, "fd00:10:244:2::2", "[fd00:96::10]:80", "tcp")
+	if s := only(t, r); s.Kind != Established || !strings.Contains(text(r), "no forwarding needed") {
+		t.Fatalf("same bridge: %+v\n%s", s, text(r))
+	}
+	if s := only(t, dualTrace(t, set, "fd00:10:244:2::2", "[fd00:96::20]:80", "tcp")); s.Kind != Unreachable {
+		t.Fatalf("across nodes: %+v", s)
+	}
+}

@@ -307,7 +307,7 @@ func (r *run) bridgeIn(f *flow, h *Host, br, inPort string, to *Pod) {
 		if f.pkt.Dst != before {
 			// br_netfilter: the destination changed, so the frame is routed.
 			f.add(Step{Host: h.Name, Stage: "bridge", Text: fmt.Sprintf("destination rewritten to %s: br_netfilter hands the packet to IP routing", f.pkt.Dst)})
-			r.afterPre(f, h, br, inPort)
+			r.afterPre(f, h, br, inPort, true)
 			return
 		}
 		env := hookEnv{hook: "FORWARD", in: br, out: br, physIn: inPort, physOut: outPort, bridged: true}
@@ -344,11 +344,13 @@ func (r *run) ipRcv(f *flow, h *Host, iif, physIn string) {
 		return
 	}
 	env := hookEnv{hook: "PREROUTING", in: iif, physIn: physIn, bridged: physIn != ""}
-	r.hook(f, h, env, func(f *flow) { r.afterPre(f, h, iif, physIn) })
+	before := f.pkt.Dst
+	r.hook(f, h, env, func(f *flow) { r.afterPre(f, h, iif, physIn, f.pkt.Dst != before) })
 }
 
-// afterPre: the routing decision for a received packet, then INPUT or FORWARD.
-func (r *run) afterPre(f *flow, h *Host, iif, physIn string) {
+// afterPre: the routing decision for a received packet, then INPUT or
+// FORWARD. dnat tells whether PREROUTING rewrote the destination.
+func (r *run) afterPre(f *flow, h *Host, iif, physIn string, dnat bool) {
 	if r.martianLoopback(f, h, iif, false) {
 		return
 	}
@@ -365,7 +367,14 @@ func (r *run) afterPre(f *flow, h *Host, iif, physIn string) {
 		return
 	}
 	f.add(Step{Host: h.Name, Netns: h.Snap.Netns, Stage: "route", Text: "forward: " + rt.describe()})
-	if !h.forwarding() {
+	if !h.forwarding() && h.V6 && dnat && h.bridgeNF() && rt.dev == iif && h.links[iif] != nil && h.links[iif].Kind == "bridge" {
+		// br_netfilter (br_nf_pre_routing_finish_ipv6): an IPv6 frame that
+		// came in over the bridge, DNATed to an address routed back out of
+		// that bridge, is bridged to it; IPv6 forwarding is not needed.
+		// (IPv4 is not: with ip_forward=0 the kernel drops it; the lab
+		// shows both.)
+		f.add(Step{Host: h.Name, Stage: "route", Text: h.forwardingKey() + "=0, but br_netfilter bridges a DNATed frame whose route leads back out of " + iif + ": no forwarding needed"})
+	} else if !h.forwarding() {
 		f.add(Step{Host: h.Name, Stage: "route", Text: h.forwardingKey() + "=0: the node does not forward; it answers ICMP host unreachable"})
 		r.finish(f, Outcome{Kind: Unreachable, Cause: CauseForwardingOff, Where: fmt.Sprintf("%s: %s=0", h.Name, h.forwardingKey())})
 		return

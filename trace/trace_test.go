@@ -349,3 +349,14 @@ func TestNodeSourceAndICMP(t *testing.T) {
 		t.Fatalf("got %+v\n%s", s, text(res))
 	}
 }
+
+// TestF2SameNodeServiceIPv4: with ip_forward=0 a pod's call to a Service
+// whose endpoint is on its own bridge fails too (the kernel does not bridge
+// the DNATed IPv4 frame; checked in a lab). Its IPv6 twin works: see
+// TestIPv6ForwardingOffSameBridgeDNAT.
+func TestF2SameNodeServiceIPv4(t *testing.T) {
+	w := world(t, "f2-node1", "healthy-node2")
+	if s := only(t, traceOf(t, w, "node1-a", "10.96.1.1:80")); s.Kind != Unreachable {
+		t.Fatalf("got %+v", s)
+	}
+}

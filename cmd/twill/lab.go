@@ -289,7 +289,7 @@ func newLabCallCmd(name *string) *cobra.Command {
 	var udp bool
 	var family string
 	cmd := &cobra.Command{
-		Use:   "call POD HOST:PORT|POD",
+		Use:   "call POD HOST:PORT|POD|SERVICE",
 		Short: "Connect from inside a pod and print what the server answered",
 		Long: `call opens one connection from inside POD to HOST:PORT (TCP, or one UDP datagram
 with --udp) and prints the server's line: "<pod that answered> <client address
@@ -299,12 +299,15 @@ refused, reset by peer. Exit status 0 on success, 1 on failure.
 
 An IPv6 destination is written [ADDR]:PORT. A pod name as destination means
 that pod's server (port 8080) at its address of --family (ipv4 or ipv6;
-default its first address, IPv4 when it has one).`,
+default its first address, IPv4 when it has one); a lab Service (web,
+lab/local-node1, default/kubernetes) its ClusterIP of --family (default its
+primary one) on its port.`,
 		Example: `  twill lab call node1-a 10.244.2.2:8080    # pod to pod, across nodes (see lab status)
   twill lab call node1-a 10.96.0.10:80      # Service lab/web (random endpoint)
   twill lab call node1-a 10.96.1.1:80       # Service whose endpoint shares node1's bridge
   twill lab call node1-a '[fd00:10:244:2::2]:8080'   # over IPv6 (--ip-family dual or ipv6)
-  twill lab call node1-a node2-b --family ipv6`,
+  twill lab call node1-a node2-b --family ipv6
+  twill lab call node1-a web --family ipv6  # Service lab/web over IPv6 ([fd00:96::10]:80)`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := lab.Load(*name)
@@ -335,7 +338,7 @@ default its first address, IPv4 when it has one).`,
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "give up after this long")
 	cmd.Flags().BoolVar(&udp, "udp", false, "send one UDP datagram instead of a TCP connection")
-	cmd.Flags().StringVar(&family, "family", "", "with a pod name as destination: its ipv4 or ipv6 address (default: its first)")
+	cmd.Flags().StringVar(&family, "family", "", "with a pod or Service name as destination: its ipv4 or ipv6 address (default: a pod's first, a Service's primary)")
 	return cmd
 }
 

@@ -24,6 +24,12 @@ type labStatus struct {
 		IPv6       string `json:"ipv6"`
 		IPv6Subnet string `json:"ipv6Subnet"`
 	} `json:"nodes"`
+	Services []struct {
+		Name       string   `json:"name"`
+		ClusterIPs []string `json:"clusterIPs"`
+		Port       int      `json:"port"`
+		Endpoints  []string `json:"endpoints"`
+	} `json:"services"`
 	Problems []string `json:"problems"`
 }
 
