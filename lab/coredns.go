@@ -249,3 +249,41 @@ func LookupClusterDNS(ctx context.Context, ns, name string) ([]string, error) {
 	}
 	return addrs, nil
 }
+
+// podSearchPath is the search list kubelet writes into the resolv.conf of
+// a pod of namespace ns (dnsPolicy ClusterFirst).
+func podSearchPath(ns string) []string {
+	return []string{ns + ".svc." + ClusterDomain, "svc." + ClusterDomain, ClusterDomain}
+}
+
+// ResolveCallTarget resolves the host of hostport when it is a name
+// ("web:80", "local-node2.lab:80", "web.lab.svc.cluster.local:80") through
+// kube-dns from inside network namespace ns, trying the search path of a
+// pod of the lab's namespace first, as a pod's resolver does (ndots 5), and
+// returns the first address with the port. Addresses pass unchanged, and so
+// does everything in a lab without real nodes (which runs no cluster DNS).
+func (st *State) ResolveCallTarget(ctx context.Context, ns, hostport string) (string, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil || !st.RealMode() {
+		return hostport, nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return hostport, nil
+	}
+	var names []string
+	if !strings.HasSuffix(host, ".") {
+		for _, s := range podSearchPath(KubeNamespace) {
+			names = append(names, host+"."+s)
+		}
+	}
+	names = append(names, host)
+	var errs []string
+	for _, n := range names {
+		addrs, err := LookupClusterDNS(ctx, ns, n)
+		if err == nil && len(addrs) > 0 {
+			return net.JoinHostPort(addrs[0], port), nil
+		}
+		errs = append(errs, fmt.Sprint(err))
+	}
+	return "", fmt.Errorf("%s: no address through %s (%s:53), tried %s: %s", host, CoreDNSService, ClusterDNSVIP, strings.Join(names, ", "), errs[len(errs)-1])
+}

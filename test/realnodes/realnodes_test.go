@@ -275,6 +275,9 @@ func testCluster(t *testing.T, mode, backend, id string) {
 			return callByName(t, name, c.from, c.host+":80", c.ip, c.endpoint)
 		})
 	}
+	check(fmt.Sprintf("twill lab call %s local-%s:80 (by name, resolved through CoreDNS)", n2.Pods[0].Name, n1.Name), func() error {
+		return call(t, name, n2.Pods[0].Name, "local-"+n1.Name+":80", n1.Pods[1].Name+" ")
+	})
 	check("node node2 -> ClusterIP 10.96.0.10:80 (lab/web)", func() error {
 		return call(t, name, "node2", "10.96.0.10:80", "node")
 	})
