@@ -140,16 +140,7 @@ func applyCoreDNS(ctx context.Context, st *State, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	p := filepath.Join(StateDir(st.Name), "coredns.yaml")
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		return err
-	}
-	res, err := runIn(ctx, st.Underlay, "", st.Kube.KubectlBin, "--kubeconfig", st.Kube.AdminKubeconfig, "apply", "-f", p)
-	if err != nil {
-		return fmt.Errorf("kubectl apply -f %s: %w", p, err)
-	}
-	fmt.Fprintf(out, "\n%s\n", indentText(strings.TrimRight(res, "\n")))
-	return nil
+	return kubectlApply(ctx, st, "coredns.yaml", b, out)
 }
 
 // waitCoreDNS waits (bounded) until CoreDNS's Deployment has a ready pod
