@@ -83,7 +83,7 @@ if [ "$flannel" = 1 ]; then
 fstamp=bin/.flannel.stamp
 fwant=$(cat tools/flannel/go.mod tools/flannel/go.sum tools/flannel/flanneld/main.go tools/cniplugins/go.mod tools/cniplugins/go.sum tools/cniplugins/tools.go tools/flannelcni/go.mod tools/flannelcni/go.sum | sha256sum | cut -d' ' -f1)
 if [ ! -x bin/flanneld ] || [ ! -x bin/cni/flannel ] || [ ! -x bin/cni/bridge ] || [ ! -x bin/cni/host-local ] || [ ! -x bin/cni/portmap ] || [ "$(cat "$fstamp" 2>/dev/null)" != "$fwant" ]; then
-	echo "setup: building flanneld, Flannel's CNI plugin, bridge, host-local and portmap from the Go module proxy into bin/ (first time: a few minutes)"
+	echo "setup: building flanneld, Flannel's CNI plugin, bridge, host-local and portmap from the Go module proxy into bin/ (first time: 10-50 minutes, most of it k8s.io/client-go)"
 	(cd tools/flannel && go build -o ../../bin/flanneld ./flanneld)
 	# In bin/cni, not bin/: their names are system commands' (iproute2's bridge).
 	mkdir -p bin/cni
@@ -134,7 +134,7 @@ cver=$(awk '$1 == "github.com/coredns/coredns" { print $2; exit }' tools/coredns
 cldflags="-s -w -X github.com/coredns/coredns/coremain.GitCommit=$cver"
 cwant=$( (cat tools/coredns/go.mod tools/coredns/go.sum tools/coredns/coredns/main.go; echo "$cldflags") | sha256sum | cut -d' ' -f1)
 if [ ! -x bin/coredns ] || [ "$(cat "$cstamp" 2>/dev/null)" != "$cwant" ]; then
-	echo "setup: building coredns $cver (errors, health, ready, kubernetes, forward, cache, loop, reload, loadbalance, log) into bin/ (first time: a few minutes)"
+	echo "setup: building coredns $cver (errors, health, ready, kubernetes, forward, cache, loop, reload, loadbalance, log) into bin/ (first time: 10-50 minutes, most of it k8s.io/client-go)"
 	(cd tools/coredns && CGO_ENABLED=0 go build -trimpath -ldflags "$cldflags" -o ../../bin/coredns ./coredns)
 	echo "$cwant" > "$cstamp"
 fi
