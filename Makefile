@@ -36,8 +36,9 @@ build:
 ## image: twill's container image, no Docker daemon or registry needed:
 ## $(IMAGE_OUT)/twill.oci.tar (OCI layout) and twill.docker.tar (docker-archive,
 ## for ctr images import), tagged $(IMAGE_REPO):$(VERSION), and twill.yaml
-## (deploy/twill.yaml naming that image); also pause.docker.tar and
-## testserver.docker.tar, the images of `twill lab up --kubernetes`. See README "Image".
+## (deploy/twill.yaml naming that image); also pause.docker.tar,
+## testserver.docker.tar and (from bin/coredns of make tools-kube)
+## coredns.docker.tar, the images of `twill lab up --kubernetes`. See README "Image".
 image:
 	@mkdir -p $(IMAGE_OUT)
 	$(STATIC) -ldflags "-s -w -X main.version=$(VERSION)" -o $(IMAGE_OUT)/twill ./cmd/twill
@@ -47,9 +48,11 @@ image:
 	  -o $(abspath $(IMAGE_OUT))/loopback github.com/containernetworking/plugins/plugins/main/loopback
 	$(STATIC) -ldflags "-s -w" -o $(IMAGE_OUT)/twill-pause ./cmd/twill-pause
 	$(STATIC) -ldflags "-s -w" -o $(IMAGE_OUT)/twill-testserver ./cmd/twill-testserver
+	@[ -x bin/coredns ] || echo "make image: no bin/coredns (make tools-kube builds it): no coredns.docker.tar, which lab up --kubernetes needs"
 	$(GO) run ./cmd/twill-image --twill $(IMAGE_OUT)/twill --twill-cni $(IMAGE_OUT)/twill-cni \
 	  --loopback $(IMAGE_OUT)/loopback --ref $(IMAGE_REPO):$(VERSION) \
 	  --pause $(IMAGE_OUT)/twill-pause --testserver $(IMAGE_OUT)/twill-testserver \
+	  $$([ -x bin/coredns ] && echo --coredns bin/coredns --coredns-version $$(awk '$$1 == "github.com/coredns/coredns" { print $$2; exit }' tools/coredns/go.mod)) \
 	  --source-date-epoch $(SOURCE_DATE_EPOCH) --manifest deploy/twill.yaml --out $(IMAGE_OUT)
 
 ## demo: lab up, pods talk, F1 broken, doctor finds it, --fix, works again, lab down.

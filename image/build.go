@@ -133,6 +133,9 @@ type ProgramSpec struct {
 	Epoch time.Time
 	// Arch is the Go architecture of the image (runtime.GOARCH if empty).
 	Arch string
+	// Labels are the image config's labels (none if empty), e.g.
+	// org.opencontainers.image.version for a program with its own version.
+	Labels map[string]string
 }
 
 // BuildProgram assembles a one-program image, as reproducibly as Build.
@@ -145,7 +148,7 @@ func BuildProgram(s ProgramSpec) (v1.Image, error) {
 	if err := t.AddFile(s.Path, s.Binary, true); err != nil {
 		return nil, err
 	}
-	return assemble(tag, arch, s.Epoch, v1.Config{Entrypoint: []string{s.Path}}, []Tree{t}, []string{s.Path})
+	return assemble(tag, arch, s.Epoch, v1.Config{Entrypoint: []string{s.Path}, Labels: s.Labels}, []Tree{t}, []string{s.Path})
 }
 
 // refArch checks an image reference (ParseRef) and defaults the
@@ -203,4 +206,11 @@ const (
 	TestServerRepository = "ghcr.io/twillnet/twill-testserver"
 	// TestServerPath is the test server in its image.
 	TestServerPath = "/testserver"
+	// CoreDNSRepository is the repository of the lab's cluster DNS: CoreDNS
+	// built from its Go module with only the plugins the lab's Corefile
+	// uses (tools/coredns); make image tags it with twill's version, like
+	// the test server, and labels it with CoreDNS's own.
+	CoreDNSRepository = "ghcr.io/twillnet/twill-coredns"
+	// CoreDNSPath is CoreDNS in its image (the entrypoint).
+	CoreDNSPath = "/coredns"
 )

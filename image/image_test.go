@@ -129,4 +129,22 @@ func TestBuildProgramIsOneReproducibleLayer(t *testing.T) {
 	if _, err := BuildProgram(ProgramSpec{Binary: bin, Path: PausePath, Ref: "registry.k8s.io/pause:latest"}); err == nil {
 		t.Error("BuildProgram accepted the tag latest")
 	}
+	// A program with its own version (CoreDNS) carries it as a label; the
+	// label changes the digest, its absence leaves the config label-free.
+	if len(cf.Config.Labels) != 0 {
+		t.Errorf("labels %v without ProgramSpec.Labels", cf.Config.Labels)
+	}
+	s.Path, s.Ref = CoreDNSPath, CoreDNSRepository+":v1.2.3"
+	s.Labels = map[string]string{"org.opencontainers.image.version": "v1.15.0"}
+	c, err := BuildProgram(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ccf, err := c.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ccf.Config.Labels["org.opencontainers.image.version"] != "v1.15.0" || ccf.Config.Entrypoint[0] != CoreDNSPath {
+		t.Errorf("config %+v: want entrypoint %s and the version label", ccf.Config, CoreDNSPath)
+	}
 }

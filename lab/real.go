@@ -55,6 +55,8 @@ type RealState struct {
 	// and of the pods' test server.
 	TwillImage      string `json:"twillImage"`
 	TestServerImage string `json:"testServerImage"`
+	// CoreDNSImage is the cluster DNS's image (kube-system/coredns).
+	CoreDNSImage string `json:"coreDNSImage"`
 	// Binaries of the control plane and the nodes.
 	KubeletBin           string `json:"kubeletBin"`
 	ControllerManagerBin string `json:"controllerManagerBin"`
@@ -87,6 +89,7 @@ const (
 	twillArchive      = "twill.docker.tar"
 	pauseArchive      = "pause.docker.tar"
 	testServerArchive = "testserver.docker.tar"
+	corednsArchive    = "coredns.docker.tar"
 	twillManifest     = "twill.yaml"
 	twillRefFile      = "twill.ref"
 )
@@ -110,7 +113,7 @@ func FindImageDir(explicit string) (string, error) {
 	var missing []string
 	for _, d := range cands {
 		missing = missing[:0]
-		for _, f := range []string{twillArchive, pauseArchive, testServerArchive, twillManifest, twillRefFile} {
+		for _, f := range []string{twillArchive, pauseArchive, testServerArchive, corednsArchive, twillManifest, twillRefFile} {
 			if _, err := os.Stat(filepath.Join(d, f)); err != nil {
 				missing = append(missing, f)
 			}
@@ -119,7 +122,7 @@ func FindImageDir(explicit string) (string, error) {
 			return filepath.Abs(d)
 		}
 	}
-	return "", fmt.Errorf("no complete image directory (looked in %s; missing %s): run `make image` (writes bin/image) or pass --image-dir",
+	return "", fmt.Errorf("no complete image directory (looked in %s; missing %s): run `make tools-kube` (builds bin/coredns) and `make image` (writes bin/image), or pass --image-dir",
 		strings.Join(cands, ", "), strings.Join(missing, ", "))
 }
 
@@ -155,18 +158,21 @@ func findRealBinaries(r *RealState) error {
 	return nil
 }
 
-// readImageRefs reads the image references of dir: twill's from twill.ref,
-// the test server's with the same tag.
-func readImageRefs(dir string) (twill, testServer string, err error) {
+// readImageRefs reads the image references of dir into r: twill's from
+// twill.ref, the test server's and CoreDNS's with the same tag.
+func readImageRefs(dir string, r *RealState) error {
 	b, err := os.ReadFile(filepath.Join(dir, twillRefFile))
 	if err != nil {
-		return "", "", fmt.Errorf("image: %w (run `make image`)", err)
+		return fmt.Errorf("image: %w (run `make image`)", err)
 	}
 	tag, err := image.ParseRef(strings.TrimSpace(string(b)))
 	if err != nil {
-		return "", "", fmt.Errorf("%s: %w", filepath.Join(dir, twillRefFile), err)
+		return fmt.Errorf("%s: %w", filepath.Join(dir, twillRefFile), err)
 	}
-	return tag.Name(), image.TestServerRepository + ":" + tag.TagStr(), nil
+	r.TwillImage = tag.Name()
+	r.TestServerImage = image.TestServerRepository + ":" + tag.TagStr()
+	r.CoreDNSImage = image.CoreDNSRepository + ":" + tag.TagStr()
+	return nil
 }
 
 // Token users of a real cluster's components (apiserver --token-auth-file);
@@ -210,10 +216,10 @@ func realSteps(ctx context.Context, c Config, st *State) []step {
 		{fmt.Sprintf("nodes: a mount namespace each (overlays on /etc /opt /var, own /run, fresh /sys, kubelet's sysctls answered locally), cgroups below twill-lab-%s/", st.Name), func() error {
 			return eachNode(ctx, st, func(n *Node) error { return startNodeNamespace(ctx, st, n) })
 		}},
-		{"containerd (Debian's, restrict_oom_score_adj) on every node; images imported with ctr: twill, pause, test server", func() error {
+		{"containerd (Debian's, restrict_oom_score_adj) on every node; images imported with ctr: twill, pause, test server, CoreDNS", func() error {
 			return eachNode(ctx, st, func(n *Node) error { return startContainerd(ctx, st, n) })
 		}},
-		{fmt.Sprintf("kubelet and kube-proxy (--proxy-mode %s) on every node; waiting for the Nodes and their podCIDRs from nodeipam", r.ProxyMode), func() error {
+		{fmt.Sprintf("kubelet (clusterDNS %s, clusterDomain %s) and kube-proxy (--proxy-mode %s) on every node; waiting for the Nodes and their podCIDRs from nodeipam", ClusterDNSVIP, ClusterDomain, r.ProxyMode), func() error {
 			if err := eachNode(ctx, st, func(n *Node) error { return startKubelet(st, n) }); err != nil {
 				return err
 			}
@@ -228,17 +234,23 @@ func realSteps(ctx context.Context, c Config, st *State) []step {
 			}
 			return waitTwillReady(ctx, st, c.Out)
 		}},
+		{fmt.Sprintf("CoreDNS: kubectl apply -f coredns.yaml (image %s; kube-system: RBAC, Corefile, Deployment, Service %s at %s:53)", r.CoreDNSImage, CoreDNSService, ClusterDNSVIP), func() error {
+			return applyCoreDNS(ctx, st, c.Out)
+		}},
 		{fmt.Sprintf("pods: %d per node (image %s, pinned with nodeSelector), Services; waiting until Ready, attaching their namespaces", c.Pods, r.TestServerImage), func() error {
 			if err := createRealWorkloads(ctx, st); err != nil {
 				return err
 			}
 			return waitRealPods(ctx, st, c.Out)
 		}},
-		{"checking: every pod server is up, every Service has its endpoints", func() error {
+		{"checking: every pod server is up, every Service has its endpoints, CoreDNS is ready and resolves web.lab.svc." + ClusterDomain, func() error {
 			if err := waitServers(ctx, st, 20*time.Second); err != nil {
 				return err
 			}
-			return waitEndpoints(ctx, st)
+			if err := waitEndpoints(ctx, st); err != nil {
+				return err
+			}
+			return waitCoreDNS(ctx, st, c.Out)
 		}},
 	}...)
 }

@@ -200,15 +200,22 @@ func applyTwill(ctx context.Context, c Config, st *State) error {
 	if b, err = renderTwillManifest(b, st.Backend); err != nil {
 		return err
 	}
-	p := filepath.Join(StateDir(st.Name), "twill.yaml")
-	if err := os.WriteFile(p, b, 0o644); err != nil {
+	return kubectlApply(ctx, st, "twill.yaml", b, c.Out)
+}
+
+// kubectlApply writes manifest as file in the lab's state directory (where
+// a user finds what was applied) and applies it with kubectl as the admin,
+// printing kubectl's lines to out.
+func kubectlApply(ctx context.Context, st *State, file string, manifest []byte, out io.Writer) error {
+	p := filepath.Join(StateDir(st.Name), file)
+	if err := os.WriteFile(p, manifest, 0o644); err != nil {
 		return err
 	}
-	out, err := runIn(ctx, st.Underlay, "", st.Kube.KubectlBin, "--kubeconfig", st.Kube.AdminKubeconfig, "apply", "-f", p)
+	res, err := runIn(ctx, st.Underlay, "", st.Kube.KubectlBin, "--kubeconfig", st.Kube.AdminKubeconfig, "apply", "-f", p)
 	if err != nil {
 		return fmt.Errorf("kubectl apply -f %s: %w", p, err)
 	}
-	fmt.Fprintf(c.Out, "\n%s\n", indentText(strings.TrimRight(out, "\n")))
+	fmt.Fprintf(out, "\n%s\n", indentText(strings.TrimRight(res, "\n")))
 	return nil
 }
 

@@ -199,7 +199,7 @@ state = "/run/containerd"
 }
 
 // startContainerd starts containerd in node n, waits (bounded) until it
-// answers and imports the lab's three images into its k8s.io namespace.
+// answers and imports the lab's images into its k8s.io namespace.
 func startContainerd(ctx context.Context, st *State, n *Node) error {
 	cfg := filepath.Join(n.Real.Dir, "containerd.toml")
 	if err := os.WriteFile(cfg, []byte(containerdConfig(n)), 0o644); err != nil {
@@ -229,7 +229,7 @@ func startContainerd(ctx context.Context, st *State, n *Node) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	for _, f := range []string{pauseArchive, twillArchive, testServerArchive} {
+	for _, f := range []string{pauseArchive, twillArchive, testServerArchive, corednsArchive} {
 		if _, err := ctr("images", "import", filepath.Join(st.Real.ImageDir, f)); err != nil {
 			return fmt.Errorf("node %s: import %s: %w", n.Name, f, err)
 		}
@@ -300,7 +300,9 @@ func importedRefs(out string) []string {
 	return refs
 }
 
-// kubeletConfig is node n's KubeletConfiguration.
+// kubeletConfig is node n's KubeletConfiguration: pods ask kube-dns
+// (ClusterDNSVIP) for names in ClusterDomain; pods with dnsPolicy Default
+// (CoreDNS itself) get nodeResolvConf.
 func kubeletConfig(st *State, n *Node) string {
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -319,7 +321,9 @@ cgroupRoot: %s
 failSwapOn: false
 failCgroupV1: false
 containerRuntimeEndpoint: unix://%s
-clusterDomain: cluster.local
+clusterDomain: %s
+clusterDNS: [%s]
+resolvConf: %s
 rotateCertificates: false
 serializeImagePulls: false
 volumePluginDir: %s
@@ -330,12 +334,15 @@ evictionHard:
   nodefs.available: "1%%"
   nodefs.inodesFree: "1%%"
   imagefs.available: "1%%"
-`, n.IP, nodeCgroupRoot(st.Name, n.Name), containerdSock, filepath.Join(n.Real.Dir, "volume-plugins"))
+`, n.IP, nodeCgroupRoot(st.Name, n.Name), containerdSock, ClusterDomain, ClusterDNSVIP, nodeResolvConf(n), filepath.Join(n.Real.Dir, "volume-plugins"))
 }
 
 // startKubelet starts node n's kubelet inside its namespaces.
 func startKubelet(st *State, n *Node) error {
 	cfg := filepath.Join(n.Real.Dir, "kubelet.yaml")
+	if err := writeNodeResolvConf(n); err != nil {
+		return err
+	}
 	if err := os.WriteFile(cfg, []byte(kubeletConfig(st, n)), 0o644); err != nil {
 		return err
 	}

@@ -82,7 +82,8 @@ func TestRealConfigsPointInsideTheNode(t *testing.T) {
 	n := &st.Nodes[1]
 	k := kubeletConfig(st, n)
 	for _, want := range []string{"cgroupRoot: /twill-lab-rk/node2", "address: 192.168.77.12", "containerRuntimeEndpoint: unix:///run/containerd/containerd.sock",
-		"failCgroupV1: false", "cgroupDriver: cgroupfs", `nodefs.available: "1%"`} {
+		"failCgroupV1: false", "cgroupDriver: cgroupfs", `nodefs.available: "1%"`,
+		"clusterDNS: [10.96.0.53]", "clusterDomain: cluster.local", "resolvConf: /run/twill-lab/rk/nodes/node2/resolv.conf"} {
 		if !strings.Contains(k, want) {
 			t.Errorf("kubelet config lacks %q:\n%s", want, k)
 		}

@@ -78,7 +78,7 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 		if err := findRealBinaries(&real); err != nil {
 			return nil, err
 		}
-		if real.TwillImage, real.TestServerImage, err = readImageRefs(c.ImageDir); err != nil {
+		if err = readImageRefs(c.ImageDir, &real); err != nil {
 			return nil, err
 		}
 	}

@@ -3,8 +3,9 @@
 # are root: the Debian packages below (with --kube, for the tests, also
 # chromium, containerd and runc), and real etcd, cnitool, flanneld, bridge,
 # host-local, portmap and (with --kube) kube-apiserver, kubectl, kubelet,
-# kube-controller-manager, kube-scheduler and kube-proxy binaries built from
-# the Go module proxy into bin/ (cached: rebuilt only when tools/ changes).
+# kube-controller-manager, kube-scheduler, kube-proxy and coredns binaries
+# built from the Go module proxy into bin/ (cached: rebuilt only when tools/
+# changes).
 #
 #   scripts/setup.sh          what the lab and the tests without Kubernetes need
 #                             (make tools: make bench, the lab's Flannel nodes)
@@ -82,7 +83,7 @@ if [ "$flannel" = 1 ]; then
 fstamp=bin/.flannel.stamp
 fwant=$(cat tools/flannel/go.mod tools/flannel/go.sum tools/flannel/flanneld/main.go tools/cniplugins/go.mod tools/cniplugins/go.sum tools/cniplugins/tools.go tools/flannelcni/go.mod tools/flannelcni/go.sum | sha256sum | cut -d' ' -f1)
 if [ ! -x bin/flanneld ] || [ ! -x bin/cni/flannel ] || [ ! -x bin/cni/bridge ] || [ ! -x bin/cni/host-local ] || [ ! -x bin/cni/portmap ] || [ "$(cat "$fstamp" 2>/dev/null)" != "$fwant" ]; then
-	echo "setup: building flanneld, Flannel's CNI plugin, bridge, host-local and portmap from the Go module proxy into bin/ (first time: a few minutes)"
+	echo "setup: building flanneld, Flannel's CNI plugin, bridge, host-local and portmap from the Go module proxy into bin/ (first time: 10-50 minutes, most of it k8s.io/client-go)"
 	(cd tools/flannel && go build -o ../../bin/flanneld ./flanneld)
 	# In bin/cni, not bin/: their names are system commands' (iproute2's bridge).
 	mkdir -p bin/cni
@@ -121,6 +122,21 @@ if [ "$kmissing" = 1 ] || [ "$(cat "$kstamp" 2>/dev/null)" != "$kwant" ]; then
 		(cd tools/kube && go build -ldflags "$kldflags" -o "../../bin/$b" "./$b")
 	done
 	echo "$kwant" > "$kstamp"
+fi
+# CoreDNS, the cluster DNS of the real-node lab (lab up --kubernetes; make
+# image puts it in coredns.docker.tar): tools/coredns links only the plugins
+# the lab's Corefile uses (the full build, every plugin, takes over an hour);
+# static, so it runs in an image holding nothing else. Its version string
+# (coredns -version) carries the module version as the commit, as CoreDNS's
+# own Makefile sets git describe.
+cstamp=bin/.coredns.stamp
+cver=$(awk '$1 == "github.com/coredns/coredns" { print $2; exit }' tools/coredns/go.mod)
+cldflags="-s -w -X github.com/coredns/coredns/coremain.GitCommit=$cver"
+cwant=$( (cat tools/coredns/go.mod tools/coredns/go.sum tools/coredns/coredns/main.go; echo "$cldflags") | sha256sum | cut -d' ' -f1)
+if [ ! -x bin/coredns ] || [ "$(cat "$cstamp" 2>/dev/null)" != "$cwant" ]; then
+	echo "setup: building coredns $cver (errors, health, ready, kubernetes, forward, cache, loop, reload, loadbalance, log) into bin/ (first time: 10-50 minutes, most of it k8s.io/client-go)"
+	(cd tools/coredns && CGO_ENABLED=0 go build -trimpath -ldflags "$cldflags" -o ../../bin/coredns ./coredns)
+	echo "$cwant" > "$cstamp"
 fi
 fi
 echo "setup: ok ($(bin/etcd --version 2>/dev/null | head -1); $(cd bin && ls | tr '\n' ' '))"

@@ -10,7 +10,9 @@
 // manifest digest. With --pause and --testserver it also writes the lab's
 // one-program images as docker-archives: <out>/pause.docker.tar (tagged
 // image.PauseRef) and <out>/testserver.docker.tar (image.TestServerRepository
-// with --ref's tag), for `twill lab up --kubernetes`.
+// with --ref's tag), for `twill lab up --kubernetes`; with --coredns also
+// <out>/coredns.docker.tar (image.CoreDNSRepository with --ref's tag), the
+// lab's cluster DNS.
 package main
 
 import (
@@ -34,7 +36,7 @@ func main() {
 
 func run() error {
 	var s image.Spec
-	var out, epoch, manifest, pause, testserver string
+	var out, epoch, manifest, pause, testserver, coredns, corednsVersion string
 	flag.StringVar(&s.Twill, "twill", "", "static twill binary")
 	flag.StringVar(&s.TwillCNI, "twill-cni", "", "static twill-cni binary")
 	flag.StringVar(&s.Loopback, "loopback", "", "static loopback CNI plugin")
@@ -42,6 +44,8 @@ func run() error {
 	flag.StringVar(&manifest, "manifest", "", "also write <out>/twill.yaml: this manifest with twill's image set to --ref")
 	flag.StringVar(&pause, "pause", "", "static twill-pause binary: also write <out>/pause.docker.tar ("+image.PauseRef+")")
 	flag.StringVar(&testserver, "testserver", "", "static twill-testserver binary: also write <out>/testserver.docker.tar ("+image.TestServerRepository+":<tag of --ref>)")
+	flag.StringVar(&coredns, "coredns", "", "static coredns binary (scripts/setup.sh --kube builds bin/coredns): also write <out>/coredns.docker.tar ("+image.CoreDNSRepository+":<tag of --ref>)")
+	flag.StringVar(&corednsVersion, "coredns-version", "", "CoreDNS's version, the coredns image's org.opencontainers.image.version label")
 	flag.StringVar(&out, "out", "bin/image", "output directory")
 	flag.StringVar(&epoch, "source-date-epoch", os.Getenv("SOURCE_DATE_EPOCH"), "time of every file, in seconds since 1970 (default $SOURCE_DATE_EPOCH)")
 	flag.Parse()
@@ -93,14 +97,23 @@ func run() error {
 			return err
 		}
 	}
-	for _, p := range []struct{ bin, path, ref, file string }{
-		{pause, image.PausePath, image.PauseRef, "pause.docker.tar"},
-		{testserver, image.TestServerPath, image.TestServerRepository + ":" + tag.TagStr(), "testserver.docker.tar"},
+	var corednsLabels map[string]string
+	if corednsVersion != "" {
+		corednsLabels = map[string]string{"org.opencontainers.image.version": corednsVersion,
+			"org.opencontainers.image.source": "https://github.com/coredns/coredns"}
+	}
+	for _, p := range []struct {
+		bin, path, ref, file string
+		labels               map[string]string
+	}{
+		{pause, image.PausePath, image.PauseRef, "pause.docker.tar", nil},
+		{testserver, image.TestServerPath, image.TestServerRepository + ":" + tag.TagStr(), "testserver.docker.tar", nil},
+		{coredns, image.CoreDNSPath, image.CoreDNSRepository + ":" + tag.TagStr(), "coredns.docker.tar", corednsLabels},
 	} {
 		if p.bin == "" {
 			continue
 		}
-		if err := writeProgram(filepath.Join(out, p.file), image.ProgramSpec{Binary: p.bin, Path: p.path, Ref: p.ref, Epoch: s.Epoch}); err != nil {
+		if err := writeProgram(filepath.Join(out, p.file), image.ProgramSpec{Binary: p.bin, Path: p.path, Ref: p.ref, Epoch: s.Epoch, Labels: p.labels}); err != nil {
 			return err
 		}
 	}

@@ -301,13 +301,18 @@ An IPv6 destination is written [ADDR]:PORT. A pod name as destination means
 that pod's server (port 8080) at its address of --family (ipv4 or ipv6;
 default its first address, IPv4 when it has one); a lab Service (web,
 lab/local-node1, default/kubernetes) its ClusterIP of --family (default its
-primary one) on its port.`,
+primary one) on its port.
+
+On real nodes (lab up --kubernetes) HOST may be a Service name: it is
+resolved through CoreDNS (kube-system/kube-dns) with the search path of a
+pod of namespace lab ("web", "web.lab", "web.lab.svc.cluster.local").`,
 		Example: `  twill lab call node1-a 10.244.2.2:8080    # pod to pod, across nodes (see lab status)
   twill lab call node1-a 10.96.0.10:80      # Service lab/web (random endpoint)
   twill lab call node1-a 10.96.1.1:80       # Service whose endpoint shares node1's bridge
   twill lab call node1-a '[fd00:10:244:2::2]:8080'   # over IPv6 (--ip-family dual or ipv6)
   twill lab call node1-a node2-b --family ipv6
-  twill lab call node1-a web --family ipv6  # Service lab/web over IPv6 ([fd00:96::10]:80)`,
+  twill lab call node1-a web --family ipv6  # Service lab/web over IPv6 ([fd00:96::10]:80)
+  twill lab call node1-a web:80             # by name, through CoreDNS (real nodes)`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := lab.Load(*name)
@@ -324,6 +329,9 @@ primary one) on its port.`,
 			}
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
+			if dst, err = st.ResolveCallTarget(ctx, t.Namespace, dst); err != nil {
+				return &exitError{code: 1, err: err}
+			}
 			line, err := lab.Call(ctx, t.Namespace, dst, timeout, udp)
 			var ce *lab.CallError
 			if errors.As(err, &ce) {

@@ -6,7 +6,8 @@
 // and across nodes) without NAT, nodes reach pods, pods reach nodes (a
 // hostNetwork pod on every node), ClusterIP Services work from pods and
 // nodes, the NodePort Service from pods and nodes, pods reach
-// kubernetes.default (10.96.0.1:443), traffic leaving the cluster is
+// kubernetes.default (10.96.0.1:443), pods resolve Service names through
+// CoreDNS (kube-dns) and reach them by name, traffic leaving the cluster is
 // masqueraded, twill trace explains a Service call, twill doctor finds
 // nothing wrong; the seed failures F1, F3 and F5a broken with `lab break`
 // are seen, named by doctor, explained by trace and fixed (both kube-proxy
@@ -79,9 +80,11 @@ func run(m *testing.M) int {
 		os.Setenv(env, p)
 	}
 	img := filepath.Join(repoBin, "image")
-	if _, err := os.Stat(filepath.Join(img, "testserver.docker.tar")); err != nil {
-		fmt.Fprintln(os.Stderr, "realnodes: bin/image is incomplete: run `make image` (or `make test`, which does)")
-		return 1
+	for _, f := range []string{"testserver.docker.tar", "coredns.docker.tar"} {
+		if _, err := os.Stat(filepath.Join(img, f)); err != nil {
+			fmt.Fprintf(os.Stderr, "realnodes: bin/image has no %s: run `make tools-kube` and `make image` (or `make test`, which does both)\n", f)
+			return 1
+		}
 	}
 	os.Setenv("TWILL_IMAGE_DIR", img)
 	return m.Run()
@@ -243,6 +246,39 @@ func testCluster(t *testing.T, mode, backend, id string) {
 			return call(t, name, "node1-a", vip, n.Pods[1].Name+" ")
 		})
 	}
+	// Service names through CoreDNS (kube-system/kube-dns): from inside a
+	// pod (kubectl exec, so the resolv.conf kubelet wrote: clusterDNS, the
+	// search path, ndots), the short name, the namespaced name and the full
+	// name resolve to the Service's ClusterIP, and the call by name reaches
+	// the Service's endpoint.
+	check("CoreDNS: kube-system/kube-dns has ClusterIP 10.96.0.53 and a ready endpoint", func() error {
+		r := kubectl(t, name, "-n", "kube-system", "get", "svc", "kube-dns", "-o", "jsonpath={.spec.clusterIP}")
+		if r.code != 0 || strings.TrimSpace(r.out) != lab.ClusterDNSVIP.String() {
+			return fmt.Errorf("kube-dns ClusterIP %q (exit %d), want %s", strings.TrimSpace(r.out), r.code, lab.ClusterDNSVIP)
+		}
+		r = kubectl(t, name, "-n", "kube-system", "get", "endpointslices", "-l", "kubernetes.io/service-name=kube-dns",
+			"-o", "jsonpath={.items[*].endpoints[*].conditions.ready}")
+		if r.code != 0 || !strings.Contains(r.out, "true") {
+			return fmt.Errorf("kube-dns endpoints ready: %q (exit %d)", r.out, r.code)
+		}
+		return nil
+	})
+	n1, n2 := st.Nodes[0], st.Nodes[1]
+	for _, c := range []struct {
+		from, host, ip, endpoint string
+	}{
+		{n1.Pods[0].Name, "web", "10.96.0.10", "node"},
+		{n2.Pods[0].Name, "web.lab", "10.96.0.10", "node"},
+		{n1.Pods[0].Name, "web.lab.svc.cluster.local", "10.96.0.10", "node"},
+		{n1.Pods[0].Name, "local-" + n2.Name, "10.96.1." + strings.TrimPrefix(n2.Name, "node"), n2.Pods[1].Name + " "},
+	} {
+		check(fmt.Sprintf("pod %s resolves %s through CoreDNS to %s and reaches it by name", c.from, c.host, c.ip), func() error {
+			return callByName(t, name, c.from, c.host+":80", c.ip, c.endpoint)
+		})
+	}
+	check(fmt.Sprintf("twill lab call %s local-%s:80 (by name, resolved through CoreDNS)", n2.Pods[0].Name, n1.Name), func() error {
+		return call(t, name, n2.Pods[0].Name, "local-"+n1.Name+":80", n1.Pods[1].Name+" ")
+	})
 	check("node node2 -> ClusterIP 10.96.0.10:80 (lab/web)", func() error {
 		return call(t, name, "node2", "10.96.0.10:80", "node")
 	})
@@ -293,7 +329,6 @@ func testCluster(t *testing.T, mode, backend, id string) {
 		// The seed failures with the real kube-proxy's rules: each breaks
 		// node1, is seen by a user, named by doctor, explained by trace,
 		// and gone after lab fix.
-		n1, n2 := st.Nodes[0], st.Nodes[1]
 		localVIP := "10.96.1." + strings.TrimPrefix(n1.Name, "node") + ":80"
 		for _, sc := range []seedFailure{
 			{id: "F1", check: "TW002", from: n1.Pods[0].Name, to: localVIP, traceWant: "bridge-nf-call-iptables is 0",
@@ -419,6 +454,20 @@ func seedOnRealNode(t *testing.T, labName string, sc seedFailure) error {
 	}
 	if err := sc.works(); err != nil {
 		return fmt.Errorf("after lab fix %s: %w", sc.id, err)
+	}
+	return nil
+}
+
+// callByName runs the test server's client in pod (kubectl exec: the pod's
+// own resolv.conf) against hostport: the name must resolve to exactly ip
+// and the server's line must start with endpoint.
+func callByName(t *testing.T, lab, pod, hostport, ip, endpoint string) error {
+	t.Helper()
+	r := kubectl(t, lab, "-n", "lab", "exec", pod, "--", image.TestServerPath, "--call", hostport, "--timeout", "10s")
+	host, _, _ := net.SplitHostPort(hostport)
+	want := host + " -> " + ip + ": " + endpoint
+	if r.code != 0 || !strings.HasPrefix(strings.TrimSpace(r.out), want) {
+		return fmt.Errorf("kubectl exec %s -- %s --call %s: exit %d, want %q...:\n%s", pod, image.TestServerPath, hostport, r.code, want, r.out)
 	}
 	return nil
 }
@@ -633,6 +682,7 @@ func dump(t *testing.T, lab string) {
 		{"kubectl", "get", "pods", "-A", "-o", "wide"},
 		{"kubectl", "get", "events", "-A", "--sort-by=.lastTimestamp"},
 		{"kubectl", "-n", "kube-twill", "logs", "-l", "app=twill", "--all-containers", "--prefix", "--tail", "60"},
+		{"kubectl", "-n", "kube-system", "logs", "-l", "k8s-app=kube-dns", "--prefix", "--tail", "30"},
 	} {
 		r := tw(t, 30*time.Second, append([]string{"lab", "exec", "--name", lab, "underlay", "--"}, args...)...)
 		t.Logf("$ %s\n%s", strings.Join(args, " "), r.out)
