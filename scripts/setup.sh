@@ -3,8 +3,9 @@
 # are root: the Debian packages below (with --kube, for the tests, also
 # chromium, containerd and runc), and real etcd, cnitool, flanneld, bridge,
 # host-local, portmap and (with --kube) kube-apiserver, kubectl, kubelet,
-# kube-controller-manager, kube-scheduler and kube-proxy binaries built from
-# the Go module proxy into bin/ (cached: rebuilt only when tools/ changes).
+# kube-controller-manager, kube-scheduler and kube-proxy binaries, plus
+# containerd 2.x in bin/containerd2/, built from the Go module proxy into
+# bin/ (cached: rebuilt only when tools/ changes).
 #
 #   scripts/setup.sh          what the lab and the tests without Kubernetes need
 #                             (make tools: make bench, the lab's Flannel nodes)
@@ -121,6 +122,28 @@ if [ "$kmissing" = 1 ] || [ "$(cat "$kstamp" 2>/dev/null)" != "$kwant" ]; then
 		(cd tools/kube && go build -ldflags "$kldflags" -o "../../bin/$b" "./$b")
 	done
 	echo "$kwant" > "$kstamp"
+fi
+# containerd 2.x for `twill lab up --kubernetes --containerd 2` (Debian's 1.6
+# is the default runtime): containerd, its runc shim and ctr from the
+# github.com/containerd/containerd/v2 module pinned by tools/containerd2,
+# side by side in bin/containerd2/ (containerd runs the shim next to it; the
+# lab puts that directory first on its PATH). Static, without the btrfs,
+# devmapper and zfs snapshotters (they need cgo); about 2 minutes cold.
+cstamp=bin/.containerd2.stamp
+cver=$(awk '$1 == "github.com/containerd/containerd/v2" { print $2; exit }' tools/containerd2/go.mod)
+cldflags="-s -w -X github.com/containerd/containerd/v2/version.Version=$cver"
+cbins=(containerd containerd-shim-runc-v2 ctr)
+cwant=$( (cat tools/containerd2/go.mod tools/containerd2/go.sum tools/containerd2/tools.go; echo "$cldflags") | sha256sum | cut -d' ' -f1)
+cmissing=0
+for b in "${cbins[@]}"; do [ -x "bin/containerd2/$b" ] || cmissing=1; done
+if [ "$cmissing" = 1 ] || [ "$(cat "$cstamp" 2>/dev/null)" != "$cwant" ]; then
+	echo "setup: building containerd $cver (${cbins[*]}) from github.com/containerd/containerd/v2 into bin/containerd2/ (first time: about 2 minutes)"
+	mkdir -p bin/containerd2
+	for b in "${cbins[@]}"; do
+		(cd tools/containerd2 && CGO_ENABLED=0 go build -trimpath -tags no_btrfs,no_devmapper,no_zfs -ldflags "$cldflags" \
+			-o "../../bin/containerd2/$b" "github.com/containerd/containerd/v2/cmd/$b")
+	done
+	echo "$cwant" > "$cstamp"
 fi
 fi
 echo "setup: ok ($(bin/etcd --version 2>/dev/null | head -1); $(cd bin && ls | tr '\n' ' '))"
