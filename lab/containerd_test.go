@@ -53,10 +53,11 @@ func TestContainerdConfigsAsTheRuntimesReadThem(t *testing.T) {
 			`plugins."io.containerd.grpc.v1.cri" disable_apparmor`:                               "true",
 			`plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options SystemdCgroup`: "false",
 		}},
+		// 2.4 migrates version 3 to its own newest on load (the dump says
+		// version 4, with [grpc] become a plugin).
 		{Containerd2, map[string]string{
-			" version":     "3",
-			` root`:        `"/run/twill-lab/rk/nodes/node1/containerd"`,
-			`grpc address`: `"/run/containerd/containerd.sock"`,
+			` root`: `'/run/twill-lab/rk/nodes/node1/containerd'`,
+			`plugins.'io.containerd.server.v1.grpc' address`:                                        `'/run/containerd/containerd.sock'`,
 			`plugins.'io.containerd.cri.v1.images'.pinned_images sandbox`:                           `'registry.k8s.io/pause:3.10'`,
 			`plugins.'io.containerd.cri.v1.images'.registry config_path`:                            `'/run/twill-lab/rk/nodes/node1/certs.d'`,
 			`plugins.'io.containerd.cri.v1.images' snapshotter`:                                     `'overlayfs'`,
@@ -74,6 +75,10 @@ func TestContainerdConfigsAsTheRuntimesReadThem(t *testing.T) {
 			r := RealState{Containerd: c.runtime}
 			if err := findContainerd(&r); err != nil {
 				t.Fatalf("%v (make tools-kube builds every runtime)", err)
+			}
+			want := map[string]string{Containerd16: "version = 2\n", Containerd2: "version = 3\n"}[c.runtime]
+			if got := containerdConfig(&r, n); !strings.HasPrefix(got, want) {
+				t.Errorf("containerd %s config does not start with %q:\n%s", c.runtime, want, got)
 			}
 			cfg := filepath.Join(dir, c.runtime+".toml")
 			if err := os.WriteFile(cfg, []byte(containerdConfig(&r, n)), 0o644); err != nil {
