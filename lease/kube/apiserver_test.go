@@ -97,7 +97,7 @@ func TestAgainstAPIServer(t *testing.T) {
 	t.Run("a node without a podCIDR gets a Warning Event kubectl describe shows", func(t *testing.T) {
 		ctx := timeout(t, 60*time.Second)
 		createNode(t, admin, "acq-ev", "")
-		pod := &kube.PodRef{Namespace: "kube-twill", Name: "twill-abcde", UID: "0a1b2c3d-0000-4000-8000-000000000001"}
+		pod := &kube.PodRef{Namespace: "default", Name: "twill-abcde", UID: "0a1b2c3d-0000-4000-8000-000000000001"}
 		s, err := kube.New(kube.Options{Kubeconfig: srv.Kubeconfig(kubetest.Twill), Logger: quiet, Pod: pod})
 		if err != nil {
 			t.Fatal(err)

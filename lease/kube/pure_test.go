@@ -319,7 +319,7 @@ func TestClusterRoleYAMLIsTheRules(t *testing.T) {
 		t.Fatalf("parsed %+v, want rules %+v", cr, RBACRules())
 	}
 	// Exactly the verbs the store uses, nothing more.
-	want := map[string][]string{"nodes": {"get", "list", "watch", "patch"}, "nodes/status": {"patch"}}
+	want := map[string][]string{"nodes": {"get", "list", "watch", "patch"}, "nodes/status": {"patch"}, "events": {"create", "patch"}}
 	got := map[string][]string{}
 	for _, r := range RBACRules() {
 		if len(r.APIGroups) != 1 || r.APIGroups[0] != "" || len(r.ResourceNames) != 0 || len(r.NonResourceURLs) != 0 {

@@ -77,6 +77,12 @@ func run(m *testing.M) int {
 		}
 		os.Setenv(env, p)
 	}
+	// containerd 2.x for the case on it (make tools-kube builds it).
+	if _, err := lab.FindContainerd2(filepath.Join(repoBin, "containerd2")); err != nil {
+		fmt.Fprintln(os.Stderr, "realnodes:", err)
+		return 1
+	}
+	os.Setenv("TWILL_CONTAINERD2_DIR", filepath.Join(repoBin, "containerd2"))
 	img := filepath.Join(repoBin, "image")
 	if _, err := os.Stat(filepath.Join(img, "testserver.docker.tar")); err != nil {
 		fmt.Fprintln(os.Stderr, "realnodes: bin/image is incomplete: run `make image` (or `make test`, which does)")
