@@ -143,7 +143,8 @@ containerd, a real kubelet and a real kube-proxy (--proxy-mode
 iptables or nftables). --containerd picks the runtime: 1.6 (default, Debian's
 containerd package, config version 2) or 2 (containerd 2.x built from
 github.com/containerd/containerd/v2 by 'make tools-kube' into bin/containerd2/,
-config version 3; $TWILL_CONTAINERD2_DIR points elsewhere). The images of 'make image' (bin/image, or --image-dir)
+config version 3; $TWILL_CONTAINERD2_DIR points elsewhere). The images of
+'make image' (bin/image, or --image-dir)
 are imported into every node's containerd, twill is installed with
 'kubectl apply' of bin/image/twill.yaml, and the lab's pods are real Pods of
 the test-server image, pinned to their nodes, its Services real Services.
