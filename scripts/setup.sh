@@ -130,7 +130,12 @@ fi
 # lab puts that directory first on its PATH). Static, without the btrfs,
 # devmapper and zfs snapshotters (they need cgo); about 2 minutes cold.
 cstamp=bin/.containerd2.stamp
-cver=$(awk '$1 == "github.com/containerd/containerd/v2" { print $2; exit }' tools/containerd2/go.mod)
+# (go.mod has it as "require <module> <version>" or inside a require block)
+cver=$(awk '{ for (i = 1; i < NF; i++) if ($i == "github.com/containerd/containerd/v2") { print $(i + 1); exit } }' tools/containerd2/go.mod)
+if [ -z "$cver" ]; then
+	echo "setup: tools/containerd2/go.mod does not require github.com/containerd/containerd/v2" >&2
+	exit 1
+fi
 cldflags="-s -w -X github.com/containerd/containerd/v2/version.Version=$cver"
 cbins=(containerd containerd-shim-runc-v2 ctr)
 cwant=$( (cat tools/containerd2/go.mod tools/containerd2/go.sum tools/containerd2/tools.go; echo "$cldflags") | sha256sum | cut -d' ' -f1)
