@@ -16,8 +16,11 @@
 // of twill. Then `lab down` leaves nothing behind (also without its state
 // file, as after a crash) and no host-wide setting changed. It runs with
 // kube-proxy's iptables and nftables modes over vxlan, and iptables over
-// host-gw. It needs root, `make tools-kube` and `make image` (make test
-// does both).
+// host-gw, on Debian's containerd 1.6, and iptables over vxlan once more on
+// containerd 2.x (--containerd 2). The iptables-vxlan case on 1.6 also
+// shows what a user sees in kubectl describe pod for an image missing from
+// the store and a runtime rejecting the CNI result version. It needs root,
+// `make tools-kube` and `make image` (make test does both).
 package realnodes
 
 import (
