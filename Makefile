@@ -25,7 +25,9 @@ tools:
 tools-demo:
 	./scripts/setup.sh --demo
 
-# The tests also need kube-apiserver and kubectl (Kubernetes mode).
+# The tests also need kube-apiserver and kubectl (Kubernetes mode), the real
+# nodes' kubelet, kube-proxy, ... and containerd 2.x (bin/containerd2/, for
+# `twill lab up --kubernetes --containerd 2`).
 tools-kube:
 	./scripts/setup.sh --kube
 

@@ -140,6 +140,9 @@ type agent struct {
 	// (logged at DEBUG: one outage, one WARN and one INFO).
 	storeBackAt time.Time
 	storeFlap   bool
+	// subnetWaitLogged is when the agent last logged that the store has
+	// no subnet for this node yet (zero: not waiting).
+	subnetWaitLogged time.Time
 }
 
 // refusal is one operation the store keeps refusing.
@@ -284,7 +287,11 @@ func retry[T any](ctx context.Context, a *agent, what string, f func() (T, error
 			return zero, fmt.Errorf("agent: %s: %w (nothing was changed)", what, err)
 		}
 		a.h.setReady(false, what+": "+err.Error())
-		a.storeFailed(what, err)
+		if errors.Is(err, lease.ErrNoSubnetYet) {
+			a.waitingForSubnet(err)
+		} else {
+			a.storeFailed(what, err)
+		}
 		select {
 		case <-ctx.Done():
 			var zero T
@@ -293,6 +300,23 @@ func retry[T any](ctx context.Context, a *agent, what string, f func() (T, error
 		}
 		delay = min(delay*2, 10*time.Second)
 	}
+}
+
+// subnetWaitRelog is how often a wait for the node's subnet is logged
+// again (at WARN: `kubectl logs --tail` shows it while it lasts).
+const subnetWaitRelog = time.Minute
+
+// waitingForSubnet logs that the store has no subnet for this node yet
+// (lease.ErrNoSubnetYet, err says what is missing and how to fix it): once
+// when the wait starts and every subnetWaitRelog while it lasts. The store
+// answered: this is no outage.
+func (a *agent) waitingForSubnet(err error) {
+	if !a.subnetWaitLogged.IsZero() && time.Since(a.subnetWaitLogged) < subnetWaitRelog {
+		a.log.Debug("still waiting for this node's subnet", "err", err.Error())
+		return
+	}
+	a.subnetWaitLogged = time.Now()
+	a.log.Warn("waiting for this node's subnet: nothing is programmed and no pod can start on this node until it has one; retrying", "err", err.Error())
 }
 
 // previousSubnets reads the subnets of the node's last subnet file (zero

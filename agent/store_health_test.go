@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -82,5 +83,38 @@ func TestStoreRefusalIsReportedWhenItPersists(t *testing.T) {
 	a.storeOK(op)
 	if _, still := a.forbidden[op]; still {
 		t.Error("a success of the operation did not clear its refusal")
+	}
+}
+
+// A node without a subnet yet (lease.ErrNoSubnetYet: no podCIDR) is a wait,
+// not an outage: retry keeps /readyz false with the store's message, logs
+// one WARN naming the wait (not "store unreachable"), and succeeds once
+// the subnet comes.
+func TestRetryWaitsForASubnetWithoutCallingItAnOutage(t *testing.T) {
+	logs := &logBuffer{}
+	a := testAgent(logs)
+	none := fmt.Errorf("node n1 has no spec.podCIDR yet: kube-controller-manager must run with --allocate-node-cidrs: %w", lease.ErrNoSubnetYet)
+	calls := 0
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := retry(ctx, a, "acquire lease", func() (string, error) {
+		calls++
+		if calls < 3 {
+			return "", none
+		}
+		return "10.244.1.0/24", nil
+	})
+	if err != nil || got != "10.244.1.0/24" {
+		t.Fatalf("retry: %q, %v", got, err)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "waiting for this node's subnet"); n != 1 || !strings.Contains(out, "--allocate-node-cidrs") {
+		t.Errorf("%d WARNs for one wait (want 1, with the store's message):\n%s", n, out)
+	}
+	if strings.Contains(out, "store unreachable") || a.h.storeDown {
+		t.Errorf("a wait for the subnet was taken for a store outage:\n%s", out)
+	}
+	if a.h.notReady != "acquire lease: "+none.Error() {
+		t.Errorf("/readyz reason %q, want the wait's message", a.h.notReady)
 	}
 }

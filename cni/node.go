@@ -75,7 +75,7 @@ func ReadNode(c Config) (Node, error) {
 		}
 		return NodeFromInfo(path, info, c.MTU)
 	}
-	return Node{}, fmt.Errorf("%w: %s: is the twill agent running on this node? (kubectl -n kube-system logs ds/twill)",
+	return Node{}, fmt.Errorf("%w: %s: the twill agent writes it once it runs on this node and the node has a subnet (its Node's spec.podCIDR): see kubectl -n kube-twill get pods -o wide, that pod's log, and kubectl describe node (a NoPodCIDR Event)",
 		ErrNoSubnetFile, strings.Join(c.SubnetFiles, " or "))
 }
 

@@ -18,7 +18,7 @@ func TestReadNodePrefersTwillThenFlannel(t *testing.T) {
 	}
 	_, err = ReadNode(c)
 	if !errors.Is(err, ErrNoSubnetFile) || !strings.Contains(err.Error(), filepath.Join(root, "run/twill/subnet.env")) ||
-		!strings.Contains(err.Error(), "is the twill agent running") {
+		!strings.Contains(err.Error(), "the twill agent writes it once it runs on this node and the node has a subnet") {
 		t.Fatalf("missing file: %v", err)
 	}
 	flannel := filepath.Join(root, "run/flannel/subnet.env")

@@ -196,7 +196,7 @@ func TestCNIMissingSubnetFile(t *testing.T) {
 	pod := n.newPod(0)
 	_, err := n.cnitoolRun("add", pod)
 	want := "subnet file not found: " + n.subnetFilePath()
-	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "is the twill agent running on this node? (kubectl -n kube-system logs ds/twill)") {
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "the twill agent writes it once it runs on this node and the node has a subnet (its Node's spec.podCIDR)") {
 		t.Fatalf("ADD without subnet file: %v\nwant it to contain %q and the agent hint", err, want)
 	}
 	out, _, err := n.plugin("ADD", "c1", pod, n.pluginConf(""))

@@ -130,6 +130,10 @@ type Config struct {
 	// ImageDir holds `make image`'s output (Kubernetes only); empty
 	// searches for it (see FindImageDir).
 	ImageDir string
+	// Containerd is the real nodes' container runtime (Kubernetes only):
+	// Containerd16 (default, Debian's package) or Containerd2 (built by
+	// `make tools-kube` into bin/containerd2/, see FindContainerd2).
+	Containerd string
 }
 
 // nameRE is what a lab name may look like: it becomes part of namespace names
@@ -178,6 +182,9 @@ func (c Config) withDefaults() Config {
 		if c.ProxyMode == "" {
 			c.ProxyMode = ProxyIptables
 		}
+		if c.Containerd == "" {
+			c.Containerd = Containerd16
+		}
 	}
 	return c
 }
@@ -225,6 +232,12 @@ func (c Config) Validate() error {
 	}
 	if c.Kubernetes && c.ProxyMode != ProxyIptables && c.ProxyMode != ProxyNftables {
 		return fmt.Errorf("--proxy-mode %q: want %q or %q", c.ProxyMode, ProxyIptables, ProxyNftables)
+	}
+	if c.Containerd != "" && !c.Kubernetes {
+		return fmt.Errorf("--containerd %s needs --kubernetes (real nodes with a container runtime); the other labs run no runtime", c.Containerd)
+	}
+	if c.Kubernetes && c.Containerd != Containerd16 && c.Containerd != Containerd2 {
+		return fmt.Errorf("--containerd %q: want %q (Debian's containerd) or %q (containerd 2.x from bin/containerd2, built by `make tools-kube`)", c.Containerd, Containerd16, Containerd2)
 	}
 	if c.Store == StoreKubernetes && !c.Agent {
 		return fmt.Errorf("--store %s needs agent mode: a static lab has no agents to lease through the API (drop --static)", StoreKubernetes)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -41,6 +42,17 @@ const (
 	ProxyNftables = "nftables"
 )
 
+// Container runtimes of the real nodes (Config.Containerd).
+const (
+	// Containerd16 is Debian 12's containerd package (1.6), configured with
+	// config version 2 (containerdConfig16).
+	Containerd16 = "1.6"
+	// Containerd2 is containerd 2.x built from its Go module by `make
+	// tools-kube` into bin/containerd2/, configured with config version 3
+	// (containerdConfig2).
+	Containerd2 = "2"
+)
+
 // realTimeout bounds each wait of a real cluster's bring-up (nodes
 // registered, DaemonSet ready, pods ready): generous for a cold 2-core machine.
 const realTimeout = 4 * time.Minute
@@ -64,6 +76,13 @@ type RealState struct {
 	KubeProxyBin         string `json:"kubeProxyBin"`
 	ContainerdBin        string `json:"containerdBin"`
 	CtrBin               string `json:"ctrBin"`
+	// Containerd is the nodes' runtime (Containerd16 or Containerd2) and
+	// ContainerdVersion what its `containerd --version` says.
+	Containerd        string `json:"containerd"`
+	ContainerdVersion string `json:"containerdVersion,omitempty"`
+	// ShimDir is put first on containerd's PATH, so it runs the shim built
+	// with it (containerd 2.x: bin/containerd2); empty: $PATH as it is.
+	ShimDir string `json:"shimDir,omitempty"`
 	// ControllerManager and Scheduler run in the underlay namespace.
 	ControllerManager Process `json:"controllerManager"`
 	Scheduler         Process `json:"scheduler"`
@@ -126,36 +145,111 @@ func FindImageDir(explicit string) (string, error) {
 		strings.Join(cands, ", "), strings.Join(missing, ", "))
 }
 
-// findRealBinaries resolves every binary of a real cluster into st.Real.
+// findRealBinaries resolves every binary of a real cluster into r, the
+// container runtime's by r.Containerd.
 func findRealBinaries(r *RealState) error {
 	kube := func(name string) (string, error) {
 		env := "TWILL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")) + "_BIN"
 		return findBinary(name, "", "", env, fmt.Sprintf("%s not found: run `make tools-kube` (scripts/setup.sh --kube builds it into bin/ from k8s.io/kubernetes) or set $%s", name, env))
 	}
-	deb := func(name string) (string, error) {
-		env := "TWILL_" + strings.ToUpper(name) + "_BIN"
-		return findBinary(name, "", "", env, fmt.Sprintf("%s not found: install Debian's containerd and runc (`make tools-kube` does) or set $%s", name, env))
-	}
 	var err error
 	for _, b := range []struct {
 		dst  *string
 		name string
-		find func(string) (string, error)
 	}{
-		{&r.KubeletBin, "kubelet", kube}, {&r.ControllerManagerBin, "kube-controller-manager", kube},
-		{&r.SchedulerBin, "kube-scheduler", kube}, {&r.KubeProxyBin, "kube-proxy", kube},
-		{&r.ContainerdBin, "containerd", deb}, {&r.CtrBin, "ctr", deb},
+		{&r.KubeletBin, "kubelet"}, {&r.ControllerManagerBin, "kube-controller-manager"},
+		{&r.SchedulerBin, "kube-scheduler"}, {&r.KubeProxyBin, "kube-proxy"},
 	} {
-		if *b.dst, err = b.find(b.name); err != nil {
+		if *b.dst, err = kube(b.name); err != nil {
 			return err
 		}
 	}
-	for _, name := range []string{"runc", "containerd-shim-runc-v2", "nsenter", "unshare", "mount"} {
-		if _, err := deb(name); err != nil {
+	for _, name := range []string{"runc", "nsenter", "unshare", "mount"} {
+		if _, err := debBinary(name); err != nil {
 			return err
 		}
 	}
+	return findContainerd(r)
+}
+
+// debBinary finds a program of a Debian package real nodes run.
+func debBinary(name string) (string, error) {
+	env := "TWILL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")) + "_BIN"
+	return findBinary(name, "", "", env, fmt.Sprintf("%s not found: install Debian's containerd and runc (`make tools-kube` does) or set $%s", name, env))
+}
+
+// findContainerd resolves the binaries of r.Containerd's runtime into r
+// and records its version.
+func findContainerd(r *RealState) error {
+	var err error
+	switch r.Containerd {
+	case Containerd2:
+		dir, err := FindContainerd2("")
+		if err != nil {
+			return err
+		}
+		r.ContainerdBin, r.CtrBin, r.ShimDir = filepath.Join(dir, "containerd"), filepath.Join(dir, "ctr"), dir
+	default:
+		for _, b := range []struct {
+			dst  *string
+			name string
+		}{{&r.ContainerdBin, "containerd"}, {&r.CtrBin, "ctr"}, {new(string), "containerd-shim-runc-v2"}} {
+			if *b.dst, err = debBinary(b.name); err != nil {
+				return err
+			}
+		}
+	}
+	out, err := exec.Command(r.ContainerdBin, "--version").Output()
+	if err != nil {
+		return fmt.Errorf("%s --version: %w", r.ContainerdBin, err)
+	}
+	r.ContainerdVersion = strings.TrimSpace(string(out))
 	return nil
+}
+
+// containerd2Bins are the programs of containerd 2.x a real node runs,
+// side by side in one directory (bin/containerd2).
+var containerd2Bins = []string{"containerd", "containerd-shim-runc-v2", "ctr"}
+
+// FindContainerd2 resolves the directory of containerd 2.x's binaries
+// (containerd2Bins): explicit, then $TWILL_CONTAINERD2_DIR, then
+// containerd2/ next to the twill binary, then ./bin/containerd2 (where
+// `make tools-kube` builds them).
+func FindContainerd2(explicit string) (string, error) {
+	var cands []string
+	switch {
+	case explicit != "":
+		cands = []string{explicit}
+	case os.Getenv("TWILL_CONTAINERD2_DIR") != "":
+		cands = []string{os.Getenv("TWILL_CONTAINERD2_DIR")}
+	default:
+		if exe, err := os.Executable(); err == nil {
+			cands = append(cands, filepath.Join(filepath.Dir(exe), "containerd2"))
+		}
+		cands = append(cands, filepath.Join("bin", "containerd2"))
+	}
+	var missing []string
+	for _, d := range cands {
+		missing = missing[:0]
+		for _, b := range containerd2Bins {
+			if fi, err := os.Stat(filepath.Join(d, b)); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+				missing = append(missing, b)
+			}
+		}
+		if len(missing) == 0 {
+			return filepath.Abs(d)
+		}
+	}
+	return "", fmt.Errorf("--containerd %s: containerd 2.x not found (looked in %s; missing %s): run `make tools-kube` (scripts/setup.sh --kube builds bin/containerd2/ from github.com/containerd/containerd/v2, about 2 minutes) or set $TWILL_CONTAINERD2_DIR",
+		Containerd2, strings.Join(cands, ", "), strings.Join(missing, ", "))
+}
+
+// runtimeOrigin says where a real node's containerd comes from.
+func runtimeOrigin(containerd string) string {
+	if containerd == Containerd2 {
+		return "built from github.com/containerd/containerd/v2 into bin/containerd2, config version 3"
+	}
+	return "Debian's package, config version 2"
 }
 
 // readImageRefs reads the image references of dir into r: twill's from
@@ -216,7 +310,7 @@ func realSteps(ctx context.Context, c Config, st *State) []step {
 		{fmt.Sprintf("nodes: a mount namespace each (overlays on /etc /opt /var, own /run, fresh /sys, kubelet's sysctls answered locally), cgroups below twill-lab-%s/", st.Name), func() error {
 			return eachNode(ctx, st, func(n *Node) error { return startNodeNamespace(ctx, st, n) })
 		}},
-		{"containerd (Debian's, restrict_oom_score_adj) on every node; images imported with ctr: twill, pause, test server, CoreDNS", func() error {
+		{fmt.Sprintf("containerd %s on every node (%s, restrict_oom_score_adj); images imported with ctr: twill, pause, test server, CoreDNS", r.Containerd, runtimeOrigin(r.Containerd)), func() error {
 			return eachNode(ctx, st, func(n *Node) error { return startContainerd(ctx, st, n) })
 		}},
 		{fmt.Sprintf("kubelet (clusterDNS %s, clusterDomain %s) and kube-proxy (--proxy-mode %s) on every node; waiting for the Nodes and their podCIDRs from nodeipam", ClusterDNSVIP, ClusterDomain, r.ProxyMode), func() error {

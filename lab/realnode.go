@@ -169,11 +169,20 @@ func inNode(n *Node, argv ...string) []string {
 // containerdSock is containerd's socket inside a node (its own /run).
 const containerdSock = "/run/containerd/containerd.sock"
 
-// containerdConfig is node n's containerd 1.6 configuration (version 2):
+// containerdConfig is node n's containerd configuration for the lab's
+// runtime (RealState.Containerd).
+func containerdConfig(r *RealState, n *Node) string {
+	if r.Containerd == Containerd2 {
+		return containerdConfig2(n)
+	}
+	return containerdConfig16(n)
+}
+
+// containerdConfig16 is node n's containerd 1.6 configuration (version 2):
 // its root in the node's directory, CRI with the imported pause image as
 // sandbox (never pulled), runc without systemd cgroups, oom_score_adj
 // restricted (root here lacks CAP_SYS_RESOURCE), CNI from the node's dirs.
-func containerdConfig(n *Node) string {
+func containerdConfig16(n *Node) string {
 	return fmt.Sprintf(`version = 2
 root = %q
 state = "/run/containerd"
@@ -198,15 +207,85 @@ state = "/run/containerd"
 `, filepath.Join(n.Real.Dir, "containerd"), containerdSock, image.PauseRef)
 }
 
+// containerdConfig2 is node n's containerd 2.x configuration (version 3,
+// where CRI is split into an images and a runtime plugin): the same
+// choices as containerdConfig16, spelled the 2.x way: the pause image
+// pinned as the sandbox image (pinned_images.sandbox: never pulled, never
+// garbage-collected), CNI's bin_dirs a list, registry hosts read from
+// config_path (an empty certs.d in the node's directory: the lab's images
+// are imported, no registry is configured).
+func containerdConfig2(n *Node) string {
+	return fmt.Sprintf(`version = 3
+root = %q
+state = "/run/containerd"
+[grpc]
+  address = %q
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = %q
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = %q
+[plugins."io.containerd.cri.v1.runtime"]
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  enable_selinux = false
+  [plugins."io.containerd.cri.v1.runtime".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["/opt/cni/bin"]
+    conf_dir = "/etc/cni/net.d"
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+`, filepath.Join(n.Real.Dir, "containerd"), containerdSock, image.PauseRef, filepath.Join(n.Real.Dir, "certs.d"))
+}
+
+// runtimeName is the nodes' runtime as `lab status` and `lab up` name it:
+// "containerd 1.6.20~ds1", from its --version when known.
+func (r *RealState) runtimeName() string {
+	if v := containerdVersionNumber(r.ContainerdVersion); v != "" {
+		return "containerd " + v
+	}
+	if r.Containerd == "" {
+		return "containerd " + Containerd16 // a state written before --containerd
+	}
+	return "containerd " + r.Containerd
+}
+
+// containerdVersionNumber picks the version out of `containerd --version`
+// ("containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1"
+// or "containerd github.com/containerd/containerd/v2 v2.4.2 "); "" when
+// the line does not look like that.
+func containerdVersionNumber(out string) string {
+	f := strings.Fields(out)
+	if len(f) < 3 || f[0] != "containerd" {
+		return ""
+	}
+	return strings.TrimPrefix(f[2], "v")
+}
+
 // startContainerd starts containerd in node n, waits (bounded) until it
 // answers and imports the lab's images into its k8s.io namespace.
 func startContainerd(ctx context.Context, st *State, n *Node) error {
 	cfg := filepath.Join(n.Real.Dir, "containerd.toml")
-	if err := os.WriteFile(cfg, []byte(containerdConfig(n)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(containerdConfig(st.Real, n)), 0o644); err != nil {
 		return err
 	}
+	if err := os.MkdirAll(filepath.Join(n.Real.Dir, "certs.d"), 0o755); err != nil {
+		return err
+	}
+	var env []string
+	if d := st.Real.ShimDir; d != "" {
+		// containerd looks its shim up on $PATH before its own directory:
+		// without this, 2.x would run Debian's 1.6 shim.
+		env = append(env, "PATH="+d+":"+os.Getenv("PATH"))
+	}
 	p, err := startDaemon(n.Namespace, inNode(n, st.Real.ContainerdBin, "--config", cfg, "--log-level", "warn"),
-		filepath.Join(StateDir(st.Name), "logs", n.Name+"-containerd.log"), nil)
+		filepath.Join(StateDir(st.Name), "logs", n.Name+"-containerd.log"), env)
 	if err != nil {
 		return err
 	}

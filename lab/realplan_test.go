@@ -8,8 +8,11 @@ import (
 
 func TestValidateKubernetesFlags(t *testing.T) {
 	ok := Config{Kubernetes: true, Agent: true}.withDefaults()
-	if err := ok.Validate(); err != nil || ok.ProxyMode != ProxyIptables || ok.Store != StoreKubernetes {
-		t.Fatalf("--kubernetes: %v (proxy mode %q, store %q), want valid, iptables, kubernetes", err, ok.ProxyMode, ok.Store)
+	if err := ok.Validate(); err != nil || ok.ProxyMode != ProxyIptables || ok.Store != StoreKubernetes || ok.Containerd != Containerd16 {
+		t.Fatalf("--kubernetes: %v (proxy mode %q, store %q, containerd %q), want valid, iptables, kubernetes, 1.6", err, ok.ProxyMode, ok.Store, ok.Containerd)
+	}
+	if c := (Config{Kubernetes: true, Agent: true, Containerd: Containerd2}).withDefaults(); c.Validate() != nil || plan(c).Real.Containerd != Containerd2 {
+		t.Errorf("--kubernetes --containerd 2: %v, planned runtime %q", c.Validate(), plan(c).Real.Containerd)
 	}
 	for _, bad := range []struct {
 		c    Config
@@ -19,6 +22,8 @@ func TestValidateKubernetesFlags(t *testing.T) {
 		{Config{Agent: true, ProxyMode: ProxyNftables}, "needs --kubernetes"},
 		{Config{Kubernetes: true, Agent: true, ProxyMode: "ipvs"}, `--proxy-mode "ipvs"`},
 		{Config{Kubernetes: true, Agent: true, DirectRouting: true}, "--direct-routing"},
+		{Config{Agent: true, Containerd: Containerd2}, "--containerd 2 needs --kubernetes"},
+		{Config{Kubernetes: true, Agent: true, Containerd: "1.7"}, `--containerd "1.7": want "1.6"`},
 	} {
 		err := bad.c.withDefaults().Validate()
 		if err == nil || !strings.Contains(err.Error(), bad.want) {
@@ -88,7 +93,7 @@ func TestRealConfigsPointInsideTheNode(t *testing.T) {
 			t.Errorf("kubelet config lacks %q:\n%s", want, k)
 		}
 	}
-	c := containerdConfig(n)
+	c := containerdConfig(st.Real, n)
 	for _, want := range []string{"restrict_oom_score_adj = true", `sandbox_image = "registry.k8s.io/pause:3.10"`,
 		`root = "/run/twill-lab/rk/nodes/node2/containerd"`, "SystemdCgroup = false"} {
 		if !strings.Contains(c, want) {

@@ -227,7 +227,7 @@ func plan(c Config) *State {
 	if c.Kubernetes {
 		st.Mode = ModeKubernetes
 		st.CNIBin = ""
-		st.Real = &RealState{ProxyMode: c.ProxyMode, ImageDir: c.ImageDir}
+		st.Real = &RealState{ProxyMode: c.ProxyMode, ImageDir: c.ImageDir, Containerd: c.Containerd}
 	}
 	planIPFamily(c, st)
 	return st

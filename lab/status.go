@@ -31,8 +31,14 @@ type Report struct {
 	// ControlPlane are kube-controller-manager and kube-scheduler
 	// (ModeKubernetes only).
 	ControlPlane []DaemonStatus `json:"controlPlane,omitempty"`
-	Nodes        []NodeStatus   `json:"nodes"`
-	Scenarios    []Applied      `json:"scenarios"`
+	// Runtime is the real nodes' container runtime, e.g. "containerd
+	// 1.6.20~ds1" or "containerd 2.4.2" (ModeKubernetes only).
+	Runtime string `json:"runtime,omitempty"`
+	// RuntimeConfig says where it comes from and which config version it
+	// reads (ModeKubernetes only).
+	RuntimeConfig string       `json:"runtimeConfig,omitempty"`
+	Nodes         []NodeStatus `json:"nodes"`
+	Scenarios     []Applied    `json:"scenarios"`
 	// Services are the lab's Services with their ClusterIPs (one per
 	// family the lab runs) and endpoints.
 	Services   []ServiceStatus `json:"services"`
@@ -143,6 +149,7 @@ func Status(ctx context.Context, name string) (*Report, error) {
 		r.EtcdHealthy = true
 	}
 	if st.RealMode() {
+		r.Runtime, r.RuntimeConfig = st.Real.runtimeName(), runtimeOrigin(st.Real.Containerd)
 		for _, d := range []DaemonStatus{{"kube-controller-manager", procStatus(st.Real.ControllerManager)}, {"kube-scheduler", procStatus(st.Real.Scheduler)}} {
 			r.ControlPlane = append(r.ControlPlane, d)
 			if !d.Alive {
@@ -261,6 +268,9 @@ func (r *Report) Print(w io.Writer) {
 	}
 	for _, d := range r.ControlPlane {
 		fmt.Fprintf(w, "%s: pid %d %s\n", d.Name, d.PID, mark(d.Alive))
+	}
+	if r.Runtime != "" {
+		fmt.Fprintf(w, "runtime: %s on every node (%s)\n", r.Runtime, r.RuntimeConfig)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

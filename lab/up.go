@@ -75,6 +75,7 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 		if c.ImageDir, err = FindImageDir(c.ImageDir); err != nil {
 			return nil, err
 		}
+		real.Containerd = c.Containerd
 		if err := findRealBinaries(&real); err != nil {
 			return nil, err
 		}
@@ -110,7 +111,7 @@ func Up(ctx context.Context, c Config) (st *State, err error) {
 	mode := st.Mode
 	switch {
 	case st.RealMode():
-		mode += " (real nodes: kubelet, containerd, kube-proxy " + st.Real.ProxyMode + "; twill from its image)"
+		mode += " (real nodes: kubelet, containerd " + st.Real.Containerd + ", kube-proxy " + st.Real.ProxyMode + "; twill from its image)"
 	case st.KubeMode():
 		mode += " (leases through kube-apiserver)"
 	}
@@ -346,8 +347,8 @@ func PrintSummary(w io.Writer, st *State) {
 	}
 	switch {
 	case st.RealMode():
-		fmt.Fprintf(w, "kube-apiserver: %s (in %s); admin kubeconfig %s; twill: DaemonSet %s/%s (%s), kube-proxy --proxy-mode %s\n",
-			st.Kube.URL, st.Underlay, st.Kube.AdminKubeconfig, TwillNamespace, TwillDaemonSet, st.Real.TwillImage, st.Real.ProxyMode)
+		fmt.Fprintf(w, "kube-apiserver: %s (in %s); admin kubeconfig %s; twill: DaemonSet %s/%s (%s), kube-proxy --proxy-mode %s, %s\n",
+			st.Kube.URL, st.Underlay, st.Kube.AdminKubeconfig, TwillNamespace, TwillDaemonSet, st.Real.TwillImage, st.Real.ProxyMode, st.Real.runtimeName())
 	case st.KubeMode():
 		fmt.Fprintf(w, "kube-apiserver: %s (in %s); admin kubeconfig %s; agents use %s in their roots\n", st.Kube.URL, st.Underlay, st.Kube.AdminKubeconfig, "etc/twill/kubeconfig")
 	}

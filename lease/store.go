@@ -163,6 +163,12 @@ var ErrIncompatibleConfig = errors.New("network config incompatible with the lea
 // SubnetMin and SubnetMax is leased to another node.
 var ErrNoFreeSubnet = errors.New("no free subnet")
 
+// ErrNoSubnetYet is matched (errors.Is) by Store.Acquire's error when
+// something outside twill assigns the subnets (Kubernetes: the Node's
+// spec.podCIDR from kube-controller-manager's nodeipam) and this node has
+// none yet: not a store outage, the agent waits and says what is missing.
+var ErrNoSubnetYet = errors.New("no subnet assigned to this node yet")
+
 // ReacquiredError is sent on KeepAlive's channel when the lease had been lost
 // (it expired while the store was unreachable) and was acquired again. New
 // is normally the same subnet as Old; when it is not (another node took the

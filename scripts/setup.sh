@@ -3,9 +3,9 @@
 # are root: the Debian packages below (with --kube, for the tests, also
 # chromium, containerd and runc), and real etcd, cnitool, flanneld, bridge,
 # host-local, portmap and (with --kube) kube-apiserver, kubectl, kubelet,
-# kube-controller-manager, kube-scheduler, kube-proxy and coredns binaries
-# built from the Go module proxy into bin/ (cached: rebuilt only when tools/
-# changes).
+# kube-controller-manager, kube-scheduler, kube-proxy and coredns binaries,
+# plus containerd 2.x in bin/containerd2/, built from the Go module proxy into
+# bin/ (cached: rebuilt only when tools/ changes).
 #
 #   scripts/setup.sh          what the lab and the tests without Kubernetes need
 #                             (make tools: make bench, the lab's Flannel nodes)
@@ -137,6 +137,33 @@ if [ ! -x bin/coredns ] || [ "$(cat "$cstamp" 2>/dev/null)" != "$cwant" ]; then
 	echo "setup: building coredns $cver (errors, health, ready, kubernetes, forward, cache, loop, reload, loadbalance, log) into bin/ (first time: 10-50 minutes, most of it k8s.io/client-go)"
 	(cd tools/coredns && CGO_ENABLED=0 go build -trimpath -ldflags "$cldflags" -o ../../bin/coredns ./coredns)
 	echo "$cwant" > "$cstamp"
+fi
+# containerd 2.x for `twill lab up --kubernetes --containerd 2` (Debian's 1.6
+# is the default runtime): containerd, its runc shim and ctr from the
+# github.com/containerd/containerd/v2 module pinned by tools/containerd2,
+# side by side in bin/containerd2/ (containerd runs the shim next to it; the
+# lab puts that directory first on its PATH). Static, without the btrfs,
+# devmapper and zfs snapshotters (they need cgo); about 2 minutes cold.
+c2stamp=bin/.containerd2.stamp
+# (go.mod has it as "require <module> <version>" or inside a require block)
+c2ver=$(awk '{ for (i = 1; i < NF; i++) if ($i == "github.com/containerd/containerd/v2") { print $(i + 1); exit } }' tools/containerd2/go.mod)
+if [ -z "$c2ver" ]; then
+	echo "setup: tools/containerd2/go.mod does not require github.com/containerd/containerd/v2" >&2
+	exit 1
+fi
+c2ldflags="-s -w -X github.com/containerd/containerd/v2/version.Version=$c2ver"
+c2bins=(containerd containerd-shim-runc-v2 ctr)
+c2want=$( (cat tools/containerd2/go.mod tools/containerd2/go.sum tools/containerd2/tools.go; echo "$c2ldflags") | sha256sum | cut -d' ' -f1)
+c2missing=0
+for b in "${c2bins[@]}"; do [ -x "bin/containerd2/$b" ] || c2missing=1; done
+if [ "$c2missing" = 1 ] || [ "$(cat "$c2stamp" 2>/dev/null)" != "$c2want" ]; then
+	echo "setup: building containerd $c2ver (${c2bins[*]}) from github.com/containerd/containerd/v2 into bin/containerd2/ (first time: about 2 minutes)"
+	mkdir -p bin/containerd2
+	for b in "${c2bins[@]}"; do
+		(cd tools/containerd2 && CGO_ENABLED=0 go build -trimpath -tags no_btrfs,no_devmapper,no_zfs -ldflags "$c2ldflags" \
+			-o "../../bin/containerd2/$b" "github.com/containerd/containerd/v2/cmd/$b")
+	done
+	echo "$c2want" > "$c2stamp"
 fi
 fi
 echo "setup: ok ($(bin/etcd --version 2>/dev/null | head -1); $(cd bin && ls | tr '\n' ' '))"

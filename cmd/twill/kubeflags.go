@@ -72,7 +72,9 @@ func (f *kubeFlags) open(ctx context.Context, etcdFlags *storeFlags, netns strin
 func (f *kubeFlags) openKube(netns string, log *slog.Logger) (*kube.Store, error) {
 	// client-go logs through klog (e.g. a watch that broke): into our log.
 	klog.SetSlogLogger(log.With("component", "client-go"))
-	o := kube.Options{Kubeconfig: f.kubeconfig, Logger: log}
+	// In the DaemonSet's pod (POD_NAME, POD_NAMESPACE, POD_UID set): its
+	// Warning Events go on that pod too, for kubectl describe pod.
+	o := kube.Options{Kubeconfig: f.kubeconfig, Logger: log, Pod: kube.PodFromEnv()}
 	if netns != "" {
 		o.Dial = nsrun.Dialer(netns)
 	}

@@ -139,8 +139,12 @@ twill (see 'twill migrate').
 --kubernetes builds a real cluster instead: kube-apiserver (Node,RBAC),
 kube-controller-manager (--allocate-node-cidrs) and kube-scheduler in the
 underlay namespace; on every node, in its own network and mount namespace,
-Debian's containerd, a real kubelet and a real kube-proxy (--proxy-mode
-iptables or nftables). The images of 'make image' (bin/image, or --image-dir)
+containerd, a real kubelet and a real kube-proxy (--proxy-mode
+iptables or nftables). --containerd picks the runtime: 1.6 (default, Debian's
+containerd package, config version 2) or 2 (containerd 2.x built from
+github.com/containerd/containerd/v2 by 'make tools-kube' into bin/containerd2/,
+config version 3; $TWILL_CONTAINERD2_DIR points elsewhere). The images of
+'make image' (bin/image, or --image-dir)
 are imported into every node's containerd, twill is installed with
 'kubectl apply' of bin/image/twill.yaml, and the lab's pods are real Pods of
 the test-server image, pinned to their nodes, its Services real Services.
@@ -149,6 +153,7 @@ Takes 1-3 minutes; see docs/lab.md "Real nodes".`,
 		Example: `  twill lab up
   twill lab up --store kubernetes       # agents lease through a real kube-apiserver
   twill lab up --kubernetes             # real nodes: kubelet, containerd, kube-proxy; twill's DaemonSet
+  twill lab up --kubernetes --containerd 2   # the same on containerd 2.x
   twill lab up --nodes 2 --pods 3 --backend host-gw --name gw
   twill lab up --static                 # no agents: the lab programs the network
   twill lab up --flannel-nodes 3        # every node on flanneld, to try 'twill migrate'
@@ -187,6 +192,7 @@ Takes 1-3 minutes; see docs/lab.md "Real nodes".`,
 	fs.BoolVar(&c.Kubernetes, "kubernetes", false, "a real cluster: control plane, kubelet + containerd + kube-proxy per node, twill installed from its image with kubectl apply")
 	fs.BoolVar(&c.KeepOnFailure, "keep-on-failure", false, "when a step fails, leave the lab as it is for inspection (remove it with 'twill lab down')")
 	fs.StringVar(&c.ProxyMode, "proxy-mode", "", "kube-proxy's mode with --kubernetes: iptables (default) or nftables")
+	fs.StringVar(&c.Containerd, "containerd", "", "the real nodes' container runtime with --kubernetes: 1.6 (default: Debian's containerd package) or 2 (containerd 2.x, config version 3, from bin/containerd2: 'make tools-kube' builds it)")
 	fs.StringVar(&c.ImageDir, "image-dir", "", "with --kubernetes: the output of 'make image' (default: $TWILL_IMAGE_DIR, image/ next to twill, ./bin/image)")
 	fs.StringVar(&c.KubectlBin, "kubectl-bin", "", "kubectl binary for --store kubernetes, put first on PATH by 'lab exec' (default: search, see above)")
 	return cmd

@@ -23,7 +23,9 @@ import (
 //
 // Errors, all retried by the agent: *NoPodCIDRError when the node has no
 // podCIDR of a family yet (it says how to get one); *OutsideNetworkError
-// when a podCIDR is not in its network; the node not found (--node must be
+// when a podCIDR is not in its network (both also recorded as a Warning
+// Event on the Node and the agent's pod: ReasonNoPodCIDR,
+// ReasonPodCIDROutsideNetwork); the node not found (--node must be
 // the Node object's name); *ForbiddenError naming the missing permission.
 func (s *Store) Acquire(ctx context.Context, cfg netconf.Config, req lease.Request) (lease.Lease, error) {
 	if err := req.Check(cfg); err != nil {
@@ -35,6 +37,9 @@ func (s *Store) Acquire(ctx context.Context, cfg netconf.Config, req lease.Reque
 	}
 	sn4, sn6, err := Subnets(infoOf(node), cfg)
 	if err != nil {
+		if reason := eventReason(err); reason != "" {
+			s.warn(req.Node, reason, err.Error())
+		}
 		return lease.Lease{}, err
 	}
 	for _, f := range cfg.Families() {
@@ -50,6 +55,20 @@ func (s *Store) Acquire(ctx context.Context, cfg netconf.Config, req lease.Reque
 	s.own = &owned{lease: l, cfg: cfg, req: req}
 	s.mu.Unlock()
 	return l, nil
+}
+
+// eventReason is the Event reason of an Acquire error the cluster's
+// administrator must act on ("" for the others). Pure.
+func eventReason(err error) string {
+	var none *NoPodCIDRError
+	var outside *OutsideNetworkError
+	switch {
+	case errors.As(err, &none):
+		return ReasonNoPodCIDR
+	case errors.As(err, &outside):
+		return ReasonPodCIDROutsideNetwork
+	}
+	return ""
 }
 
 // nodeGetError explains a failed GET of this node.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -89,6 +90,66 @@ func TestAgainstAPIServer(t *testing.T) {
 		} {
 			if n.Annotations[k] != v {
 				t.Errorf("annotation %s = %q, want %q", k, n.Annotations[k], v)
+			}
+		}
+	})
+
+	t.Run("a node without a podCIDR gets a Warning Event kubectl describe shows", func(t *testing.T) {
+		ctx := timeout(t, 60*time.Second)
+		createNode(t, admin, "acq-ev", "")
+		pod := &kube.PodRef{Namespace: "default", Name: "twill-abcde", UID: "0a1b2c3d-0000-4000-8000-000000000001"}
+		s, err := kube.New(kube.Options{Kubeconfig: srv.Kubeconfig(kubetest.Twill), Logger: quiet, Pod: pod})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		// The agent retries; every failed Acquire warns, the recorder counts.
+		var msg string
+		for range 2 {
+			_, err := s.Acquire(ctx, cfg, request("acq-ev", "192.168.50.9"))
+			if err == nil || !errors.Is(err, lease.ErrNoSubnetYet) {
+				t.Fatalf("Acquire without podCIDR: %v, want an error matching lease.ErrNoSubnetYet", err)
+			}
+			msg = err.Error()
+		}
+		// As the shipped ClusterRole allows (the store talks as user twill).
+		var onNode, onPod *corev1.Event
+		for onNode == nil || onPod == nil {
+			evs, err := admin.CoreV1().Events("").List(ctx, metav1.ListOptions{FieldSelector: "reason=" + kube.ReasonNoPodCIDR})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, e := range evs.Items {
+				switch o := e.InvolvedObject; {
+				case o.Kind == "Node" && o.Name == "acq-ev":
+					onNode = &evs.Items[i]
+				case o.Kind == "Pod" && o.Namespace == pod.Namespace && o.Name == pod.Name && o.UID == pod.UID:
+					onPod = &evs.Items[i]
+				}
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("no NoPodCIDR Event on the Node (%v) and the pod (%v) within 60s", onNode != nil, onPod != nil)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		for _, e := range []*corev1.Event{onNode, onPod} {
+			if e.Type != corev1.EventTypeWarning || e.Message != msg || e.Source.Component != kube.EventComponent || e.Source.Host != "acq-ev" {
+				t.Errorf("Event on %s %s: type %s, source %+v, message %q; want Warning from %s on acq-ev with Acquire's message %q",
+					e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Type, e.Source, e.Message, kube.EventComponent, msg)
+			}
+		}
+		// What the user runs: kubectl describe node lists it.
+		kubectl, err := kubetest.KubectlBin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", srv.Kubeconfig(kubetest.Admin), "describe", "node", "acq-ev").CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl describe node: %v\n%s", err, out)
+		}
+		for _, want := range []string{"Warning", kube.ReasonNoPodCIDR, "node acq-ev has no spec.podCIDR yet: kube-controller-manager must run with --allocate-node-cidrs"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("kubectl describe node acq-ev lacks %q:\n%s", want, out)
 			}
 		}
 	})

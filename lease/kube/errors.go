@@ -70,6 +70,9 @@ func (e *NoPodCIDRError) Error() string {
 		e.Node, network, network, e.Node)
 }
 
+// Is makes a NoPodCIDRError match lease.ErrNoSubnetYet.
+func (e *NoPodCIDRError) Is(target error) bool { return target == lease.ErrNoSubnetYet }
+
 // OutsideNetworkError says the node's podCIDR is not inside the cluster
 // network of net-conf.json: the two configurations disagree.
 type OutsideNetworkError struct {

@@ -319,7 +319,7 @@ func TestClusterRoleYAMLIsTheRules(t *testing.T) {
 		t.Fatalf("parsed %+v, want rules %+v", cr, RBACRules())
 	}
 	// Exactly the verbs the store uses, nothing more.
-	want := map[string][]string{"nodes": {"get", "list", "watch", "patch"}, "nodes/status": {"patch"}}
+	want := map[string][]string{"nodes": {"get", "list", "watch", "patch"}, "nodes/status": {"patch"}, "events": {"create", "patch"}}
 	got := map[string][]string{}
 	for _, r := range RBACRules() {
 		if len(r.APIGroups) != 1 || r.APIGroups[0] != "" || len(r.ResourceNames) != 0 || len(r.NonResourceURLs) != 0 {
@@ -423,5 +423,30 @@ func TestTwillKeysAndFlannelSet(t *testing.T) {
 	}
 	if len(TwillKeys(fl)) != 0 {
 		t.Errorf("TwillKeys of Flannel's set = %v", TwillKeys(fl))
+	}
+}
+
+// The Node's Event reference carries its name as UID, as kubelet's do:
+// kubectl describe node matches on it. The pod's comes from the downward
+// API, all three fields or none.
+func TestEventRefs(t *testing.T) {
+	refs := eventRefs("n1", nil)
+	if len(refs) != 1 || refs[0].Kind != "Node" || refs[0].Name != "n1" || refs[0].UID != "n1" || refs[0].Namespace != "" {
+		t.Fatalf("refs without a pod: %+v", refs)
+	}
+	t.Setenv("POD_NAMESPACE", "kube-twill")
+	t.Setenv("POD_NAME", "twill-x")
+	t.Setenv("POD_UID", "")
+	if p := PodFromEnv(); p != nil {
+		t.Fatalf("PodFromEnv without POD_UID: %+v, want nil", p)
+	}
+	t.Setenv("POD_UID", "u-1")
+	p := PodFromEnv()
+	refs = eventRefs("n1", p)
+	if len(refs) != 2 || refs[1].Kind != "Pod" || refs[1].Namespace != "kube-twill" || refs[1].Name != "twill-x" || refs[1].UID != "u-1" {
+		t.Fatalf("refs with the pod: %+v", refs)
+	}
+	if eventReason(&NoPodCIDRError{Node: "n1"}) != ReasonNoPodCIDR || eventReason(errors.New("x")) != "" {
+		t.Error("eventReason: NoPodCIDRError must be NoPodCIDR, others none")
 	}
 }

@@ -17,12 +17,14 @@ const ClusterRoleName = "twill"
 //	nodes         get, list, watch   Acquire reads its Node; Watch and KeepAlive run Node informers
 //	nodes         patch              publish and remove the twill.io/* annotations
 //	nodes/status  patch              set the NetworkUnavailable=False condition
+//	events        create, patch      Warning Events on the Node and the agent's pod (no podCIDR); patch counts repeats
 //
-// Nothing else: no create/update/delete, no secrets, no pods.
+// Nothing else: no update/delete, no secrets, no pods.
 func RBACRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"nodes/status"}, Verbs: []string{"patch"}},
+		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 	}
 }
 

@@ -41,6 +41,10 @@ type Options struct {
 	Recheck time.Duration
 	// Logger receives watch, keepalive and permission messages (default slog.Default()).
 	Logger *slog.Logger
+	// Pod is the agent's own pod (PodFromEnv), when it runs in one: the
+	// store's Warning Events (a node without a podCIDR) are recorded on it
+	// as well as on the Node.
+	Pod *PodRef
 }
 
 // Store is the Kubernetes implementation of lease.Store (see the package
@@ -50,6 +54,8 @@ type Store struct {
 	c       kubernetes.Interface
 	log     *slog.Logger
 	recheck time.Duration
+	pod     *PodRef
+	ev      events
 
 	mu        sync.Mutex
 	own       *owned // nil before Acquire and after Release
@@ -129,7 +135,7 @@ func NewForClient(c kubernetes.Interface, o Options) *Store {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Store{c: c, log: o.Logger, recheck: o.Recheck}
+	return &Store{c: c, log: o.Logger, recheck: o.Recheck, pod: o.Pod}
 }
 
 // Client is the underlying API client.
@@ -147,8 +153,11 @@ func (s *Store) Lease() (lease.Lease, bool) {
 
 // Close releases nothing: the annotations stay, so a restarting agent finds
 // its node as it left it. Informers stop with the contexts given to Watch
-// and KeepAlive.
-func (s *Store) Close() error { return nil }
+// and KeepAlive. It stops the Event recorder, if a warning started it.
+func (s *Store) Close() error {
+	s.stopEvents()
+	return nil
+}
 
 // errNoConfigKube is Config's answer: the net-conf comes from a file.
 var errNoConfigKube = fmt.Errorf("%w: with --store kubernetes the network config is not read from the API: pass --net-conf FILE (the net-conf.json of the twill ConfigMap, mounted into the pod, e.g. /etc/twill/net-conf.json)", lease.ErrNoConfig)

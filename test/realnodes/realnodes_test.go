@@ -18,8 +18,11 @@
 // of twill. Then `lab down` leaves nothing behind (also without its state
 // file, as after a crash) and no host-wide setting changed. It runs with
 // kube-proxy's iptables and nftables modes over vxlan, and iptables over
-// host-gw. It needs root, `make tools-kube` and `make image` (make test
-// does both).
+// host-gw, on Debian's containerd 1.6, and iptables over vxlan once more on
+// containerd 2.x (--containerd 2). The iptables-vxlan case on 1.6 also
+// shows what a user sees in kubectl describe pod for an image missing from
+// the store and a runtime rejecting the CNI result version. It needs root,
+// `make tools-kube` and `make image` (make test does both).
 package realnodes
 
 import (
@@ -79,6 +82,12 @@ func run(m *testing.M) int {
 		}
 		os.Setenv(env, p)
 	}
+	// containerd 2.x for the case on it (make tools-kube builds it).
+	if _, err := lab.FindContainerd2(filepath.Join(repoBin, "containerd2")); err != nil {
+		fmt.Fprintln(os.Stderr, "realnodes:", err)
+		return 1
+	}
+	os.Setenv("TWILL_CONTAINERD2_DIR", filepath.Join(repoBin, "containerd2"))
 	img := filepath.Join(repoBin, "image")
 	for _, f := range []string{"testserver.docker.tar", "coredns.docker.tar"} {
 		if _, err := os.Stat(filepath.Join(img, f)); err != nil {
@@ -147,26 +156,36 @@ type labState struct {
 }
 
 func TestRealNodes(t *testing.T) {
-	for _, c := range []struct{ mode, backend, id string }{
-		{"iptables", "vxlan", "i"}, {"nftables", "vxlan", "n"}, {"iptables", "host-gw", "h"},
+	for _, c := range []struct{ mode, backend, containerd, id string }{
+		{"iptables", "vxlan", lab.Containerd16, "i"}, {"nftables", "vxlan", lab.Containerd16, "n"}, {"iptables", "host-gw", lab.Containerd16, "h"},
+		{"iptables", "vxlan", lab.Containerd2, "c"},
 	} {
-		t.Run(c.mode+"-"+c.backend, func(t *testing.T) { testCluster(t, c.mode, c.backend, c.id) })
+		sub := c.mode + "-" + c.backend
+		if c.containerd != lab.Containerd16 {
+			sub += "-containerd" + c.containerd
+		}
+		t.Run(sub, func(t *testing.T) { testCluster(t, c.mode, c.backend, c.containerd, c.id) })
 	}
 }
 
-func testCluster(t *testing.T, mode, backend, id string) {
+// testCluster builds a lab of 2 real nodes with kube-proxy mode, twill's
+// backend and containerd (lab.Containerd16 or lab.Containerd2) and checks
+// it. On containerd 2 it runs every check of pods, nodes and Services plus
+// a deleted twill pod (what the runtime takes part in); the seed failures
+// and the rolling update, which the runtime does not change, run on 1.6.
+func testCluster(t *testing.T, mode, backend, containerd, id string) {
 	name := fmt.Sprintf("rn%d%s", os.Getpid()%10000, id)
 	before := readSettings()
 	tw(t, 2*time.Minute, "lab", "down", "--name", name) // a lab left by an interrupted run
 	t.Cleanup(func() { down(t, name, before) })
 
 	start := time.Now()
-	r := tw(t, 12*time.Minute, "lab", "up", "--kubernetes", "--proxy-mode", mode, "--backend", backend, "--nodes", "2", "--pods", "2", "--name", name)
+	r := tw(t, 12*time.Minute, "lab", "up", "--kubernetes", "--proxy-mode", mode, "--backend", backend, "--containerd", containerd, "--nodes", "2", "--pods", "2", "--name", name)
 	if r.code != 0 {
 		dump(t, name)
-		t.Fatalf("lab up --kubernetes --proxy-mode %s --backend %s failed (exit %d) after %s:\n%s", mode, backend, r.code, time.Since(start).Round(time.Second), r.out)
+		t.Fatalf("lab up --kubernetes --proxy-mode %s --backend %s --containerd %s failed (exit %d) after %s:\n%s", mode, backend, containerd, r.code, time.Since(start).Round(time.Second), r.out)
 	}
-	t.Logf("lab up --kubernetes (%s, %s, 2 nodes x 2 pods): %s", mode, backend, time.Since(start).Round(time.Second))
+	t.Logf("lab up --kubernetes (%s, %s, containerd %s, 2 nodes x 2 pods): %s", mode, backend, containerd, time.Since(start).Round(time.Second))
 	st := loadState(t, name)
 	failed := false
 	check := func(what string, fn func() error) {
@@ -190,9 +209,26 @@ func testCluster(t *testing.T, mode, backend, id string) {
 		}
 		return nil
 	})
-	check("lab status healthy", func() error {
-		if r := tw(t, 30*time.Second, "lab", "status", "--name", name); r.code != 0 {
+	check("lab status healthy, naming the runtime", func() error {
+		r := tw(t, 30*time.Second, "lab", "status", "--name", name)
+		if r.code != 0 {
 			return fmt.Errorf("exit %d:\n%s", r.code, r.out)
+		}
+		if want := "runtime: containerd " + containerd + "."; !strings.Contains(r.out, want) {
+			return fmt.Errorf("lab status does not say %q:\n%s", want, r.out)
+		}
+		return nil
+	})
+	check("every node runs the containerd asked for (kubectl get nodes: containerRuntimeVersion)", func() error {
+		r := kubectl(t, name, "get", "nodes", "-o", `jsonpath={range .items[*]}{.status.nodeInfo.containerRuntimeVersion}{"\n"}{end}`)
+		lines := strings.Fields(r.out)
+		if r.code != 0 || len(lines) != 2 {
+			return fmt.Errorf("exit %d: %q", r.code, r.out)
+		}
+		for _, l := range lines {
+			if v, ok := strings.CutPrefix(l, "containerd://"); !ok || !strings.HasPrefix(strings.TrimPrefix(v, "v"), containerd+".") {
+				return fmt.Errorf("a node reports runtime %q, want containerd://%s.*", l, containerd)
+			}
 		}
 		return nil
 	})
@@ -325,7 +361,7 @@ func testCluster(t *testing.T, mode, backend, id string) {
 		}
 		return nil
 	})
-	if backend == "vxlan" {
+	if backend == "vxlan" && containerd == lab.Containerd16 {
 		// The seed failures with the real kube-proxy's rules: each breaks
 		// node1, is seen by a user, named by doctor, explained by trace,
 		// and gone after lab fix.
@@ -350,11 +386,25 @@ func testCluster(t *testing.T, mode, backend, id string) {
 			return nil
 		})
 	}
-	if mode == "iptables" && backend == "vxlan" {
+	if mode == "iptables" && backend == "vxlan" && containerd == lab.Containerd16 {
+		// Bad input a user meets on real nodes: what kubectl describe
+		// shows (the agent's own, a node without a podCIDR, is tested
+		// against a real API server in lease/kube).
+		check("an image missing from the node's store (IfNotPresent, no registry): kubectl describe pod names the image and the pull failure", func() error {
+			return missingImage(t, name)
+		})
+		check("a runtime that rejects the CNI result version (containerd 1.6, conflist 1.1.0): kubectl describe pod says so; the shipped 1.0.0 brings the pod up", func() error {
+			return runtimeRejectsCNIVersion(t, name, st.Nodes[1].Root)
+		})
 		check("a rolling update of the twill DaemonSet to a new image tag: rolled out on every node, a TCP stream across nodes sees no reset", func() error {
 			return rollingUpdateUnderStream(t, name, st.Nodes[1].Pods[0].IP, len(st.Nodes))
 		})
 		check("a twill pod deleted: the DaemonSet recreates it, a TCP stream across nodes sees no reset", func() error {
+			return deleteTwillPodUnderStream(t, name, st.Nodes[1].Pods[0].IP)
+		})
+	}
+	if containerd == lab.Containerd2 {
+		check("a twill pod deleted on containerd 2: the DaemonSet recreates it, a TCP stream across nodes sees no reset", func() error {
 			return deleteTwillPodUnderStream(t, name, st.Nodes[1].Pods[0].IP)
 		})
 	}
@@ -374,6 +424,125 @@ func testCluster(t *testing.T, mode, backend, id string) {
 			return os.Remove(filepath.Join("/run/twill-lab", name, "state.json"))
 		})
 	}
+}
+
+// badPod is a Pod of namespace lab pinned to node2, as kubectl apply reads it.
+func badPod(podName, image, pullPolicy string) string {
+	return fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":%q,"namespace":"lab"},
+"spec":{"nodeSelector":{"kubernetes.io/hostname":"node2"},"terminationGracePeriodSeconds":0,
+"containers":[{"name":"c","image":%q,"imagePullPolicy":%q}]}}`, podName, image, pullPolicy)
+}
+
+// applyPod creates a Pod from its JSON with kubectl apply -f (a file:
+// lab exec passes no stdin).
+func applyPod(t *testing.T, labName, manifest string) error {
+	f := filepath.Join(t.TempDir(), "pod.json")
+	if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
+		return err
+	}
+	if r := kubectl(t, labName, "apply", "-f", f); r.code != 0 {
+		return fmt.Errorf("kubectl apply: exit %d: %s", r.code, r.out)
+	}
+	return nil
+}
+
+// describeUntil runs kubectl describe pod lab/podName until its output
+// holds every string of want (bounded), and returns the last output.
+func describeUntil(t *testing.T, labName, podName string, within time.Duration, want ...string) (string, error) {
+	deadline := time.Now().Add(within)
+	for {
+		r := kubectl(t, labName, "-n", "lab", "describe", "pod", podName)
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(r.out, w) {
+				missing = w
+				break
+			}
+		}
+		if r.code == 0 && missing == "" {
+			return r.out, nil
+		}
+		if time.Now().After(deadline) {
+			return r.out, fmt.Errorf("kubectl describe pod %s after %s lacks %q (exit %d):\n%s", podName, within, missing, r.code, r.out)
+		}
+		time.Sleep(3 * time.Second)
+	}
+}
+
+// missingImage runs a pod whose image (a tag of twill's that was never
+// built) is in no node's store, with imagePullPolicy IfNotPresent as the
+// DaemonSet has, and no registry reachable from the lab: kubectl describe
+// pod must name the image, the failed pull and the back-off, so the user
+// knows to import the image or make a registry reachable.
+func missingImage(t *testing.T, labName string) error {
+	ref, err := os.ReadFile(filepath.Join(repoBin, "image", "twill.ref"))
+	if err != nil {
+		return err
+	}
+	img := strings.TrimSpace(string(ref)) + "-missing"
+	defer kubectl(t, labName, "-n", "lab", "delete", "pod", "missing-image", "--wait=false")
+	if err := applyPod(t, labName, badPod("missing-image", img, "IfNotPresent")); err != nil {
+		return err
+	}
+	out, err := describeUntil(t, labName, "missing-image", 2*time.Minute, `Failed to pull image "`+img+`"`, "ImagePullBackOff")
+	if err != nil {
+		return err
+	}
+	t.Logf("kubectl describe pod missing-image (what the user sees):\n%s", out)
+	return nil
+}
+
+// runtimeRejectsCNIVersion writes node2's conflist with cniVersion 1.1.0,
+// which Debian's containerd 1.6 cannot read a result of, and runs a pod
+// there: kubectl describe pod must show the runtime's refusal with the
+// version. Then the conflist as shipped (1.0.0) is put back and the same
+// pod must come up (kubelet retries the sandbox): the fix the docs give.
+func runtimeRejectsCNIVersion(t *testing.T, labName, node2Root string) error {
+	conflist := filepath.Join(node2Root, "etc", "cni", "net.d", "10-twill.conflist")
+	shipped, err := os.ReadFile(conflist)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(shipped), `"cniVersion": "1.0.0"`) {
+		return fmt.Errorf("%s does not declare cniVersion 1.0.0:\n%s", conflist, shipped)
+	}
+	newer := strings.Replace(string(shipped), `"cniVersion": "1.0.0"`, `"cniVersion": "1.1.0"`, 1)
+	if err := os.WriteFile(conflist, []byte(newer), 0o644); err != nil {
+		return err
+	}
+	restored := false
+	restore := func() error {
+		restored = true
+		return os.WriteFile(conflist, shipped, 0o644)
+	}
+	defer func() {
+		if !restored {
+			_ = restore()
+		}
+		kubectl(t, labName, "-n", "lab", "delete", "pod", "cni-version", "--wait=false")
+	}()
+	time.Sleep(2 * time.Second) // containerd reloads the conflist on a file event
+	ts, err := os.ReadFile(filepath.Join(repoBin, "image", "twill.ref"))
+	if err != nil {
+		return err
+	}
+	tag := strings.TrimSpace(string(ts))
+	testServer := image.TestServerRepository + tag[strings.LastIndex(tag, ":"):]
+	if err := applyPod(t, labName, badPod("cni-version", testServer, "Never")); err != nil {
+		return err
+	}
+	out, err := describeUntil(t, labName, "cni-version", 2*time.Minute, "FailedCreatePodSandBox", `unsupported CNI result version "1.1.0"`)
+	if err != nil {
+		return err
+	}
+	t.Logf("kubectl describe pod cni-version (what the user sees):\n%s", out)
+	if err := restore(); err != nil {
+		return err
+	}
+	if r := kubectl(t, labName, "-n", "lab", "wait", "--for=jsonpath={.status.phase}=Running", "pod/cni-version", "--timeout=3m"); r.code != 0 {
+		return fmt.Errorf("with the shipped conflist back the pod did not start: exit %d: %s", r.code, r.out)
+	}
+	return nil
 }
 
 // deleteTwillPodUnderStream keeps a TCP stream busy from node1-a to ip's
