@@ -33,8 +33,9 @@ const (
 
 // E2ESpec is what the suite's images are made of.
 type E2ESpec struct {
-	// Agnhost is the host path of the static agnhost binary
-	// (k8s.io/kubernetes/test/images/agnhost, CGO_ENABLED=0).
+	// Agnhost is the host path of the agnhost binary
+	// (k8s.io/kubernetes/test/images/agnhost); the libraries a dynamic one
+	// loads are shipped with the tools'.
 	Agnhost string
 	// AgnhostFiles maps paths in the agnhost image to host files that
 	// upstream's Dockerfile adds beside it (porter's localhost.crt and
@@ -70,7 +71,14 @@ func (s E2ESpec) userland() (Tree, error) {
 	if err != nil {
 		return nil, err
 	}
-	libs, err := NeededClosure(s.Host, s.Tools, dirs)
+	// agnhost's own libraries too: built with cgo (as e2e.test, sharing its
+	// compile cache) it loads libc.
+	start := append([]string(nil), s.Tools...)
+	if f, err := s.Host.OpenELF(s.Agnhost); err == nil {
+		f.Close()
+		start = append(start, s.Agnhost)
+	}
+	libs, err := NeededClosure(s.Host, start, dirs)
 	if err != nil {
 		return nil, err
 	}
@@ -84,6 +92,10 @@ func (s E2ESpec) userland() (Tree, error) {
 		if err := t.AddHost(s.Host, p); err != nil {
 			return nil, err
 		}
+	}
+	// Debian's default host lookup order (glibc's own default asks DNS first).
+	if err := t.AddData("etc/nsswitch.conf", "hosts: files dns\n"); err != nil {
+		return nil, err
 	}
 	if s.Busybox == "" {
 		return nil, fmt.Errorf("image: no busybox binary given for the e2e images")

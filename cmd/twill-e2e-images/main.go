@@ -36,6 +36,8 @@ var tools = map[string]string{
 	"/usr/bin/ss":   "iproute2",
 	"/usr/bin/dig":  "bind9-dnsutils",
 	"/usr/bin/bash": "bash",
+	// getent: the DNS tests' /etc/hosts probe (Alpine's musl has one).
+	"/usr/bin/getent": "libc-bin",
 }
 
 // busybox is the static busybox of Debian's busybox-static.
