@@ -36,6 +36,10 @@ var tools = map[string]string{
 	"/usr/bin/ss":   "iproute2",
 	"/usr/bin/dig":  "bind9-dnsutils",
 	"/usr/bin/bash": "bash",
+	// /bin/sh is Debian's dash, not busybox: Debian's busybox-static sh runs
+	// its own applets before PATH (FEATURE_PREFER_APPLETS), so the suite's
+	// `sh -c '... | nc -v ...'` got busybox's nc, which has no -v.
+	"/usr/bin/sh": "dash",
 	// getent: the DNS tests' /etc/hosts probe (Alpine's musl has one).
 	"/usr/bin/getent": "libc-bin",
 }
