@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 export TWILL_ETCD_BIN := $(CURDIR)/bin/etcd
 GO ?= go
 
-.PHONY: all tools tools-demo tools-kube build image demo test bench bench-flannel fuzz vet pictures clean difftrace-seeds
+.PHONY: all tools tools-demo tools-kube build image conformance demo test bench bench-flannel fuzz vet pictures clean difftrace-seeds
 
 # twill's version: the image tag and what `twill version` prints.
 VERSION ?= $(shell git describe --tags --always --dirty)
@@ -67,6 +67,13 @@ test: tools-kube build image vet
 	$(GO) test -p 2 -count=1 -timeout 30m ./...
 	@echo "== the end-to-end suite again, with leases from the Kubernetes API (--store kubernetes)"
 	TWILL_E2E_STORE=kubernetes $(GO) test -count=1 -timeout 20m ./test/e2e
+
+## conformance: the [sig-network] [Conformance] tests of Kubernetes' own e2e suite
+## (e2e.test of tools/kube/e2e) against a lab of real nodes running twill; not part of
+## make test (a cold build of e2e.test takes tens of minutes, the run up to TIMEOUT).
+## Writes bin/conformance/{summary.txt,report/,e2e.log}; see docs/conformance.md.
+conformance: tools-kube build image
+	./scripts/conformance.sh
 
 ## difftrace-seeds: the differential test of `twill trace` against the kernel over SEEDS
 ## random seeds (default 20) of CASES probes each (default 504, about 4 minutes per seed

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -61,11 +63,7 @@ func ParseRef(ref string) (name.Tag, error) {
 // programs with their libraries and modules (changes only with the host's
 // packages), then twill's own binaries and loopback (changes every build).
 func Layers(s Spec) ([]Tree, error) {
-	arch := s.Arch
-	if arch == "" {
-		arch = runtime.GOARCH
-	}
-	dirs, err := LibDirs(arch)
+	dirs, err := LibDirs(defaultArch(s.Arch))
 	if err != nil {
 		return nil, err
 	}
@@ -155,10 +153,25 @@ func BuildProgram(s ProgramSpec) (v1.Image, error) {
 // architecture to runtime.GOARCH.
 func refArch(ref, arch string) (name.Tag, string, error) {
 	tag, err := ParseRef(ref)
+	return tag, defaultArch(arch), err
+}
+
+// defaultArch is arch, or runtime.GOARCH if it is empty.
+func defaultArch(arch string) string {
 	if arch == "" {
-		arch = runtime.GOARCH
+		return runtime.GOARCH
 	}
-	return tag, arch, err
+	return arch
+}
+
+// ParseEpoch reads SOURCE_DATE_EPOCH (seconds since 1970), the time of
+// every file of the images; what names where the value came from.
+func ParseEpoch(epoch, what string) (time.Time, error) {
+	sec, err := strconv.ParseInt(strings.TrimSpace(epoch), 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--source-date-epoch %q: want seconds since 1970 (%s passes the last commit's time)", epoch, what)
+	}
+	return time.Unix(sec, 0).UTC(), nil
 }
 
 // assemble makes an OCI image of trees (one layer each, described by what)

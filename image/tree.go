@@ -76,6 +76,7 @@ type entry struct {
 	mode int64  // fixed: 0755 or 0644 (0777 for links)
 	link string // symbolic link target
 	src  string // host file to copy (regular files)
+	data string // the content of a regular file without src
 }
 
 // Tree is the content of one image layer: paths (relative, no leading
@@ -90,6 +91,16 @@ func (t Tree) AddFile(dst, src string, exec bool) error {
 		mode = 0o755
 	}
 	return t.put(dst, entry{typ: tar.TypeReg, mode: mode, src: src})
+}
+
+// AddData adds a regular file (mode 0644) holding body at dst.
+func (t Tree) AddData(dst, body string) error {
+	return t.put(dst, entry{typ: tar.TypeReg, mode: 0o644, data: body})
+}
+
+// AddDir adds an empty directory (mode 0755) at dst.
+func (t Tree) AddDir(dst string) error {
+	return t.put(dst, entry{typ: tar.TypeDir, mode: 0o755})
 }
 
 // AddSymlink adds a symbolic link at dst pointing to target.
@@ -184,7 +195,10 @@ func (t Tree) Tar(mtime time.Time) ([]byte, error) {
 			hdr.Name += "/"
 		}
 		var body []byte
-		if e.typ == tar.TypeReg {
+		if e.typ == tar.TypeReg && e.src == "" {
+			body = []byte(e.data)
+			hdr.Size = int64(len(body))
+		} else if e.typ == tar.TypeReg {
 			b, err := os.ReadFile(e.src)
 			if err != nil {
 				return nil, fmt.Errorf("image: reading %s for %s: %w", e.src, name, err)

@@ -27,6 +27,23 @@ func WriteDockerArchive(path string, tag name.Tag, img v1.Image) error {
 	return nil
 }
 
+// WriteArchive writes img as a docker-archive at path, tagged ref
+// (ParseRef), and returns the line scripts read: "<reference> <digest>".
+func WriteArchive(path, ref string, img v1.Image) (string, error) {
+	tag, err := ParseRef(ref)
+	if err != nil {
+		return "", err
+	}
+	if err := WriteDockerArchive(path, tag, img); err != nil {
+		return "", err
+	}
+	dig, err := img.Digest()
+	if err != nil {
+		return "", fmt.Errorf("image %s: digest: %w", ref, err)
+	}
+	return tag.Name() + " " + dig.String(), nil
+}
+
 // WriteOCI writes img as an OCI image layout packed in a tarball at path,
 // its index annotated with the tag (org.opencontainers.image.ref.name) and
 // the full reference (io.containerd.image.name). The tarball's entries are

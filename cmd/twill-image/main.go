@@ -20,9 +20,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"time"
 
 	"github.com/twillnet/twill/image"
 )
@@ -52,11 +49,10 @@ func run() error {
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
 	}
-	sec, err := strconv.ParseInt(strings.TrimSpace(epoch), 10, 64)
-	if err != nil {
-		return fmt.Errorf("--source-date-epoch %q: want seconds since 1970 (make image passes the last commit's time)", epoch)
+	var err error
+	if s.Epoch, err = image.ParseEpoch(epoch, "make image"); err != nil {
+		return err
 	}
-	s.Epoch = time.Unix(sec, 0).UTC()
 	s.Host = image.FS{Root: "/"}
 	tag, err := image.ParseRef(s.Ref)
 	if err != nil {
@@ -125,21 +121,14 @@ func run() error {
 // writeProgram builds a one-program image and writes it as a docker-archive
 // at path, printing its reference and digest.
 func writeProgram(path string, s image.ProgramSpec) error {
-	tag, err := image.ParseRef(s.Ref)
-	if err != nil {
-		return err
-	}
 	img, err := image.BuildProgram(s)
 	if err != nil {
 		return err
 	}
-	if err := image.WriteDockerArchive(path, tag, img); err != nil {
-		return err
-	}
-	dig, err := img.Digest()
+	line, err := image.WriteArchive(path, s.Ref, img)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s %s\n", tag.Name(), dig)
+	fmt.Println(line)
 	return nil
 }
