@@ -66,7 +66,7 @@ demo: tools-demo build
 test: tools-kube build image vet
 	$(GO) test -p 2 -count=1 -timeout 30m ./...
 	@echo "== the end-to-end suite again, with leases from the Kubernetes API (--store kubernetes)"
-	TWILL_E2E_STORE=kubernetes $(GO) test -count=1 -timeout 20m ./test/e2e
+	TWILL_E2E_STORE=kubernetes $(GO) test -count=1 -timeout 30m ./test/e2e
 
 ## conformance: the [sig-network] [Conformance] tests of Kubernetes' own e2e suite
 ## (e2e.test of tools/kube/e2e) against a lab of real nodes running twill; not part of
