@@ -100,7 +100,7 @@ func TestIPv6NodeCallsItself(t *testing.T) {
 // TestIPv6LocalhostNodePortIsDropped: IPv6 has no route_localnet: a call
 // to [::1]:NODEPORT DNATed to a pod (and masqueraded) is dropped even with
 // net.ipv4.conf.all.route_localnet=1, which lets the IPv4 twin through
-// (test/kubeproxyflows TestIPv6LocalhostNodePortAgrees shows the kernel
+// (test/difftrace TestRouteLocalnetAgrees shows the kernel
 // doing the same).
 func TestIPv6LocalhostNodePortIsDropped(t *testing.T) {
 	set := func(s *nodestate.Snapshot) {
